@@ -1,0 +1,204 @@
+package httpcore
+
+import (
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/spindle-server/spindle/conf"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// CoreConf is the core module's per-location configuration: nginx's
+// ngx_http_core_module settings with nginx's defaults.
+type CoreConf struct {
+	DefaultType         string
+	ClientMaxBodySize   int64 // 0: unlimited
+	KeepaliveTimeout    time.Duration
+	KeepaliveRequests   int
+	ClientHeaderTimeout time.Duration
+	ClientBodyTimeout   time.Duration
+	SendTimeout         time.Duration
+	LingeringTimeout    time.Duration
+	ServerTokens        bool
+	LargeHeaderBuffers  int // number of buffers
+	LargeHeaderBuffer   int // size of one: the longest request line or header line
+	Types               map[string]string
+	Root                string // document root, resolved against the prefix
+	RootExpr            *Expr  // root with variables
+	Alias               string
+	AliasExpr           *Expr
+}
+
+// CoreModule is the HTTP core's own module: server, listen, location, timeouts and
+// limits.
+var CoreModule = Register(&Module{
+	Name:  "core",
+	Order: OrderCore,
+	NewConf: func() any {
+		return &CoreConf{
+			DefaultType:         "text/plain",
+			ClientMaxBodySize:   1 << 20,
+			KeepaliveTimeout:    75 * time.Second,
+			KeepaliveRequests:   1000,
+			ClientHeaderTimeout: 60 * time.Second,
+			ClientBodyTimeout:   60 * time.Second,
+			SendTimeout:         60 * time.Second,
+			LingeringTimeout:    5 * time.Second,
+			ServerTokens:        true,
+			LargeHeaderBuffers:  4,
+			LargeHeaderBuffer:   8 << 10,
+			Root:                "html",
+		}
+	},
+	Directives: []Directive{
+		{Name: "listen", Context: CtxServer, Set: setListen},
+		{Name: "server_name", Context: CtxServer, Set: setServerName},
+		{Name: "internal", Context: CtxLocation, Set: func(c *Cmd) error {
+			v, err := conf.Bool(c.Attr())
+			c.Loc.Internal = v
+			return err
+		}},
+		{Name: "default_type", Context: CtxAll, Set: coreString(func(cc *CoreConf, v string) { cc.DefaultType = v })},
+		{Name: "client_max_body_size", Context: CtxAll, Set: coreSize(func(cc *CoreConf, v int64) { cc.ClientMaxBodySize = v })},
+		{Name: "keepalive_timeout", Context: CtxAll, Set: coreTime(func(cc *CoreConf, v time.Duration) { cc.KeepaliveTimeout = v })},
+		{Name: "keepalive_requests", Context: CtxAll, Set: func(c *Cmd) error {
+			n, err := conf.Int(c.Attr())
+			if err == nil && n < 1 {
+				return conf.Errorf(c.Attr().Expr.Range(), "keepalive_requests must be at least 1")
+			}
+			c.Conf().(*CoreConf).KeepaliveRequests = n
+			return err
+		}},
+		{Name: "client_header_timeout", Context: CtxHTTP | CtxServer, Set: coreTime(func(cc *CoreConf, v time.Duration) { cc.ClientHeaderTimeout = v })},
+		{Name: "client_body_timeout", Context: CtxAll, Set: coreTime(func(cc *CoreConf, v time.Duration) { cc.ClientBodyTimeout = v })},
+		{Name: "send_timeout", Context: CtxAll, Set: coreTime(func(cc *CoreConf, v time.Duration) { cc.SendTimeout = v })},
+		{Name: "lingering_timeout", Context: CtxAll, Set: coreTime(func(cc *CoreConf, v time.Duration) { cc.LingeringTimeout = v })},
+		{Name: "server_tokens", Context: CtxAll, Set: func(c *Cmd) error {
+			v, err := conf.Bool(c.Attr())
+			c.Conf().(*CoreConf).ServerTokens = v
+			return err
+		}},
+		{Name: "large_client_header_buffers", Context: CtxHTTP | CtxServer, Set: setLargeHeaderBuffers},
+	},
+})
+
+// CoreConfOf returns the core configuration of a location.
+func CoreConfOf(l *Location) *CoreConf { return l.confs[CoreModule.idx].(*CoreConf) }
+
+func coreString(f func(*CoreConf, string)) func(*Cmd) error {
+	return func(c *Cmd) error {
+		v, err := conf.String(c.Attr())
+		if err == nil {
+			f(c.Conf().(*CoreConf), v)
+		}
+		return err
+	}
+}
+
+func coreSize(f func(*CoreConf, int64)) func(*Cmd) error {
+	return func(c *Cmd) error {
+		v, err := conf.Size(c.Attr())
+		if err == nil {
+			f(c.Conf().(*CoreConf), v)
+		}
+		return err
+	}
+}
+
+func coreTime(f func(*CoreConf, time.Duration)) func(*Cmd) error {
+	return func(c *Cmd) error {
+		v, err := conf.Duration(c.Attr())
+		if err == nil {
+			f(c.Conf().(*CoreConf), v)
+		}
+		return err
+	}
+}
+
+func setListen(c *Cmd) error {
+	vals, err := conf.Strings(c.Attr())
+	if err != nil {
+		return err
+	}
+	if len(vals) == 0 {
+		return c.Errorf("listen needs at least one address")
+	}
+	for _, v := range vals {
+		l, err := ParseListen(v, c.Attr().Expr.Range())
+		if err != nil {
+			return err
+		}
+		c.Server.listens = append(c.Server.listens, l)
+	}
+	return nil
+}
+
+func setServerName(c *Cmd) error {
+	vals, err := conf.Strings(c.Attr())
+	if err != nil {
+		return err
+	}
+	for _, v := range vals {
+		for _, n := range strings.Fields(v) {
+			if err := c.Server.addName(n, c.Attr().Expr.Range()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// large_client_header_buffers = "4 8k" or { number = 4, size = "8k" }
+func setLargeHeaderBuffers(c *Cmd) error {
+	a := c.Attr()
+	cc := c.Conf().(*CoreConf)
+	if obj, ok := a.Expr.(*hclsyntax.ObjectConsExpr); ok {
+		fields, err := conf.ObjectFields(obj)
+		if err != nil {
+			return err
+		}
+		if err := conf.CheckFields(fields, "number", "size"); err != nil {
+			return err
+		}
+		for _, f := range fields {
+			switch f.Name {
+			case "number":
+				if cc.LargeHeaderBuffers, err = conf.ExprInt(f.Expr); err != nil {
+					return err
+				}
+			case "size":
+				n, err := conf.ExprSize(f.Expr)
+				if err != nil {
+					return err
+				}
+				cc.LargeHeaderBuffer = int(n)
+			}
+		}
+	} else {
+		v, err := conf.StaticValue(a.Expr)
+		if err != nil {
+			return err
+		}
+		if v.Type() != cty.String {
+			return conf.Errorf(a.Expr.Range(), "expected \"4 8k\" or { number = 4, size = \"8k\" }")
+		}
+		f := strings.Fields(v.AsString())
+		if len(f) != 2 {
+			return conf.Errorf(a.Expr.Range(), "expected \"NUMBER SIZE\", like \"4 8k\"")
+		}
+		n, err := conf.ParseSize(f[0])
+		if err != nil {
+			return conf.Errorf(a.Expr.Range(), "%v", err)
+		}
+		size, err := conf.ParseSize(f[1])
+		if err != nil {
+			return conf.Errorf(a.Expr.Range(), "%v", err)
+		}
+		cc.LargeHeaderBuffers, cc.LargeHeaderBuffer = int(n), int(size)
+	}
+	if cc.LargeHeaderBuffers < 1 || cc.LargeHeaderBuffer < 256 {
+		return conf.Errorf(a.Expr.Range(), "large_client_header_buffers must be at least 1 buffer of 256 bytes")
+	}
+	return nil
+}

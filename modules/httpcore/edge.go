@@ -1,0 +1,215 @@
+package httpcore
+
+import (
+	"bytes"
+)
+
+// The edge checks run over the raw request head before fasthttp parses it. fasthttp is
+// lenient where a server in front of other servers must not be: bare LF line ends,
+// folded lines, header names with spaces, Content-Length beside Transfer-Encoding and
+// unknown HTTP versions all make requests that different parsers read differently
+// (request smuggling). spindle answers them with 400 (501 for an unknown
+// Transfer-Encoding, 505 for an unsupported version) and closes the connection.
+
+// headLimits bounds the request head, as nginx's large_client_header_buffers.
+type headLimits struct {
+	line  int // request line
+	field int // one header line
+	total int // the whole head
+}
+
+// headScan is the result of scanning a (possibly partial) request head.
+type headScan struct {
+	n        int  // length of the complete head including the final CRLF CRLF, 0 if incomplete
+	status   int  // error status to answer with, 0 if none
+	lineDone bool // the request line is complete
+	chunked  bool
+	hasCL    bool
+	reason   string
+}
+
+var tchar [256]bool
+
+func init() {
+	for c := 'a'; c <= 'z'; c++ {
+		tchar[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		tchar[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		tchar[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		tchar[c] = true
+	}
+}
+
+func bad(reason string) headScan { return headScan{status: 400, reason: reason} }
+
+// scanHead validates the request head at the start of b. An incomplete head gives a
+// zero result (n == 0, status == 0) unless a limit is already exceeded.
+func scanHead(b []byte, lim headLimits) headScan {
+	var res headScan
+	// request line
+	eol := bytes.IndexByte(b, '\n')
+	if eol < 0 {
+		if len(b) > lim.line {
+			return headScan{status: 414, reason: "request line too long"}
+		}
+		return res
+	}
+	if eol == 0 || b[eol-1] != '\r' {
+		return bad("request line not terminated by CRLF")
+	}
+	if eol > lim.line {
+		return headScan{status: 414, reason: "request line too long"}
+	}
+	res.lineDone = true
+	if st := checkRequestLine(b[:eol-1]); st.status != 0 {
+		return st
+	}
+	pos := eol + 1
+	http10 := bytes.HasSuffix(b[:eol-1], []byte("HTTP/1.0"))
+	var nCL, nTE, nHost int
+	var te []byte
+	for {
+		rest := b[pos:]
+		nl := bytes.IndexByte(rest, '\n')
+		if nl < 0 {
+			if len(rest) > lim.field || len(b) > lim.total {
+				return headScan{status: 431, lineDone: true, reason: "request header too large"}
+			}
+			return headScan{lineDone: true}
+		}
+		if nl > lim.field || pos+nl > lim.total {
+			return headScan{status: 431, lineDone: true, reason: "request header too large"}
+		}
+		if nl == 0 || rest[nl-1] != '\r' {
+			return bad("header line not terminated by CRLF")
+		}
+		line := rest[:nl-1]
+		pos += nl + 1
+		if len(line) == 0 {
+			res.n = pos
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return bad("obsolete line folding")
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return bad("header line without a name")
+		}
+		name := line[:colon]
+		for _, c := range name {
+			if !tchar[c] {
+				return bad("invalid character in header name")
+			}
+		}
+		value := line[colon+1:]
+		for _, c := range value {
+			if c < 0x20 && c != '\t' || c == 0x7f {
+				return bad("invalid character in header value")
+			}
+		}
+		value = bytes.Trim(value, " \t")
+		switch {
+		case equalFold(name, "content-length"):
+			nCL++
+			if len(value) == 0 {
+				return bad("empty Content-Length")
+			}
+			for _, c := range value {
+				if c < '0' || c > '9' {
+					return bad("invalid Content-Length")
+				}
+			}
+			if len(value) > 18 {
+				return headScan{status: 413, lineDone: true, reason: "Content-Length too large"}
+			}
+		case equalFold(name, "transfer-encoding"):
+			nTE++
+			te = value
+		case equalFold(name, "host"):
+			nHost++
+			if len(value) == 0 || bytes.ContainsAny(value, "/\\ ") {
+				return bad("invalid Host header")
+			}
+		}
+	}
+	if nCL > 1 {
+		return bad("duplicate Content-Length")
+	}
+	if nHost > 1 {
+		return bad("duplicate Host")
+	}
+	if nHost == 0 && !http10 {
+		return bad("missing Host header in HTTP/1.1 request")
+	}
+	if nTE > 0 {
+		if nTE > 1 || http10 {
+			return bad("invalid Transfer-Encoding")
+		}
+		if nCL > 0 {
+			return bad("Content-Length with Transfer-Encoding")
+		}
+		if !equalFold(te, "chunked") {
+			return headScan{status: 501, lineDone: true, reason: "unknown Transfer-Encoding"}
+		}
+		res.chunked = true
+	}
+	res.hasCL = nCL > 0
+	return res
+}
+
+func checkRequestLine(line []byte) headScan {
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return bad("invalid request line")
+	}
+	for _, c := range line[:sp1] {
+		if !tchar[c] {
+			return bad("invalid method")
+		}
+	}
+	rest := line[sp1+1:]
+	sp2 := bytes.IndexByte(rest, ' ')
+	if sp2 <= 0 {
+		return bad("invalid request line")
+	}
+	target := rest[:sp2]
+	for _, c := range target {
+		if c <= 0x20 || c == 0x7f {
+			return bad("invalid character in request target")
+		}
+	}
+	if target[0] != '/' && target[0] != '*' && !bytes.HasPrefix(target, []byte("http://")) && !bytes.HasPrefix(target, []byte("https://")) {
+		return bad("invalid request target")
+	}
+	version := rest[sp2+1:]
+	if len(version) != 8 || !bytes.HasPrefix(version, []byte("HTTP/")) || version[6] != '.' ||
+		version[5] < '0' || version[5] > '9' || version[7] < '0' || version[7] > '9' {
+		return bad("invalid HTTP version")
+	}
+	if version[5] != '1' || version[7] > '1' {
+		return headScan{status: 505, reason: "unsupported HTTP version"}
+	}
+	return headScan{}
+}
+
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,112 @@
+package httpcore
+
+import (
+	"net/textproto"
+	"strings"
+)
+
+// Header is an ordered list of HTTP header fields with case-insensitive lookup. It
+// holds response headers (and the request headers of subrequests that change them).
+type Header struct {
+	kv []HeaderField
+}
+
+// HeaderField is one header line.
+type HeaderField struct {
+	Key, Value string
+}
+
+// Get returns the first value of key, or "".
+func (h *Header) Get(key string) string {
+	for i := range h.kv {
+		if strings.EqualFold(h.kv[i].Key, key) {
+			return h.kv[i].Value
+		}
+	}
+	return ""
+}
+
+// Lookup returns the first value of key and whether it is present.
+func (h *Header) Lookup(key string) (string, bool) {
+	for i := range h.kv {
+		if strings.EqualFold(h.kv[i].Key, key) {
+			return h.kv[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// Values returns every value of key.
+func (h *Header) Values(key string) []string {
+	var out []string
+	for i := range h.kv {
+		if strings.EqualFold(h.kv[i].Key, key) {
+			out = append(out, h.kv[i].Value)
+		}
+	}
+	return out
+}
+
+// Set replaces every value of key with value.
+func (h *Header) Set(key, value string) {
+	for i := range h.kv {
+		if strings.EqualFold(h.kv[i].Key, key) {
+			h.kv[i].Value = value
+			h.delFrom(key, i+1)
+			return
+		}
+	}
+	h.kv = append(h.kv, HeaderField{CanonicalKey(key), value})
+}
+
+// Add appends a value of key.
+func (h *Header) Add(key, value string) {
+	h.kv = append(h.kv, HeaderField{CanonicalKey(key), value})
+}
+
+// Del removes every value of key.
+func (h *Header) Del(key string) { h.delFrom(key, 0) }
+
+func (h *Header) delFrom(key string, from int) {
+	out := h.kv[:from]
+	for _, f := range h.kv[from:] {
+		if !strings.EqualFold(f.Key, key) {
+			out = append(out, f)
+		}
+	}
+	for i := len(out); i < len(h.kv); i++ {
+		h.kv[i] = HeaderField{}
+	}
+	h.kv = out
+}
+
+// Fields returns the header lines in order; the slice must not be kept.
+func (h *Header) Fields() []HeaderField { return h.kv }
+
+// Len is the number of header lines.
+func (h *Header) Len() int { return len(h.kv) }
+
+// Reset empties the header, keeping its storage.
+func (h *Header) Reset() {
+	for i := range h.kv {
+		h.kv[i] = HeaderField{}
+	}
+	h.kv = h.kv[:0]
+}
+
+// Clone returns a copy.
+func (h *Header) Clone() Header {
+	return Header{kv: append([]HeaderField(nil), h.kv...)}
+}
+
+// CanonicalKey formats a header name as Content-Type does, unless it holds characters
+// that would make the canonical form ambiguous.
+func CanonicalKey(k string) string {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c == '_' || c == ' ' || c >= 0x80 {
+			return k
+		}
+	}
+	return textproto.CanonicalMIMEHeaderKey(k)
+}

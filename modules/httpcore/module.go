@@ -1,0 +1,227 @@
+// Package httpcore is spindle's HTTP core, the part every module plugs into: the module
+// and directive registry, the http/server/location configuration tree with nginx's
+// matching rules, the request phases, variables and templates, subrequests, and the
+// HTTP/1.1 engine that reads requests and writes responses. Modules import httpcore;
+// httpcore never imports a module.
+package httpcore
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/spindle-server/spindle/conf"
+)
+
+// Context is the set of config contexts a directive may appear in.
+type Context uint8
+
+// Config contexts, as nginx's NGX_HTTP_*_CONF.
+const (
+	CtxHTTP     Context = 1 << iota // the http block
+	CtxServer                       // a server block
+	CtxLocation                     // a location block
+	CtxIf                           // an if block (in a server or location)
+	CtxUpstream                     // an upstream block
+)
+
+// CtxAll is every context that holds location configuration.
+const CtxAll = CtxHTTP | CtxServer | CtxLocation | CtxIf
+
+func (c Context) String() string {
+	switch c {
+	case CtxHTTP:
+		return "http"
+	case CtxServer:
+		return "server"
+	case CtxLocation:
+		return "location"
+	case CtxIf:
+		return "if"
+	case CtxUpstream:
+		return "upstream"
+	}
+	return fmt.Sprintf("context(%d)", uint8(c))
+}
+
+// Directive is one configuration directive a module understands.
+type Directive struct {
+	Name    string
+	Context Context
+	// Block is true for directives written as blocks (`rewrite "re" { ... }`); false for
+	// attributes (`root = "html"`).
+	Block bool
+	// Set applies the directive in the context described by c.
+	Set func(c *Cmd) error
+}
+
+// Module is a unit of HTTP functionality: directives, per-location configuration and
+// the phase handlers and filters it installs. Register modules in init.
+type Module struct {
+	Name       string
+	Directives []Directive
+
+	// NewConf returns the module's default per-location configuration (nginx's
+	// create_loc_conf). Nested contexts start from a shallow copy of their parent's
+	// configuration, taken after the parent's own directives are applied (directives
+	// are applied before nested blocks, whatever their order in the file).
+	NewConf func() any
+
+	// Install is called for every location (including each server's and the http
+	// block's own context and if blocks) once the tree is built; it adds the module's
+	// phase handlers and filters to l.
+	Install func(l *Location) error
+
+	// Postconfig is called once after the tree is built and installed, for checks that
+	// span the whole configuration.
+	Postconfig func(cfg *Config) error
+
+	// InitWorker runs in each worker after the configuration is built, before it
+	// serves; ExitWorker when it stops.
+	InitWorker func(cfg *Config, w *Worker) error
+	ExitWorker func(cfg *Config)
+
+	// Reopen reopens the module's log files (USR1), in each worker.
+	Reopen func(cfg *Config)
+
+	// Files lists the files the module writes (access logs), so that a master running
+	// as root can create them for the unprivileged workers.
+	Files func(cfg *Config) []string
+
+	// Order places the module's handlers relative to other modules' in the same phase
+	// and in the filter chains; lower runs first. See the Order* constants.
+	Order int
+
+	idx int
+}
+
+// Orders of the built-in modules, CoreDNS plugin.cfg style: handlers of one phase run in
+// ascending order, header and body filters in ascending order too.
+const (
+	OrderCore      = 0
+	OrderRewrite   = 100
+	OrderAccess    = 200 // allow/deny
+	OrderAuth      = 300 // auth_request
+	OrderScript    = 400 // rewrite_by_lua, access_by_lua, ...
+	OrderHeaders   = 500 // add_header
+	OrderContent   = 600
+	OrderLog       = 900
+	OrderAccessLog = 1000
+)
+
+var (
+	registry   []*Module
+	directives = map[string]*regDirective{}
+)
+
+type regDirective struct {
+	Directive
+	mod *Module
+}
+
+// Register adds a module; it panics on a duplicate directive name, a programming error
+// caught by every test run.
+func Register(m *Module) *Module {
+	m.idx = len(registry)
+	registry = append(registry, m)
+	for _, d := range m.Directives {
+		if prev, ok := directives[d.Name]; ok {
+			panic(fmt.Sprintf("httpcore: directive %q registered by %s and %s", d.Name, prev.mod.Name, m.Name))
+		}
+		directives[d.Name] = &regDirective{Directive: d, mod: m}
+	}
+	sort.SliceStable(registry, func(i, j int) bool { return registry[i].Order < registry[j].Order })
+	for i, mod := range registry {
+		mod.idx = i
+	}
+	return m
+}
+
+// Modules lists the registered modules in order.
+func Modules() []*Module { return append([]*Module(nil), registry...) }
+
+// LocConf returns module m's configuration for location l.
+func LocConf[T any](l *Location, m *Module) *T {
+	return l.confs[m.idx].(*T)
+}
+
+func cloneConf(v any) any {
+	if v == nil {
+		return nil
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer {
+		return v
+	}
+	cp := reflect.New(rv.Elem().Type())
+	cp.Elem().Set(rv.Elem())
+	return cp.Interface()
+}
+
+// Cmd is what a directive's Set function sees: the directive as written and the context
+// it appears in.
+type Cmd struct {
+	Item    conf.Item
+	Context Context
+	Loc     *Location // the context's configuration (server and http contexts have one too)
+	Server  *Server   // nil in the http context
+	b       *builder
+	mod     *Module
+}
+
+// Name is the directive name.
+func (c *Cmd) Name() string { return c.Item.Name }
+
+// Attr is the attribute, or nil for a block directive.
+func (c *Cmd) Attr() *hclsyntax.Attribute { return c.Item.Attr }
+
+// Block is the block, or nil for an attribute directive.
+func (c *Cmd) Block() *hclsyntax.Block { return c.Item.Block }
+
+// Range is where the directive starts.
+func (c *Cmd) Range() hcl.Range { return c.Item.Range() }
+
+// Errorf returns a positioned error at the directive.
+func (c *Cmd) Errorf(format string, args ...any) error {
+	return conf.Errorf(c.Range(), format, args...)
+}
+
+// Conf returns the calling module's configuration in this context.
+func (c *Cmd) Conf() any { return c.Loc.confs[c.mod.idx] }
+
+// Config is the HTTP configuration being built.
+func (c *Cmd) Config() *Config { return c.b.cfg }
+
+// Source gives access to the config files, e.g. to walk a block's body in order.
+func (c *Cmd) Source() *conf.Source { return c.b.src }
+
+// Items walks a block body in source order (includes spliced in).
+func (c *Cmd) Items(body *hclsyntax.Body) ([]conf.Item, error) {
+	items, es := c.b.src.Items(body)
+	return items, es.Err()
+}
+
+// Expr compiles an expression over request variables.
+func (c *Cmd) Expr(e hclsyntax.Expression) (*Expr, error) { return c.b.cfg.vars.compile(e, c.Loc) }
+
+// AttrExpr compiles the directive's attribute value as an expression.
+func (c *Cmd) AttrExpr() (*Expr, error) {
+	if c.Item.Attr == nil {
+		return nil, c.Errorf("%s must be written as %s = value", c.Name(), c.Name())
+	}
+	return c.Expr(c.Item.Attr.Expr)
+}
+
+// AddRewriteOp appends an operation to the context's rewrite program, which runs
+// set/rewrite/return/if and friends in source order (server context: server_rewrite
+// phase; location and if contexts: rewrite phase).
+func (c *Cmd) AddRewriteOp(op RewriteOp) {
+	c.Loc.rewrite = append(c.Loc.rewrite, op)
+}
+
+// DeclareVar declares a user variable (as `set` does) and returns its index.
+func (c *Cmd) DeclareVar(name string, rng hcl.Range) (int, error) {
+	return c.b.cfg.vars.declare(name, rng)
+}

@@ -1,0 +1,302 @@
+package httpcore
+
+import (
+	"sort"
+)
+
+// Phase is a stage of request processing, as nginx's NGX_HTTP_*_PHASE.
+type Phase uint8
+
+// The phases in the order a request goes through them.
+const (
+	PhasePostRead      Phase = iota // right after the request header is read (server level)
+	PhaseServerRewrite              // rewrite directives of the server block
+	PhaseFindConfig                 // location selection (the core's own)
+	PhaseRewrite                    // rewrite directives of the location, then rewrite_by_lua
+	PhasePostRewrite                // re-run location selection after a rewrite ... last
+	PhasePreaccess                  // limits
+	PhaseAccess                     // allow/deny, auth_request, access_by_lua
+	PhasePostAccess                 // satisfy any/all outcome
+	PhaseTryFiles                   // try_files
+	PhaseContent                    // the location's content handler
+	PhaseLog                        // after the response: access_log, log_by_lua
+	numPhases
+)
+
+var phaseNames = [...]string{"post_read", "server_rewrite", "find_config", "rewrite", "post_rewrite",
+	"preaccess", "access", "post_access", "try_files", "content", "log"}
+
+func (p Phase) String() string {
+	if int(p) < len(phaseNames) {
+		return phaseNames[p]
+	}
+	return "phase?"
+}
+
+// Action is what a phase handler tells the engine to do next.
+type Action uint8
+
+// Handler results.
+const (
+	// Continue runs the next handler of the phase (nginx NGX_DECLINED).
+	Continue Action = iota
+	// NextPhase skips the remaining handlers of the phase (nginx NGX_OK).
+	NextPhase
+	// Finished ends processing: the response is complete, or an error status was set
+	// with Request.Error and the core sends the error page.
+	Finished
+	// Redirected restarts processing at a new URI (Request.InternalRedirect), or at
+	// location search after a rewrite ... last.
+	Redirected
+)
+
+// Handler is a phase handler.
+type Handler func(r *Request) Action
+
+// HeaderFilter runs when the response header is about to be sent; it may change the
+// status and headers. Filters of a location run in module order.
+type HeaderFilter func(r *Request) error
+
+// BodyFilter sees each chunk of the response body before it is sent, and returns what
+// to send instead; last is true on the final call, whose chunk may be empty.
+type BodyFilter func(r *Request, chunk []byte, last bool) ([]byte, error)
+
+type orderedHandler struct {
+	order int
+	h     Handler
+}
+
+type orderedHeaderFilter struct {
+	order int
+	f     HeaderFilter
+}
+
+type orderedBodyFilter struct {
+	order int
+	f     BodyFilter
+}
+
+// AddHandler adds a phase handler to the location; order places it among the other
+// modules' handlers of the phase (see the Order* constants).
+func (l *Location) AddHandler(p Phase, order int, h Handler) {
+	l.handlers[p] = append(l.handlers[p], orderedHandler{order, h})
+}
+
+// SetContent sets the location's content handler; a location has at most one.
+func (l *Location) SetContent(module string, h Handler) error {
+	if l.content != nil && l.contentMod != module {
+		return errorf("%s: content handler of %s is already set by %s", l, module, l.contentMod)
+	}
+	l.content, l.contentMod = h, module
+	return nil
+}
+
+// HasContent reports whether a module set a content handler for l.
+func (l *Location) HasContent() bool { return l.content != nil }
+
+// AddHeaderFilter adds a header filter to the location.
+func (l *Location) AddHeaderFilter(order int, f HeaderFilter) {
+	l.headerFilters = append(l.headerFilters, orderedHeaderFilter{order, f})
+}
+
+// AddBodyFilter adds a body filter to the location.
+func (l *Location) AddBodyFilter(order int, f BodyFilter) {
+	l.bodyFilters = append(l.bodyFilters, orderedBodyFilter{order, f})
+}
+
+func (l *Location) finishHandlers() {
+	for p := range l.handlers {
+		hs := l.handlers[p]
+		sort.SliceStable(hs, func(i, j int) bool { return hs[i].order < hs[j].order })
+		l.run[p] = nil
+		for _, h := range hs {
+			l.run[p] = append(l.run[p], h.h)
+		}
+	}
+	sort.SliceStable(l.headerFilters, func(i, j int) bool { return l.headerFilters[i].order < l.headerFilters[j].order })
+	sort.SliceStable(l.bodyFilters, func(i, j int) bool { return l.bodyFilters[i].order < l.bodyFilters[j].order })
+	l.hfilters, l.bfilters = nil, nil
+	for _, f := range l.headerFilters {
+		l.hfilters = append(l.hfilters, f.f)
+	}
+	for _, f := range l.bodyFilters {
+		l.bfilters = append(l.bfilters, f.f)
+	}
+}
+
+// RewriteOp is one step of a context's rewrite program (set, rewrite, return, if,
+// set_by_lua, ...), run in source order.
+type RewriteOp interface {
+	Run(r *Request) Action
+}
+
+// RewriteFunc adapts a function to RewriteOp.
+type RewriteFunc func(r *Request) Action
+
+// Run implements RewriteOp.
+func (f RewriteFunc) Run(r *Request) Action { return f(r) }
+
+// maxURIChanges bounds internal redirects and rewrite ... last cycles, as nginx's
+// NGX_HTTP_MAX_URI_CHANGES.
+const maxURIChanges = 10
+
+type stage uint8
+
+const (
+	stageServerRewrite stage = iota // internal redirects restart here
+	stageFind                       // rewrite ... last and named locations restart here
+)
+
+// runPhases drives a request (main or sub) through the phases up to content. The log
+// phase runs separately once the response is complete.
+func (r *Request) runPhases() {
+	if !r.internal {
+		for _, h := range r.Server.root.run[PhasePostRead] {
+			if a := h(r); a != Continue {
+				if a == Redirected {
+					r.runFrom(r.redirectStage())
+					return
+				}
+				if a != NextPhase {
+					r.settle(a)
+					return
+				}
+				break
+			}
+		}
+	}
+	r.runFrom(stageServerRewrite)
+}
+
+// runFrom runs the phases from st, following internal redirects up to the limit.
+func (r *Request) runFrom(st stage) {
+	for {
+		next, again := r.pass(st)
+		if !again {
+			return
+		}
+		r.uriChanges++
+		if r.uriChanges > maxURIChanges {
+			r.Logf(LogError, "rewrite or internal redirection cycle while processing %q", r.uri)
+			r.named = nil
+			r.finalize(500)
+			return
+		}
+		st = next
+	}
+}
+
+func (r *Request) redirectStage() stage {
+	if r.restartServer {
+		r.restartServer = false
+		return stageServerRewrite
+	}
+	return stageFind
+}
+
+// pass runs the phases once from st. It returns again == true with the stage to
+// restart at when a handler redirected the request.
+func (r *Request) pass(st stage) (next stage, again bool) {
+	srv := r.Server
+	if st == stageServerRewrite && r.named == nil {
+		r.loc = srv.root
+		if a := r.runRewrite(srv.root.rewrite); a != Continue {
+			if a == Redirected {
+				return r.redirectStage(), true
+			}
+			r.settle(a)
+			return 0, false
+		}
+	}
+	if r.named != nil {
+		r.loc, r.named = r.named, nil
+		r.caps = r.caps[:0]
+	} else {
+		loc, caps := srv.FindLocation(r.uri)
+		if loc == nil {
+			r.loc = srv.root
+			r.finalize(404)
+			return 0, false
+		}
+		r.setCaps(caps)
+		r.loc = loc
+	}
+	if r.loc.Internal && !r.internal {
+		r.finalize(404)
+		return 0, false
+	}
+	if len(r.loc.rewrite) > 0 {
+		if a := r.runRewrite(r.loc.rewrite); a != Continue {
+			if a == Redirected {
+				return r.redirectStage(), true
+			}
+			r.settle(a)
+			return 0, false
+		}
+	}
+	for p := PhaseRewrite; p < PhaseContent; p++ {
+		// An if block may have switched r.loc; its handlers apply from here on.
+	handlers:
+		for _, h := range r.loc.run[p] {
+			switch a := h(r); a {
+			case Continue:
+			case NextPhase:
+				break handlers
+			case Redirected:
+				return r.redirectStage(), true
+			default:
+				r.settle(a)
+				return 0, false
+			}
+		}
+	}
+	loc := r.loc
+	var a Action
+	if loc.content != nil {
+		a = loc.content(r)
+	} else {
+		// Without a content handler of its own, the location is served by the modules'
+		// content-phase handlers (index, static), as nginx's phase handlers do.
+		a = Continue
+		for _, h := range loc.run[PhaseContent] {
+			if a = h(r); a != Continue {
+				break
+			}
+		}
+		if a == Continue {
+			if len(loc.run[PhaseContent]) == 0 {
+				r.Error(404)
+			} else {
+				r.Error(403)
+			}
+			a = Finished
+		}
+	}
+	if a == Redirected {
+		return r.redirectStage(), true
+	}
+	r.settle(a)
+	return 0, false
+}
+
+// settle finishes the request after a handler returned a.
+func (r *Request) settle(a Action) {
+	switch a {
+	case Redirected:
+		r.runFrom(r.redirectStage())
+	default:
+		r.finalize(r.errStatus)
+	}
+}
+
+func (r *Request) runRewrite(ops []RewriteOp) Action {
+	for _, op := range ops {
+		if a := op.Run(r); a != Continue {
+			if a == NextPhase {
+				return Continue
+			}
+			return a
+		}
+	}
+	return Continue
+}

@@ -1,0 +1,318 @@
+package httpcore
+
+import (
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spindle-server/spindle/internal/version"
+)
+
+// handle serves one request read by readHead.
+func (c *conn) handle() {
+	e := c.e
+	c.requests++
+	e.requests.Add(1)
+	c.state.Store(stateActive)
+	e.writing.Add(1)
+	defer e.writing.Add(-1)
+
+	r := &c.req
+	r.reset()
+	r.cfg, r.c, r.main, r.hdr = e.cfg, c, r, &c.hdr
+	r.start = time.Now()
+	c.wroteHeader, c.chunked, c.lingering, c.abort = false, false, false, false
+
+	r.method = internMethod(c.hdr.Method())
+	target := c.hdr.RequestURI()
+	path, query, host := splitTarget(target)
+	r.requestURI = string(target)
+	r.args = string(query)
+	r.http10 = !c.hdr.IsHTTP11()
+	if len(host) == 0 {
+		host = c.hdr.Host()
+	}
+	r.Server = e.cfg.selectServer(c.as.listen.Addr, host)
+	r.loc = r.Server.root
+	core := CoreConfOf(r.Server.root)
+	r.keepalive = !c.hdr.ConnectionClose() && core.KeepaliveTimeout > 0 && c.requests < core.KeepaliveRequests
+	if r.http10 && !strings.EqualFold(string(c.hdr.Peek("Connection")), "keep-alive") {
+		r.keepalive = false
+	}
+	r.body = bodyState{limit: core.ClientMaxBodySize}
+	switch {
+	case c.scan.chunked:
+		r.body.length, r.body.chunked = -1, true
+	case c.scan.hasCL:
+		r.body.length = int64(c.hdr.ContentLength())
+		r.body.remaining = r.body.length
+	}
+	if r.body.length != 0 && !r.http10 && strings.EqualFold(string(c.hdr.Peek("Expect")), "100-continue") {
+		r.body.expect = true
+	}
+
+	uri, ok := NormalizePath(path)
+	if !ok {
+		r.uri = string(path)
+		r.keepalive = false
+		r.finalize(400)
+	} else {
+		r.uri = uri
+		r.runPhases()
+		if !r.finished {
+			r.finalize(r.errStatus)
+		}
+	}
+	if !c.hijacked {
+		c.discardBody(r)
+	}
+	e.statusCodes[min(r.status/100, 5)].Add(1)
+	r.runLog()
+}
+
+// runLog runs the log phase of a finished request, once.
+func (r *Request) runLog() {
+	if r.logDone {
+		return
+	}
+	r.logDone = true
+	for _, h := range r.loc.run[PhaseLog] {
+		h(r)
+	}
+}
+
+func (r *Request) reset() {
+	caps := r.caps[:0]
+	out := r.out[:0]
+	hdr := r.respHdr
+	hdr.Reset()
+	vars := r.vars[:0]
+	*r = Request{caps: caps, out: out, respHdr: hdr, vars: vars, contentLength: -1}
+	if cap(out) > 256<<10 {
+		r.out = nil
+	}
+}
+
+func internMethod(m []byte) string {
+	switch string(m) {
+	case "GET":
+		return "GET"
+	case "HEAD":
+		return "HEAD"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "DELETE":
+		return "DELETE"
+	case "OPTIONS":
+		return "OPTIONS"
+	case "PATCH":
+		return "PATCH"
+	}
+	return string(m)
+}
+
+// bodyAllowed reports whether a response with this status and method carries a body.
+func bodyAllowed(r *Request) bool {
+	return r.method != "HEAD" && r.status >= 200 && r.status != 204 && r.status != 304
+}
+
+// writeHead writes the status line and headers. n is the body length or -1 for a body
+// of unknown length.
+func (c *conn) writeHead(r *Request, n int64) {
+	b := c.bw
+	core := CoreConfOf(r.loc)
+	if c.e.draining.Load() || r.body.err != nil {
+		r.keepalive = false
+	}
+	if !r.keepalive {
+		c.closeAfter = true
+		if c.e.draining.Load() {
+			c.lingering = true
+		}
+	}
+	start := b.Buffered()
+	b.WriteString(statusLine(r.status))
+	if core.ServerTokens {
+		b.WriteString("Server: spindle/" + version.Version + "\r\n")
+	} else {
+		b.WriteString("Server: spindle\r\n")
+	}
+	b.WriteString("Date: ")
+	b.WriteString(httpDate())
+	b.WriteString("\r\n")
+	hasBody := r.status >= 200 && r.status != 204 && r.status != 304
+	if hasBody {
+		if ct := r.respHdr.Get("Content-Type"); ct != "" {
+			b.WriteString("Content-Type: ")
+			b.WriteString(ct)
+			b.WriteString("\r\n")
+		} else if core.DefaultType != "" {
+			b.WriteString("Content-Type: ")
+			b.WriteString(core.DefaultType)
+			b.WriteString("\r\n")
+		}
+		if n >= 0 {
+			b.WriteString("Content-Length: ")
+			var tmp [20]byte
+			b.Write(strconv.AppendInt(tmp[:0], n, 10))
+			b.WriteString("\r\n")
+		} else if !r.http10 {
+			b.WriteString("Transfer-Encoding: chunked\r\n")
+			c.chunked = true
+		} else {
+			// An HTTP/1.0 client learns where the body ends when the connection closes.
+			r.keepalive = false
+			c.closeAfter = true
+		}
+	}
+	if r.keepalive {
+		b.WriteString("Connection: keep-alive\r\n")
+	} else {
+		b.WriteString("Connection: close\r\n")
+	}
+	for _, f := range r.respHdr.kv {
+		switch {
+		case strings.EqualFold(f.Key, "Content-Type"), strings.EqualFold(f.Key, "Content-Length"),
+			strings.EqualFold(f.Key, "Connection"), strings.EqualFold(f.Key, "Transfer-Encoding"),
+			strings.EqualFold(f.Key, "Date"), strings.EqualFold(f.Key, "Server"), strings.EqualFold(f.Key, "Keep-Alive"):
+			continue
+		}
+		b.WriteString(f.Key)
+		b.WriteString(": ")
+		b.WriteString(f.Value)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	r.headerBytes += int64(b.Buffered() - start)
+	c.wroteHeader = true
+}
+
+// flushOutput sends the header (if not yet sent) and the buffered body now. With an
+// unknown length the body goes out chunked.
+func (c *conn) flushOutput(r *Request, flush bool) error {
+	send := bodyAllowed(r)
+	if !c.wroteHeader {
+		c.nc.SetWriteDeadline(time.Now().Add(CoreConfOf(r.loc).SendTimeout))
+		c.writeHead(r, r.contentLength)
+	}
+	if len(r.out) > 0 && send {
+		if err := c.writeBody(r, r.out); err != nil {
+			return err
+		}
+	}
+	r.out = r.out[:0]
+	if flush {
+		if err := c.bw.Flush(); err != nil {
+			return c.writeFailed(r, err)
+		}
+	}
+	return nil
+}
+
+func (c *conn) writeBody(r *Request, p []byte) error {
+	b := c.bw
+	if c.chunked {
+		var tmp [20]byte
+		b.Write(strconv.AppendInt(tmp[:0], int64(len(p)), 16))
+		b.WriteString("\r\n")
+		b.Write(p)
+		_, err := b.WriteString("\r\n")
+		if err != nil {
+			return c.writeFailed(r, err)
+		}
+	} else if _, err := b.Write(p); err != nil {
+		return c.writeFailed(r, err)
+	}
+	r.bodyBytes += int64(len(p))
+	return nil
+}
+
+func (c *conn) writeFailed(r *Request, err error) error {
+	c.closeAfter = true
+	if !isConnReset(err) {
+		r.Logf(LogInfo, "writing the response failed: %v", err)
+	}
+	return err
+}
+
+// finishOutput sends what is left of a main request's response.
+func (c *conn) finishOutput(r *Request) {
+	if c.abort {
+		r.out = r.out[:0]
+		return
+	}
+	send := bodyAllowed(r)
+	if !c.wroteHeader {
+		n := r.contentLength
+		if n < 0 || (send && n != int64(len(r.out))) {
+			n = int64(len(r.out))
+		}
+		c.nc.SetWriteDeadline(time.Now().Add(CoreConfOf(r.loc).SendTimeout))
+		c.writeHead(r, n)
+		if send && len(r.out) > 0 {
+			c.writeBody(r, r.out)
+		}
+		r.out = r.out[:0]
+		return
+	}
+	if send {
+		if len(r.out) > 0 {
+			c.writeBody(r, r.out)
+		}
+		if c.chunked {
+			c.bw.WriteString("0\r\n\r\n")
+		}
+	}
+	r.out = r.out[:0]
+}
+
+var statusLines sync.Map
+
+func statusLine(code int) string {
+	if v, ok := statusLines.Load(code); ok {
+		return v.(string)
+	}
+	s := "HTTP/1.1 " + strconv.Itoa(code) + " " + StatusText(code) + "\r\n"
+	statusLines.Store(code, s)
+	return s
+}
+
+// The Date header changes once a second; it is formatted then, not per response.
+var (
+	clockOnce sync.Once
+	dateValue atomic.Pointer[string]
+)
+
+func startClock() {
+	clockOnce.Do(func() {
+		updateDate()
+		go func() {
+			for {
+				now := time.Now()
+				time.Sleep(time.Second - time.Duration(now.Nanosecond()))
+				updateDate()
+			}
+		}()
+	})
+}
+
+func updateDate() {
+	s := time.Now().UTC().Format(httpTimeFormat)
+	dateValue.Store(&s)
+}
+
+const httpTimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+func httpDate() string {
+	if p := dateValue.Load(); p != nil {
+		return *p
+	}
+	return time.Now().UTC().Format(httpTimeFormat)
+}
+
+func runtimeStack(buf []byte) int { return runtime.Stack(buf, false) }

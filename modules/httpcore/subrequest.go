@@ -1,0 +1,188 @@
+package httpcore
+
+import (
+	"errors"
+	"strings"
+	"sync"
+)
+
+// Subrequests run in-process against any location of the server (internal ones
+// included), with their output captured rather than sent. Several may run at once,
+// each in its own coroutine. Limits are nginx's: a nesting depth of 50 and 65535
+// subrequests per main request.
+const (
+	maxSubrequestDepth = 50
+	maxSubrequests     = 65535
+)
+
+// SubrequestOptions shape a subrequest, as ngx.location.capture's options.
+type SubrequestOptions struct {
+	Method  string            // default: GET
+	Args    string            // query string; default: none
+	Body    []byte            // request body when HasBody; else the parent's body
+	HasBody bool              //
+	Headers map[string]string // request headers to set
+	// Vars sets user variables in the subrequest; CopyVars starts it with a copy of
+	// the parent's; ShareVars makes it use the parent's (changes visible both ways).
+	Vars      map[string]string
+	CopyVars  bool
+	ShareVars bool
+}
+
+type subState struct {
+	ownBody bool
+	shared  bool // vars shared with the parent
+}
+
+// ErrSubrequestLimit is returned when a subrequest would exceed nginx's limits.
+var ErrSubrequestLimit = errors.New("subrequests cycle or limit reached")
+
+var subPool = sync.Pool{New: func() any { return new(Request) }}
+
+// NewSubrequest prepares a subrequest of r for uri (which may carry "?args"). Run it
+// with Run, or several at once with RunAll; release it with Release once its output
+// is used.
+func (r *Request) NewSubrequest(uri string, opts *SubrequestOptions) (*Request, error) {
+	if r.subDepth >= maxSubrequestDepth {
+		r.Logf(LogError, "subrequests cycle while processing %q", uri)
+		return nil, ErrSubrequestLimit
+	}
+	if r.main.subCount >= maxSubrequests {
+		r.Logf(LogError, "too many subrequests while processing %q", uri)
+		return nil, ErrSubrequestLimit
+	}
+	r.main.subCount++
+	path, args, _ := strings.Cut(uri, "?")
+	norm, ok := NormalizePath([]byte(path))
+	if !ok {
+		return nil, errorf("invalid subrequest URI %q", uri)
+	}
+	sr := subPool.Get().(*Request)
+	sr.reset()
+	sr.cfg, sr.c, sr.main, sr.parent, sr.Server = r.cfg, r.c, r.main, r, r.Server
+	sr.loc = r.Server.root
+	sr.internal = true
+	sr.subDepth = r.subDepth + 1
+	sr.start = r.start
+	sr.method = "GET"
+	sr.uri = norm
+	sr.args = args
+	sr.requestURI = r.main.requestURI
+	sr.http10 = r.http10
+	sr.sub = &subState{}
+	sr.hdrOverlay = r.headerSnapshot()
+	sr.hdrShared = true
+	if r.c != nil {
+		// Computed now so that concurrent subrequests only read them.
+		r.c.remoteAddr()
+		r.c.localAddr()
+	}
+	if opts != nil {
+		if opts.Method != "" {
+			sr.method = opts.Method
+		}
+		if opts.Args != "" {
+			if sr.args != "" {
+				sr.args += "&" + opts.Args
+			} else {
+				sr.args = opts.Args
+			}
+		}
+		if opts.HasBody {
+			sr.SetBody(opts.Body)
+			sr.sub.ownBody = true
+		}
+		for k, v := range opts.Headers {
+			sr.SetHeader(k, v)
+		}
+		switch {
+		case opts.ShareVars:
+			sr.vars = nil
+			sr.sub.shared = true
+		case opts.CopyVars:
+			sr.vars = append(sr.vars[:0], r.varsRef()...)
+		}
+		for k, v := range opts.Vars {
+			if !sr.SetVar(k, v) {
+				sr.Release()
+				return nil, errorf("variable %q not found or not changeable", k)
+			}
+		}
+	}
+	return sr, nil
+}
+
+func (r *Request) varsRef() []userVar {
+	if r.sub != nil && r.sub.shared {
+		return r.parent.varsRef()
+	}
+	return r.vars
+}
+
+// headerSnapshot returns the request headers as a read-only list shared by
+// subrequests, which may run concurrently and so must not touch fasthttp's header.
+func (r *Request) headerSnapshot() *Header {
+	if r.hdr == nil {
+		return r.hdrOverlay
+	}
+	m := r.main
+	if m.snapshot == nil {
+		h := &Header{}
+		r.VisitHeaders(func(k, v string) { h.Add(k, v) })
+		if host := r.Host(); host != "" && h.Get("Host") == "" {
+			h.Add("Host", host)
+		}
+		m.snapshot = h
+	}
+	if r != m && r.hdrOverlay != nil {
+		return r.hdrOverlay
+	}
+	return m.snapshot
+}
+
+// Run processes the subrequest to completion, its output captured.
+func (sr *Request) Run() {
+	defer func() {
+		if p := recover(); p != nil {
+			sr.Logf(LogAlert, "panic in subrequest %q: %v\n%s", sr.uri, p, stack())
+			if !sr.finished {
+				sr.status = 500
+				sr.finished = true
+			}
+		}
+	}()
+	sr.runPhases()
+	if !sr.finished {
+		sr.finalize(sr.errStatus)
+	}
+}
+
+// RunAll runs subrequests concurrently and returns when all are done.
+func RunAll(srs []*Request) {
+	if len(srs) == 1 {
+		srs[0].Run()
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(len(srs))
+	for _, sr := range srs {
+		go func() {
+			defer wg.Done()
+			sr.Run()
+		}()
+	}
+	wg.Wait()
+}
+
+// Release returns a finished subrequest to the pool; its output must not be used
+// afterwards.
+func (sr *Request) Release() {
+	if sr.parent == nil {
+		return
+	}
+	sr.c, sr.parent, sr.main, sr.hdrOverlay = nil, nil, nil, nil
+	if cap(sr.out) > 64<<10 {
+		sr.out = nil
+	}
+	subPool.Put(sr)
+}

@@ -1,0 +1,127 @@
+// Package rewrite is nginx's ngx_http_rewrite_module for spindle: return, rewrite, set
+// and break, run in source order in the server-rewrite and rewrite phases (if blocks
+// belong to the core).
+package rewrite
+
+import (
+	"strings"
+
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/modules/httpcore"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Module is the rewrite module.
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "rewrite",
+	Order: httpcore.OrderRewrite,
+	Directives: []httpcore.Directive{
+		{Name: "return", Context: httpcore.CtxServer | httpcore.CtxLocation | httpcore.CtxIf, Set: setReturn},
+	},
+})
+
+// returnOp is `return`: finish the request with a status, and a body or a redirect.
+type returnOp struct {
+	code int
+	body *httpcore.Expr // response text, for non-redirect codes
+	url  *httpcore.Expr // Location, for redirect codes
+}
+
+// setReturn decodes
+//
+//	return = 404
+//	return = "https://example.com/"                 # 302 to the URL
+//	return = { code = 200, body = "hello ${arg.who}\n" }
+//	return = { code = 301, url = "https://${host}${request_uri}" }
+func setReturn(c *httpcore.Cmd) error {
+	a := c.Attr()
+	op := &returnOp{}
+	if obj, ok := a.Expr.(*hclsyntax.ObjectConsExpr); ok {
+		fields, err := conf.ObjectFields(obj)
+		if err != nil {
+			return err
+		}
+		if err := conf.CheckFields(fields, "code", "body", "url", "text"); err != nil {
+			return err
+		}
+		for _, f := range fields {
+			switch f.Name {
+			case "code":
+				if op.code, err = conf.ExprInt(f.Expr); err != nil {
+					return err
+				}
+			case "body", "text":
+				if op.body, err = c.Expr(f.Expr); err != nil {
+					return err
+				}
+			case "url":
+				if op.url, err = c.Expr(f.Expr); err != nil {
+					return err
+				}
+			}
+		}
+		if op.code == 0 {
+			if op.url == nil {
+				return c.Errorf("return needs a code")
+			}
+			op.code = 302
+		}
+	} else {
+		v, err := conf.StaticValue(a.Expr)
+		if err == nil && v.Type() == cty.Number {
+			if op.code, err = conf.Int(a); err != nil {
+				return err
+			}
+		} else {
+			// A URL, possibly with variables: a 302 redirect as nginx's `return URL`.
+			if op.url, err = c.Expr(a.Expr); err != nil {
+				return err
+			}
+			op.code = 302
+		}
+	}
+	if op.code < 0 || op.code > 999 {
+		return conf.Errorf(a.Expr.Range(), "invalid return code %d", op.code)
+	}
+	redirect := op.code == 301 || op.code == 302 || op.code == 303 || op.code == 307 || op.code == 308
+	if op.url != nil && !redirect {
+		return conf.Errorf(a.Expr.Range(), "return with a url needs a redirect code (301, 302, 303, 307 or 308), got %d", op.code)
+	}
+	if redirect && op.body != nil && op.url == nil {
+		// nginx's `return 301 URL` spelled with body: treat the text as the URL.
+		op.url, op.body = op.body, nil
+	}
+	c.AddRewriteOp(op)
+	return nil
+}
+
+func (op *returnOp) Run(r *httpcore.Request) httpcore.Action {
+	if op.code == 444 {
+		r.CloseConnection()
+		return httpcore.Finished
+	}
+	if op.url != nil {
+		u, err := op.url.String(r)
+		if err != nil {
+			r.Logf(httpcore.LogError, "return: %v", err)
+			return r.Error(500)
+		}
+		if strings.HasPrefix(u, "/") {
+			u = r.AbsoluteURL(u)
+		}
+		r.RespHeader().Set("Location", u)
+		return r.Error(op.code)
+	}
+	if op.body == nil {
+		return r.Error(op.code)
+	}
+	r.SetStatus(op.code)
+	body, err := op.body.String(r)
+	if err != nil {
+		r.Logf(httpcore.LogError, "return: %v", err)
+		return r.Error(500)
+	}
+	r.WriteString(body)
+	return httpcore.Finished
+}

@@ -1,0 +1,415 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spindle-server/spindle/internal/e2e"
+)
+
+// helloConf serves /hello with a body that names the config generation, so a test can
+// tell which config answered.
+func helloConf(workers int, body string) string {
+	return fmt.Sprintf(`
+worker_processes        = %d
+worker_shutdown_timeout = "10s"
+error_log               = { path = "logs/error.log", level = "info" }
+events { worker_connections = 1024 }
+http {
+  server {
+    listen = ["127.0.0.1:{{PORT}} backlog=4096"]
+    location "= /hello" {
+      return = { code = 200, body = "%s\n" }
+    }
+  }
+}
+`, workers, body)
+}
+
+func TestReloadsUnderLoad(t *testing.T) {
+	for _, keepalive := range []bool{false, true} {
+		name := "new-connection-per-request"
+		if keepalive {
+			name = "keepalive"
+		}
+		t.Run(name, func(t *testing.T) {
+			inst := e2e.Start(t, helloConf(2, "gen0"), nil)
+			load := e2e.StartLoad(inst.Addr(), "/hello", 16, keepalive)
+			for i := 1; i <= 20; i++ {
+				inst.WriteConfig(helloConf(2, fmt.Sprintf("gen%d", i)))
+				out, code := inst.Spindle("-s", "reload")
+				if code != 0 {
+					t.Fatalf("reload %d: exit %d: %s", i, code, out)
+				}
+				if !strings.Contains(out, "ready") {
+					t.Errorf("reload %d: output %q", i, out)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+			res := load.Stop()
+			t.Logf("20 reloads: %v", res)
+			if res.Failed != 0 {
+				t.Errorf("failed requests during reloads: %v", res)
+			}
+			if res.Requests < 1000 {
+				t.Errorf("only %d requests served", res.Requests)
+			}
+			if _, body, err := inst.Get("/hello"); err != nil || body != "gen20\n" {
+				t.Errorf("after reloads /hello = %q, %v", body, err)
+			}
+			// Old generations drain and go: only the last generation's workers remain.
+			master := inst.MasterPid()
+			if !e2e.WaitFor(15*time.Second, func() bool { return len(e2e.Workers(master)) == 2 }) {
+				t.Errorf("workers after reloads: %v", e2e.Workers(master))
+			}
+		})
+	}
+}
+
+func TestReloadWithBrokenConfigKeepsServing(t *testing.T) {
+	inst := e2e.Start(t, helloConf(2, "good"), nil)
+	workers := e2e.Workers(inst.MasterPid())
+	inst.WriteConfig(strings.Replace(helloConf(2, "bad"), `location "= /hello" {`, `location "= /hello" {
+      no_such_directive = 1`, 1))
+	out, code := inst.Spindle("-s", "reload")
+	if code == 0 {
+		t.Fatalf("reload of a broken config exited 0: %s", out)
+	}
+	want := filepath.Join(inst.Prefix, "conf/spindle.hcl") + ":10,7: unknown directive \"no_such_directive\""
+	if !strings.Contains(out, want) {
+		t.Errorf("reload output %q does not contain %q", out, want)
+	}
+	if _, body, err := inst.Get("/hello"); err != nil || body != "good\n" {
+		t.Errorf("after failed reload /hello = %q, %v", body, err)
+	}
+	if got := e2e.Workers(inst.MasterPid()); fmt.Sprint(got) != fmt.Sprint(workers) {
+		t.Errorf("workers changed by a failed reload: %v → %v", workers, got)
+	}
+	if !strings.Contains(inst.ErrorLog(), "no_such_directive") {
+		t.Errorf("error log does not report the failed reload:\n%s", inst.ErrorLog())
+	}
+	// A syntax error, which -s can not even parse, is reported by the master too.
+	inst.WriteConfig("http {\n  server {\n")
+	out, code = inst.Spindle("-s", "reload")
+	if code == 0 || !strings.Contains(out, "spindle.hcl:") {
+		t.Errorf("reload of unparsable config: exit %d, %q", code, out)
+	}
+	if _, body, _ := inst.Get("/hello"); body != "good\n" {
+		t.Errorf("after failed reload /hello = %q", body)
+	}
+}
+
+func TestKillWorkerUnderLoad(t *testing.T) {
+	inst := e2e.Start(t, helloConf(2, "ok"), nil)
+	master := inst.MasterPid()
+	load := e2e.StartLoad(inst.Addr(), "/hello", 8, true)
+	time.Sleep(300 * time.Millisecond)
+	before := e2e.Workers(master)
+	victim := before[0]
+	syscall.Kill(victim, syscall.SIGKILL)
+	if !e2e.WaitFor(5*time.Second, func() bool {
+		ws := e2e.Workers(master)
+		return len(ws) == 2 && ws[0] != victim && ws[1] != victim
+	}) {
+		t.Fatalf("worker %d not respawned: %v", victim, e2e.Workers(master))
+	}
+	served := load.Answered()
+	time.Sleep(500 * time.Millisecond)
+	res := load.Stop()
+	t.Logf("kill -9 of a worker: %v", res)
+	if res.Requests-served < 100 {
+		t.Errorf("service did not continue after the respawn: %v", res)
+	}
+	// Requests in flight on the killed worker's connections may fail; no others.
+	if res.Failed > 8 {
+		t.Errorf("%d failed requests, more than the killed worker's connections", res.Failed)
+	}
+	if log := inst.ErrorLog(); !strings.Contains(log, fmt.Sprintf("worker process %d exited on signal 9", victim)) {
+		t.Errorf("error log does not report the crash:\n%s", log)
+	}
+}
+
+func TestKillMasterTakesWorkersDown(t *testing.T) {
+	inst := e2e.Start(t, helloConf(2, "ok"), nil)
+	master := inst.MasterPid()
+	workers := e2e.Workers(master)
+	if len(workers) != 2 {
+		t.Fatalf("workers: %v", workers)
+	}
+	start := time.Now()
+	syscall.Kill(master, syscall.SIGKILL)
+	if !e2e.WaitFor(time.Second, func() bool {
+		for _, w := range workers {
+			if e2e.Alive(w) {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("workers still alive 1s after the master's death")
+	}
+	t.Logf("workers gone %v after kill -9 of the master", time.Since(start))
+}
+
+func TestWorkerProcesses(t *testing.T) {
+	inst := e2e.Start(t, strings.Replace(helloConf(2, "ok"), "worker_processes", "worker_cpu_affinity = \"auto\"\nworker_processes", 1), nil)
+	workers := e2e.Workers(inst.MasterPid())
+	if len(workers) != 2 {
+		t.Fatalf("workers: %v", workers)
+	}
+	cpus := map[string]bool{}
+	for _, w := range workers {
+		p, _ := e2e.ReadProc(w)
+		if p.Cmdline != "spindle: worker process" {
+			t.Errorf("worker %d cmdline %q", w, p.Cmdline)
+		}
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", w))
+		if !strings.Contains(string(env), "GOMAXPROCS=1\x00") {
+			t.Errorf("worker %d does not run with GOMAXPROCS=1", w)
+		}
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", w))
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "Cpus_allowed_list:") {
+				cpus[strings.TrimSpace(strings.TrimPrefix(line, "Cpus_allowed_list:"))] = true
+			}
+		}
+		// Every thread is pinned, not only the main one.
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", w))
+		for _, task := range tasks {
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", w, task.Name()))
+			if !strings.Contains(string(st), "Cpus_allowed_list:\t0\n") && !strings.Contains(string(st), "Cpus_allowed_list:\t1\n") {
+				t.Errorf("worker %d thread %s not pinned", w, task.Name())
+			}
+		}
+	}
+	if ncpu := e2e.NumCPU(); ncpu >= 2 && len(cpus) != 2 {
+		t.Errorf("workers pinned to %v, want one CPU each", cpus)
+	}
+}
+
+const slowConf = `
+worker_processes = 2
+error_log        = { path = "logs/error.log", level = "info" }
+http {
+  server {
+    listen = ["127.0.0.1:{{PORT}}"]
+    location "= /slow" { echo = ["start", { sleep = "1s" }, "done"] }
+    location "= /hello" { echo = "%s" }
+  }
+}
+`
+
+func TestQuitDrainsSlowRequests(t *testing.T) {
+	inst := e2e.Start(t, fmt.Sprintf(slowConf, "v1"), nil)
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	results := make(chan result, 6)
+	for i := 0; i < 6; i++ {
+		go func() {
+			status, body, err := inst.Get("/slow")
+			results <- result{status, body, err}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	inst.Signal(syscall.SIGQUIT)
+	for i := 0; i < 6; i++ {
+		r := <-results
+		if r.err != nil || r.status != 200 || r.body != "start\ndone\n" {
+			t.Errorf("slow request during QUIT: %d %q %v", r.status, r.body, r.err)
+		}
+	}
+	if code, ok := inst.Wait(10 * time.Second); !ok || code != 0 {
+		t.Fatalf("master after QUIT: exited=%v code=%d", ok, code)
+	}
+	if len(e2e.GroupPids(inst.Pgid())) != 0 {
+		t.Errorf("processes left after QUIT: %v", e2e.GroupPids(inst.Pgid()))
+	}
+}
+
+// A draining worker answers the next request of a keepalive connection with
+// Connection: close, and finishes the slow request in flight.
+func TestDrainClosesKeepaliveGracefully(t *testing.T) {
+	inst := e2e.Start(t, fmt.Sprintf(slowConf, "v1"), nil)
+	c, err := net.Dial("tcp", inst.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, body := get("/hello"); resp.Close || body != "v1\n" {
+		t.Fatalf("first request: close=%v %q", resp.Close, body)
+	}
+	slow := make(chan string, 1)
+	go func() { _, body, _ := inst.Get("/slow"); slow <- body }()
+	time.Sleep(100 * time.Millisecond)
+	inst.WriteConfig(fmt.Sprintf(slowConf, "v2"))
+	if out, code := inst.Spindle("-s", "reload"); code != 0 {
+		t.Fatalf("reload: %s", out)
+	}
+	// The old worker still owns this connection: its next response says close.
+	resp, body := get("/hello")
+	if !resp.Close || body != "v1\n" {
+		t.Errorf("request on a draining keepalive connection: close=%v %q", resp.Close, body)
+	}
+	if b := <-slow; b != "start\ndone\n" {
+		t.Errorf("slow request across the reload: %q", b)
+	}
+	if _, body, _ := inst.Get("/hello"); body != "v2\n" {
+		t.Errorf("new connection after reload: %q", body)
+	}
+}
+
+func TestWorkerConnections(t *testing.T) {
+	conf := strings.Replace(helloConf(1, "ok"), "worker_connections = 1024", "worker_connections = 2", 1)
+	inst := e2e.Start(t, conf, nil)
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", inst.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	time.Sleep(100 * time.Millisecond)
+	// The third connection waits in the listen queue: no answer while both are held.
+	third, err := net.Dial("tcp", inst.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	third.Write([]byte("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"))
+	third.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	buf := make([]byte, 512)
+	if n, err := third.Read(buf); err == nil {
+		t.Fatalf("third connection served beyond worker_connections: %q", buf[:n])
+	}
+	held[0].Close()
+	third.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, err := third.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200") {
+		t.Fatalf("third connection after one closed: %q %v", buf[:n], err)
+	}
+	if !strings.Contains(inst.ErrorLog(), "worker_connections are not enough") {
+		t.Errorf("no alert about worker_connections in the error log")
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	inst := e2e.Start(t, helloConf(1, "ok"), nil)
+	out, code := inst.Spindle("-t")
+	if code != 0 || !strings.Contains(out, "test is successful") {
+		t.Errorf("-t: %d %q", code, out)
+	}
+	out, code = inst.Spindle("-T")
+	if code != 0 || !strings.Contains(out, "# configuration file "+filepath.Join(inst.Prefix, "conf/spindle.hcl")) || !strings.Contains(out, `location "= /hello"`) {
+		t.Errorf("-T: %d %q", code, out)
+	}
+	out, code = inst.Spindle("-v")
+	if code != 0 || !strings.HasPrefix(out, "spindle version ") {
+		t.Errorf("-v: %d %q", code, out)
+	}
+	inst.WriteFile("conf/bad.hcl", "worker_processes = \"many\"\nhttp {\n  server {\n    listen = 5\n    bogus = true\n  }\n}\n")
+	out, code = inst.Spindle("-t", "-c", "conf/bad.hcl")
+	bad := filepath.Join(inst.Prefix, "conf/bad.hcl")
+	for _, want := range []string{
+		bad + ":1,20: worker_processes must be a number or \"auto\"",
+		bad + ":5,5: unknown directive \"bogus\"",
+		"test failed",
+	} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("-t on a bad config: exit %d, output %q lacks %q", code, out, want)
+		}
+	}
+	out, code = inst.Spindle("-s", "bogus")
+	if code == 0 || !strings.Contains(out, "invalid signal") {
+		t.Errorf("-s bogus: %d %q", code, out)
+	}
+	out, code = inst.Spindle("-s", "reopen")
+	if code != 0 {
+		t.Errorf("-s reopen: %d %q", code, out)
+	}
+	// -s stop: the master and its workers exit.
+	master := inst.MasterPid()
+	out, code = inst.Spindle("-s", "stop")
+	if code != 0 {
+		t.Errorf("-s stop: %d %q", code, out)
+	}
+	if !e2e.WaitFor(5*time.Second, func() bool { return !e2e.Alive(master) }) {
+		t.Fatalf("master still alive after -s stop")
+	}
+	if _, err := os.Stat(filepath.Join(inst.Prefix, "logs/spindle.pid")); !os.IsNotExist(err) {
+		t.Errorf("pid file left behind: %v", err)
+	}
+	out, code = inst.Spindle("-s", "reload")
+	if code == 0 || !strings.Contains(out, "cannot find the master") {
+		t.Errorf("-s reload without a master: %d %q", code, out)
+	}
+}
+
+func TestStartFailsOnBadConfig(t *testing.T) {
+	out, code := e2e.StartFailing(t, "http {\n  server {\n    listen = [\"127.0.0.1:1\"]\n    location \"~ (?=x)\" {}\n  }\n}\n")
+	if code != 1 || !strings.Contains(out, "spindle.hcl:4,14: regex \"(?=x)\" uses lookahead") {
+		t.Errorf("exit %d, output %q", code, out)
+	}
+}
+
+func TestReopenLogs(t *testing.T) {
+	inst := e2e.Start(t, helloConf(2, "ok"), nil)
+	logPath := filepath.Join(inst.Prefix, "logs/error.log")
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := inst.Spindle("-s", "reopen"); code != 0 {
+		t.Fatalf("-s reopen: %s", out)
+	}
+	if !e2e.WaitFor(5*time.Second, func() bool {
+		_, err := os.Stat(logPath)
+		return err == nil
+	}) {
+		t.Fatalf("error log not reopened")
+	}
+	// Workers write to the new file too: a QUIT makes each log its shutdown.
+	workers := e2e.Workers(inst.MasterPid())
+	inst.Signal(syscall.SIGWINCH)
+	if !e2e.WaitFor(10*time.Second, func() bool { return len(e2e.Workers(inst.MasterPid())) == 0 }) {
+		t.Fatalf("WINCH: workers still running")
+	}
+	log := inst.ErrorLog()
+	for _, w := range workers {
+		if !strings.Contains(log, strconv.Itoa(w)+"#0: gracefully shutting down") {
+			t.Errorf("worker %d did not log to the reopened file:\n%s", w, log)
+		}
+	}
+	// WINCH leaves the master without workers; a reload brings them back.
+	if out, code := inst.Spindle("-s", "reload"); code != 0 {
+		t.Fatalf("reload after WINCH: %s", out)
+	}
+	if status, _, err := inst.Get("/hello"); err != nil || status != 200 {
+		t.Fatalf("after WINCH and reload: %d %v", status, err)
+	}
+}
