@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http/httputil"
-	"time"
 )
 
 // ErrBodyTooLarge is returned when the request body exceeds client_max_body_size.
@@ -33,7 +32,7 @@ func (r *Request) readBody() ([]byte, error) {
 	}
 	if r.parent != nil {
 		// Subrequests see their parent's body unless given their own.
-		if r.sub != nil && r.sub.ownBody {
+		if r.sub.ownBody {
 			return r.body.data, nil
 		}
 		return r.parent.readBody()
@@ -101,7 +100,7 @@ func (w *wireBody) Read(p []byte) (int, error) {
 		}
 	}
 	core := CoreConfOf(r.loc)
-	c.nc.SetReadDeadline(time.Now().Add(core.ClientBodyTimeout))
+	c.io.setReadTimeout(core.ClientBodyTimeout)
 	var n int
 	var err error
 	if b.chunked {

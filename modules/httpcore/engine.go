@@ -121,7 +121,7 @@ func (e *Engine) Serve(ln net.Listener, addr string) error {
 		e.handled.Add(1)
 		c := newConn(e, nc, as)
 		e.wg.Add(1)
-		go c.serve()
+		workers.Go(c.serve)
 	}
 }
 
@@ -225,6 +225,7 @@ type conn struct {
 	nc   net.Conn
 	as   *addrServers
 	id   uint64
+	io   *connIO
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	hdr  fasthttp.RequestHeader
@@ -250,8 +251,8 @@ var (
 )
 
 func newConn(e *Engine, nc net.Conn, as *addrServers) *conn {
-	c := &conn{e: e, nc: nc, as: as, id: e.connSeq.Add(1)}
-	c.idleSince.Store(time.Now().UnixNano())
+	c := &conn{e: e, nc: nc, as: as, id: e.connSeq.Add(1), io: newConnIO(nc)}
+	c.idleSince.Store(coarseNow().UnixNano())
 	e.mu.Lock()
 	e.conns[c] = struct{}{}
 	e.mu.Unlock()
@@ -309,9 +310,9 @@ func (c *conn) serve() {
 		}
 	}()
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(c.nc)
+	c.br.Reset(c.io)
 	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(c.nc)
+	c.bw.Reset(c.io)
 	core := CoreConfOf(c.as.def.root)
 	for {
 		if !c.readHead(core) {
@@ -325,7 +326,9 @@ func (c *conn) serve() {
 			c.nc.Close()
 			return
 		}
-		if c.closeAfter || c.e.draining.Load() {
+		// Whether to close was decided with the response header (Connection: close when
+		// draining); a response that promised keep-alive gets its next request served.
+		if c.closeAfter {
 			c.bw.Flush()
 			c.close()
 			return
@@ -362,16 +365,13 @@ func (c *conn) close() {
 // connection is to be closed (EOF, timeout, or an error already answered).
 func (c *conn) readHead(core *CoreConf) bool {
 	c.state.Store(stateIdle)
-	c.idleSince.Store(time.Now().UnixNano())
+	c.idleSince.Store(coarseNow().UnixNano())
 	timeout := core.KeepaliveTimeout
 	if c.requests == 0 {
 		timeout = core.ClientHeaderTimeout
 	}
 	if c.br.Buffered() == 0 {
-		if c.e.draining.Load() && c.requests > 0 {
-			// Let Shutdown decide when this idle connection goes.
-		}
-		c.nc.SetReadDeadline(time.Now().Add(timeout))
+		c.io.setReadTimeout(timeout)
 		if _, err := c.br.Peek(1); err != nil {
 			// An idle keepalive connection that times out or closes is normal.
 			return false
@@ -406,7 +406,7 @@ func (c *conn) readHead(core *CoreConf) bool {
 			c.growReader(lim.total)
 		}
 		if !headerDeadlineSet {
-			c.nc.SetReadDeadline(time.Now().Add(core.ClientHeaderTimeout))
+			c.io.setReadTimeout(core.ClientHeaderTimeout)
 			headerDeadlineSet = true
 		}
 		if _, err := c.br.Peek(c.br.Buffered() + 1); err != nil {
@@ -433,7 +433,7 @@ func (c *conn) growReader(limit int) {
 	if size > limit {
 		size = limit
 	}
-	c.br = bufio.NewReaderSize(io.MultiReader(&byteReader{b: data}, c.nc), size)
+	c.br = bufio.NewReaderSize(io.MultiReader(&byteReader{b: data}, c.io), size)
 }
 
 type byteReader struct{ b []byte }
@@ -460,7 +460,7 @@ func (c *conn) reject(status int, reason string) {
 	}
 	body := AppendErrorPage(nil, status)
 	b := c.bw
-	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.io.wtimeout = 5 * time.Second
 	b.WriteString("HTTP/1.1 ")
 	b.WriteString(strconv.Itoa(status))
 	b.WriteByte(' ')

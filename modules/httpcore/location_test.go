@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spindle-server/spindle/internal/testserver"
+	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 )
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spindle-server/spindle/internal/errlog"
@@ -42,10 +43,10 @@ type Request struct {
 	requestURI string // as received: $request_uri
 	http10     bool
 	hdr        *fasthttp.RequestHeader // parsed headers (shared with the parent by subrequests)
-	hdrOverlay *Header                 // request headers changed by modules, when any
-	hdrShared  bool                    // hdrOverlay is shared with other requests: copy before changing
-	hdrDeleted []string
-	snapshot   *Header // main request: its headers as a list for subrequests
+	hdrOverlay *Header                 // main: headers changed by modules; sub: its own headers once changed
+	hdrDeleted []string                // main: parsed headers that modules removed or replaced
+	snapMu     sync.Mutex
+	snapshot   *Header // main: its headers as an immutable list, for subrequests
 
 	body     bodyState
 	internal bool
@@ -75,8 +76,8 @@ type Request struct {
 	logDone       bool
 	errPageDone   bool
 
-	// subrequest results and options
-	sub *subState
+	// subrequest options
+	sub subState
 }
 
 type userVar struct {
@@ -136,14 +137,22 @@ func (r *Request) Proto() string {
 // StartTime is when the request began.
 func (r *Request) StartTime() time.Time { return r.start }
 
+// Request headers: a main request reads fasthttp's parsed header, with the changes
+// modules made in an overlay. A subrequest reads its parent's headers as an immutable
+// list (subrequests may run concurrently, and fasthttp's header is not safe for
+// concurrent readers), and copies them the first time it changes one.
+
 // Header returns the first value of a request header.
 func (r *Request) Header(name string) string {
+	if r.hdr == nil {
+		return r.headerView().Get(name)
+	}
 	if r.hdrOverlay != nil {
 		if v, ok := r.hdrOverlay.Lookup(name); ok {
 			return v
 		}
 	}
-	if r.headerDeleted(name) || r.hdr == nil {
+	if r.headerDeleted(name) {
 		return ""
 	}
 	return string(r.hdr.Peek(name))
@@ -151,12 +160,15 @@ func (r *Request) Header(name string) string {
 
 // HeaderValues returns every value of a request header.
 func (r *Request) HeaderValues(name string) []string {
+	if r.hdr == nil {
+		return r.headerView().Values(name)
+	}
 	if r.hdrOverlay != nil {
 		if vs := r.hdrOverlay.Values(name); len(vs) > 0 {
 			return vs
 		}
 	}
-	if r.headerDeleted(name) || r.hdr == nil {
+	if r.headerDeleted(name) {
 		return nil
 	}
 	var out []string
@@ -177,14 +189,18 @@ func (r *Request) headerDeleted(name string) bool {
 
 // VisitHeaders calls f for every request header line in order.
 func (r *Request) VisitHeaders(f func(key, value string)) {
-	if r.hdr != nil {
-		for k, v := range r.hdr.AllInOrder() {
-			key := string(k)
-			if r.headerDeleted(key) || (r.hdrOverlay != nil && r.hdrOverlay.Get(key) != "") {
-				continue
-			}
-			f(key, string(v))
+	if r.hdr == nil {
+		for _, kv := range r.headerView().Fields() {
+			f(kv.Key, kv.Value)
 		}
+		return
+	}
+	for k, v := range r.hdr.AllInOrder() {
+		key := string(k)
+		if r.headerDeleted(key) {
+			continue
+		}
+		f(key, string(v))
 	}
 	if r.hdrOverlay != nil {
 		for _, kv := range r.hdrOverlay.Fields() {
@@ -193,20 +209,54 @@ func (r *Request) VisitHeaders(f func(key, value string)) {
 	}
 }
 
-func (r *Request) ownOverlay() {
+// headerView is the request headers as an immutable list: a subrequest's own, or
+// its parent's.
+func (r *Request) headerView() *Header {
+	if r.hdr == nil {
+		if r.hdrOverlay != nil {
+			return r.hdrOverlay
+		}
+		if r.parent != nil {
+			return r.parent.headerView()
+		}
+		return &Header{}
+	}
+	m := r.main
+	m.snapMu.Lock()
+	defer m.snapMu.Unlock()
+	if m.snapshot == nil {
+		h := &Header{}
+		m.VisitHeaders(func(k, v string) { h.Add(k, v) })
+		if h.Get("Host") == "" && len(m.hdr.Host()) > 0 {
+			h.Add("Host", string(m.hdr.Host()))
+		}
+		m.snapshot = h
+	}
+	return m.snapshot
+}
+
+// ownHeaders prepares the request's headers for a change.
+func (r *Request) ownHeaders() {
+	if r.hdr == nil {
+		if r.hdrOverlay == nil {
+			h := r.parent.headerView().Clone()
+			r.hdrOverlay = &h
+		}
+		return
+	}
 	if r.hdrOverlay == nil {
 		r.hdrOverlay = &Header{}
-	} else if r.hdrShared {
-		h := r.hdrOverlay.Clone()
-		r.hdrOverlay, r.hdrShared = &h, false
 	}
+	r.snapMu.Lock()
+	r.snapshot = nil
+	r.snapMu.Unlock()
 }
 
 // SetHeader sets a request header (replacing its values); "" deletes it.
 func (r *Request) SetHeader(name, value string) {
-	r.ownOverlay()
+	r.ownHeaders()
 	r.hdrOverlay.Del(name)
-	if !r.headerDeleted(name) {
+	if r.hdr != nil && !r.headerDeleted(name) {
 		r.hdrDeleted = append(r.hdrDeleted, name)
 	}
 	if value != "" {
@@ -216,10 +266,10 @@ func (r *Request) SetHeader(name, value string) {
 
 // AddHeader adds a request header value.
 func (r *Request) AddHeader(name, value string) {
-	r.ownOverlay()
-	if !r.headerDeleted(name) && r.hdr != nil && len(r.hdr.Peek(name)) > 0 && r.hdrOverlay.Get(name) == "" {
-		for _, v := range r.HeaderValues(name) {
-			r.hdrOverlay.Add(name, v)
+	r.ownHeaders()
+	if r.hdr != nil && !r.headerDeleted(name) && len(r.hdr.Peek(name)) > 0 && r.hdrOverlay.Get(name) == "" {
+		for _, v := range r.hdr.PeekAll(name) {
+			r.hdrOverlay.Add(name, string(v))
 		}
 		r.hdrDeleted = append(r.hdrDeleted, name)
 	}

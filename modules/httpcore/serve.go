@@ -197,7 +197,7 @@ func (c *conn) writeHead(r *Request, n int64) {
 func (c *conn) flushOutput(r *Request, flush bool) error {
 	send := bodyAllowed(r)
 	if !c.wroteHeader {
-		c.nc.SetWriteDeadline(time.Now().Add(CoreConfOf(r.loc).SendTimeout))
+		c.io.wtimeout = CoreConfOf(r.loc).SendTimeout
 		c.writeHead(r, r.contentLength)
 	}
 	if len(r.out) > 0 && send {
@@ -252,7 +252,7 @@ func (c *conn) finishOutput(r *Request) {
 		if n < 0 || (send && n != int64(len(r.out))) {
 			n = int64(len(r.out))
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(CoreConfOf(r.loc).SendTimeout))
+		c.io.wtimeout = CoreConfOf(r.loc).SendTimeout
 		c.writeHead(r, n)
 		if send && len(r.out) > 0 {
 			c.writeBody(r, r.out)
@@ -290,6 +290,7 @@ var (
 
 func startClock() {
 	clockOnce.Do(func() {
+		coarseNow()
 		updateDate()
 		go func() {
 			for {

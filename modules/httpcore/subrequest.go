@@ -30,7 +30,7 @@ type SubrequestOptions struct {
 }
 
 type subState struct {
-	ownBody bool
+	ownBody bool // the subrequest has a body of its own, not its parent's
 	shared  bool // vars shared with the parent
 }
 
@@ -53,7 +53,7 @@ func (r *Request) NewSubrequest(uri string, opts *SubrequestOptions) (*Request, 
 	}
 	r.main.subCount++
 	path, args, _ := strings.Cut(uri, "?")
-	norm, ok := NormalizePath([]byte(path))
+	norm, ok := NormalizePathString(path)
 	if !ok {
 		return nil, errorf("invalid subrequest URI %q", uri)
 	}
@@ -69,9 +69,6 @@ func (r *Request) NewSubrequest(uri string, opts *SubrequestOptions) (*Request, 
 	sr.args = args
 	sr.requestURI = r.main.requestURI
 	sr.http10 = r.http10
-	sr.sub = &subState{}
-	sr.hdrOverlay = r.headerSnapshot()
-	sr.hdrShared = true
 	if r.c != nil {
 		// Computed now so that concurrent subrequests only read them.
 		r.c.remoteAddr()
@@ -113,31 +110,10 @@ func (r *Request) NewSubrequest(uri string, opts *SubrequestOptions) (*Request, 
 }
 
 func (r *Request) varsRef() []userVar {
-	if r.sub != nil && r.sub.shared {
+	if r.sub.shared {
 		return r.parent.varsRef()
 	}
 	return r.vars
-}
-
-// headerSnapshot returns the request headers as a read-only list shared by
-// subrequests, which may run concurrently and so must not touch fasthttp's header.
-func (r *Request) headerSnapshot() *Header {
-	if r.hdr == nil {
-		return r.hdrOverlay
-	}
-	m := r.main
-	if m.snapshot == nil {
-		h := &Header{}
-		r.VisitHeaders(func(k, v string) { h.Add(k, v) })
-		if host := r.Host(); host != "" && h.Get("Host") == "" {
-			h.Add("Host", host)
-		}
-		m.snapshot = h
-	}
-	if r != m && r.hdrOverlay != nil {
-		return r.hdrOverlay
-	}
-	return m.snapshot
 }
 
 // Run processes the subrequest to completion, its output captured.
@@ -157,20 +133,22 @@ func (sr *Request) Run() {
 	}
 }
 
-// RunAll runs subrequests concurrently and returns when all are done.
+// RunAll runs subrequests concurrently and returns when all are done. The first runs
+// on the calling coroutine, the others on pooled ones: with one thread for Go code
+// they make progress whenever the first blocks.
 func RunAll(srs []*Request) {
-	if len(srs) == 1 {
-		srs[0].Run()
+	if len(srs) == 0 {
 		return
 	}
 	var wg sync.WaitGroup
-	wg.Add(len(srs))
-	for _, sr := range srs {
-		go func() {
+	wg.Add(len(srs) - 1)
+	for _, sr := range srs[1:] {
+		workers.Go(func() {
 			defer wg.Done()
 			sr.Run()
-		}()
+		})
 	}
+	srs[0].Run()
 	wg.Wait()
 }
 
@@ -180,7 +158,7 @@ func (sr *Request) Release() {
 	if sr.parent == nil {
 		return
 	}
-	sr.c, sr.parent, sr.main, sr.hdrOverlay = nil, nil, nil, nil
+	sr.c, sr.parent, sr.main, sr.hdrOverlay, sr.snapshot = nil, nil, nil, nil, nil
 	if cap(sr.out) > 64<<10 {
 		sr.out = nil
 	}

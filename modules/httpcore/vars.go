@@ -143,7 +143,7 @@ func (c *Config) UserVarIndex(name string) int {
 
 // SetUserVar sets user variable i for the request.
 func (r *Request) SetUserVar(i int, v string) {
-	if r.sub != nil && r.sub.shared {
+	if r.sub.shared {
 		r.parent.SetUserVar(i, v)
 		return
 	}
@@ -162,7 +162,7 @@ func (r *Request) SetUserVar(i int, v string) {
 
 // UserVar returns user variable i and whether it was set for this request.
 func (r *Request) UserVar(i int) (string, bool) {
-	if r.sub != nil && r.sub.shared {
+	if r.sub.shared {
 		return r.parent.UserVar(i)
 	}
 	if i < len(r.vars) {
