@@ -413,3 +413,103 @@ func TestReopenLogs(t *testing.T) {
 		t.Fatalf("after WINCH and reload: %d %v", status, err)
 	}
 }
+
+func TestWorkersDropPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	conf := strings.Replace(helloConf(2, "ok"), "worker_processes", "user = \"nobody\"\nworker_processes", 1)
+	inst := e2eStartWithMode(t, conf)
+	master := inst.MasterPid()
+	if uid := procUID(master); uid != 0 {
+		t.Errorf("master uid %d, want 0", uid)
+	}
+	for _, w := range e2e.Workers(master) {
+		if uid := procUID(w); uid != 65534 {
+			t.Errorf("worker %d uid %d, want 65534 (nobody)", w, uid)
+		}
+	}
+	if status, _, err := inst.Get("/hello"); err != nil || status != 200 {
+		t.Fatalf("GET /hello: %d %v", status, err)
+	}
+	// The workers can reopen their logs: the master recreates them for the user.
+	logPath := filepath.Join(inst.Prefix, "logs/error.log")
+	os.Rename(logPath, logPath+".1")
+	if out, code := inst.Spindle("-s", "reopen"); code != 0 {
+		t.Fatalf("reopen: %s", out)
+	}
+	if !e2e.WaitFor(5*time.Second, func() bool {
+		st, err := os.Stat(logPath)
+		return err == nil && st.Sys().(*syscall.Stat_t).Uid == 65534
+	}) {
+		t.Errorf("reopened error log not owned by the workers' user")
+	}
+	if strings.Contains(inst.ErrorLog()+readFile(logPath+".1"), "[emerg]") {
+		t.Errorf("workers failed:\n%s", readFile(logPath+".1"))
+	}
+}
+
+// e2eStartWithMode starts an instance whose prefix other users can traverse, as a
+// real installation's is.
+func e2eStartWithMode(t *testing.T, conf string) *e2e.Instance {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	for d := filepath.Dir(dir); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	return e2e.Start(t, conf, &e2e.Options{PrefixDir: dir})
+}
+
+func procUID(pid int) int {
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "Uid:") {
+			f := strings.Fields(line)
+			uid, _ := strconv.Atoi(f[2]) // effective uid
+			return uid
+		}
+	}
+	return -1
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// Changing worker_processes on reload adds or retires worker slots and their sockets.
+func TestReloadChangesWorkerCount(t *testing.T) {
+	inst := e2e.Start(t, helloConf(2, "two"), nil)
+	load := e2e.StartLoad(inst.Addr(), "/hello", 8, false)
+	inst.WriteConfig(helloConf(3, "three"))
+	if out, code := inst.Spindle("-s", "reload"); code != 0 {
+		t.Fatalf("reload to 3 workers: %s", out)
+	}
+	master := inst.MasterPid()
+	if !e2e.WaitFor(10*time.Second, func() bool { return len(e2e.Workers(master)) == 3 }) {
+		t.Fatalf("workers after reload to 3: %v", e2e.Workers(master))
+	}
+	inst.WriteConfig(helloConf(1, "one"))
+	if out, code := inst.Spindle("-s", "reload"); code != 0 {
+		t.Fatalf("reload to 1 worker: %s", out)
+	}
+	if !e2e.WaitFor(10*time.Second, func() bool { return len(e2e.Workers(master)) == 1 }) {
+		t.Fatalf("workers after reload to 1: %v", e2e.Workers(master))
+	}
+	time.Sleep(300 * time.Millisecond)
+	res := load.Stop()
+	t.Logf("worker count changes under load: %v", res)
+	// Connections queued on the retired slots' sockets when they close are lost (the
+	// kernel resets them); nothing else may fail.
+	if res.Failed > 16 {
+		t.Errorf("too many failures: %v", res)
+	}
+	for i := 0; i < 20; i++ {
+		if _, body, err := inst.Get("/hello"); err != nil || body != "one\n" {
+			t.Fatalf("after shrinking: %q %v", body, err)
+		}
+	}
+	if !strings.Contains(inst.ErrorLog(), "closing listening socket") {
+		t.Errorf("retired sockets not closed:\n%s", inst.ErrorLog())
+	}
+}

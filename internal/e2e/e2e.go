@@ -83,6 +83,8 @@ type Options struct {
 	Files map[string]string // files to write under the prefix
 	Bin   string            // binary to run instead of the test build
 	Port  int               // port for {{PORT}} (default: a free one)
+	// PrefixDir is the prefix to use instead of a new temporary directory.
+	PrefixDir string
 }
 
 // Start writes config (with {{PORT}} and {{PREFIX}} replaced) as conf/spindle.hcl in a
@@ -92,7 +94,10 @@ func Start(t testing.TB, config string, opts *Options) *Instance {
 	if opts == nil {
 		opts = &Options{}
 	}
-	i := &Instance{t: t, Bin: opts.Bin, Prefix: t.TempDir(), Port: opts.Port, Env: opts.Env, out: &syncBuffer{}, done: make(chan struct{})}
+	i := &Instance{t: t, Bin: opts.Bin, Prefix: opts.PrefixDir, Port: opts.Port, Env: opts.Env, out: &syncBuffer{}, done: make(chan struct{})}
+	if i.Prefix == "" {
+		i.Prefix = t.TempDir()
+	}
 	if i.Bin == "" {
 		i.Bin = Binary(t)
 	}

@@ -28,6 +28,7 @@ const (
 	cmdLocationAsync
 	cmdDuplicate
 	cmdStatus
+	cmdReadBody
 )
 
 type cmd struct {
@@ -53,6 +54,7 @@ var Module = &httpcore.Module{
 		{Name: "echo_location_async", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: directive(parseLocation(cmdLocationAsync))},
 		{Name: "echo_duplicate", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: directive(parseDuplicate)},
 		{Name: "echo_status", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: directive(parseStatus)},
+		{Name: "echo_read_request_body", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: directive(parseReadBody)},
 	},
 }
 
@@ -116,6 +118,7 @@ var commands = map[string]func(*httpcore.Cmd, hclsyntax.Expression) ([]cmd, erro
 	"location_async": parseLocation(cmdLocationAsync),
 	"duplicate":      parseDuplicate,
 	"status":         parseStatus,
+	"read_body":      parseReadBody,
 }
 
 // parseEcho parses `echo`: a string, or a list whose strings are echo lines and whose
@@ -143,11 +146,11 @@ func parseEcho(c *httpcore.Cmd, e hclsyntax.Expression) ([]cmd, error) {
 			return nil, err
 		}
 		if len(fields) != 1 {
-			return nil, conf.Errorf(obj.Range(), "an echo command object has one key: n, sleep, flush, location, location_async, duplicate or status")
+			return nil, conf.Errorf(obj.Range(), "an echo command object has one key: n, sleep, flush, location, location_async, duplicate, status or read_body")
 		}
 		parse, ok := commands[fields[0].Name]
 		if !ok {
-			return nil, conf.Errorf(fields[0].NameRange, "unknown echo command %q (expected n, sleep, flush, location, location_async, duplicate or status)", fields[0].Name)
+			return nil, conf.Errorf(fields[0].NameRange, "unknown echo command %q (expected n, sleep, flush, location, location_async, duplicate, status or read_body)", fields[0].Name)
 		}
 		ks, err := parse(c, fields[0].Expr)
 		if err != nil {
@@ -263,6 +266,15 @@ func parseDuplicate(c *httpcore.Cmd, e hclsyntax.Expression) ([]cmd, error) {
 	return []cmd{{kind: cmdDuplicate, count: n, texts: []*httpcore.Expr{t}}}, nil
 }
 
+// read_body = true: read the request body now, so that ${request_body} holds it.
+func parseReadBody(c *httpcore.Cmd, e hclsyntax.Expression) ([]cmd, error) {
+	on, err := conf.ExprBool(e)
+	if err != nil || !on {
+		return nil, err
+	}
+	return []cmd{{kind: cmdReadBody}}, nil
+}
+
 // status = 201: the status of the echo output (default 200).
 func parseStatus(c *httpcore.Cmd, e hclsyntax.Expression) ([]cmd, error) {
 	v, err := conf.StaticValue(e)
@@ -312,6 +324,14 @@ func (c *Conf) handle(r *httpcore.Request) httpcore.Action {
 			}
 		case cmdSleep:
 			time.Sleep(k.dur)
+		case cmdReadBody:
+			if _, err := r.Body(); err != nil {
+				if err == httpcore.ErrBodyTooLarge {
+					return r.Error(413)
+				}
+				r.Logf(httpcore.LogInfo, "echo_read_request_body: %v", err)
+				return r.Error(400)
+			}
 		case cmdFlush:
 			if err := r.Flush(); err != nil {
 				return httpcore.Finished

@@ -37,11 +37,13 @@ func newConnIO(nc net.Conn) *connIO {
 	return cio
 }
 
-// setReadTimeout arms the read deadline for the next wait.
+// setReadTimeout arms the read deadline for the next wait. A deadline already set within
+// a tenth of the timeout (at most a second) of the new one is kept.
 func (c *connIO) setReadTimeout(d time.Duration) {
 	c.rtimeout = d
 	dl := coarseNow().Add(d)
-	if diff := dl.Sub(c.rdl); diff > time.Second || diff < -time.Second {
+	tol := min(d/10, time.Second)
+	if diff := dl.Sub(c.rdl); diff > tol || diff < -tol {
 		c.rdl = dl
 		c.nc.SetReadDeadline(dl)
 	}

@@ -225,6 +225,19 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 		r.finalize(404)
 		return 0, false
 	}
+	if r.parent == nil && r.body.length > 0 && !r.body.read {
+		// As nginx in find_config: a declared body over the location's limit is refused
+		// before any handler runs, without reading it.
+		if max := CoreConfOf(r.loc).ClientMaxBodySize; max > 0 && r.body.length > max {
+			r.Logf(LogError, "client intended to send too large body: %d bytes", r.body.length)
+			r.keepalive = false
+			r.finalize(413)
+			return 0, false
+		}
+	}
+	if r.parent == nil {
+		r.body.limit = CoreConfOf(r.loc).ClientMaxBodySize
+	}
 	if len(r.loc.rewrite) > 0 {
 		if a := r.runRewrite(r.loc.rewrite); a != Continue {
 			if a == Redirected {

@@ -41,6 +41,7 @@ type Request struct {
 	uri        string // decoded, normalised path: $uri
 	args       string // query string: $args
 	requestURI string // as received: $request_uri
+	absHost    string // host of an absolute-form request target
 	http10     bool
 	hdr        *fasthttp.RequestHeader // parsed headers (shared with the parent by subrequests)
 	hdrOverlay *Header                 // main: headers changed by modules; sub: its own headers once changed
@@ -278,6 +279,9 @@ func (r *Request) AddHeader(name, value string) {
 
 // Host is the Host header (or the host of an absolute request URI).
 func (r *Request) Host() string {
+	if r.main.absHost != "" {
+		return r.main.absHost
+	}
 	if r.hdr == nil || r.hdrOverlay != nil {
 		if v := r.Header("Host"); v != "" || r.hdr == nil {
 			return v

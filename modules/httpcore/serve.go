@@ -34,6 +34,9 @@ func (c *conn) handle() {
 	r.http10 = !c.hdr.IsHTTP11()
 	if len(host) == 0 {
 		host = c.hdr.Host()
+	} else {
+		// An absolute request target names the host, as nginx's $host.
+		r.absHost = string(host)
 	}
 	r.Server = e.cfg.selectServer(c.as.listen.Addr, host)
 	r.loc = r.Server.root
@@ -66,7 +69,8 @@ func (c *conn) handle() {
 			r.finalize(r.errStatus)
 		}
 	}
-	if !c.hijacked {
+	if !c.hijacked && !c.closeAfter {
+		// A closing connection drops the rest of the body in its lingering close.
 		c.discardBody(r)
 	}
 	e.statusCodes[min(r.status/100, 5)].Add(1)
@@ -129,9 +133,13 @@ func (c *conn) writeHead(r *Request, n int64) {
 	if c.e.draining.Load() || r.body.err != nil {
 		r.keepalive = false
 	}
+	if r.parent == nil && r.body.expect && !r.body.done {
+		// The client still holds the body it announced, waiting for 100 Continue.
+		r.keepalive = false
+	}
 	if !r.keepalive {
 		c.closeAfter = true
-		if c.e.draining.Load() {
+		if c.e.draining.Load() || (r.body.length != 0 && !r.body.done) {
 			c.lingering = true
 		}
 	}
