@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: spindle against nginx + lua-nginx-module (Debian's packages)
+# on the same workloads, configured from ../shared/anchors/nginx.conf.
+#
+#   scripts/bench.sh [throughput] [memory] [reload] [upgrade]   (default: throughput memory)
+#
+# throughput: one worker each pinned to CPU 0, wrk -t1 -c100 pinned to CPU 1 (backends
+#             too), each workload run ROUNDS times alternating the servers; prints the
+#             median rps of each and the ratio spindle/nginx. Workloads whose spindle
+#             module is not built yet are skipped.
+# memory:     RSS per idle keepalive connection (4,000 connections) for both servers.
+# reload:     2 workers each, 20 reloads under wrk load, with a new connection per
+#             request and over keepalive connections; prints requests and errors.
+# upgrade:    3 binary upgrades under the same loads (nginx: USR2, WINCH, QUIT).
+#
+# Environment: DURATION (seconds per run, default 10), ROUNDS (default 3),
+# CONNS (wrk connections, default 100), ANCHOR (path to the anchor nginx.conf).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-100}
+ANCHOR=${ANCHOR:-$ROOT/../shared/anchors/nginx.conf}
+MODES=("$@")
+[ ${#MODES[@]} -gt 0 ] || MODES=(throughput memory)
+
+export PATH=/usr/local/go/bin:$PATH
+
+# ---------------------------------------------------------------- set-up
+install_deps() {
+  local need=()
+  command -v nginx >/dev/null || need+=(nginx)
+  [ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
+  [ -e /usr/lib/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
+  [ -e /usr/lib/nginx/modules/ngx_http_memc_module.so ] || need+=(libnginx-mod-http-memc)
+  [ -e /usr/lib/nginx/modules/ndk_http_module.so ] || need+=(libnginx-mod-http-ndk)
+  [ -e /usr/share/lua/5.1/nginx/redis.lua ] || need+=(lua-nginx-redis)
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v redis-server >/dev/null || need+=(redis-server)
+  command -v memcached >/dev/null || need+=(memcached)
+  command -v bc >/dev/null || need+=(bc)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "bench: installing ${need[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+}
+
+wait_port() {
+  for _ in $(seq 100); do
+    (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "bench: nothing listens on $1" >&2
+  exit 1
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+WORK=$(mktemp -d /tmp/spindle-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/nginx/nginx.pid" ] && kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
+  [ -f "$WORK/spindle/logs/spindle.pid" ] && kill "$(cat "$WORK/spindle/logs/spindle.pid")" 2>/dev/null || true
+  sleep 0.5
+  pkill -f "$WORK" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+install_deps
+go build -o "$WORK/spindle-bin" .
+SPINDLE=$WORK/spindle-bin
+
+REDISPORT=$(free_port)
+MEMCPORT=$(free_port)
+taskset -c 1 redis-server --port "$REDISPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >/dev/null 2>&1 &
+PIDS+=($!)
+taskset -c 1 memcached -l 127.0.0.1 -p "$MEMCPORT" -U 0 -t 1 -c 4096 >/dev/null 2>&1 &
+PIDS+=($!)
+UPPORT=$(free_port)
+mkdir -p "$WORK/upstream"
+cat > "$WORK/upstream/nginx.conf" <<EOF
+daemon off; master_process off; worker_processes 1; error_log stderr error;
+pid $WORK/upstream/nginx.pid;
+events { worker_connections 4096; }
+http { access_log off; server { listen 127.0.0.1:$UPPORT backlog=4096; location / { return 200 "upstream hello\n"; } } }
+EOF
+taskset -c 1 nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" >/dev/null 2>&1 &
+PIDS+=($!)
+wait_port "$REDISPORT"; wait_port "$MEMCPORT"; wait_port "$UPPORT"
+redis-cli -p "$REDISPORT" set foo bar >/dev/null
+printf 'set foo 0 0 3\r\nbar\r\nquit\r\n' | timeout 2 bash -c "cat > /dev/tcp/127.0.0.1/$MEMCPORT" || true
+
+# ---------------------------------------------------------------- nginx
+NGINXPORT=$(free_port)
+start_nginx() { # workers extra-conf
+  mkdir -p "$WORK/nginx"
+  sed -e "s#PREFIX#$WORK/nginx#g; s#REDISPORT#$REDISPORT#g; s#MEMCPORT#$MEMCPORT#g; s#\bPORT\b#$NGINXPORT#g" "$ANCHOR" > "$WORK/nginx/nginx.conf"
+  # The proxy workload, against the same upstream as spindle's.
+  sed -i "s#location = /hello#location = /proxy { proxy_pass http://127.0.0.1:$UPPORT/; proxy_http_version 1.1; proxy_set_header Connection \"\"; }\n        location = /hello#" "$WORK/nginx/nginx.conf"
+  if [ "${1:-1}" != 1 ]; then
+    sed -i "s#worker_processes 1;#worker_processes $1;#; s#worker_cpu_affinity 1;#worker_cpu_affinity 01 10;#" "$WORK/nginx/nginx.conf"
+  fi
+  "$(command -v nginx)" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/out.log" 2>&1 &
+  NGINX_MASTER=$!
+  wait_port "$NGINXPORT"
+}
+stop_nginx() {
+  kill -QUIT "$NGINX_MASTER" 2>/dev/null || true
+  wait "$NGINX_MASTER" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- spindle
+SPINDLEPORT=$(free_port)
+# Each workload's spindle location, checked alone with `spindle -t`: a workload whose
+# module is not built yet is skipped.
+declare -A LOC
+LOC[hello]='location "= /hello" { return = { code = 200, body = "hello world\n" } }'
+LOC[moon]='location "= /moon" { echo = "moon" }'
+LOC[earth]='location "= /earth" { echo = "earth" }'
+LOC[multi]='location "= /multi" { echo_location_async = ["/moon", "/earth"] }'
+LOC[lua]='location "= /lua" { content_by_lua = "ngx.say(\"Hello, Lua!\")" }'
+LOC[multi_lua]='location "= /multi_lua" {
+      content_by_lua = <<-LUA
+        local r1, r2 = ngx.location.capture_multi({ {"/moon"}, {"/earth"} })
+        ngx.print(r1.body, ",", r2.body)
+      LUA
+    }'
+LOC[redis]='location "= /redis" {
+      redis_pass  = "redis_pool"
+      redis_query = ["get", "foo"]
+      redis_reply = "value"
+    }'
+LOC[redis_lua]='location "= /redis_lua" {
+      content_by_lua = <<-LUA
+        local redis = require "nginx.redis"
+        local red = redis:new(); red:set_timeout(1000)
+        local ok, err = red:connect("127.0.0.1", REDISPORT)
+        if not ok then ngx.status = 502; ngx.say(err); return end
+        local v = red:get("foo")
+        red:set_keepalive(10000, 512)
+        ngx.say(v)
+      LUA
+    }'
+LOC[redis_fast]='location "= /redis_fast" {
+      content_by_lua = "ngx.say(spindle.redis(\"redis_pool\"):get(\"foo\"))"
+    }'
+LOC[redis_short]='location "= /redis_short" {
+      content_by_lua = <<-LUA
+        local redis = require "nginx.redis"
+        local red = redis:new(); red:set_timeout(1000)
+        local ok, err = red:connect("127.0.0.1", REDISPORT)
+        if not ok then ngx.status = 502; ngx.say(err); return end
+        local v = red:get("foo")
+        red:close()
+        ngx.say(v)
+      LUA
+    }'
+LOC[memc]='location "= /memc" {
+      memc_pass = "memc_pool"
+      memc_cmd  = "get"
+      memc_key  = "foo"
+    }'
+LOC[proxy]='location "= /proxy" { proxy_pass = "http://up_pool/" }'
+
+UPSTREAMS="  upstream \"redis_pool\" {
+    type      = \"redis\"
+    servers   = [\"127.0.0.1:$REDISPORT\"]
+    keepalive = 512
+  }
+  upstream \"memc_pool\" {
+    type      = \"memcached\"
+    servers   = [\"127.0.0.1:$MEMCPORT\"]
+    keepalive = 512
+  }
+  upstream \"up_pool\" {
+    type      = \"http\"
+    servers   = [\"127.0.0.1:$UPPORT\"]
+    keepalive = 512
+  }"
+
+spindle_conf() { # workers locations... -> stdout
+  local workers=$1; shift
+  local affinity='["1"]'
+  [ "$workers" = 1 ] || affinity='["01", "10"]'
+  cat <<EOF
+worker_processes        = $workers
+worker_cpu_affinity     = $affinity
+worker_shutdown_timeout = "30s"
+error_log               = { path = "logs/error.log", level = "error" }
+events { worker_connections = 4096 }
+http {
+  access_log = "off"
+  lua_package_path = "/usr/share/lua/5.1/?.lua;;"
+$UPSTREAMS
+  server {
+    listen = ["127.0.0.1:$SPINDLEPORT backlog=4096"]
+EOF
+  for l in "$@"; do printf '    %s\n' "$l"; done
+  printf '  }\n}\n'
+}
+
+# A config fragment is usable when spindle accepts it; access_log, lua_package_path and
+# the upstreams are dropped while the modules behind them are missing.
+usable_conf() { # file
+  local f=$1
+  "$SPINDLE" -q -t -p "$WORK/spindle" -c "$f" >/dev/null 2>&1 && return 0
+  local t="$f.try"
+  cp "$f" "$t"
+  for pattern in 'access_log = "off"' 'lua_package_path'; do
+    if ! "$SPINDLE" -q -t -p "$WORK/spindle" -c "$t" >/dev/null 2>&1; then
+      grep -v "$pattern" "$t" > "$t.2" && mv "$t.2" "$t"
+    fi
+  done
+  if ! "$SPINDLE" -q -t -p "$WORK/spindle" -c "$t" >/dev/null 2>&1; then
+    python3 - "$t" <<'PY'
+import re, sys
+p = sys.argv[1]
+s = open(p).read()
+s = re.sub(r'  upstream "[a-z_]+" \{.*?\n  \}\n', '', s, flags=re.S)
+open(p, 'w').write(s)
+PY
+  fi
+  "$SPINDLE" -q -t -p "$WORK/spindle" -c "$t" >/dev/null 2>&1 && mv "$t" "$f"
+}
+
+SUPPORTED=()
+detect_workloads() {
+  mkdir -p "$WORK/spindle/conf" "$WORK/spindle/html"
+  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short memc proxy; do
+    local loc=${LOC[$w]//REDISPORT/$REDISPORT}
+    spindle_conf 1 "${LOC[moon]}" "${LOC[earth]}" "$loc" > "$WORK/spindle/conf/probe.hcl"
+    if usable_conf "$WORK/spindle/conf/probe.hcl"; then
+      SUPPORTED+=("$w")
+    fi
+  done
+}
+
+start_spindle() { # workers
+  local locs=()
+  for w in "${SUPPORTED[@]}"; do locs+=("${LOC[$w]//REDISPORT/$REDISPORT}"); done
+  spindle_conf "${1:-1}" "${locs[@]}" > "$WORK/spindle/conf/spindle.hcl"
+  usable_conf "$WORK/spindle/conf/spindle.hcl" || { echo "bench: spindle config does not load" >&2; "$SPINDLE" -t -p "$WORK/spindle" -c "$WORK/spindle/conf/spindle.hcl"; exit 1; }
+  (cd "$WORK/spindle" && exec "$SPINDLE" -p "$WORK/spindle" -c conf/spindle.hcl >"$WORK/spindle/out.log" 2>&1) &
+  SPINDLE_MASTER=$!
+  wait_port "$SPINDLEPORT"
+}
+stop_spindle() {
+  local pid
+  pid=$(cat "$WORK/spindle/logs/spindle.pid" 2>/dev/null || echo "$SPINDLE_MASTER")
+  kill -QUIT "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  wait "$SPINDLE_MASTER" 2>/dev/null || true
+}
+
+
+wrk_rps() { # url [header]
+  local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency)
+  [ -n "${2:-}" ] && args+=(-H "$2")
+  taskset -c 1 wrk "${args[@]}" "$1" 2>&1 | awk '/Requests\/sec/ {print $2} /Non-2xx/ {print "non2xx", $NF > "/dev/stderr"}'
+}
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# ---------------------------------------------------------------- throughput
+throughput() {
+  detect_workloads
+  echo "spindle workloads available: ${SUPPORTED[*]}"
+  # workload name, spindle path, nginx path, extra header, target ratio
+  local rows=(
+    "hello /hello /hello - 1.1"
+    "hello_close /hello /hello Connection:close 1.0"
+    "multi /multi /multi - 1.0"
+    "lua /lua /lua - 0.9"
+    "multi_lua /multi_lua /multi - 0.9"
+    "redis /redis /redis - 1.5"
+    "redis_lua /redis_lua /redis - 0.8"
+    "redis_fast /redis_fast /redis - 1.5"
+    "redis_short /redis_short /redis_short - 1.0"
+    "memc /memc /memc - 1.2"
+    "proxy /proxy /proxy - -"
+  )
+  printf '\n%-12s %12s %12s %7s %7s\n' workload spindle nginx ratio target
+  for row in "${rows[@]}"; do
+    read -r name spath npath hdr target <<<"$row"
+    local base=${name%_close}
+    if [[ ! " ${SUPPORTED[*]} " == *" $base "* ]]; then
+      printf '%-12s %12s\n' "$name" "skipped (module not built)"
+      continue
+    fi
+    [ "$hdr" = - ] && hdr="" || hdr=${hdr/:/: }
+    local s=() n=()
+    for _ in $(seq "$ROUNDS"); do
+      start_spindle 1; s+=("$(wrk_rps "http://127.0.0.1:$SPINDLEPORT$spath" "$hdr")"); stop_spindle
+      start_nginx 1; n+=("$(wrk_rps "http://127.0.0.1:$NGINXPORT$npath" "$hdr")"); stop_nginx
+    done
+    local sm nm
+    sm=$(median "${s[@]}"); nm=$(median "${n[@]}")
+    printf '%-12s %12.0f %12.0f %7.3f %7s   (spindle %s; nginx %s)\n' "$name" "$sm" "$nm" "$(echo "scale=3; $sm/$nm" | bc)" "$target" "${s[*]}" "${n[*]}"
+  done
+  if [[ " ${SUPPORTED[*]} " == *" redis "* ]]; then
+    echo "redis connected_clients after the runs: $(redis-cli -p "$REDISPORT" info clients | awk -F: '/connected_clients/ {print $2}')"
+  fi
+}
+
+# ---------------------------------------------------------------- memory
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+memory() {
+  # Below worker_connections (4096 in the anchor config), so every connection is served.
+  local n=${IDLE_CONNS:-4000}
+  echo
+  echo "memory per idle keepalive connection ($n connections, one request each):"
+  [ ${#SUPPORTED[@]} -gt 0 ] || detect_workloads
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  start_spindle 1
+  local w; w=$(pgrep -f "spindle: worker process" -P "$(cat "$WORK/spindle/logs/spindle.pid")" | head -1)
+  local s; s=$(idle_conns "$w" "$SPINDLEPORT" "$n")
+  stop_spindle
+  start_nginx 1
+  w=$(pgrep -P "$NGINX_MASTER" | head -1)
+  local g; g=$(idle_conns "$w" "$NGINXPORT" "$n")
+  stop_nginx
+  echo "  spindle: $s bytes per connection"
+  echo "  nginx:   $g bytes per connection"
+}
+idle_conns() { # worker-pid port n -> bytes per connection
+  local before after
+  before=$(rss_kb "$1")
+  go run ./internal/cmd/idleconns -addr "127.0.0.1:$2" -n "$3" -hold 3s -pid "$1" -before "$before"
+}
+
+# ---------------------------------------------------------------- reload / upgrade
+load_with_ops() { # label url op count header
+  local label=$1 url=$2 op=$3 count=$4 hdr=${5:-}
+  local out="$WORK/wrk-$label.txt"
+  local args=(-t1 -c"$CONNS" -d"$((count + 5))s")
+  [ -n "$hdr" ] && args+=(-H "$hdr")
+  taskset -c 1 wrk "${args[@]}" "$url" >"$out" 2>&1 &
+  local wp=$!
+  sleep 2
+  for i in $(seq "$count"); do $op "$i"; sleep 1; done
+  wait $wp
+  local reqs errs non2xx
+  reqs=$(awk '/requests in/ {print $1}' "$out")
+  errs=$(grep 'Socket errors' "$out" || echo "Socket errors: none")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$out"); non2xx=${non2xx:-0}
+  printf '  %-44s %9s requests, non-2xx %s, %s\n' "$label" "$reqs" "$non2xx" "$errs"
+}
+
+spindle_reload_op() { "$SPINDLE" -p "$WORK/spindle" -c conf/spindle.hcl -s reload >/dev/null || echo "reload failed" >&2; }
+nginx_reload_op() { kill -HUP "$NGINX_MASTER"; }
+spindle_upgrade_op() {
+  "$SPINDLE" -p "$WORK/spindle" -c conf/spindle.hcl -s upgrade >/dev/null || echo "upgrade failed" >&2
+  sleep 2 # the old master drains before the next upgrade can start
+}
+nginx_upgrade_op() {
+  local old; old=$(cat "$WORK/nginx/nginx.pid")
+  kill -USR2 "$old"
+  for _ in $(seq 50); do [ -f "$WORK/nginx/nginx.pid.oldbin" ] && break; sleep 0.1; done
+  sleep 0.5
+  kill -WINCH "$old"; sleep 0.5; kill -QUIT "$old"
+  for _ in $(seq 50); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+  sleep 2
+}
+
+reload() {
+  [ ${#SUPPORTED[@]} -gt 0 ] || detect_workloads
+  echo
+  echo "20 reloads under load (2 workers each, wrk -c$CONNS):"
+  start_spindle 2
+  load_with_ops "spindle, new connection per request" "http://127.0.0.1:$SPINDLEPORT/hello" spindle_reload_op 20 "Connection: close"
+  load_with_ops "spindle, keepalive" "http://127.0.0.1:$SPINDLEPORT/hello" spindle_reload_op 20
+  stop_spindle
+  start_nginx 2
+  load_with_ops "nginx, new connection per request" "http://127.0.0.1:$NGINXPORT/hello" nginx_reload_op 20 "Connection: close"
+  load_with_ops "nginx, keepalive" "http://127.0.0.1:$NGINXPORT/hello" nginx_reload_op 20
+  stop_nginx
+}
+
+upgrade() {
+  [ ${#SUPPORTED[@]} -gt 0 ] || detect_workloads
+  echo
+  echo "3 binary upgrades under load (2 workers each, wrk -c$CONNS):"
+  start_spindle 2
+  load_with_ops "spindle, new connection per request" "http://127.0.0.1:$SPINDLEPORT/hello" spindle_upgrade_op 3 "Connection: close"
+  load_with_ops "spindle, keepalive" "http://127.0.0.1:$SPINDLEPORT/hello" spindle_upgrade_op 3
+  stop_spindle
+  # nginx re-executes the binary it was started as: give it an absolute path.
+  start_nginx 2
+  load_with_ops "nginx, new connection per request" "http://127.0.0.1:$NGINXPORT/hello" nginx_upgrade_op 3 "Connection: close"
+  load_with_ops "nginx, keepalive" "http://127.0.0.1:$NGINXPORT/hello" nginx_upgrade_op 3
+  stop_nginx
+}
+
+for m in "${MODES[@]}"; do
+  case $m in
+    throughput) throughput ;;
+    memory) memory ;;
+    reload) reload ;;
+    upgrade) upgrade ;;
+    *) echo "unknown mode $m" >&2; exit 2 ;;
+  esac
+done
