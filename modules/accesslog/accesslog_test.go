@@ -3,6 +3,7 @@ package accesslog_test
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -245,6 +246,7 @@ http {
     access_log = [
       { path = "logs/errors.log", format = "uri", if = status != "200" },
       "logs/flagged.log uri if=$arg_log",
+      { path = "logs/numeric.log", format = "uri", if = status >= 400 },
     ]
     location "= /missing" { return = 404 }
     location "/" { return = 200 }
@@ -256,6 +258,9 @@ http {
 	}
 	if got := strings.Join(readLog(t, s, "logs/errors.log"), " "); got != "/missing" {
 		t.Errorf("errors.log = %q", got)
+	}
+	if got := strings.Join(readLog(t, s, "logs/numeric.log"), " "); got != "/missing" {
+		t.Errorf("numeric.log = %q", got)
 	}
 	if got := strings.Join(readLog(t, s, "logs/flagged.log"), " "); got != "/ok?log=1" {
 		t.Errorf("flagged.log = %q", got)
@@ -468,5 +473,46 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config\n%s\nerror = %v, want %q", c.config, err, c.want)
 		}
+	}
+}
+
+// A JSON format gives lines that parse as JSON and hold the values sent, whatever
+// bytes the client put in them.
+func TestJSONLinesParse(t *testing.T) {
+	s := testserver.Start(t, `
+http {
+  log_format "json" {
+    escape = "json"
+    format = <<-EOT
+      {"request":"$request","uri":"$uri","status":$status,"agent":"$http_user_agent","referer":"$http_referer","user":"$remote_user"}
+    EOT
+  }
+  access_log = "logs/access.json json"
+  server {
+    listen = ["127.0.0.1:0"]
+    location "/" { return = 200 }
+  }
+}
+`)
+	agent := "evil \"agent\" \\ with\ttab, ünïcode"
+	raw := "GET /p%22q%5Cr%0As%01t%C3%BC HTTP/1.1\r\nHost: x\r\nUser-Agent: " + agent +
+		"\r\nAuthorization: Basic " + "Ym9iOnB3" + "\r\nConnection: close\r\n\r\n"
+	if r := s.Raw(raw, 5*time.Second); !strings.HasPrefix(r, "HTTP/1.1 200") {
+		t.Fatalf("response %q", r)
+	}
+	got := readLog(t, s, "logs/access.json")
+	if len(got) != 1 {
+		t.Fatalf("access.json = %q", got)
+	}
+	var v struct {
+		Request, URI, Agent, Referer, User string
+		Status                             int
+	}
+	if err := json.Unmarshal([]byte(got[0]), &v); err != nil {
+		t.Fatalf("line %q is not JSON: %v", got[0], err)
+	}
+	if v.Request != "GET /p%22q%5Cr%0As%01t%C3%BC HTTP/1.1" || v.URI != "/p\"q\\r\ns\x01tü" || v.Status != 200 ||
+		v.Agent != agent || v.Referer != "" || v.User != "bob" {
+		t.Errorf("decoded %+v from %q", v, got[0])
 	}
 }
