@@ -408,6 +408,9 @@ func resolveLog(cfg *httpcore.Config, m *mainConf, spec *logSpec) error {
 	path := conf.Resolve(cfg.Main.Prefix, spec.path)
 	fs := m.byPath[path]
 	if fs == nil {
+		if err := checkWritable(path); err != nil {
+			return conf.Errorf(spec.rng, "access log %s: %v", path, err)
+		}
 		fs = &fileSpec{idx: len(m.files), path: path}
 		m.files = append(m.files, fs)
 		m.byPath[path] = fs

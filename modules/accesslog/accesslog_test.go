@@ -465,6 +465,9 @@ func TestConfigErrors(t *testing.T) {
 		{wrap(`  access_log = ["logs/a.log combined buffer=8k", "logs/a.log combined buffer=16k"]`), `access_log "logs/a.log" already defined with conflicting parameters`},
 		{wrap(`  access_log = { path = "logs/${host}.log" }`), `variables are not supported in access_log paths`},
 		{wrap(`  access_log = { format = "combined" }`), `access_log needs a path`},
+		{wrap(`  access_log = "conf"`), `spindle.hcl:2,16: access log `},
+		{wrap(`  access_log = "conf"`), `conf: is a directory`},
+		{wrap(`  access_log = "conf/spindle.hcl/x.log"`), `spindle.hcl is not a directory`},
 		{wrap(`  access_log = { path = "logs/a.log", if = nosuch == "1" }`), `unknown variable "nosuch"`},
 		{"http {\n  server {\n    log_format \"x\" { format = \"$uri\" }\n  }\n}\n", `"log_format" is not allowed in server context`},
 	}

@@ -5,11 +5,13 @@ import (
 	"compress/gzip"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/spindle-server/spindle/internal/errlog"
 	"github.com/spindle-server/spindle/modules/httpcore"
+	"golang.org/x/sys/unix"
 )
 
 // linePool holds the buffers lines are formatted in, outside any lock.
@@ -147,4 +149,40 @@ func (lf *logFile) close() {
 	lf.flushLocked()
 	lf.f.Close()
 	lf.closed = true
+}
+
+// checkWritable tells, without creating anything, whether this process could open path
+// for appending: the file is writable, or the nearest existing directory above it
+// lets the missing part be created. The master checks every configuration this way
+// (spindle -t, reload), so that a log the workers could not open is a configuration
+// error rather than a failed start.
+func checkWritable(path string) error {
+	if fi, err := os.Stat(path); err == nil {
+		if fi.IsDir() {
+			return fmt.Errorf("is a directory")
+		}
+		return access(path)
+	}
+	dir := filepath.Dir(path)
+	for {
+		fi, err := os.Stat(dir)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", dir)
+			}
+			return access(dir)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return err
+		}
+		dir = parent
+	}
+}
+
+func access(path string) error {
+	if err := unix.Access(path, unix.W_OK); err != nil {
+		return fmt.Errorf("%s is not writable: %w", path, err)
+	}
+	return nil
 }
