@@ -29,11 +29,9 @@ const DefaultPath = "logs/access.log"
 type Conf struct {
 	main *mainConf
 	// logs are the access logs of requests served in this context; empty with
-	// `access_log = "off"`.
+	// `access_log = "off"`. A context's access_log replaces the list it inherited (the
+	// directive is an attribute, written at most once per block).
 	logs []*logSpec
-	// owner is the context whose access_log set logs (nil: the default), so that a
-	// nested context's access_log replaces the inherited list instead of adding to it.
-	owner *httpcore.Location
 }
 
 // mainConf is shared by every context of one configuration: the formats, and the
@@ -182,16 +180,12 @@ func setAccessLog(c *httpcore.Cmd) error {
 			if len(elems) > 1 {
 				return conf.Errorf(x.Range(), "\"off\" turns the access log off and cannot be listed with logs")
 			}
-			cf.logs, cf.owner = nil, c.Loc
+			cf.logs = nil
 			return nil
 		}
 		logs = append(logs, spec)
 	}
-	if cf.owner != c.Loc {
-		cf.logs = nil
-	}
-	cf.logs = append(cf.logs, logs...)
-	cf.owner = c.Loc
+	cf.logs = logs
 	return nil
 }
 
