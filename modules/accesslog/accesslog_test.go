@@ -94,9 +94,12 @@ http {
       {"uri":"$uri","status":$status}
     EOT
   }
+  log_format "directive" {
+    format = "%{ if uri == "/plain" }plain%{ else }other%{ endif } $uri"
+  }
   server {
     listen = ["127.0.0.1:0"]
-    access_log = ["logs/vars.log vars", "logs/nginx.log nginx", "logs/multi.log multi", "logs/heredoc.log heredoc"]
+    access_log = ["logs/vars.log vars", "logs/nginx.log nginx", "logs/multi.log multi", "logs/heredoc.log heredoc", "logs/directive.log directive"]
     location "~ ^/cap/(\\w+)/(\\w+)$" { return = { code = 200, body = "cap\n" } }
     location "/" { return = { code = 200, body = "hello\n" } }
   }
@@ -122,6 +125,9 @@ http {
 	}
 	if got := readLog(t, s, "logs/heredoc.log"); strings.Join(got, "|") != `{"uri":"/cap/one/two","status":200}|{"uri":"/plain","status":200}` {
 		t.Errorf("heredoc.log = %q", got)
+	}
+	if got := readLog(t, s, "logs/directive.log"); strings.Join(got, "|") != "other /cap/one/two|plain /plain" {
+		t.Errorf("directive.log = %q", got)
 	}
 	if exists(s, "logs/access.log") {
 		t.Errorf("the default access.log was created although no context uses it")
