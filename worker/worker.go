@@ -136,7 +136,7 @@ func (w *worker) run() int {
 	})
 	if err := cfg.InitWorker(&httpcore.Worker{
 		ID: cm.Slot, Count: mc.WorkerProcesses, Pid: os.Getpid(), Generation: cm.Generation,
-		Exiting: w.exiting, Cluster: w,
+		Exiting: w.exiting, Cluster: w, Counters: w.eng.Counters,
 	}); err != nil {
 		return w.fatal("%v", err)
 	}

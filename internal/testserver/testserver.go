@@ -86,7 +86,7 @@ func Start(t testing.TB, config string, opts ...Option) *Server {
 	cfg.SetLog(lg)
 	s.Engine = httpcore.NewEngine(cfg, httpcore.EngineOptions{WorkerConnections: 1024})
 	exiting := make(chan struct{})
-	if err := cfg.InitWorker(&httpcore.Worker{ID: 0, Count: 1, Pid: os.Getpid(), Exiting: exiting}); err != nil {
+	if err := cfg.InitWorker(&httpcore.Worker{ID: 0, Count: 1, Pid: os.Getpid(), Exiting: exiting, Counters: s.Engine.Counters}); err != nil {
 		t.Fatalf("init worker: %v", err)
 	}
 	for _, l := range cfg.Listens {

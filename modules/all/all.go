@@ -3,6 +3,8 @@ package all
 
 import (
 	// The standard modules, registered by their init functions.
+	_ "github.com/spindle-server/spindle/modules/accesslog"
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
+	_ "github.com/spindle-server/spindle/modules/status"
 )

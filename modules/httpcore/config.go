@@ -60,6 +60,9 @@ type Worker struct {
 	// Cluster reaches the master and the other workers; nil in tests that run the
 	// core in-process.
 	Cluster Cluster
+	// Counters returns this worker's own status counters (Engine.Counters): what a
+	// status page shows when there is no cluster to sum over.
+	Counters func() map[string]int64
 }
 
 // Cluster is the worker's view of the master, provided by the worker package.

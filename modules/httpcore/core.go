@@ -28,6 +28,9 @@ type CoreConf struct {
 	RootExpr            *Expr  // root with variables
 	Alias               string
 	AliasExpr           *Expr
+	// LogSubrequest runs the log phase for subrequests too (log_subrequest, a
+	// directive of the access log module).
+	LogSubrequest bool
 }
 
 // CoreModule is the HTTP core's own module: server, listen, location, timeouts and

@@ -131,6 +131,10 @@ func (sr *Request) Run() {
 	if !sr.finished {
 		sr.finalize(sr.errStatus)
 	}
+	// nginx runs the log phase of a subrequest only with log_subrequest on.
+	if CoreConfOf(sr.loc).LogSubrequest {
+		sr.runLog()
+	}
 }
 
 // RunAll runs subrequests concurrently and returns when all are done. The first runs
