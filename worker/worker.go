@@ -198,6 +198,19 @@ func (w *worker) readControl(msgs chan<- ipc.Message) {
 			if !errors.Is(err, io.EOF) {
 				w.log.Alertf("control pipe: %v; exiting", err)
 			}
+			// The master is gone: exit within the second, after a bounded chance for
+			// modules to write out what they buffer (access logs).
+			done := make(chan struct{})
+			go func() {
+				if w.cfg != nil {
+					w.cfg.ExitWorker()
+				}
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(300 * time.Millisecond):
+			}
 			os.Exit(1)
 		}
 		if r, ok := m.(ipc.StatusReply); ok {

@@ -322,6 +322,7 @@ func (c *conn) serve() {
 		if c.hijacked {
 			return
 		}
+
 		if c.abort {
 			c.nc.Close()
 			return

@@ -74,6 +74,8 @@ func (c *conn) handle() {
 		c.discardBody(r)
 	}
 	e.statusCodes[min(r.status/100, 5)].Add(1)
+	// The log phase runs before the response is flushed: a line is in the log by the
+	// time the client has its response, and lines keep the order of the requests.
 	r.runLog()
 }
 
