@@ -623,14 +623,21 @@ func (r *Request) sendErrorPage(status int) bool {
 	}
 	r.out = r.out[:0]
 	r.contentLength = -1
-	if ErrorPageHook != nil && !r.errPageDone && r.uriChanges < maxURIChanges {
+	if ErrorPageHook != nil && !r.errPageDone && r.uriChanges <= maxURIChanges {
 		a, recursive := ErrorPageHook(r, status)
 		r.errPageDone = !recursive
 		switch a {
 		case Finished:
 			return true
 		case Redirected:
+			// The redirect counts against the request's URI changes like any other.
 			r.uriChanges++
+			if r.uriChanges > maxURIChanges {
+				r.Logf(LogError, "rewrite or internal redirection cycle while internally redirecting to %q", r.uri)
+				r.named = nil
+				r.finalize(500)
+				return true
+			}
 			r.runFrom(r.redirectStage())
 			if !r.finished {
 				r.finalize(r.errStatus)
