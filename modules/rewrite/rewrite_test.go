@@ -17,6 +17,11 @@ http {
 
     # server level: no flag, location search sees the new URI
     rewrite "^/srv/(.*)$" { to = "/show/srv-${re[1]}" }
+    set { server_var = "from-server" }
+    if {
+      cond = [arg.srvif, "=", "1"]
+      rewrite "^/(.*)$" "last" { to = "/show/srvif-${re[1]}-${server_var}" }
+    }
 
     location "/show/" { echo = "uri=${uri} args=${args}" }
 
@@ -132,6 +137,7 @@ func TestRewrite(t *testing.T) {
 		location string
 	}{
 		{"/srv/a", 200, "uri=/show/srv-a args=\n", ""},
+		{"/anything?srvif=1", 200, "uri=/show/srvif-anything-from-server args=srvif=1\n", ""},
 		{"/users/42", 200, "uri=/show/u args=id=42\n", ""},
 		{"/users/42?x=1", 200, "uri=/show/u args=id=42&x=1\n", ""},
 		{"/users/abc", 404, "", ""},
@@ -202,6 +208,7 @@ func TestRewriteConfigErrors(t *testing.T) {
 		}`, `unknown rewrite field "code"`},
 		{`set { remote_addr = "x" }`, `spindle.hcl:5,13: variable "remote_addr" is built in and cannot be set`},
 		{`break = false`, "break takes no value but true"},
+		{`rewrite "^/(.*)$" { to = "/x/$1" }`, "captures are written ${re[1]} in spindle, not $1"},
 		{`return = { code = 200, body = "${nosuch}" }`, `unknown variable "nosuch"`},
 	}
 	for _, c := range cases {

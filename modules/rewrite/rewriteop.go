@@ -142,6 +142,13 @@ func compileReplacement(c *httpcore.Cmd, e hclsyntax.Expression) (replacement, e
 		rp.whole, err = c.Expr(e)
 		return rp, err
 	}
+	for _, p := range parts {
+		if lit, ok := p.(*hclsyntax.LiteralValueExpr); ok {
+			if s, ok := literal(lit); ok && nginxCapture.MatchString(s) {
+				return rp, conf.Errorf(lit.SrcRange, "captures are written ${re[1]} in spindle, not $1")
+			}
+		}
+	}
 	// A replacement starting with http://, https:// or $scheme redirects.
 	if len(parts) > 0 {
 		switch p := parts[0].(type) {
@@ -190,6 +197,10 @@ func compileReplacement(c *httpcore.Cmd, e hclsyntax.Expression) (replacement, e
 	}
 	return rp, nil
 }
+
+// nginxCapture finds nginx's $1 in a replacement, a habit worth an error: spindle would
+// keep it as text.
+var nginxCapture = regexp.MustCompile(`\$[0-9]`)
 
 func literal(l *hclsyntax.LiteralValueExpr) (string, bool) {
 	if l.Val.Type() != cty.String || l.Val.IsNull() {
