@@ -18,6 +18,8 @@ type Conf struct {
 	// Log is rewrite_log: matches and results of rewrite go to the error log at
 	// notice level.
 	Log bool
+	// NoUninitWarn is `uninitialized_variable_warn = false`.
+	NoUninitWarn bool
 	// relocate is set where a rewrite may change the URI of a location: the location
 	// then searches its location again after the rewrite phase (nginx's post_rewrite).
 	relocate bool
@@ -40,6 +42,11 @@ var Module = &httpcore.Module{
 			c.Conf().(*Conf).Log = v
 			return err
 		}},
+		{Name: "uninitialized_variable_warn", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
+			v, err := conf.Bool(c.Attr())
+			c.Conf().(*Conf).NoUninitWarn = !v
+			return err
+		}},
 	},
 }
 
@@ -51,6 +58,15 @@ func init() {
 	self = Module
 	Module.Install = install
 	httpcore.Register(Module)
+	httpcore.UninitializedVarHook = warnUninitialized
+}
+
+// warnUninitialized is nginx's warning for a variable read before any set gave it a
+// value (it reads as "").
+func warnUninitialized(r *httpcore.Request, name string) {
+	if !httpcore.LocConf[Conf](r.Location(), self).NoUninitWarn {
+		r.Logf(httpcore.LogWarn, "using uninitialized %q variable", name)
+	}
 }
 
 // install adds the post-rewrite step to contexts whose rewrites may have changed the

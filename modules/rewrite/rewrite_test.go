@@ -117,6 +117,22 @@ http {
       echo = "v=${v}"
     }
 
+    location "= /uninit" {
+      return = { code = 200, body = "[${never_set}]\n" }
+      if {
+        cond = false
+        set { never_set = "x" }
+      }
+    }
+    location "= /uninit-quiet" {
+      uninitialized_variable_warn = false
+      return = { code = 200, body = "[${quiet_var}]\n" }
+      if {
+        cond = false
+        set { quiet_var = "x" }
+      }
+    }
+
     location "= /brk2" {
       set { v = "1" }
       break = true
@@ -171,6 +187,8 @@ func TestRewrite(t *testing.T) {
 		{"/brk", 200, "v=2\n", ""},
 		{"/brk?stop=1", 200, "v=1\n", ""},
 		{"/brk2", 200, "v=1\n", ""},
+		{"/uninit", 200, "[]\n", ""},
+		{"/uninit-quiet", 200, "[]\n", ""},
 	}
 	for _, c := range cases {
 		r := s.Get(c.path)
@@ -182,10 +200,15 @@ func TestRewrite(t *testing.T) {
 		}
 	}
 	log := s.ErrorLog()
+	if strings.Contains(log, "quiet_var") {
+		t.Errorf("uninitialized_variable_warn = false still warns:\n%s", log)
+	}
 	for _, want := range []string{
 		"rewrite or internal redirection cycle",
 		`"^/users/(\\d+)$" matches "/users/42"`,
 		`rewritten data: "/show/u", args: "id=42"`,
+		`[warn]`,
+		`using uninitialized "never_set" variable`,
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("error log lacks %q:\n%s", want, log)
