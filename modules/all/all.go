@@ -3,8 +3,12 @@ package all
 
 import (
 	// The standard modules, registered by their init functions.
+	_ "github.com/spindle-server/spindle/modules/access"
 	_ "github.com/spindle-server/spindle/modules/accesslog"
+	_ "github.com/spindle-server/spindle/modules/authrequest"
 	_ "github.com/spindle-server/spindle/modules/echo"
+	_ "github.com/spindle-server/spindle/modules/errorpage"
+	_ "github.com/spindle-server/spindle/modules/headers"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 	_ "github.com/spindle-server/spindle/modules/status"
 )

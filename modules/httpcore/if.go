@@ -44,7 +44,15 @@ func (op *ifOp) Run(r *Request) Action {
 		return Continue
 	}
 	r.loc = op.loc
-	return r.runRewrite(op.loc.rewrite)
+	// The block's directives run as if written in place of the if: a break (NextPhase)
+	// stops the enclosing context's program too, as nginx's if shares its parent's
+	// script.
+	for _, o := range op.loc.rewrite {
+		if a := o.Run(r); a != Continue {
+			return a
+		}
+	}
+	return Continue
 }
 
 func (b *builder) ifBlock(it conf.Item, parent *Location, srv *Server, op *ifOp) {

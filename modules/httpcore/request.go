@@ -76,6 +76,7 @@ type Request struct {
 	start         time.Time
 	logDone       bool
 	errPageDone   bool
+	forceStatus   int // error_page's response code, applied when the header is sent
 
 	// subrequest options
 	sub subState
@@ -483,6 +484,9 @@ func (r *Request) SendHeader() error {
 	if r.headerSent {
 		return nil
 	}
+	if r.forceStatus != 0 {
+		r.status = r.forceStatus
+	}
 	if r.status == 0 {
 		r.status = 200
 	}
@@ -602,18 +606,20 @@ func (r *Request) finish() {
 	}
 }
 
-// ErrorPageHook lets the error_page module replace the default error response: it
-// returns true when it handled the status (with a redirect or its own response).
-var ErrorPageHook func(r *Request, status int) bool
+// ErrorPageHook lets the error_page module answer an error status in place of the
+// core's default page. It returns Finished when it sent a response itself, Redirected
+// after r.InternalRedirect (the core then processes the request at the new URI), or
+// Continue for the default page of r.Status(), which the hook may have changed (a 302
+// with a Location header). recursive allows a further error page redirect for the
+// request (recursive_error_pages); otherwise later errors get the default page. The
+// core stops offering redirects once the request used up its URI changes.
+var ErrorPageHook func(r *Request, status int) (a Action, recursive bool)
 
 func (r *Request) sendErrorPage(status int) bool {
 	r.status = status
-	if ErrorPageHook != nil && !r.errPageDone {
-		r.errPageDone = true
-		if ErrorPageHook(r, status) {
-			return true
-		}
-	}
+	// The status the error response goes out with, unless error_page changes it
+	// (nginx's err_status); it also overrides whatever an error page location answers.
+	r.forceStatus = status
 	// Headers set by handlers stay (Location of a redirect, cookies); those describing
 	// a body that is not sent go, as in nginx's special response handler.
 	for _, h := range []string{"Content-Type", "Content-Length", "Content-Encoding", "Last-Modified", "ETag", "Accept-Ranges", "Content-Range", "Transfer-Encoding"} {
@@ -621,6 +627,29 @@ func (r *Request) sendErrorPage(status int) bool {
 	}
 	r.out = r.out[:0]
 	r.contentLength = -1
+	if ErrorPageHook != nil && !r.errPageDone && r.uriChanges <= maxURIChanges {
+		a, recursive := ErrorPageHook(r, status)
+		r.errPageDone = !recursive
+		switch a {
+		case Finished:
+			return true
+		case Redirected:
+			// The redirect counts against the request's URI changes like any other.
+			r.uriChanges++
+			if r.uriChanges > maxURIChanges {
+				r.Logf(LogError, "rewrite or internal redirection cycle while internally redirecting to %q", r.uri)
+				r.named = nil
+				r.finalize(500)
+				return true
+			}
+			r.runFrom(r.redirectStage())
+			if !r.finished {
+				r.finalize(r.errStatus)
+			}
+			return true
+		}
+		status = r.status
+	}
 	if status == 204 || status == 304 {
 		r.finish()
 		return true

@@ -424,7 +424,13 @@ func (t *varTable) getter(tr hcl.Traversal) func(r *Request) string {
 	}
 	if len(tr) == 1 {
 		i := t.ref(name, tr.SourceRange())
-		return func(r *Request) string { v, _ := r.UserVar(i); return v }
+		return func(r *Request) string {
+			v, ok := r.UserVar(i)
+			if !ok && UninitializedVarHook != nil {
+				UninitializedVarHook(r, name)
+			}
+			return v
+		}
 	}
 	return nil
 }
@@ -497,7 +503,10 @@ func (e *Expr) Value(r *Request) (cty.Value, error) {
 		case refBuiltin:
 			vars[ref.name] = cty.StringVal(ref.b.get(r))
 		case refUser:
-			v, _ := r.UserVar(ref.user)
+			v, ok := r.UserVar(ref.user)
+			if !ok && UninitializedVarHook != nil {
+				UninitializedVarHook(r, ref.name)
+			}
 			vars[ref.name] = cty.StringVal(v)
 		case refPrefix:
 			m := map[string]cty.Value{}

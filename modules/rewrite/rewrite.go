@@ -1,6 +1,7 @@
-// Package rewrite is nginx's ngx_http_rewrite_module for spindle: return, rewrite, set
-// and break, run in source order in the server-rewrite and rewrite phases (if blocks
-// belong to the core).
+// Package rewrite is nginx's ngx_http_rewrite_module for spindle: return, rewrite, set,
+// break and rewrite_log. Their operations run in source order, interleaved with the
+// core's if blocks, in the server-rewrite phase (server context) and the rewrite phase
+// (location context).
 package rewrite
 
 import (
@@ -12,14 +13,107 @@ import (
 	"github.com/zclconf/go-cty/cty"
 )
 
+// Conf is the rewrite module's per-context configuration.
+type Conf struct {
+	// Log is rewrite_log: matches and results of rewrite go to the error log at
+	// notice level.
+	Log bool
+	// NoUninitWarn is `uninitialized_variable_warn = false`.
+	NoUninitWarn bool
+	// relocate is set where a rewrite may change the URI of a location: the location
+	// then searches its location again after the rewrite phase (nginx's post_rewrite).
+	relocate bool
+}
+
+const ctxRewrite = httpcore.CtxServer | httpcore.CtxLocation | httpcore.CtxIf
+
 // Module is the rewrite module.
-var Module = httpcore.Register(&httpcore.Module{
-	Name:  "rewrite",
-	Order: httpcore.OrderRewrite,
+var Module = &httpcore.Module{
+	Name:    "rewrite",
+	Order:   httpcore.OrderRewrite,
+	NewConf: func() any { return &Conf{} },
 	Directives: []httpcore.Directive{
-		{Name: "return", Context: httpcore.CtxServer | httpcore.CtxLocation | httpcore.CtxIf, Set: setReturn},
+		{Name: "return", Context: ctxRewrite, Set: setReturn},
+		{Name: "rewrite", Context: ctxRewrite, Block: true, Set: setRewrite},
+		{Name: "set", Context: ctxRewrite, Block: true, Set: setSet},
+		{Name: "break", Context: ctxRewrite, Set: setBreak},
+		{Name: "rewrite_log", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
+			v, err := conf.Bool(c.Attr())
+			c.Conf().(*Conf).Log = v
+			return err
+		}},
+		{Name: "uninitialized_variable_warn", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
+			v, err := conf.Bool(c.Attr())
+			c.Conf().(*Conf).NoUninitWarn = !v
+			return err
+		}},
 	},
-})
+}
+
+// self is Module, for code reachable from the directives' Set functions (Module's
+// initializer cannot refer to itself).
+var self *httpcore.Module
+
+func init() {
+	self = Module
+	Module.Install = install
+	httpcore.Register(Module)
+	httpcore.UninitializedVarHook = warnUninitialized
+}
+
+// warnUninitialized is nginx's warning for a variable read before any set gave it a
+// value (it reads as "").
+func warnUninitialized(r *httpcore.Request, name string) {
+	if !httpcore.LocConf[Conf](r.Location(), self).NoUninitWarn {
+		r.Logf(httpcore.LogWarn, "using uninitialized %q variable", name)
+	}
+}
+
+// install adds the post-rewrite step to contexts whose rewrites may have changed the
+// URI without "last": nginx searches the location again once the rewrite phase is over.
+func install(l *httpcore.Location) error {
+	c := httpcore.LocConf[Conf](l, Module)
+	if c.relocate && (l.Context() == httpcore.CtxLocation || l.Context() == httpcore.CtxIf) {
+		l.AddHandler(httpcore.PhasePostRewrite, httpcore.OrderRewrite, postRewrite)
+	}
+	return nil
+}
+
+// reqCtx is the rewrite module's per-request state.
+type reqCtx struct {
+	uriChanged bool // a location's rewrite changed the URI (nginx's r->uri_changed)
+}
+
+func setURIChanged(r *httpcore.Request, v bool) {
+	rc, _ := r.ModuleCtx(self).(*reqCtx)
+	if rc == nil {
+		if !v {
+			return
+		}
+		rc = &reqCtx{}
+		r.SetModuleCtx(self, rc)
+	}
+	rc.uriChanged = v
+}
+
+func postRewrite(r *httpcore.Request) httpcore.Action {
+	rc, _ := r.ModuleCtx(self).(*reqCtx)
+	if rc == nil || !rc.uriChanged {
+		return httpcore.Continue
+	}
+	rc.uriChanged = false
+	return r.ReLocate()
+}
+
+// serverLevel reports whether directives of c run in the server-rewrite phase, where
+// location search follows anyway.
+func serverLevel(c *httpcore.Cmd) bool {
+	l := c.Loc
+	if l.Context() == httpcore.CtxIf {
+		l = l.Parent
+	}
+	return l.Context() == httpcore.CtxServer
+}
 
 // returnOp is `return`: finish the request with a status, and a body or a redirect.
 type returnOp struct {

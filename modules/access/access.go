@@ -1,0 +1,266 @@
+// Package access is nginx's ngx_http_access_module for spindle: allow and deny by
+// address and CIDR, checked in the order written, the first match deciding; and
+// `satisfy`, which says whether every access-phase module must grant access (all) or
+// one is enough (any). Other access-phase modules (auth_request, scripts) report their
+// verdicts through Allow and Deny so that satisfy applies to them too.
+package access
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/modules/httpcore"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Conf is the access module's per-context configuration.
+type Conf struct {
+	rules []rule
+	owner *httpcore.Location // the context the rules were written in
+	// SatisfyAny is `satisfy = "any"`.
+	SatisfyAny bool
+}
+
+type rule struct {
+	all    bool
+	prefix netip.Prefix
+	deny   bool
+	text   string
+}
+
+// Module is the access module.
+var Module = &httpcore.Module{
+	Name:    "access",
+	Order:   httpcore.OrderAccess,
+	NewConf: func() any { return &Conf{} },
+	Directives: []httpcore.Directive{
+		{Name: "allow", Context: ctxAccess, Set: setRules(false)},
+		{Name: "deny", Context: ctxAccess, Set: setRules(true)},
+		{Name: "access_rules", Context: ctxAccess, Set: setRuleList},
+		{Name: "satisfy", Context: ctxAccess, Set: setSatisfy},
+	},
+}
+
+const ctxAccess = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
+
+var self *httpcore.Module
+
+func init() {
+	self = Module
+	Module.Install = install
+	httpcore.Register(Module)
+}
+
+func install(l *httpcore.Location) error {
+	c := httpcore.LocConf[Conf](l, Module)
+	if len(c.rules) > 0 {
+		l.AddHandler(httpcore.PhaseAccess, httpcore.OrderAccess, c.check)
+	}
+	if c.SatisfyAny {
+		l.AddHandler(httpcore.PhasePostAccess, httpcore.OrderAccess, postAccess)
+	}
+	return nil
+}
+
+// add appends rules to the context's list; a context that inherited rules from its
+// parent starts a list of its own, as nginx's allow/deny do.
+func add(c *httpcore.Cmd, rs ...rule) {
+	cf := c.Conf().(*Conf)
+	if cf.owner != c.Loc {
+		cf.rules, cf.owner = nil, c.Loc
+	}
+	cf.rules = append(cf.rules, rs...)
+}
+
+// allow = "10.0.0.0/8" or a list; deny likewise. Between themselves and access_rules
+// they apply in the order they are written.
+func setRules(deny bool) func(c *httpcore.Cmd) error {
+	return func(c *httpcore.Cmd) error {
+		addrs, err := conf.Strings(c.Attr())
+		if err != nil {
+			return err
+		}
+		if len(addrs) == 0 {
+			return c.Errorf("%s needs an address, a CIDR block or \"all\"", c.Name())
+		}
+		var rs []rule
+		for _, a := range addrs {
+			r, err := parseRule(a, deny)
+			if err != nil {
+				return conf.Errorf(c.Attr().Expr.Range(), "%s: %v", c.Name(), err)
+			}
+			rs = append(rs, r)
+		}
+		add(c, rs...)
+		return nil
+	}
+}
+
+// access_rules = ["deny 192.168.1.1", "allow 192.168.1.0/24", "deny all"]: nginx's
+// interleaved allow and deny lines, in order.
+func setRuleList(c *httpcore.Cmd) error {
+	e := c.Attr().Expr
+	exprs := []hclsyntax.Expression{e}
+	if t, ok := e.(*hclsyntax.TupleConsExpr); ok {
+		exprs = t.Exprs
+	}
+	var rs []rule
+	for _, x := range exprs {
+		v, err := conf.StaticValue(x)
+		if err != nil {
+			return err
+		}
+		if v.Type() != cty.String {
+			return conf.Errorf(x.Range(), "expected a rule such as \"allow 10.0.0.0/8\" or \"deny all\"")
+		}
+		verb, arg, _ := strings.Cut(strings.TrimSpace(v.AsString()), " ")
+		arg = strings.TrimSpace(arg)
+		var deny bool
+		switch verb {
+		case "allow":
+		case "deny":
+			deny = true
+		default:
+			return conf.Errorf(x.Range(), "a rule starts with allow or deny, got %q", v.AsString())
+		}
+		r, err := parseRule(arg, deny)
+		if err != nil {
+			return conf.Errorf(x.Range(), "%v", err)
+		}
+		rs = append(rs, r)
+	}
+	if len(rs) == 0 {
+		return c.Errorf("access_rules needs at least one rule")
+	}
+	add(c, rs...)
+	return nil
+}
+
+func parseRule(s string, deny bool) (rule, error) {
+	s = strings.TrimSpace(s)
+	r := rule{deny: deny, text: s}
+	if s == "all" {
+		r.all = true
+		return r, nil
+	}
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return r, fmt.Errorf("invalid address or CIDR block %q", s)
+		}
+		// nginx masks the address and warns about low bits set; masking is what it
+		// does, so do it quietly.
+		r.prefix = p.Masked()
+		if r.prefix.Addr().Is4In6() {
+			r.prefix = netip.PrefixFrom(r.prefix.Addr().Unmap(), r.prefix.Bits()-96).Masked()
+		}
+		return r, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return r, fmt.Errorf("invalid address %q (expected an IPv4 or IPv6 address, a CIDR block or \"all\")", s)
+	}
+	a = a.Unmap()
+	r.prefix = netip.PrefixFrom(a, a.BitLen())
+	return r, nil
+}
+
+func setSatisfy(c *httpcore.Cmd) error {
+	v, err := conf.String(c.Attr())
+	if err != nil {
+		return err
+	}
+	switch v {
+	case "all":
+		c.Conf().(*Conf).SatisfyAny = false
+	case "any":
+		c.Conf().(*Conf).SatisfyAny = true
+	default:
+		return conf.Errorf(c.Attr().Expr.Range(), "satisfy is \"all\" or \"any\", got %q", v)
+	}
+	return nil
+}
+
+func (c *Conf) check(r *httpcore.Request) httpcore.Action {
+	// Subrequests skip the access phase, as in nginx.
+	if r.IsSubrequest() {
+		return httpcore.Continue
+	}
+	host := r.RemoteAddr()
+	if ap, err := netip.ParseAddrPort(host); err == nil {
+		host = ap.Addr().String()
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		// Not an IP client (a unix socket): only "all" rules apply.
+		addr = netip.Addr{}
+	}
+	addr = addr.Unmap()
+	for _, rl := range c.rules {
+		if rl.all || (addr.IsValid() && rl.prefix.Contains(addr)) {
+			if rl.deny {
+				if !httpcore.LocConf[Conf](r.Location(), self).SatisfyAny {
+					r.Logf(httpcore.LogError, "access forbidden by rule")
+				}
+				return Deny(r, 403)
+			}
+			return Allow(r)
+		}
+	}
+	return httpcore.Continue
+}
+
+// reqCtx remembers, under satisfy any, the refusal to send if no module grants access.
+type reqCtx struct {
+	code int
+}
+
+// Allow is what an access-phase handler returns when it grants access: under
+// satisfy any the remaining access handlers are skipped; under satisfy all the next
+// one runs.
+func Allow(r *httpcore.Request) httpcore.Action {
+	if !httpcore.LocConf[Conf](r.Location(), self).SatisfyAny {
+		return httpcore.Continue
+	}
+	if rc, _ := r.ModuleCtx(self).(*reqCtx); rc != nil && rc.code != 0 {
+		rc.code = 0
+		// A refusal's challenge no longer applies.
+		r.RespHeader().Del("WWW-Authenticate")
+	}
+	return httpcore.NextPhase
+}
+
+// Deny is what an access-phase handler returns when it refuses access with status
+// (403, or 401 with a WWW-Authenticate header already set): under satisfy all the
+// request ends with status; under satisfy any the refusal is remembered (a 401 over
+// a 403) and sent only if no other handler grants access.
+func Deny(r *httpcore.Request, status int) httpcore.Action {
+	if !httpcore.LocConf[Conf](r.Location(), self).SatisfyAny {
+		return r.Error(status)
+	}
+	rc, _ := r.ModuleCtx(self).(*reqCtx)
+	if rc == nil {
+		rc = &reqCtx{}
+		r.SetModuleCtx(self, rc)
+	}
+	if rc.code != 401 {
+		rc.code = status
+	}
+	return httpcore.Continue
+}
+
+func postAccess(r *httpcore.Request) httpcore.Action {
+	rc, _ := r.ModuleCtx(self).(*reqCtx)
+	if rc == nil || rc.code == 0 {
+		return httpcore.Continue
+	}
+	code := rc.code
+	rc.code = 0
+	if code == 403 {
+		r.Logf(httpcore.LogError, "access forbidden by rule")
+	}
+	return r.Error(code)
+}
