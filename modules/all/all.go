@@ -5,4 +5,5 @@ import (
 	// The standard modules, registered by their init functions.
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
+	_ "github.com/spindle-server/spindle/modules/static"
 )
