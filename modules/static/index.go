@@ -62,6 +62,10 @@ func (c *Conf) indexHandler(r *httpcore.Request) httpcore.Action {
 	if m := r.Method(); m != "GET" && m != "HEAD" && m != "POST" {
 		return httpcore.Continue
 	}
+	dirT, err := c.mapURI(r, uri)
+	if err != nil {
+		return c.mapFailure(r, dirT, err)
+	}
 	dirTested := false
 	for _, ix := range c.index {
 		name := ix.name
@@ -78,7 +82,9 @@ func (c *Conf) indexHandler(r *httpcore.Request) httpcore.Action {
 		if name[0] == '/' {
 			return r.InternalRedirect(name, r.Args())
 		}
-		t, err := c.mapURI(r, uri+name)
+		// The name goes after the directory's path, as nginx appends it: with a
+		// regex location's alias, mapping URI + name would give another file.
+		t, err := dirT.join(name)
 		if err != nil {
 			return c.mapFailure(r, t, err)
 		}
@@ -94,9 +100,15 @@ func (c *Conf) indexHandler(r *httpcore.Request) httpcore.Action {
 			return c.failure(r, "open()", t, err)
 		}
 		if !dirTested {
-			dt, _ := c.mapURI(r, uri)
+			dt := dirT
 			dfi, derr := dt.stat()
 			if derr != nil {
+				if status, _ := classify(derr); status == 404 {
+					if c.logNotFound {
+						r.Logf(httpcore.LogError, "%q is not found (%v)", t.full, errnoText(derr))
+					}
+					return r.Error(404)
+				}
 				return c.failure(r, "stat()", dt, derr)
 			}
 			if !dfi.IsDir() {

@@ -134,6 +134,16 @@ func aliasTarget(alias, base, suffix string) (target, error) {
 	return t.withRel(full[len(dir):])
 }
 
+// join is the target for name in the directory t.
+func (t target) join(name string) (target, error) {
+	rel := name
+	if t.rel != "." {
+		rel = t.rel + "/" + name
+	}
+	t.full += name
+	return t.withRel(rel)
+}
+
 func (t target) withRel(rel string) (target, error) {
 	if strings.IndexByte(rel, 0) >= 0 {
 		return t, errNUL
@@ -224,11 +234,7 @@ func classify(err error) (int, errlog.Level) {
 func describe(op string, t target, err error) string {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
-		msg := errno.Error()
-		if msg != "" {
-			msg = strings.ToUpper(msg[:1]) + msg[1:]
-		}
-		return fmt.Sprintf("%s %q failed (%d: %s)", op, t.full, int(errno), msg)
+		return fmt.Sprintf("%s %q failed (%s)", op, t.full, errnoText(err))
 	}
 	var pe *os.PathError
 	if errors.As(err, &pe) {
@@ -238,6 +244,19 @@ func describe(op string, t target, err error) string {
 		err = errEscape
 	}
 	return fmt.Sprintf("%s %q failed (%v: %q)", op, t.full, err, t.dir)
+}
+
+// errnoText formats a system error as nginx does: "2: No such file or directory".
+func errnoText(err error) string {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return err.Error()
+	}
+	msg := errno.Error()
+	if msg != "" {
+		msg = strings.ToUpper(msg[:1]) + msg[1:]
+	}
+	return fmt.Sprintf("%d: %s", int(errno), msg)
 }
 
 // setRoot: root = "html" | "/srv/${host}".

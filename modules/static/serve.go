@@ -15,8 +15,9 @@ import (
 
 // staticHandler serves the file the URI maps to, as nginx's ngx_http_static_handler:
 // GET and HEAD (POST gets 405 once the file is found, other methods at once), a
-// directory without the trailing slash is redirected to the URI with it, a URI that
-// ends in "/" is left to index and autoindex.
+// directory without the trailing slash is redirected to the URI with it. It is the
+// last content-phase handler, as in nginx: a URI ending in "/" that index and
+// autoindex left alone is a directory without an index, 403.
 func (c *Conf) staticHandler(r *httpcore.Request) httpcore.Action {
 	m := r.Method()
 	if m != "GET" && m != "HEAD" && m != "POST" {
@@ -24,7 +25,10 @@ func (c *Conf) staticHandler(r *httpcore.Request) httpcore.Action {
 	}
 	uri := r.URI()
 	if strings.HasSuffix(uri, "/") {
-		return httpcore.Continue
+		if t, err := c.mapURI(r, uri); err == nil {
+			r.Logf(httpcore.LogError, "directory index of %q is forbidden", t.full)
+		}
+		return r.Error(403)
 	}
 	t, err := c.mapURI(r, uri)
 	if err != nil {

@@ -259,6 +259,7 @@ func TestTryFiles(t *testing.T) {
 		"data/alias/file.txt":  "aliased",
 		"html/iftry/f.txt":     "from html",
 		"other/iftry/g.txt":    "from other",
+		"data/rx/a.txt":        "regex alias",
 	}
 	s := serve(t, `
     root = "html"
@@ -291,6 +292,12 @@ func TestTryFiles(t *testing.T) {
       alias     = "data/alias/"
       try_files = ["${uri}", "=404"]
     }
+    location "~ ^/rx/" {
+      # In a regex location the element is appended to the alias, and the URI it
+      # becomes is appended to the alias from then on (nginx's semantics).
+      alias     = "data/rx"
+      try_files = ["/a.txt", "=404"]
+    }
     location "/iftry/" {
       try_files = ["${uri}", "=410"]
       if {
@@ -314,6 +321,7 @@ func TestTryFiles(t *testing.T) {
 		{path: "/dironly/file", status: 404},
 		{path: "/al/file.txt", status: 200, body: "aliased"},
 		{path: "/al/none", status: 404},
+		{path: "/rx/anything", status: 200, body: "regex alias"},
 		{path: "/iftry/f.txt", status: 200, body: "from html"},
 		{path: "/iftry/g.txt?other=1", status: 200, body: "from other"},
 		{path: "/iftry/f.txt?other=1", status: 410},
