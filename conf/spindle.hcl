@@ -17,7 +17,8 @@ http {
     }
 
     location "/" {
-      return = { code = 200, body = "spindle is running\n" }
+      root  = "html"
+      index = ["index.html"]
     }
   }
 }

@@ -20,7 +20,8 @@ http {
     }
 
     location "/" {
-      return = { code = 200, body = "spindle is running\n" }
+      root  = "html"
+      index = ["index.html"]
     }
   }
 }

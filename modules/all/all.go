@@ -10,5 +10,6 @@ import (
 	_ "github.com/spindle-server/spindle/modules/errorpage"
 	_ "github.com/spindle-server/spindle/modules/headers"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
+	_ "github.com/spindle-server/spindle/modules/static"
 	_ "github.com/spindle-server/spindle/modules/status"
 )

@@ -88,7 +88,6 @@ func init() {
 	RegisterVar("connection", func(r *Request) string { return strconv.FormatUint(r.ConnectionID(), 10) })
 	RegisterVar("connection_requests", func(r *Request) string { return strconv.Itoa(r.ConnectionRequests()) })
 	RegisterVar("pid", func(r *Request) string { return strconv.Itoa(os.Getpid()) })
-	RegisterVar("realpath_root", func(r *Request) string { return "" })
 
 	RegisterPrefixVar("arg", func(r *Request, name string) (string, bool) { return ArgValue(r.args, name) },
 		func(r *Request) map[string]string {

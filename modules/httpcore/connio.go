@@ -90,6 +90,7 @@ func (c *connIO) Write(p []byte) (int, error) {
 	}
 	written := 0
 	var err error
+	waited := false
 	werr := c.rc.Write(func(fd uintptr) bool {
 		for written < len(p) {
 			n, e := rawWrite(fd, p[written:])
@@ -101,6 +102,7 @@ func (c *connIO) Write(p []byte) (int, error) {
 			case syscall.EINTR:
 			case syscall.EAGAIN:
 				// The client is slow: from now on it has send_timeout to take more.
+				waited = true
 				c.nc.SetWriteDeadline(coarseNow().Add(c.wtimeout))
 				return false
 			default:
@@ -112,6 +114,11 @@ func (c *connIO) Write(p []byte) (int, error) {
 	})
 	if werr != nil {
 		return written, werr
+	}
+	if waited && err == nil {
+		// Once expired, the deadline would fail the next write before it starts, on a
+		// keepalive connection idle for longer than send_timeout.
+		c.nc.SetWriteDeadline(time.Time{})
 	}
 	return written, err
 }

@@ -24,10 +24,6 @@ type CoreConf struct {
 	LargeHeaderBuffers  int // number of buffers
 	LargeHeaderBuffer   int // size of one: the longest request line or header line
 	Types               map[string]string
-	Root                string // document root, resolved against the prefix
-	RootExpr            *Expr  // root with variables
-	Alias               string
-	AliasExpr           *Expr
 	// LogSubrequest runs the log phase for subrequests too (log_subrequest, a
 	// directive of the access log module).
 	LogSubrequest bool
@@ -51,7 +47,6 @@ var CoreModule = Register(&Module{
 			ServerTokens:        true,
 			LargeHeaderBuffers:  4,
 			LargeHeaderBuffer:   8 << 10,
-			Root:                "html",
 		}
 	},
 	Directives: []Directive{

@@ -214,12 +214,15 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 	} else {
 		loc, caps := srv.FindLocation(r.uri)
 		if loc == nil {
+			// No location matches: as in nginx, the server's own configuration serves
+			// the request (a server with just a root serves files). Its rewrite program
+			// ran in the server rewrite phase already.
 			r.loc = srv.root
-			r.finalize(404)
-			return 0, false
+			r.caps = r.caps[:0]
+		} else {
+			r.setCaps(caps)
+			r.loc = loc
 		}
-		r.setCaps(caps)
-		r.loc = loc
 	}
 	if r.loc.Internal && !r.internal {
 		r.finalize(404)
@@ -238,7 +241,7 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 	if r.parent == nil {
 		r.body.limit = CoreConfOf(r.loc).ClientMaxBodySize
 	}
-	if len(r.loc.rewrite) > 0 {
+	if len(r.loc.rewrite) > 0 && r.loc != srv.root {
 		if a := r.runRewrite(r.loc.rewrite); a != Continue {
 			if a == Redirected {
 				return r.redirectStage(), true

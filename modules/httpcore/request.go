@@ -623,6 +623,9 @@ func (r *Request) sendErrorPage(status int) bool {
 	// Headers set by handlers stay (Location of a redirect, cookies); those describing
 	// a body that is not sent go, as in nginx's special response handler.
 	for _, h := range []string{"Content-Type", "Content-Length", "Content-Encoding", "Last-Modified", "ETag", "Accept-Ranges", "Content-Range", "Transfer-Encoding"} {
+		if h == "Content-Range" && status == 416 {
+			continue // "bytes */size" tells the client what it can ask for
+		}
 		r.respHdr.Del(h)
 	}
 	r.out = r.out[:0]
