@@ -9,6 +9,7 @@ import (
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/errorpage"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
+	_ "github.com/spindle-server/spindle/modules/static"
 )
 
 const pagesConf = `
@@ -142,6 +143,44 @@ func TestErrorPageConfigErrors(t *testing.T) {
 		_, err := testserver.BuildString(t, conf, nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %s: error %v, want %q", c.conf, err, c.want)
+		}
+	}
+}
+
+// An error page served by the static module keeps the error's status, as nginx's
+// err_status does, and a missing file under root goes to it.
+func TestErrorPageWithStaticFiles(t *testing.T) {
+	s := testserver.Start(t, `
+http {
+  server {
+    listen     = ["127.0.0.1:0"]
+    root       = "html"
+    error_page = ["404 /errors/404.html", "403 =200 /errors/ok.html"]
+    location "/" {}
+    location "/forbidden/" { return = 403 }
+    location "/errors/" { internal = true }
+  }
+}
+`, testserver.WithFiles(map[string]string{
+		"html/index.html":       "home\n",
+		"html/errors/404.html":  "static not found page\n",
+		"html/errors/ok.html":   "fine after all\n",
+		"html/forbidden/x.html": "secret\n",
+	}))
+	cases := []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{"/", 200, "home\n"},
+		{"/nope.html", 404, "static not found page\n"},
+		{"/forbidden/x.html", 200, "fine after all\n"},
+		{"/errors/404.html", 404, "static not found page\n"},
+	}
+	for _, c := range cases {
+		r := s.Get(c.path)
+		if r.Status != c.status || r.Body != c.body {
+			t.Errorf("GET %s = %d %q, want %d %q", c.path, r.Status, r.Body, c.status, c.body)
 		}
 	}
 }

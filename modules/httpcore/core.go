@@ -23,7 +23,6 @@ type CoreConf struct {
 	ServerTokens        bool
 	LargeHeaderBuffers  int // number of buffers
 	LargeHeaderBuffer   int // size of one: the longest request line or header line
-	Types               map[string]string
 	// LogSubrequest runs the log phase for subrequests too (log_subrequest, a
 	// directive of the access log module).
 	LogSubrequest bool

@@ -99,14 +99,23 @@ func (h *Header) Clone() Header {
 	return Header{kv: append([]HeaderField(nil), h.kv...)}
 }
 
-// CanonicalKey formats a header name as Content-Type does, unless it holds characters
-// that would make the canonical form ambiguous.
+// CanonicalKey returns the header name to write: a name given in lower case is
+// capitalised as Content-Type is (with the usual exceptions such as ETag); any other
+// spelling is kept as the module wrote it, as nginx keeps it.
 func CanonicalKey(k string) string {
 	for i := 0; i < len(k); i++ {
 		c := k[i]
-		if c == '_' || c == ' ' || c >= 0x80 {
+		if 'A' <= c && c <= 'Z' || c == '_' || c == ' ' || c >= 0x80 {
 			return k
 		}
 	}
+	if s, ok := headerExceptions[k]; ok {
+		return s
+	}
 	return textproto.CanonicalMIMEHeaderKey(k)
+}
+
+var headerExceptions = map[string]string{
+	"etag": "ETag", "www-authenticate": "WWW-Authenticate", "content-md5": "Content-MD5",
+	"te": "TE", "dnt": "DNT", "x-xss-protection": "X-XSS-Protection",
 }

@@ -251,6 +251,9 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 		}
 	}
 	for p := PhaseRewrite; p < PhaseContent; p++ {
+		if r.parent != nil && (p == PhaseAccess || p == PhasePostAccess) {
+			continue // nginx runs no access checks for subrequests
+		}
 		// An if block may have switched r.loc; its handlers apply from here on.
 	handlers:
 		for _, h := range r.loc.run[p] {
