@@ -111,7 +111,9 @@ func Start(t testing.TB, config string, opts *Options) *Instance {
 	i.cmd = exec.Command(i.Bin, "-p", i.Prefix)
 	i.cmd.Env = append(os.Environ(), i.Env...)
 	i.cmd.Stdout, i.cmd.Stderr = i.out, i.out
-	i.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test process that dies without its cleanup takes the master along
+	// (its workers follow when their control pipes close).
+	i.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := i.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
