@@ -57,10 +57,10 @@ func init() {
 func install(l *httpcore.Location) error {
 	c := httpcore.LocConf[Conf](l, Module)
 	if len(c.rules) > 0 {
-		l.AddHandler(httpcore.PhaseAccess, httpcore.OrderAccess, c.check)
+		l.AddInlineHandler(httpcore.PhaseAccess, httpcore.OrderAccess, c.check)
 	}
 	if c.SatisfyAny {
-		l.AddHandler(httpcore.PhasePostAccess, httpcore.OrderAccess, postAccess)
+		l.AddInlineHandler(httpcore.PhasePostAccess, httpcore.OrderAccess, postAccess)
 	}
 	return nil
 }

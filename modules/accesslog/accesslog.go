@@ -359,7 +359,7 @@ func install(l *httpcore.Location) error {
 		return nil
 	}
 	logs := cf.logs
-	l.AddHandler(httpcore.PhaseLog, httpcore.OrderAccessLog, func(r *httpcore.Request) httpcore.Action {
+	l.AddInlineHandler(httpcore.PhaseLog, httpcore.OrderAccessLog, func(r *httpcore.Request) httpcore.Action {
 		writeLogs(r, logs)
 		return httpcore.Continue
 	})

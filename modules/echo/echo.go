@@ -74,7 +74,14 @@ func install(l *httpcore.Location) error {
 	if c.loc != l && !(l.Context() == httpcore.CtxIf && c.loc == l.Parent) {
 		return nil
 	}
-	return l.SetContent("echo", c.handle)
+	// A program that neither sleeps nor issues subrequests only writes: the event
+	// loop runs it inline.
+	for _, k := range c.cmds {
+		if k.kind == cmdSleep || k.kind == cmdLocation || k.kind == cmdLocationAsync {
+			return l.SetContent("echo", c.handle)
+		}
+	}
+	return l.SetContentInline("echo", c.handle)
 }
 
 func (c *Conf) hasOutput() bool {

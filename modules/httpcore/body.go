@@ -100,7 +100,7 @@ func (w *wireBody) Read(p []byte) (int, error) {
 		}
 	}
 	core := CoreConfOf(r.loc)
-	c.io.setReadTimeout(core.ClientBodyTimeout)
+	c.t.setReadTimeout(core.ClientBodyTimeout)
 	var n int
 	var err error
 	if b.chunked {

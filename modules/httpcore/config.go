@@ -281,6 +281,18 @@ func (b *builder) finish() {
 		}
 		l.finishHandlers()
 	}
+	// An if block switches a request's configuration in the middle of the rewrite
+	// phase: a location whose if blocks may wait may wait.
+	for _, l := range b.cfg.all {
+		if l.ctx == CtxIf && l.mayBlock {
+			for p := l.Parent; p != nil; p = p.Parent {
+				p.mayBlock = true
+				if p.ctx != CtxIf {
+					break
+				}
+			}
+		}
+	}
 	for _, m := range registry {
 		if m.Postconfig != nil {
 			if err := m.Postconfig(b.cfg); err != nil {

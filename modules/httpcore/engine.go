@@ -15,16 +15,20 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Engine serves HTTP/1.1 on a worker's listening sockets with a Config. Each connection
-// is a goroutine; with GOMAXPROCS=1 that is nginx's event loop with a coroutine per
-// connection, and every blocking call in a handler parks only its own coroutine.
+// Engine serves HTTP/1.1 on a worker's listening sockets with a Config. TCP listeners
+// are served by an event loop (loop.go): idle connections cost no goroutine, requests
+// that never wait run inline, and each request that has to wait becomes a coroutine of
+// its own, so that every blocking call parks only that coroutine. Other listeners (and
+// connections given directly, in tests) get a goroutine per connection.
 type Engine struct {
-	cfg *Config
+	cfg  *Config
+	opts EngineOptions
 
 	sem       chan struct{} // worker_connections
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
 	listeners []net.Listener
+	loop      *eventLoop
 	acceptWG  sync.WaitGroup // accept loops: a connection accepted is counted in wg before they return
 	wg        sync.WaitGroup
 	draining  atomic.Bool
@@ -48,6 +52,8 @@ type EngineOptions struct {
 	WorkerConnections int
 	// ConnectionSeqBase makes connection numbers unique across workers.
 	ConnectionSeqBase uint64
+	// NoEventLoop serves TCP listeners with a goroutine per connection too.
+	NoEventLoop bool
 }
 
 // NewEngine returns an engine serving cfg.
@@ -58,6 +64,7 @@ func NewEngine(cfg *Config, opts EngineOptions) *Engine {
 	}
 	e := &Engine{
 		cfg:       cfg,
+		opts:      opts,
 		sem:       make(chan struct{}, n),
 		conns:     map[*conn]struct{}{},
 		drainCh:   make(chan struct{}),
@@ -69,23 +76,40 @@ func NewEngine(cfg *Config, opts EngineOptions) *Engine {
 }
 
 // Serve accepts connections on ln, a socket bound to the listen address addr, until
-// ln is closed.
+// the engine stops.
 func (e *Engine) Serve(ln net.Listener, addr string) error {
+	as := e.cfg.byAddr[addr]
+	if as == nil {
+		ln.Close()
+		return errorf("no server listens on %s", addr)
+	}
 	e.mu.Lock()
 	if e.draining.Load() {
 		e.mu.Unlock()
 		ln.Close()
 		return nil
 	}
+	if tl, ok := ln.(*net.TCPListener); ok && !e.opts.NoEventLoop {
+		if e.loop == nil {
+			l, err := newEventLoop(e)
+			if err != nil {
+				e.mu.Unlock()
+				return err
+			}
+			e.loop = l
+		}
+		l := e.loop
+		e.mu.Unlock()
+		if err := l.addListener(tl, as); err != nil {
+			return err
+		}
+		<-l.done
+		return nil
+	}
 	e.listeners = append(e.listeners, ln)
 	e.acceptWG.Add(1)
 	e.mu.Unlock()
 	defer e.acceptWG.Done()
-	as := e.cfg.byAddr[addr]
-	if as == nil {
-		ln.Close()
-		return errorf("no server listens on %s", addr)
-	}
 	delay := 5 * time.Millisecond
 	for {
 		select {
@@ -119,8 +143,7 @@ func (e *Engine) Serve(ln net.Listener, addr string) error {
 		delay = 5 * time.Millisecond
 		e.accepted.Add(1)
 		e.handled.Add(1)
-		c := newConn(e, nc, as)
-		e.wg.Add(1)
+		c := newConn(e, nc, as, nil)
 		workers.Go(c.serve)
 	}
 }
@@ -128,11 +151,7 @@ func (e *Engine) Serve(ln net.Listener, addr string) error {
 // Draining reports whether the engine is shutting down gracefully.
 func (e *Engine) Draining() bool { return e.draining.Load() }
 
-// Shutdown drains the engine: it stops accepting, lets in-flight requests finish,
-// answers the next request of each keepalive connection with "Connection: close",
-// closes connections that stay idle, and after timeout (if > 0) closes everything. It
-// returns when every connection is gone.
-func (e *Engine) Shutdown(timeout time.Duration) {
+func (e *Engine) stopAccepting() {
 	e.shutdownOnce.Do(func() {
 		e.mu.Lock()
 		e.draining.Store(true)
@@ -140,17 +159,29 @@ func (e *Engine) Shutdown(timeout time.Duration) {
 		for _, ln := range e.listeners {
 			ln.Close()
 		}
+		l := e.loop
 		e.mu.Unlock()
+		if l != nil {
+			l.drain()
+		}
 	})
+	// An accept loop may hold a connection it accepted just before its listener
+	// closed: wait for the loops to hand their connections over first.
+	e.acceptWG.Wait()
+}
+
+// Shutdown drains the engine: it stops accepting, lets in-flight requests finish,
+// answers the next request of each keepalive connection with "Connection: close",
+// closes connections that stay idle, and after timeout (if > 0) closes everything. It
+// returns when every connection is gone.
+func (e *Engine) Shutdown(timeout time.Duration) {
+	e.stopAccepting()
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
-	// An accept loop may hold a connection it accepted just before its listener
-	// closed: wait for the loops to hand their connections over first.
-	e.acceptWG.Wait()
 	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
+	go func() { e.wait(); close(done) }()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -161,10 +192,16 @@ func (e *Engine) Shutdown(timeout time.Duration) {
 		}
 		now := time.Now()
 		forced := !deadline.IsZero() && now.After(deadline)
+		if forced && e.loop != nil {
+			e.loop.expire()
+		}
 		e.mu.Lock()
 		for c := range e.conns {
+			if c.lt != nil {
+				continue // the loop closes its idle connections itself
+			}
 			if forced {
-				c.nc.SetDeadline(now)
+				c.t.expire()
 				continue
 			}
 			if c.state.Load() == stateIdle && now.Sub(time.Unix(0, c.idleSince.Load())) >= e.idleGrace {
@@ -175,24 +212,33 @@ func (e *Engine) Shutdown(timeout time.Duration) {
 	}
 }
 
+// wait returns when every connection is gone and the event loop has ended. The loop
+// goes first: until it ends it may still accept, and count, a connection.
+func (e *Engine) wait() {
+	e.mu.Lock()
+	l := e.loop
+	e.mu.Unlock()
+	if l != nil {
+		<-l.done
+	}
+	e.wg.Wait()
+}
+
 // Close stops the engine at once, closing every connection.
 func (e *Engine) Close() {
-	e.shutdownOnce.Do(func() {
-		e.mu.Lock()
-		e.draining.Store(true)
-		close(e.drainCh)
-		for _, ln := range e.listeners {
-			ln.Close()
-		}
-		e.mu.Unlock()
-	})
-	e.acceptWG.Wait()
+	e.stopAccepting()
+	if e.loop != nil {
+		e.loop.expire()
+	}
 	e.mu.Lock()
 	for c := range e.conns {
-		c.nc.Close()
+		if c.lt == nil {
+			c.t.expire()
+			c.t.close()
+		}
 	}
 	e.mu.Unlock()
-	e.wg.Wait()
+	e.wait()
 }
 
 // Counters returns the engine's stub_status counters.
@@ -221,110 +267,205 @@ const (
 
 // conn is one client connection.
 type conn struct {
-	e    *Engine
-	nc   net.Conn
-	as   *addrServers
-	id   uint64
-	io   *connIO
+	e  *Engine
+	t  transport
+	lt *loopTransport // set when the event loop owns the socket
+	as *addrServers
+	id uint64
+
+	// Request-time state, from a pool: a connection idle in the event loop holds none.
+	rs   *reqState
 	br   *bufio.Reader
 	bw   *bufio.Writer
-	hdr  fasthttp.RequestHeader
-	req  Request
+	hdr  *fasthttp.RequestHeader
+	req  *Request
 	scan headScan
 
-	requests    int
-	state       atomic.Int32
-	idleSince   atomic.Int64
-	raddr       string
-	laddr       string
-	wroteHeader bool
-	chunked     bool
-	closeAfter  bool
-	lingering   bool
-	hijacked    bool
-	abort       bool // close without a response (444)
+	requests  int
+	state     atomic.Int32
+	idleSince atomic.Int64
+	owner     atomic.Int32 // ownerLoop or ownerGoroutine (event loop connections)
+
+	inLoop       bool // the loop's leader is running this connection
+	readingHead  bool // waiting for or reading a request head
+	headDeadline bool // client_header_timeout armed for the current head
+	closing      bool
+	released     bool
+	wroteHeader  bool
+	chunked      bool
+	closeAfter   bool
+	lingering    bool
+	hijacked     bool
+	hijackRefs   atomic.Int32 // holders of a hijacked connection (see Hijack)
+	abort        bool         // close without a response (444)
 }
 
-var (
-	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
-	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
-)
+type reqState struct {
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	hdr fasthttp.RequestHeader
+	req Request
+}
 
-func newConn(e *Engine, nc net.Conn, as *addrServers) *conn {
-	c := &conn{e: e, nc: nc, as: as, id: e.connSeq.Add(1), io: newConnIO(nc)}
+var statePool = sync.Pool{New: func() any {
+	return &reqState{br: bufio.NewReaderSize(nil, 4096), bw: bufio.NewWriterSize(nil, 4096)}
+}}
+
+func newConn(e *Engine, nc net.Conn, as *addrServers, t transport) *conn {
+	if t == nil {
+		t = newNetTransport(nc)
+	}
+	c := &conn{e: e, t: t, as: as, id: e.connSeq.Add(1)}
+	if lt, ok := t.(*loopTransport); ok {
+		c.lt, lt.c = lt, c
+	}
 	c.idleSince.Store(coarseNow().UnixNano())
 	e.mu.Lock()
 	e.conns[c] = struct{}{}
 	e.mu.Unlock()
+	e.wg.Add(1)
 	e.active.Add(1)
 	return c
 }
 
-func (c *conn) remoteAddr() string {
-	if c.raddr == "" {
-		c.raddr = c.nc.RemoteAddr().String()
+func (c *conn) acquireState() {
+	if c.rs != nil {
+		return
 	}
-	return c.raddr
+	rs := statePool.Get().(*reqState)
+	rs.br.Reset(c.t)
+	rs.bw.Reset(c.t)
+	c.rs, c.br, c.bw, c.hdr, c.req = rs, rs.br, rs.bw, &rs.hdr, &rs.req
 }
 
-func (c *conn) localAddr() string {
-	if c.laddr == "" {
-		c.laddr = c.nc.LocalAddr().String()
+// releaseState returns the request-time state to the pool; the connection must have
+// no buffered input or output left.
+func (c *conn) releaseState() {
+	rs := c.rs
+	if rs == nil {
+		return
 	}
-	return c.laddr
+	c.rs, c.br, c.bw, c.hdr, c.req = nil, nil, nil, nil, nil
+	if c.hijacked {
+		return // the hijacker owns the buffers
+	}
+	rs.br.Reset(nil)
+	rs.bw.Reset(nil)
+	rs.req.reset()
+	rs.req.c, rs.req.hdr, rs.req.cfg = nil, nil, nil
+	statePool.Put(rs)
 }
+
+func (c *conn) remoteAddr() string { return c.t.remoteAddr() }
+
+func (c *conn) localAddr() string { return c.t.localAddr() }
 
 // closeIdle wakes an idle connection's reader so that it closes (drain end).
 func (c *conn) closeIdle() {
 	if c.state.CompareAndSwap(stateIdle, stateClosed) {
-		c.nc.SetReadDeadline(time.Unix(1, 0))
+		c.t.wakeIdle()
 	}
 }
 
+// release forgets a connection that is gone, once.
 func (c *conn) release() {
+	if c.hijacked && c.hijackRefs.Add(-1) > 0 {
+		return
+	}
+	if c.released {
+		return
+	}
+	c.released = true
 	e := c.e
 	e.mu.Lock()
 	delete(e.conns, c)
 	e.mu.Unlock()
 	e.active.Add(-1)
-	if c.br != nil {
-		c.br.Reset(nil)
-		readerPool.Put(c.br)
-		c.br = nil
-	}
-	if c.bw != nil {
-		c.bw.Reset(nil)
-		writerPool.Put(c.bw)
-		c.bw = nil
-	}
 	<-e.sem
 	e.wg.Done()
 }
 
+// serve runs a connection that has a goroutine of its own, until it closes.
 func (c *conn) serve() {
 	defer c.release()
 	defer func() {
 		if p := recover(); p != nil {
 			c.e.cfg.log.Alertf("*%d panic while serving a request: %v\n%s", c.id, p, stack())
-			c.nc.Close()
+			c.t.close()
 		}
 	}()
-	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(c.io)
-	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(c.io)
+	c.acquireState()
+	c.run()
+	c.releaseState()
+}
+
+// runLoop runs a connection for the event loop's leader: the requests it has, inline,
+// until it needs more input (it stays with the loop) or closes. A request that has to
+// wait turns the calling goroutine into that connection's own (leaveLoop); when it is
+// done the connection goes back to the loop.
+func (c *conn) runLoop() {
+	c.inLoop = true
+	c.acquireState()
+	defer func() {
+		if p := recover(); p != nil {
+			c.e.cfg.log.Alertf("*%d panic while serving a request: %v\n%s", c.id, p, stack())
+			c.abort = true
+			c.t.close()
+		}
+		if c.closing {
+			return // handed back or destroyed
+		}
+		if c.br != nil && c.br.Buffered() == 0 && c.bw.Buffered() == 0 {
+			c.releaseState()
+		}
+		if c.inLoop {
+			c.inLoop = false
+			return
+		}
+		c.lt.l.handBack(c)
+	}()
+	c.run()
+}
+
+// leaveLoop makes the goroutine running c, the loop's leader, c's own: the loop goes
+// on with another goroutine while this one waits on c's behalf.
+func (c *conn) leaveLoop() {
+	if !c.inLoop {
+		return
+	}
+	c.inLoop = false
+	if c.lt.ready == nil {
+		c.lt.ready = make(chan struct{}, 1)
+	}
+	c.owner.Store(ownerGoroutine)
+	c.lt.l.abdicate()
+}
+
+const (
+	headOK     = iota
+	headWait   // no complete head yet: the loop waits for more (event loop only)
+	headClosed // the client went away or timed out: close
+	headDone   // answered with an error and closed already
+)
+
+// run serves requests until the connection closes, or (event loop connections) until
+// it waits for more of a request head.
+func (c *conn) run() {
 	core := CoreConfOf(c.as.def.root)
 	for {
-		if !c.readHead(core) {
-			break
+		switch c.readHead(core) {
+		case headWait, headDone:
+			return
+		case headClosed:
+			c.t.close()
+			return
 		}
 		c.handle()
 		if c.hijacked {
 			return
 		}
-
 		if c.abort {
-			c.nc.Close()
+			c.t.close()
 			return
 		}
 		// Whether to close was decided with the response header (Connection: close when
@@ -336,12 +477,11 @@ func (c *conn) serve() {
 		}
 		if c.br.Buffered() == 0 {
 			if err := c.bw.Flush(); err != nil {
-				break
+				c.t.close()
+				return
 			}
 		}
 	}
-	c.bw.Flush()
-	c.nc.Close()
 }
 
 // close ends a connection after a response. When spindle, not the client, decided to
@@ -349,48 +489,44 @@ func (c *conn) serve() {
 // sends is read and dropped for a while, so that the kernel does not answer unread data
 // with a reset that would destroy the response in flight.
 func (c *conn) close() {
-	if !c.lingering && c.br.Buffered() == 0 {
-		c.nc.Close()
-		return
+	if c.lingering || c.br.Buffered() > 0 {
+		c.t.linger(CoreConfOf(c.as.def.root).LingeringTimeout)
 	}
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		tc.CloseWrite()
-		core := CoreConfOf(c.as.def.root)
-		c.nc.SetReadDeadline(time.Now().Add(core.LingeringTimeout))
-		io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
-	}
-	c.nc.Close()
+	c.t.close()
 }
 
-// readHead waits for and reads the next request head. It returns false when the
-// connection is to be closed (EOF, timeout, or an error already answered).
-func (c *conn) readHead(core *CoreConf) bool {
+// readHead waits for and reads the next request head.
+func (c *conn) readHead(core *CoreConf) int {
 	c.state.Store(stateIdle)
 	c.idleSince.Store(coarseNow().UnixNano())
-	timeout := core.KeepaliveTimeout
-	if c.requests == 0 {
-		timeout = core.ClientHeaderTimeout
-	}
+	c.readingHead = true
+	defer func() { c.readingHead = false }()
 	if c.br.Buffered() == 0 {
-		c.io.setReadTimeout(timeout)
+		timeout := core.KeepaliveTimeout
+		if c.requests == 0 {
+			timeout = core.ClientHeaderTimeout
+		}
+		c.t.setReadTimeout(timeout)
 		if _, err := c.br.Peek(1); err != nil {
+			if err == errWouldBlock {
+				return headWait
+			}
 			// An idle keepalive connection that times out or closes is normal.
-			return false
+			return headClosed
 		}
 	}
 	if !c.state.CompareAndSwap(stateIdle, stateReading) {
-		return false // closed by drain just as data arrived
+		return headClosed // closed by drain just as data arrived
 	}
 	c.e.reading.Add(1)
 	defer c.e.reading.Add(-1)
-	headerDeadlineSet := false
 	lim := headLimits{line: core.LargeHeaderBuffer, field: core.LargeHeaderBuffer, total: core.LargeHeaderBuffer * core.LargeHeaderBuffers}
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
 		c.scan = scanHead(buf, lim)
 		if c.scan.status != 0 {
 			c.reject(c.scan.status, c.scan.reason)
-			return false
+			return headDone
 		}
 		if c.scan.n > 0 {
 			break
@@ -401,30 +537,34 @@ func (c *conn) readHead(core *CoreConf) bool {
 				st = 414
 			}
 			c.reject(st, "request head too large")
-			return false
+			return headDone
 		}
 		if c.br.Buffered() == c.br.Size() {
 			c.growReader(lim.total)
 		}
-		if !headerDeadlineSet {
-			c.io.setReadTimeout(core.ClientHeaderTimeout)
-			headerDeadlineSet = true
+		if !c.headDeadline {
+			// client_header_timeout bounds the whole head, however it trickles in.
+			c.t.setReadTimeout(core.ClientHeaderTimeout)
+			c.headDeadline = true
 		}
 		if _, err := c.br.Peek(c.br.Buffered() + 1); err != nil {
+			if err == errWouldBlock {
+				return headWait
+			}
 			if isTimeout(err) {
 				c.reject(408, "client timed out reading the request head")
+				return headDone
 			}
-			return false
+			return headClosed
 		}
 	}
+	c.headDeadline = false
 	c.hdr.Reset()
-	c.hdr.DisableSpecialHeader() // keep Host, Content-Type... in the header list too
-	c.hdr.EnableSpecialHeader()
 	if err := c.hdr.Read(c.br); err != nil {
 		c.reject(400, err.Error())
-		return false
+		return headDone
 	}
-	return true
+	return headOK
 }
 
 func (c *conn) growReader(limit int) {
@@ -434,7 +574,7 @@ func (c *conn) growReader(limit int) {
 	if size > limit {
 		size = limit
 	}
-	c.br = bufio.NewReaderSize(io.MultiReader(&byteReader{b: data}, c.io), size)
+	c.br = bufio.NewReaderSize(io.MultiReader(&byteReader{b: data}, c.t), size)
 }
 
 type byteReader struct{ b []byte }
@@ -453,15 +593,16 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// reject answers a request that could not be parsed and marks the connection closed.
+// reject answers a request that could not be parsed and closes the connection.
 func (c *conn) reject(status int, reason string) {
 	c.e.statusCodes[status/100].Add(1)
 	if c.e.cfg.log.Enabled(LogInfo) {
 		c.e.cfg.log.Infof("*%d client sent invalid request (%s) while reading client request headers, client: %s", c.id, reason, c.remoteAddr())
 	}
+	c.readingHead = false
 	body := AppendErrorPage(nil, status)
 	b := c.bw
-	c.io.wtimeout = 5 * time.Second
+	c.t.setWriteTimeout(5 * time.Second)
 	b.WriteString("HTTP/1.1 ")
 	b.WriteString(strconv.Itoa(status))
 	b.WriteByte(' ')

@@ -133,9 +133,8 @@ http {
 	as := cfg.byAddr["127.0.0.1:80"]
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fc := &fuzzConn{in: bytes.NewReader(in)}
-		c := newConn(e, fc, as)
-		e.wg.Add(1)
 		e.sem <- struct{}{}
+		c := newConn(e, fc, as, nil)
 		c.serve()
 		br := bufio.NewReader(bytes.NewReader(fc.out.Bytes()))
 		for {

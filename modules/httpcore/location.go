@@ -50,6 +50,8 @@ type Location struct {
 	run           [numPhases][]Handler
 	content       Handler
 	contentMod    string
+	contentInline bool
+	mayBlock      bool // some handler may wait: requests leave the event loop
 	headerFilters []orderedHeaderFilter
 	bodyFilters   []orderedBodyFilter
 	hfilters      []HeaderFilter

@@ -62,8 +62,9 @@ type HeaderFilter func(r *Request) error
 type BodyFilter func(r *Request, chunk []byte, last bool) ([]byte, error)
 
 type orderedHandler struct {
-	order int
-	h     Handler
+	order  int
+	h      Handler
+	inline bool
 }
 
 type orderedHeaderFilter struct {
@@ -77,19 +78,43 @@ type orderedBodyFilter struct {
 }
 
 // AddHandler adds a phase handler to the location; order places it among the other
-// modules' handlers of the phase (see the Order* constants).
+// modules' handlers of the phase (see the Order* constants). The handler may wait
+// (talk to a backend, sleep): the event loop runs the location's requests as
+// coroutines of their own.
 func (l *Location) AddHandler(p Phase, order int, h Handler) {
-	l.handlers[p] = append(l.handlers[p], orderedHandler{order, h})
+	l.handlers[p] = append(l.handlers[p], orderedHandler{order, h, false})
 }
 
-// SetContent sets the location's content handler; a location has at most one.
+// AddInlineHandler adds a phase handler that never waits, except on the client
+// connection (reading its body, sending to it), which the engine handles: the event
+// loop may run it inline, as nginx runs its handlers.
+func (l *Location) AddInlineHandler(p Phase, order int, h Handler) {
+	l.handlers[p] = append(l.handlers[p], orderedHandler{order, h, true})
+}
+
+// SetContent sets the location's content handler; a location has at most one. The
+// handler may wait (see AddHandler).
 func (l *Location) SetContent(module string, h Handler) error {
 	if l.content != nil && l.contentMod != module {
 		return errorf("%s: content handler of %s is already set by %s", l, module, l.contentMod)
 	}
-	l.content, l.contentMod = h, module
+	l.content, l.contentMod, l.contentInline = h, module, false
 	return nil
 }
+
+// SetContentInline sets a content handler that never waits except on the client
+// connection (see AddInlineHandler).
+func (l *Location) SetContentInline(module string, h Handler) error {
+	if err := l.SetContent(module, h); err != nil {
+		return err
+	}
+	l.contentInline = true
+	return nil
+}
+
+// MayBlock reports whether a request in l may wait for something other than its
+// client: it then runs as a coroutine of its own rather than inline in the event loop.
+func (l *Location) MayBlock() bool { return l.mayBlock }
 
 // HasContent reports whether a module set a content handler for l.
 func (l *Location) HasContent() bool { return l.content != nil }
@@ -105,7 +130,15 @@ func (l *Location) AddBodyFilter(order int, f BodyFilter) {
 }
 
 func (l *Location) finishHandlers() {
+	l.mayBlock = l.content != nil && !l.contentInline
 	for p := range l.handlers {
+		if Phase(p) != PhaseLog {
+			for _, h := range l.handlers[p] {
+				if !h.inline {
+					l.mayBlock = true
+				}
+			}
+		}
 		hs := l.handlers[p]
 		sort.SliceStable(hs, func(i, j int) bool { return hs[i].order < hs[j].order })
 		l.run[p] = nil
@@ -150,6 +183,9 @@ const (
 // runPhases drives a request (main or sub) through the phases up to content. The log
 // phase runs separately once the response is complete.
 func (r *Request) runPhases() {
+	if r.Server.root.mayBlock {
+		r.Blocking()
+	}
 	if !r.internal {
 		for _, h := range r.Server.root.run[PhasePostRead] {
 			if a := h(r); a != Continue {
@@ -227,6 +263,9 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 	if r.loc.Internal && !r.internal {
 		r.finalize(404)
 		return 0, false
+	}
+	if r.loc.mayBlock {
+		r.Blocking()
 	}
 	if r.parent == nil && r.body.length > 0 && !r.body.read {
 		// As nginx in find_config: a declared body over the location's limit is refused

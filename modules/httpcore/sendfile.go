@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
-	"time"
 )
 
 // ErrFileTruncated is returned by SendFile when the file ended before the section it
@@ -51,7 +49,7 @@ func (r *Request) SendFile(f *os.File, offset, length int64) error {
 		return nil
 	}
 	c := r.c
-	if r.parent != nil || len(r.loc.bfilters) > 0 || c == nil || c.io.rc == nil || c.abort || length < sendfileMin {
+	if r.parent != nil || len(r.loc.bfilters) > 0 || c == nil || !c.t.canSendFile() || c.abort || length < sendfileMin {
 		return r.copyFile(f, offset, length)
 	}
 	if err := c.flushOutput(r, false); err != nil {
@@ -65,7 +63,7 @@ func (r *Request) SendFile(f *os.File, offset, length int64) error {
 	if err := c.bw.Flush(); err != nil {
 		return c.writeFailed(r, err)
 	}
-	n, err := c.io.sendFile(f, offset, length)
+	n, err := c.t.sendFile(f, offset, length)
 	r.bodyBytes += n
 	if err != nil {
 		return c.writeFailed(r, err)
@@ -125,57 +123,4 @@ func (r *Request) copyFile(f *os.File, offset, length int64) error {
 		}
 	}
 	return nil
-}
-
-// sendFile sends length bytes of f from offset to the socket with sendfile(2). Like
-// Write, it waits for the socket when the client is slow, with send_timeout counted
-// from the moment it had to wait. It returns how much was sent; fewer bytes than asked
-// without an error means the file ended early.
-func (c *connIO) sendFile(f *os.File, offset, length int64) (int64, error) {
-	fc, err := f.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var written int64
-	var serr error
-	waited := false
-	cerr := fc.Control(func(infd uintptr) {
-		werr := c.rc.Write(func(outfd uintptr) bool {
-			for written < length {
-				off := offset + written
-				// The kernel caps one call at about 2 GB.
-				n, e := syscall.Sendfile(int(outfd), int(infd), &off, int(min(length-written, 1<<30)))
-				if n > 0 {
-					written += int64(n)
-				}
-				switch e {
-				case nil:
-					if n == 0 {
-						return true // end of file
-					}
-				case syscall.EINTR:
-				case syscall.EAGAIN:
-					waited = true
-					c.nc.SetWriteDeadline(coarseNow().Add(c.wtimeout))
-					return false
-				default:
-					serr = e
-					return true
-				}
-			}
-			return true
-		})
-		if serr == nil {
-			serr = werr
-		}
-	})
-	if serr == nil {
-		serr = cerr
-	}
-	if waited && serr == nil {
-		// An expired deadline would fail the connection's next write before it starts
-		// (a keepalive connection idle for longer than send_timeout).
-		c.nc.SetWriteDeadline(time.Time{})
-	}
-	return written, serr
 }

@@ -20,9 +20,9 @@ func (c *conn) handle() {
 	e.writing.Add(1)
 	defer e.writing.Add(-1)
 
-	r := &c.req
+	r := c.req
 	r.reset()
-	r.cfg, r.c, r.main, r.hdr = e.cfg, c, r, &c.hdr
+	r.cfg, r.c, r.main, r.hdr = e.cfg, c, r, c.hdr
 	r.start = time.Now()
 	c.wroteHeader, c.chunked, c.lingering, c.abort = false, false, false, false
 
@@ -207,7 +207,7 @@ func (c *conn) writeHead(r *Request, n int64) {
 func (c *conn) flushOutput(r *Request, flush bool) error {
 	send := bodyAllowed(r)
 	if !c.wroteHeader {
-		c.io.wtimeout = CoreConfOf(r.loc).SendTimeout
+		c.t.setWriteTimeout(CoreConfOf(r.loc).SendTimeout)
 		c.writeHead(r, r.contentLength)
 	}
 	if len(r.out) > 0 && send {
@@ -262,7 +262,7 @@ func (c *conn) finishOutput(r *Request) {
 		if n < 0 || (send && n != int64(len(r.out))) {
 			n = int64(len(r.out))
 		}
-		c.io.wtimeout = CoreConfOf(r.loc).SendTimeout
+		c.t.setWriteTimeout(CoreConfOf(r.loc).SendTimeout)
 		c.writeHead(r, n)
 		if send && len(r.out) > 0 {
 			c.writeBody(r, r.out)

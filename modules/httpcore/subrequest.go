@@ -116,6 +116,16 @@ func (r *Request) varsRef() []userVar {
 	return r.vars
 }
 
+// Blocking makes sure the request runs as a coroutine of its own, not inline in the
+// event loop, before it waits for something other than its client connection (a
+// backend, a timer, other coroutines). Handlers registered as blocking (AddHandler,
+// SetContent) need not call it: the core does for them.
+func (r *Request) Blocking() {
+	if r.c != nil && r.c.inLoop {
+		r.c.leaveLoop()
+	}
+}
+
 // Run processes the subrequest to completion, its output captured.
 func (sr *Request) Run() {
 	defer func() {
@@ -144,6 +154,8 @@ func RunAll(srs []*Request) {
 	if len(srs) == 0 {
 		return
 	}
+	// The parent waits for coroutines: it cannot be the event loop's.
+	srs[0].Blocking()
 	var wg sync.WaitGroup
 	wg.Add(len(srs) - 1)
 	for _, sr := range srs[1:] {

@@ -74,7 +74,7 @@ func warnUninitialized(r *httpcore.Request, name string) {
 func install(l *httpcore.Location) error {
 	c := httpcore.LocConf[Conf](l, Module)
 	if c.relocate && (l.Context() == httpcore.CtxLocation || l.Context() == httpcore.CtxIf) {
-		l.AddHandler(httpcore.PhasePostRewrite, httpcore.OrderRewrite, postRewrite)
+		l.AddInlineHandler(httpcore.PhasePostRewrite, httpcore.OrderRewrite, postRewrite)
 	}
 	return nil
 }

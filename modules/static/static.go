@@ -123,13 +123,13 @@ func install(l *httpcore.Location) error {
 		c.doc = &cp
 	}
 	if t := c.try; t != nil && (t.owner == l || l.Context() == httpcore.CtxIf && t.owner == l.Parent) {
-		l.AddHandler(httpcore.PhaseTryFiles, httpcore.OrderContent, c.tryFilesHandler)
+		l.AddInlineHandler(httpcore.PhaseTryFiles, httpcore.OrderContent, c.tryFilesHandler)
 	}
-	l.AddHandler(httpcore.PhaseContent, httpcore.OrderContent+10, c.indexHandler)
+	l.AddInlineHandler(httpcore.PhaseContent, httpcore.OrderContent+10, c.indexHandler)
 	if c.autoindex {
-		l.AddHandler(httpcore.PhaseContent, httpcore.OrderContent+20, c.autoindexHandler)
+		l.AddInlineHandler(httpcore.PhaseContent, httpcore.OrderContent+20, c.autoindexHandler)
 	}
-	l.AddHandler(httpcore.PhaseContent, httpcore.OrderContent+30, c.staticHandler)
+	l.AddInlineHandler(httpcore.PhaseContent, httpcore.OrderContent+30, c.staticHandler)
 	return nil
 }
 

@@ -1,0 +1,638 @@
+package httpcore
+
+import (
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The event loop is nginx's way of serving connections, on Go's runtime. One goroutine,
+// the leader, owns an epoll set with the listening sockets and every connection between
+// requests: it accepts, reads request heads, and runs requests whose handlers never
+// wait inline, writing their responses without switching coroutines. An idle keepalive
+// connection costs a small struct, not a goroutine with its stack and buffers.
+//
+// A request that has to wait (a handler that talks to a backend or sleeps, a client
+// that is slow to take the response or to send its body) does not stop the loop: the
+// goroutine running it hands the leadership to another goroutine of the pool and goes
+// on with the request in blocking style, as its own coroutine, woken by the leader when
+// its socket is ready. When the connection is idle again it goes back to the loop.
+// Nothing moves between stacks: leading is a role, passed between goroutines.
+//
+// The loop's epoll descriptor itself sits in Go's poller, so the leader parks like any
+// goroutine when there is nothing to do, and the worker's other goroutines (timers,
+// backend clients) run meanwhile.
+
+type eventLoop struct {
+	e      *Engine
+	epfd   int
+	evfd   int // eventfd: other goroutines wake the leader through it
+	epFile *os.File
+	epRC   syscall.RawConn
+	events []unix.EpollEvent
+	waitDL time.Time
+
+	// Owned by the leader.
+	batch    []unix.EpollEvent // events fetched and not processed yet
+	conns    map[int32]*conn
+	lns      map[int32]*loopListener
+	paused   bool // accepting stopped: worker_connections reached
+	draining bool
+	lastScan time.Time
+
+	leader atomic.Pointer[leaderToken]
+
+	// Shared with other goroutines, under mu.
+	mu       sync.Mutex
+	back     []*conn // connections handed back by their goroutines
+	adds     []*loopListener
+	reaccept bool // try the listeners again (worker_connections freed, or a leader changed)
+	drainReq bool
+	expireCh chan struct{} // closed to fail every wait (forced shutdown)
+	expired  bool
+	done     chan struct{} // closed when the loop has ended
+}
+
+type leaderToken struct{ _ byte }
+
+type loopListener struct {
+	fd int
+	ln *net.TCPListener
+	as *addrServers
+}
+
+// Connection owners: the loop's leader, or the goroutine serving a request on it.
+const (
+	ownerLoop int32 = iota
+	ownerGoroutine
+)
+
+const (
+	loopBatch     = 256
+	sweepInterval = 250 * time.Millisecond
+)
+
+func newEventLoop(e *Engine) (*eventLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(evfd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	// In Go's poller the epoll descriptor wakes the leader when it has events.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		unix.Close(evfd)
+		return nil, err
+	}
+	l := &eventLoop{
+		e: e, epfd: epfd, evfd: evfd, epFile: f, epRC: rc,
+		events:   make([]unix.EpollEvent, loopBatch),
+		conns:    map[int32]*conn{},
+		lns:      map[int32]*loopListener{},
+		expireCh: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	workers.Go(l.lead)
+	return l, nil
+}
+
+// addListener gives a listening socket to the loop.
+func (l *eventLoop) addListener(ln *net.TCPListener, as *addrServers) error {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	fd := -1
+	rc.Control(func(u uintptr) { fd = int(u) })
+	l.mu.Lock()
+	l.adds = append(l.adds, &loopListener{fd: fd, ln: ln, as: as})
+	l.mu.Unlock()
+	l.wake()
+	return nil
+}
+
+func (l *eventLoop) wake() {
+	var one = [8]byte{1}
+	unix.Write(l.evfd, one[:])
+}
+
+// lead runs the loop while this goroutine is the leader.
+func (l *eventLoop) lead() {
+	me := &leaderToken{}
+	l.leader.Store(me)
+	for {
+		if l.maintain(me) {
+			return
+		}
+		for len(l.batch) > 0 {
+			ev := l.batch[0]
+			l.batch = l.batch[1:]
+			l.dispatch(ev, me)
+			if l.leader.Load() != me {
+				return
+			}
+		}
+		if l.leader.Load() != me {
+			return
+		}
+		l.batch = l.events[:l.wait()]
+	}
+}
+
+// abdicate makes the calling goroutine, the leader, give the loop to a new goroutine:
+// it is about to wait on behalf of one connection.
+func (l *eventLoop) abdicate() {
+	l.leader.Store(nil)
+	// The new leader must not miss what this one was in the middle of: the edge of a
+	// listening socket with more connections waiting was consumed already.
+	l.mu.Lock()
+	l.reaccept = true
+	l.mu.Unlock()
+	workers.Go(l.lead)
+}
+
+// wait parks until the epoll set has events (or the next sweep is due) and fetches them.
+func (l *eventLoop) wait() int {
+	n := 0
+	if now := coarseNow(); l.waitDL.Sub(now) < sweepInterval/2 {
+		l.waitDL = now.Add(sweepInterval)
+		l.epFile.SetReadDeadline(l.waitDL)
+	}
+	l.epRC.Read(func(fd uintptr) bool {
+		n = epollWait(l.epfd, l.events)
+		return n > 0
+	})
+	return n
+}
+
+func epollWait(epfd int, events []unix.EpollEvent) int {
+	for {
+		n, err := unix.EpollWait(epfd, events, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n
+	}
+}
+
+func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
+	switch fd := ev.Fd; {
+	case int(fd) == l.evfd:
+		var buf [8]byte
+		unix.Read(l.evfd, buf[:])
+	case l.lns[fd] != nil:
+		l.accept(l.lns[fd], me)
+	default:
+		c := l.conns[fd]
+		if c == nil {
+			return
+		}
+		if c.owner.Load() == ownerLoop {
+			c.runLoop()
+		} else {
+			c.lt.notify()
+		}
+	}
+}
+
+// maintain takes in what other goroutines handed over, accepts, sweeps timers and
+// drains. It reports true when the loop is over.
+func (l *eventLoop) maintain(me *leaderToken) bool {
+	l.mu.Lock()
+	back, adds, drain, expired, reaccept := l.back, l.adds, l.drainReq, l.expired, l.reaccept
+	l.back, l.adds, l.reaccept = nil, nil, false
+	l.mu.Unlock()
+	for _, ln := range adds {
+		if l.draining {
+			ln.ln.Close()
+			continue
+		}
+		l.lns[int32(ln.fd)] = ln
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(ln.fd)})
+	}
+	for i, c := range back {
+		if c.closing {
+			l.destroy(c)
+			continue
+		}
+		c.owner.Store(ownerLoop)
+		// Readiness that came while a goroutine had the connection went to that
+		// goroutine: look again now.
+		c.runLoop()
+		if l.leader.Load() != me {
+			// Still ours to finish: the new leader takes the rest.
+			l.mu.Lock()
+			l.back = append(back[i+1:], l.back...)
+			l.mu.Unlock()
+			l.wake()
+			return true
+		}
+	}
+	if drain && !l.draining {
+		l.draining = true
+		for fd, ln := range l.lns {
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
+			ln.ln.Close()
+			delete(l.lns, fd)
+		}
+	}
+	if expired {
+		for _, c := range l.conns {
+			if c.owner.Load() == ownerLoop {
+				l.destroy(c)
+			}
+		}
+	}
+	now := coarseNow()
+	if now.Sub(l.lastScan) >= sweepInterval {
+		l.lastScan = now
+		if !l.sweep(now, me) {
+			return true
+		}
+	}
+	if l.paused || reaccept || len(adds) > 0 {
+		l.paused = false
+		for _, ln := range l.lns {
+			l.accept(ln, me)
+			if l.leader.Load() != me {
+				return true
+			}
+		}
+	}
+	if l.draining && len(l.conns) == 0 {
+		l.leader.Store(nil)
+		unix.Close(l.evfd)
+		l.epFile.Close()
+		close(l.done)
+		return true
+	}
+	return false
+}
+
+// sweep applies timeouts to the connections the loop holds: the keepalive and header
+// timeouts, and at the end of a drain the grace given to idle connections. It reports
+// false if this goroutine stopped leading meanwhile.
+func (l *eventLoop) sweep(now time.Time, me *leaderToken) bool {
+	grace := l.e.idleGrace
+	for _, c := range l.conns {
+		if c.owner.Load() != ownerLoop {
+			continue
+		}
+		idle := c.br == nil || c.br.Buffered() == 0
+		switch {
+		case c.lt.deadline != 0 && now.UnixNano() > c.lt.deadline:
+			if idle {
+				l.destroy(c)
+			} else {
+				// A request head that never completed.
+				c.inLoop = true
+				c.reject(408, "client timed out reading the request head")
+				if l.leader.Load() != me {
+					return false
+				}
+				c.inLoop = false
+			}
+		case l.draining && idle && now.Sub(time.Unix(0, c.idleSince.Load())) >= grace:
+			l.destroy(c)
+		}
+	}
+	return true
+}
+
+// accept takes connections from a listening socket until it has none or
+// worker_connections is reached.
+func (l *eventLoop) accept(ln *loopListener, me *leaderToken) {
+	e := l.e
+	for {
+		select {
+		case e.sem <- struct{}{}:
+		default:
+			l.paused = true
+			if !e.connsLimitLogged.Swap(true) {
+				e.cfg.log.Alertf("%d worker_connections are not enough, new connections wait in the listen queue", cap(e.sem))
+			}
+			return
+		}
+		fd, sa, err := unix.Accept4(ln.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err != nil {
+			<-e.sem
+			switch err {
+			case unix.EAGAIN, unix.EINTR:
+			case unix.ECONNABORTED:
+				continue
+			default:
+				if e.onAcceptErrorLogged.Add(1) < 100 {
+					e.cfg.log.Alertf("accept() failed: %v", err)
+				}
+				// EMFILE and friends: try again at the next sweep.
+				l.paused = true
+			}
+			return
+		}
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		e.accepted.Add(1)
+		e.handled.Add(1)
+		c := newLoopConn(e, l, fd, sa, ln)
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{
+			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd),
+		}); err != nil {
+			unix.Close(fd)
+			c.release()
+			continue
+		}
+		l.conns[int32(fd)] = c
+		// The request often arrives with the connection: try it now.
+		c.runLoop()
+		if l.leader.Load() != me {
+			return // the goroutine that took the loop accepts the rest
+		}
+	}
+}
+
+// destroy closes a connection held by the loop.
+func (l *eventLoop) destroy(c *conn) {
+	if _, ok := l.conns[int32(c.lt.fd)]; !ok {
+		return
+	}
+	delete(l.conns, int32(c.lt.fd))
+	unix.Close(c.lt.fd)
+	c.releaseState()
+	c.release()
+	if l.paused && !l.draining {
+		// A place under worker_connections freed: the next maintain accepts again.
+		l.mu.Lock()
+		l.reaccept = true
+		l.mu.Unlock()
+	}
+}
+
+// drain asks the loop to stop accepting and to end once its connections are gone.
+func (l *eventLoop) drain() {
+	l.mu.Lock()
+	l.drainReq = true
+	l.mu.Unlock()
+	l.wake()
+}
+
+// expire makes every connection fail its waits and the loop close what it holds.
+func (l *eventLoop) expire() {
+	l.mu.Lock()
+	if !l.expired {
+		l.expired = true
+		close(l.expireCh)
+	}
+	l.mu.Unlock()
+	l.wake()
+}
+
+// handBack returns a connection to the loop: idle again, or to be closed.
+func (l *eventLoop) handBack(c *conn) {
+	l.mu.Lock()
+	l.back = append(l.back, c)
+	l.mu.Unlock()
+	l.wake()
+}
+
+// loopTransport is a socket owned by the event loop.
+type loopTransport struct {
+	c        *conn
+	l        *eventLoop
+	fd       int
+	sa       unix.Sockaddr
+	ln       *loopListener
+	ready    chan struct{} // readiness, for the goroutine that has the connection
+	deadline int64         // when the current read wait ends (unix nanoseconds, coarse)
+	rtimeout time.Duration
+	wtimeout time.Duration
+	raddr    string
+	laddr    string
+}
+
+func newLoopConn(e *Engine, l *eventLoop, fd int, sa unix.Sockaddr, ln *loopListener) *conn {
+	return newConn(e, nil, ln.as, &loopTransport{l: l, fd: fd, sa: sa, ln: ln})
+}
+
+// notify passes readiness to the goroutine that has the connection.
+func (t *loopTransport) notify() {
+	if t.ready == nil {
+		return
+	}
+	select {
+	case t.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (t *loopTransport) setReadTimeout(d time.Duration) {
+	t.rtimeout = d
+	t.deadline = coarseNow().Add(d).UnixNano()
+}
+
+func (t *loopTransport) setWriteTimeout(d time.Duration) { t.wtimeout = d }
+
+// waitReady waits for readiness after EAGAIN: the loop's leader first hands its role
+// over if it is the one waiting.
+func (t *loopTransport) waitReady(d time.Duration) error {
+	c := t.c
+	if c.inLoop {
+		c.leaveLoop()
+	}
+	if d <= 0 {
+		d = time.Hour
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-t.ready:
+		return nil
+	case <-timer.C:
+		return os.ErrDeadlineExceeded
+	case <-t.l.expireCh:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+func (t *loopTransport) Read(p []byte) (int, error) {
+	for {
+		n, err := rawRead(uintptr(t.fd), p)
+		switch {
+		case err == nil && n > 0:
+			return n, nil
+		case err == nil:
+			if len(p) == 0 {
+				return 0, nil
+			}
+			return 0, io.EOF
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			if t.c.readingHead {
+				// Between requests, and while a head trickles in, the loop holds the
+				// connection: it comes back when more arrives.
+				return 0, errWouldBlock
+			}
+			if err := t.waitReady(t.rtimeout); err != nil {
+				return 0, err
+			}
+		default:
+			return 0, err
+		}
+	}
+}
+
+func (t *loopTransport) Write(p []byte) (int, error) {
+	written := 0
+	for written < len(p) {
+		n, err := rawWrite(uintptr(t.fd), p[written:])
+		if n > 0 {
+			written += n
+		}
+		switch err {
+		case nil, syscall.EINTR:
+		case syscall.EAGAIN:
+			if err := t.waitReady(t.wtimeout); err != nil {
+				return written, err
+			}
+		default:
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+func (t *loopTransport) canSendFile() bool { return true }
+
+func (t *loopTransport) sendFile(f *os.File, offset, length int64) (int64, error) {
+	fc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var written int64
+	var serr error
+	cerr := fc.Control(func(infd uintptr) {
+		for written < length {
+			n, e := sendfileOnce(uintptr(t.fd), infd, offset+written, length-written)
+			written += n
+			switch e {
+			case nil:
+				if n == 0 {
+					return // end of file
+				}
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				if err := t.waitReady(t.wtimeout); err != nil {
+					serr = err
+					return
+				}
+			default:
+				serr = e
+				return
+			}
+		}
+	})
+	if serr == nil {
+		serr = cerr
+	}
+	return written, serr
+}
+
+func (t *loopTransport) remoteAddr() string {
+	if t.raddr == "" {
+		t.raddr = sockaddrString(t.sa)
+	}
+	return t.raddr
+}
+
+func (t *loopTransport) localAddr() string {
+	if t.laddr == "" {
+		if sa, err := unix.Getsockname(t.fd); err == nil {
+			t.laddr = sockaddrString(sa)
+		}
+	}
+	return t.laddr
+}
+
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return net.IP(a.Addr[:]).String() + ":" + strconv.Itoa(a.Port)
+	case *unix.SockaddrInet6:
+		return "[" + net.IP(a.Addr[:]).String() + "]:" + strconv.Itoa(a.Port)
+	}
+	return ""
+}
+
+// wakeIdle is the loop's business: it closes idle connections at the end of a drain.
+func (t *loopTransport) wakeIdle() {}
+
+func (t *loopTransport) expire() { t.l.expire() }
+
+func (t *loopTransport) linger(d time.Duration) {
+	unix.Shutdown(t.fd, unix.SHUT_WR)
+	t.rtimeout = d
+	deadline := time.Now().Add(d)
+	var buf [4096]byte
+	total := 0
+	for total < 1<<20 && time.Now().Before(deadline) {
+		n, err := t.Read(buf[:])
+		total += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+// close hands the socket back to the loop, which closes it: only the leader may let
+// its descriptor number be reused.
+func (t *loopTransport) close() error {
+	c := t.c
+	c.closing = true
+	if c.inLoop {
+		t.l.destroy(c)
+		return nil
+	}
+	t.l.handBack(c)
+	return nil
+}
+
+// netConn takes the socket out of the loop for a hijacker: a duplicate of the
+// descriptor becomes a net.Conn in Go's poller, and the loop closes its own.
+func (t *loopTransport) netConn() (net.Conn, error) {
+	dup, err := unix.FcntlInt(uintptr(t.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(dup), "hijacked")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	unix.EpollCtl(t.l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
+	return nc, nil
+}

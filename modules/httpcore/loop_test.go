@@ -1,0 +1,184 @@
+package httpcore_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spindle-server/spindle/internal/testserver"
+)
+
+const loopConf = `
+http {
+  keepalive_timeout = "30s"
+  server {
+    listen = ["127.0.0.1:0"]
+    location "= /fast" { return = { code = 200, body = "fast\n" } }
+    location "= /slow" { echo = ["a", { sleep = "300ms" }, "b"] }
+    location "= /body" {
+      echo_read_request_body = true
+      echo = "${request_body}"
+    }
+  }
+}
+`
+
+// Idle keepalive connections are held by the event loop, not by goroutines.
+func TestIdleConnectionsCostNoGoroutine(t *testing.T) {
+	s := testserver.Start(t, loopConf)
+	before := runtime.NumGoroutine()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 300; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		io.ReadAll(resp.Body)
+	}
+	time.Sleep(100 * time.Millisecond)
+	// The test's own client side holds no goroutines either: the count may only
+	// move by a few (timers, pools).
+	if after := runtime.NumGoroutine(); after-before > 20 {
+		t.Errorf("%d goroutines for 300 idle connections (before: %d)", after-before, before)
+	}
+}
+
+// Requests that wait (sleep) do not hold up the requests that run inline.
+func TestWaitingRequestsDoNotBlockTheLoop(t *testing.T) {
+	s := testserver.Start(t, loopConf)
+	var wg sync.WaitGroup
+	slow := make(chan string, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slow <- s.Get("/slow").Body
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	for i := 0; i < 50; i++ {
+		if r := s.Get("/fast"); r.Body != "fast\n" {
+			t.Fatalf("fast request %d: %q", i, r.Body)
+		}
+	}
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Errorf("50 inline requests took %v beside 20 sleeping ones", d)
+	}
+	wg.Wait()
+	close(slow)
+	for b := range slow {
+		if b != "a\nb\n" {
+			t.Errorf("slow request: %q", b)
+		}
+	}
+}
+
+// A head that trickles in, a body that comes later, and pipelined requests mixing
+// inline and waiting locations, on one connection.
+func TestLoopPartialInput(t *testing.T) {
+	s := testserver.Start(t, loopConf)
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for _, part := range []string{"GET /fa", "st HTTP/1.1\r\nHo", "st: x\r\n", "\r\n"} {
+		io.WriteString(c, part)
+		time.Sleep(30 * time.Millisecond)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "fast\n" {
+		t.Fatalf("trickled head: %q", b)
+	}
+	io.WriteString(c, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+	time.Sleep(50 * time.Millisecond)
+	io.WriteString(c, "world")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	if string(b) != "helloworld\n" {
+		t.Fatalf("late body: %q", b)
+	}
+	io.WriteString(c, strings.Repeat("GET /fast HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n", 3))
+	for i := 0; i < 6; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("pipelined %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		want := "fast\n"
+		if i%2 == 1 {
+			want = "a\nb\n"
+		}
+		if string(b) != want {
+			t.Errorf("pipelined %d: %q, want %q", i, b, want)
+		}
+	}
+}
+
+// Many connections at once, each with several requests, some waiting: every response
+// arrives.
+func TestLoopConcurrency(t *testing.T) {
+	s := testserver.Start(t, loopConf)
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, err := net.Dial("tcp", s.Addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			br := bufio.NewReader(c)
+			for j := 0; j < 20; j++ {
+				path := "/fast"
+				if (i+j)%7 == 0 {
+					path = "/slow"
+				}
+				fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					errs <- fmt.Errorf("conn %d request %d: %v", i, j, err)
+					return
+				}
+				io.ReadAll(resp.Body)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
