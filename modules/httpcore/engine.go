@@ -242,6 +242,7 @@ type conn struct {
 	closeAfter  bool
 	lingering   bool
 	hijacked    bool
+	hijackRefs  atomic.Int32 // holders of a hijacked connection (see Hijack)
 	abort       bool // close without a response (444)
 }
 
@@ -282,6 +283,9 @@ func (c *conn) closeIdle() {
 }
 
 func (c *conn) release() {
+	if c.hijacked && c.hijackRefs.Add(-1) > 0 {
+		return
+	}
 	e := c.e
 	e.mu.Lock()
 	delete(e.conns, c)
