@@ -5,6 +5,7 @@ import (
 	// The standard modules, registered by their init functions.
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/proxy"
+	_ "github.com/spindle-server/spindle/modules/redis"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 	_ "github.com/spindle-server/spindle/modules/upstream"
 )
