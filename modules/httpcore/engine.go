@@ -243,7 +243,7 @@ type conn struct {
 	lingering   bool
 	hijacked    bool
 	hijackRefs  atomic.Int32 // holders of a hijacked connection (see Hijack)
-	abort       bool // close without a response (444)
+	abort       bool         // close without a response (444)
 }
 
 var (
