@@ -4,6 +4,7 @@ package all
 import (
 	// The standard modules, registered by their init functions.
 	_ "github.com/spindle-server/spindle/modules/echo"
+	_ "github.com/spindle-server/spindle/modules/memc"
 	_ "github.com/spindle-server/spindle/modules/proxy"
 	_ "github.com/spindle-server/spindle/modules/redis"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
