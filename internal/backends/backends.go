@@ -171,8 +171,20 @@ func (p *Process) Stop() {
 func (p *Process) Pause() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd != nil {
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP)
+	if p.cmd == nil {
+		return
+	}
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP)
+	// The signal is delivered asynchronously: wait until the process is stopped.
+	for i := 0; i < 500; i++ {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/stat")
+		if err != nil {
+			return
+		}
+		if s := string(b); strings.Contains(s[strings.LastIndexByte(s, ')')+1:], " T ") {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -58,7 +58,9 @@ type server struct {
 	addr    net.Addr
 	client  *memcache.Client
 	sem     chan struct{}
-	lastUse atomic.Int64
+	ops     atomic.Int64 // calls made, for the reaper
+	seenOps int64        // ops at the reaper's last look
+	idleAt  time.Time    // when the reaper first saw no new calls
 	u       *upstream.Upstream
 }
 
@@ -131,7 +133,7 @@ func (s *server) with(f func(c *memcache.Client) error) error {
 		return err
 	}
 	defer func() { <-s.sem }()
-	s.lastUse.Store(time.Now().UnixNano())
+	s.ops.Add(1)
 	err := f(s.client)
 	if brokenConn(err) {
 		// The server went away: its other idle connections are as dead as this
@@ -178,11 +180,20 @@ func (h *Handle) Close() {
 }
 
 // reap drops the idle connections of servers unused for keepalive_timeout
-// (gomemcache never closes idle connections by itself).
+// (gomemcache never closes idle connections by itself). It runs every second; calls
+// only bump a counter.
 func (h *Handle) reap(now time.Time) {
 	for _, s := range h.servers {
-		if s.client != nil && now.Sub(time.Unix(0, s.lastUse.Load())) >= h.u.KeepaliveTimeout {
+		if s.client == nil {
+			continue
+		}
+		if ops := s.ops.Load(); ops != s.seenOps || s.idleAt.IsZero() {
+			s.seenOps, s.idleAt = ops, now
+			continue
+		}
+		if now.Sub(s.idleAt) >= h.u.KeepaliveTimeout {
 			s.client.Close()
+			s.idleAt = now
 		}
 	}
 }

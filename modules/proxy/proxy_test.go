@@ -2,10 +2,13 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -672,4 +675,135 @@ func getStatus(s *testserver.Server, path string) int {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// pattern is an endless reader of a repeating byte pattern (period 251, so that
+// shifted or repeated blocks are noticed).
+type pattern struct{ n int64 }
+
+var patternTable = func() []byte {
+	b := make([]byte, 251*256)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}()
+
+func (p *pattern) Read(b []byte) (int, error) {
+	total := 0
+	for len(b) > 0 {
+		off := int(p.n % 251)
+		k := copy(b, patternTable[off:])
+		b = b[k:]
+		p.n += int64(k)
+		total += k
+	}
+	return total, nil
+}
+
+// checkPattern consumes a body and reports its length and whether every byte
+// followed the pattern.
+func checkPattern(r io.Reader) (int64, bool) {
+	buf := make([]byte, 64<<10)
+	var n int64
+	ok := true
+	for {
+		k, err := r.Read(buf)
+		for done := 0; done < k; {
+			off := int((n + int64(done)) % 251)
+			m := min(k-done, len(patternTable)-off)
+			if !bytes.Equal(buf[done:done+m], patternTable[off:off+m]) {
+				ok = false
+			}
+			done += m
+		}
+		n += int64(k)
+		if err != nil {
+			return n, ok && err == io.EOF
+		}
+	}
+}
+
+func TestProxyStreamsLargeBodies(t *testing.T) {
+	size := int64(256 << 20)
+	if testing.Short() {
+		size = 32 << 20
+	}
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/download":
+			if r.URL.Query().Get("chunked") == "" {
+				w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+			}
+			io.Copy(w, io.LimitReader(&pattern{}, size))
+		case "/upload":
+			n, ok := checkPattern(r.Body)
+			fmt.Fprintf(w, "%d %v", n, ok)
+		}
+	})
+	s := testserver.Start(t, cfg(`
+http {
+  server {
+    listen = ["127.0.0.1:0"]
+    client_max_body_size = 0
+    location "/" { proxy_pass = "http://BE" }
+  }
+}`, "BE", be.addr))
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	client := &http.Client{Timeout: 2 * time.Minute}
+	for _, q := range []string{"", "?chunked=1"} {
+		resp, err := client.Get(s.URL("/download" + q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, ok := checkPattern(resp.Body)
+		resp.Body.Close()
+		if n != size || !ok {
+			t.Errorf("download%s: %d bytes (want %d), intact %v", q, n, size, ok)
+		}
+		if q == "" && resp.ContentLength != size {
+			t.Errorf("download: Content-Length %d, want %d", resp.ContentLength, size)
+		}
+	}
+	for _, chunked := range []bool{false, true} {
+		req, _ := http.NewRequest("POST", s.URL("/upload"), io.LimitReader(&pattern{}, size))
+		if chunked {
+			req.ContentLength = -1
+		} else {
+			req.ContentLength = size
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != fmt.Sprintf("%d true", size) {
+			t.Errorf("upload (chunked %v): backend got %q", chunked, b)
+		}
+	}
+	close(stop)
+	<-sampled
+	t.Logf("4 x %d MB through the proxy: peak Go heap in use %.1f MB", size>>20, float64(peak.Load())/(1<<20))
+	// Client, backend and proxy share this process: all stream, none may buffer.
+	if peak.Load() > 48<<20 {
+		t.Errorf("peak heap %d MB while streaming: a body is being buffered", peak.Load()>>20)
+	}
 }

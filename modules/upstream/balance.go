@@ -73,16 +73,27 @@ func (t *Tries) markTried(p *Peer) {
 	t.tried |= 1 << uint(p.Index)
 }
 
+// clock reads the time once, and only when failure accounting needs it: a healthy
+// upstream never asks.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time {
+	if c.t.IsZero() {
+		c.t = time.Now()
+	}
+	return c.t
+}
+
 // usable reports whether p may take a request now. A group with a single server never
 // marks it failed, as nginx ignores max_fails there.
-func (u *Upstream) usable(p *Peer, now time.Time, single bool) bool {
+func (u *Upstream) usable(p *Peer, now *clock, single bool) bool {
 	if p.Down {
 		return false
 	}
 	if p.MaxConns > 0 && p.active >= p.MaxConns {
 		return false
 	}
-	if !single && p.MaxFails > 0 && p.fails >= p.MaxFails && now.Sub(p.checked) <= p.FailTimeout {
+	if !single && p.MaxFails > 0 && p.fails >= p.MaxFails && now.now().Sub(p.checked) <= p.FailTimeout {
 		return false
 	}
 	return true
@@ -91,7 +102,7 @@ func (u *Upstream) usable(p *Peer, now time.Time, single bool) bool {
 // Next picks the next peer to try, or returns nil when none is left.
 func (t *Tries) Next() *Peer {
 	u := t.u
-	now := time.Now()
+	now := &clock{}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var p *Peer
@@ -127,13 +138,13 @@ func (t *Tries) Next() *Peer {
 	if p.MaxFails > 0 && p.fails >= p.MaxFails {
 		// A failed server whose fail_timeout passed gets this one request as a
 		// probe; until it answers, the others keep it out.
-		p.checked = now
+		p.checked = now.now()
 	}
 	return p
 }
 
 // pickRR is nginx's smooth weighted round robin.
-func (t *Tries) pickRR(peers []*Peer, now time.Time, single bool) *Peer {
+func (t *Tries) pickRR(peers []*Peer, now *clock, single bool) *Peer {
 	var best *Peer
 	total := 0
 	for _, p := range peers {
@@ -157,7 +168,7 @@ func (t *Tries) pickRR(peers []*Peer, now time.Time, single bool) *Peer {
 
 // pickLeastConn takes the peer with the fewest active requests relative to its
 // weight; ties are broken by weighted round robin, as nginx does.
-func (t *Tries) pickLeastConn(peers []*Peer, now time.Time, single bool) *Peer {
+func (t *Tries) pickLeastConn(peers []*Peer, now *clock, single bool) *Peer {
 	var best *Peer
 	ties := 0
 	for _, p := range peers {
@@ -196,7 +207,7 @@ func (t *Tries) pickLeastConn(peers []*Peer, now time.Time, single bool) *Peer {
 // pickHash maps the key to a peer: on the ring for consistent hashing (walking on
 // past unusable peers), else by the hash modulo the total weight, rehashing up to 20
 // times as nginx does before falling back to round robin.
-func (t *Tries) pickHash(now time.Time, single bool) *Peer {
+func (t *Tries) pickHash(now *clock, single bool) *Peer {
 	u := t.u
 	if u.Consistent {
 		if len(u.ring) == 0 {
@@ -236,7 +247,6 @@ func (t *Tries) pickHash(now time.Time, single bool) *Peer {
 // talking to it (not an error the server answered with): max_fails of those within
 // fail_timeout take the server out for fail_timeout.
 func (u *Upstream) Release(p *Peer, failed bool) {
-	now := time.Now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if p.active > 0 {
@@ -252,6 +262,7 @@ func (u *Upstream) Release(p *Peer, failed bool) {
 	if p.MaxFails == 0 || (len(u.Peers) == 1 && len(u.Backups) == 0) {
 		return
 	}
+	now := time.Now()
 	if p.fails > 0 && p.fails < p.MaxFails && now.Sub(p.checked) > p.FailTimeout {
 		// max_fails counts failures within fail_timeout of each other.
 		p.fails = 0
