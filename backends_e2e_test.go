@@ -206,3 +206,38 @@ http {
 		}
 	}
 }
+
+// scripts/bench/spindle.hcl, with its placeholders filled in, serves every workload.
+func TestBenchConfigServes(t *testing.T) {
+	rd := backends.StartRedis(t)
+	mc := backends.StartMemcached(t)
+	rd.Cmd("SET", "foo", "bar")
+	backends.Memcached(mc.Addr(), "set foo 0 0 3\r\nbar")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hello" {
+			io.WriteString(w, "hello world\n")
+			return
+		}
+		http.NotFound(w, r)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	src, err := os.ReadFile("scripts/bench/spindle.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := strings.NewReplacer("REDISPORT", strconv.Itoa(rd.Port), "MEMCPORT", strconv.Itoa(mc.Port),
+		"UPPORT", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), "127.0.0.1:PORT", "127.0.0.1:{{PORT}}",
+		`worker_cpu_affinity = ["1"]`, "").Replace(string(src))
+	inst := e2e.Start(t, config, nil)
+	for path, want := range map[string]string{"/redis": "bar", "/redis_short": "bar", "/memc": "bar", "/proxy": "hello world\n"} {
+		st, body, err := inst.Get(path)
+		if err != nil || st != 200 || body != want {
+			t.Errorf("%s: %d %q %v", path, st, body, err)
+		}
+	}
+}
