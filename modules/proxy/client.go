@@ -122,7 +122,6 @@ type pool struct {
 	idle    map[*upstream.Peer][]*upConn
 	n       int
 	closed  bool
-	dialer  net.Dialer
 	created int64 // connections dialed, for tests
 }
 
@@ -272,15 +271,6 @@ type respHead struct {
 	close    bool // Connection: close, or HTTP/1.0 without keep-alive
 	upgrade  bool // Connection: upgrade
 	headSize int
-}
-
-func (h *respHead) get(name string) string {
-	for _, f := range h.fields {
-		if strings.EqualFold(f.Key, name) {
-			return f.Value
-		}
-	}
-	return ""
 }
 
 // errBadHeader is an upstream response nginx would call invalid ("upstream sent
