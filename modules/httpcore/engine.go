@@ -164,7 +164,12 @@ func (e *Engine) Shutdown(timeout time.Duration) {
 		e.mu.Lock()
 		for c := range e.conns {
 			if forced {
-				c.nc.SetDeadline(now)
+				if c.hijackRefs.Load() > 0 {
+					// A hijacker manages its own deadlines: close the connection.
+					c.nc.Close()
+				} else {
+					c.nc.SetDeadline(now)
+				}
 				continue
 			}
 			if c.state.Load() == stateIdle && now.Sub(time.Unix(0, c.idleSince.Load())) >= e.idleGrace {

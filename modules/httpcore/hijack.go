@@ -17,7 +17,7 @@ var ErrCannotHijack = errors.New("httpcore: the connection cannot be hijacked")
 // every byte from now on, its response header included, and must Close the returned
 // connection when done: until then the engine counts the connection as active
 // (worker_connections, stub_status) and a graceful shutdown waits for it, and a
-// forced one (worker_shutdown_timeout) breaks its I/O by expiring its deadlines. The
+// forced one (worker_shutdown_timeout) closes it under the hijacker. The
 // ReadWriter holds what the client sent after the request head and buffers writes;
 // flush it before writing to the connection directly. The request is finished: the
 // handler returns Finished, and the log phase runs when it returns.

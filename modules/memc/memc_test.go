@@ -1,8 +1,10 @@
 package memc_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -434,4 +436,44 @@ func getStatus(s *testserver.Server, path string) int {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+func TestMemcBackendClosesMidReply(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				bufio.NewReader(c).ReadString('\n')
+				io.WriteString(c, "VALUE foo 0 10\r\nabc")
+			}(c)
+		}
+	}()
+	s := testserver.Start(t, cfg(`
+http {
+  upstream "mc" {
+    type         = "memcached"
+    servers      = ["{A}"]
+    read_timeout = "1s"
+  }
+  server {
+    listen = ["127.0.0.1:0"]
+    location "= /get" {
+      memc_cmd  = "get"
+      memc_key  = "foo"
+      memc_pass = "mc"
+    }
+  }
+}`, "{A}", ln.Addr().String()))
+	if st := getStatus(s, "/get"); st != 502 {
+		t.Errorf("backend closed mid-reply: %d, want 502", st)
+	}
 }

@@ -807,3 +807,63 @@ http {
 		t.Errorf("peak heap %d MB while streaming: a body is being buffered", peak.Load()>>20)
 	}
 }
+
+// A WebSocket tunnel is a hijacked connection: the engine counts it as active, a
+// graceful shutdown waits for it, and worker_shutdown_timeout ends it.
+func TestProxyWebSocketDrain(t *testing.T) {
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		c, rw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		io.Copy(c, rw)
+	})
+	s := testserver.Start(t, cfg(`
+http {
+  server {
+    listen = ["127.0.0.1:0"]
+    location "/ws" { proxy_pass = "http://BE" }
+  }
+}`, "BE", be.addr))
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	if n := s.Engine.Counters()["active"]; n != 1 {
+		t.Errorf("active connections with a tunnel open: %d", n)
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { s.Engine.Shutdown(400 * time.Millisecond); close(done) }()
+	// The tunnel keeps working while the engine drains.
+	io.WriteString(c, "ping")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+		t.Errorf("tunnel during drain: %q %v", got, err)
+	}
+	select {
+	case <-done:
+		t.Fatalf("shutdown returned while a tunnel was open")
+	case <-time.After(200 * time.Millisecond):
+	}
+	<-done
+	if d := time.Since(start); d < 400*time.Millisecond || d > 3*time.Second {
+		t.Errorf("shutdown took %v with worker_shutdown_timeout 400ms", d)
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Errorf("tunnel still open after the forced shutdown")
+	}
+	if n := s.Engine.Counters()["active"]; n != 0 {
+		t.Errorf("active connections after shutdown: %d", n)
+	}
+}

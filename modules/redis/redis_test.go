@@ -1,9 +1,11 @@
 package redis_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -649,4 +651,84 @@ func getStatus(s *testserver.Server, path string) int {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// fakeServer accepts connections and answers each line it reads as answer says,
+// closing the connection when answer asks to: a backend that dies in the middle of a
+// reply.
+func fakeServer(t *testing.T, answer func(line string) (reply string, close bool)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					reply, closeNow := answer(line)
+					if reply != "" {
+						io.WriteString(c, reply)
+					}
+					if closeNow {
+						return
+					}
+				}
+			}(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestRedisBackendClosesMidReply(t *testing.T) {
+	// Commands come as RESP arrays: the name is a line of its own.
+	addr := fakeServer(t, func(line string) (string, bool) {
+		switch strings.ToUpper(strings.TrimSpace(line)) {
+		case "HELLO":
+			return "-ERR unknown command 'HELLO'\r\n", false
+		case "GET":
+			return "$10\r\nabc", true
+		}
+		return "", false
+	})
+	s := testserver.Start(t, cfg(`
+http {
+  upstream "pooled" {
+    type         = "redis"
+    servers      = ["{A}"]
+    read_timeout = "1s"
+  }
+  upstream "short" {
+    type         = "redis"
+    servers      = ["{A}"]
+    keepalive    = 0
+    read_timeout = "1s"
+  }
+  server {
+    listen = ["127.0.0.1:0"]
+    location "= /pooled" {
+      redis_pass  = "pooled"
+      redis_query = ["get", "k"]
+    }
+    location "= /short" {
+      redis_pass  = "short"
+      redis_query = ["get", "k"]
+    }
+  }
+}`, "{A}", addr))
+	for _, path := range []string{"/pooled", "/short"} {
+		if st := getStatus(s, path); st != 502 {
+			t.Errorf("%s: backend closed mid-reply: %d, want 502", path, st)
+		}
+	}
 }
