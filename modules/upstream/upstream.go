@@ -152,6 +152,8 @@ type registry struct {
 	implicit map[string]*Upstream
 	all      []*Upstream
 	cfg      *httpcore.Config
+	// runtimeMade counts implicit upstreams made for targets computed per request.
+	runtimeMade int
 }
 
 // Module is the upstream module.
@@ -229,8 +231,20 @@ func ResolveRuntime(cfg *httpcore.Config, typ, target string) (*Upstream, error)
 	reg := regOf(cfg)
 	runtimeMu.Lock()
 	defer runtimeMu.Unlock()
-	return Resolve(reg.cfg, typ, target, hcl.Range{})
+	isNew := reg.byName[target] == nil && reg.implicit[typ+" "+target] == nil
+	// Each new address gets state and a pool in every worker: a target taken from
+	// the request must not grow them without end.
+	if isNew && reg.runtimeMade >= maxRuntimeUpstreams {
+		return nil, fmt.Errorf("more than %d upstream addresses computed at run time", maxRuntimeUpstreams)
+	}
+	u, err := Resolve(reg.cfg, typ, target, hcl.Range{})
+	if err == nil && isNew {
+		reg.runtimeMade++
+	}
+	return u, err
 }
+
+const maxRuntimeUpstreams = 1024
 
 var runtimeMu sync.Mutex
 
