@@ -291,6 +291,10 @@ func (res *Result) Replies() ([]Reply, error) {
 // of KindError, not an error; err reports failures to reach the server (IsTimeout
 // tells timeouts). The command goes through the auto-pipeliner: concurrent callers'
 // commands share round trips.
+//
+// The upstream's connect, send and read timeouts bound every command; a deadline or
+// cancellation of ctx bounds how long the caller waits (a command already sent
+// still completes on its connection).
 func (h *Handle) Do(ctx context.Context, args ...any) (Reply, error) {
 	res, err := h.Exec(ctx, "", [][]any{args})
 	if err != nil {
@@ -392,13 +396,31 @@ func (pc *peerClient) exec(ctx context.Context, cmds [][]any) ([]byte, error) {
 		return cmd.Val(), nil
 	}
 	raws := make([]*goredis.RawCmd, len(cmds))
-	_, err := pc.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, c := range cmds {
-			raws[i] = goredis.NewRawCmd(ctx, c...)
-			p.Process(ctx, raws[i])
+	run := func() error {
+		_, err := pc.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, c := range cmds {
+				raws[i] = goredis.NewRawCmd(ctx, c...)
+				p.Process(ctx, raws[i])
+			}
+			return nil
+		})
+		return err
+	}
+	var err error
+	if ctx.Done() == nil {
+		err = run()
+	} else {
+		// go-redis bounds a pipeline by its connection timeouts only; the caller's
+		// context bounds the wait, and the pipeline finishes (or times out) on its
+		// own goroutine.
+		done := make(chan error, 1)
+		go func() { done <- run() }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		var re goredis.Error
 		if !errors.As(err, &re) {
@@ -440,7 +462,14 @@ func (h *Handle) execShort(ctx context.Context, p *upstream.Peer, cmds [][]any) 
 	for _, c := range cmds {
 		buf = appendCommand(buf, c)
 	}
-	nc.SetWriteDeadline(time.Now().Add(u.SendTimeout))
+	deadline := func(d time.Duration) time.Time {
+		t := time.Now().Add(d)
+		if dl, ok := ctx.Deadline(); ok && dl.Before(t) {
+			return dl
+		}
+		return t
+	}
+	nc.SetWriteDeadline(deadline(u.SendTimeout))
 	if _, err := nc.Write(buf); err != nil {
 		return nil, err
 	}
@@ -454,7 +483,7 @@ func (h *Handle) execShort(ctx context.Context, p *upstream.Peer, cmds [][]any) 
 		skip++
 	}
 	for i := 0; i < skip; i++ {
-		nc.SetReadDeadline(time.Now().Add(u.ReadTimeout))
+		nc.SetReadDeadline(deadline(u.ReadTimeout))
 		rep, err := readRawReply(br, nil)
 		if err != nil {
 			return nil, err
@@ -464,7 +493,7 @@ func (h *Handle) execShort(ctx context.Context, p *upstream.Peer, cmds [][]any) 
 		}
 	}
 	for range cmds {
-		nc.SetReadDeadline(time.Now().Add(u.ReadTimeout))
+		nc.SetReadDeadline(deadline(u.ReadTimeout))
 		if out, err = readRawReply(br, out); err != nil {
 			return nil, err
 		}

@@ -732,3 +732,50 @@ http {
 		}
 	}
 }
+
+// The caller's context bounds the wait even when the upstream's timeouts are long.
+func TestRedisGoAPIContextDeadline(t *testing.T) {
+	rd := backends.StartRedis(t)
+	s := testserver.Start(t, cfg(`
+http {
+  upstream "rd" {
+    type    = "redis"
+    servers = ["{RD}"]
+  }
+  upstream "short" {
+    type      = "redis"
+    servers   = ["{RD}"]
+    keepalive = 0
+  }
+  server {
+    listen = ["127.0.0.1:0"]
+  }
+}`, "{RD}", rd.Addr()))
+	for _, name := range []string{"rd", "short"} {
+		h, err := redis.Client(s.Config, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Do(context.Background(), "PING"); err != nil {
+			t.Fatalf("%s: PING: %v", name, err)
+		}
+		rd.Pause()
+		for _, pipeline := range []bool{false, true} {
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			start := time.Now()
+			if pipeline {
+				_, err = h.Pipeline(ctx, []any{"PING"}, []any{"PING"})
+			} else {
+				_, err = h.Do(ctx, "PING")
+			}
+			cancel()
+			if err == nil || !redis.IsTimeout(err) {
+				t.Errorf("%s (pipeline %v) with redis hung: %v, want a timeout", name, pipeline, err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("%s (pipeline %v): returned after %v, the context allowed 200ms", name, pipeline, d)
+			}
+		}
+		rd.Resume()
+	}
+}
