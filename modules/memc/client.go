@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/spindle-server/spindle/internal/netutil"
 	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/modules/upstream"
 )
@@ -72,8 +73,44 @@ func (s oneServer) Each(f func(net.Addr) error) error   { return f(s.addr) }
 func (s oneServer) dialer(u *upstream.Upstream) func(ctx context.Context, network, address string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		d := net.Dialer{Timeout: u.ConnectTimeout}
-		return d.DialContext(context.Background(), network, address)
+		nc, err := d.DialContext(context.Background(), network, address)
+		if err != nil {
+			return nil, err
+		}
+		return &mcConn{Conn: nc, timeout: u.ReadTimeout}, nil
 	}
+}
+
+// errStale is a pooled connection found closed by the server before a command was
+// written to it: nothing was sent, so any command may go again on a new connection.
+var errStale = errors.New("memcached: pooled connection closed by the server")
+
+// mcConn lets a pooled connection be checked before reuse. gomemcache arms a
+// connection's deadline (now + timeout) before every command, so SetDeadline tells
+// when one starts; after a second or more of idleness the connection is peeked, and
+// if the server closed it the command's write fails with errStale instead of being
+// sent into a dead socket.
+type mcConn struct {
+	net.Conn
+	timeout time.Duration
+	last    time.Time
+	stale   bool
+}
+
+func (c *mcConn) SetDeadline(t time.Time) error {
+	now := t.Add(-c.timeout)
+	if !c.last.IsZero() && now.Sub(c.last) > time.Second && !netutil.Alive(c.Conn) {
+		c.stale = true
+	}
+	c.last = now
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *mcConn) Write(p []byte) (int, error) {
+	if c.stale {
+		return 0, errStale
+	}
+	return c.Conn.Write(p)
 }
 
 type staticAddr struct{ network, addr string }
@@ -149,7 +186,7 @@ func brokenConn(err error) bool {
 		return false
 	}
 	var ne net.Error
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+	return errors.Is(err, errStale) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.As(err, &ne)
 }
 
@@ -217,7 +254,9 @@ func (h *Handle) on(key string, repeatable bool, f func(c *memcache.Client) erro
 		}
 		s := h.servers[p]
 		err := s.with(f)
-		if err != nil && repeatable && s.sem != nil && brokenConn(err) && !IsTimeout(err) {
+		// A dead pooled connection: again on a new one, when nothing was sent or the
+		// command may be repeated.
+		for i := 0; i < 2 && err != nil && s.sem != nil && (errors.Is(err, errStale) || repeatable && brokenConn(err) && !IsTimeout(err)); i++ {
 			err = s.with(f)
 		}
 		h.u.Release(p, !replyError(err) && err != ErrPoolTimeout)

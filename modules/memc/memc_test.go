@@ -477,3 +477,24 @@ http {
 		t.Errorf("backend closed mid-reply: %d, want 502", st)
 	}
 }
+
+// After memcached restarts, the pooled connections are dead; the first command after
+// a pause notices that before sending and goes on a new connection, even a command
+// that must not run twice.
+func TestMemcRestartBetweenRequests(t *testing.T) {
+	mcd := backends.StartMemcached(t)
+	s := testserver.Start(t, cfg(memcConf, "{MC}", mcd.Addr()))
+	for i := 0; i < 3; i++ {
+		if resp := s.Get(fmt.Sprintf("/memc?cmd=set&key=w%d&val=1", i)); resp.Status != 201 {
+			t.Fatalf("warm-up: %d", resp.Status)
+		}
+	}
+	mcd.Stop()
+	mcd.Start()
+	time.Sleep(1100 * time.Millisecond)
+	for _, path := range []string{"/memc?cmd=add&key=a&val=1", "/memc?cmd=incr&key=a&val=1", "/memc?cmd=delete&key=a"} {
+		if resp := s.Get(path); resp.Status >= 300 {
+			t.Errorf("%s after a restart: %d", path, resp.Status)
+		}
+	}
+}

@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/spindle-server/spindle/internal/netutil"
 	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/modules/upstream"
 )
@@ -89,30 +89,6 @@ func (c *upConn) free() {
 	}
 }
 
-// alive reports whether an idle connection is still usable: the server has not
-// closed it and sent nothing unasked. It peeks without waiting, so a keepalive
-// connection the server dropped is noticed before a request is written to it.
-func alive(nc net.Conn) bool {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	ok = false
-	var b [1]byte
-	rc.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		// EAGAIN: nothing to read and not closed. A read of 0 bytes is the server's
-		// close; data nobody asked for makes the connection unusable too.
-		ok = err == syscall.EAGAIN
-		return true
-	})
-	return ok
-}
-
 // pool keeps a worker's idle connections to one upstream: at most keepalive of them
 // (nginx's keepalive), each for at most keepalive_timeout, each used for at most
 // keepalive_requests requests.
@@ -144,7 +120,7 @@ func (pl *pool) get(p *upstream.Peer) *upConn {
 		pl.idle[p] = list[:len(list)-1]
 		pl.n--
 		pl.mu.Unlock()
-		if now.Sub(c.idleAt) < pl.u.KeepaliveTimeout && alive(c.nc) {
+		if now.Sub(c.idleAt) < pl.u.KeepaliveTimeout && netutil.Alive(c.nc) {
 			return c
 		}
 		c.close()
