@@ -779,3 +779,43 @@ http {
 		rd.Resume()
 	}
 }
+
+// After redis restarts, the pooled connections are dead; a command after a pause is
+// not lost to them, even one that must not run twice.
+func TestRedisRestartBetweenRequests(t *testing.T) {
+	rd := backends.StartRedis(t)
+	s := testserver.Start(t, cfg(`
+http {
+  upstream "rd" {
+    type      = "redis"
+    servers   = ["{RD}"]
+    keepalive = 4
+  }
+  server {
+    listen = ["127.0.0.1:0"]
+    location "= /incr" {
+      redis_pass  = "rd"
+      redis_query = ["incr", "n"]
+      redis_reply = "value"
+    }
+    location "= /pipe" {
+      redis_pass  = "rd"
+      redis_query = [["incr", "p"], ["incr", "p"]]
+      redis_reply = "value"
+    }
+  }
+}`, "{RD}", rd.Addr()))
+	for i := 0; i < 3; i++ {
+		s.Get("/incr")
+		s.Get("/pipe")
+	}
+	rd.Stop()
+	rd.Start()
+	time.Sleep(1100 * time.Millisecond)
+	if resp := s.Get("/incr"); resp.Status != 200 || resp.Body != "1" {
+		t.Errorf("INCR after a restart: %d %q", resp.Status, resp.Body)
+	}
+	if resp := s.Get("/pipe"); resp.Status != 200 || resp.Body != "1\n2" {
+		t.Errorf("pipeline after a restart: %d %q", resp.Status, resp.Body)
+	}
+}
