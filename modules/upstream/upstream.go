@@ -137,10 +137,6 @@ func (p *Peer) String() string {
 	return p.Addr
 }
 
-// Active is the number of connections or requests the worker has in flight to the
-// peer.
-func (p *Peer) Active() int { return p.active }
-
 // Conf is the upstream module's configuration: the http context holds the registry of
 // upstreams, shared (by pointer) with every nested context.
 type Conf struct {
