@@ -131,6 +131,7 @@ func (p *Process) Start() {
 			if c, err := net.DialTimeout("tcp", p.Addr(), 200*time.Millisecond); err == nil {
 				c.Close()
 				p.cmd, p.done, p.out = cmd, done, out
+				p.settle()
 				return
 			}
 			select {
@@ -151,6 +152,23 @@ func (p *Process) Start() {
 		time.Sleep(200 * time.Millisecond)
 	}
 	p.t.Fatal(lastErr)
+}
+
+// settle waits until the server no longer counts the connection that probed it, so
+// that the connection counts tests read start from zero.
+func (p *Process) settle() {
+	count := p.RedisClients
+	if p.Name == "memcached" {
+		count = p.MemcachedConnections
+	} else if strings.Contains(strings.Join(p.argv, " "), "--sentinel") {
+		return
+	}
+	for i := 0; i < 200; i++ {
+		if n, err := count(); err == nil && n <= 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Stop kills the process (SIGKILL: a backend that dies, not one that shuts down
