@@ -33,6 +33,43 @@ type Process struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	out  *lockedBuffer
+
+	// ctl is a connection kept open for INFO and stats: a connection per query
+	// would linger in the server's count while it closes.
+	ctlMu sync.Mutex
+	ctl   net.Conn
+	ctlBr *bufio.Reader
+}
+
+// control sends a request on the control connection (dialed on first use, and again
+// after an error) and reads the reply with read.
+func (p *Process) control(req string, read func(*bufio.Reader) (string, error)) (string, error) {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	for attempt := 0; attempt < 2; attempt++ {
+		if p.ctl == nil {
+			c, err := net.DialTimeout("tcp", p.Addr(), 2*time.Second)
+			if err != nil {
+				return "", err
+			}
+			p.ctl, p.ctlBr = c, bufio.NewReader(c)
+		}
+		p.ctl.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.WriteString(p.ctl, req)
+		var out string
+		if err == nil {
+			out, err = read(p.ctlBr)
+		}
+		if err == nil {
+			return out, nil
+		}
+		p.ctl.Close()
+		p.ctl = nil
+		if attempt == 1 {
+			return "", err
+		}
+	}
+	return "", nil
 }
 
 // Addr is host:port.
@@ -182,6 +219,12 @@ func (p *Process) Stop() {
 	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
 	p.cmd = nil
+	p.ctlMu.Lock()
+	if p.ctl != nil {
+		p.ctl.Close()
+		p.ctl = nil
+	}
+	p.ctlMu.Unlock()
 }
 
 // Pause stops the process with SIGSTOP: it keeps its sockets but answers nothing
@@ -290,7 +333,7 @@ func (p *Process) Cmd(args ...string) (string, error) { return Redis(p.Addr(), a
 
 // Info returns one field of redis INFO (e.g. "connected_clients").
 func (p *Process) Info(field string) (string, error) {
-	s, err := p.Cmd("INFO")
+	s, err := p.control("*1\r\n$4\r\nINFO\r\n", readReply)
 	if err != nil {
 		return "", err
 	}
@@ -303,7 +346,7 @@ func (p *Process) Info(field string) (string, error) {
 }
 
 // RedisClients is the number of clients connected to the redis server, not
-// counting the connection that asks.
+// counting the test's own control connection.
 func (p *Process) RedisClients() (int, error) {
 	v, err := p.Info("connected_clients")
 	if err != nil {
@@ -342,7 +385,19 @@ func Memcached(addr, line string) (string, error) {
 
 // Stats returns memcached's general statistics.
 func (p *Process) Stats() (map[string]string, error) {
-	s, err := Memcached(p.Addr(), "stats")
+	s, err := p.control("stats\r\n", func(br *bufio.Reader) (string, error) {
+		var b strings.Builder
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(l)
+			if l == "END\r\n" {
+				return b.String(), nil
+			}
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -356,8 +411,8 @@ func (p *Process) Stats() (map[string]string, error) {
 	return m, nil
 }
 
-// MemcachedConnections is memcached's curr_connections without the connection that
-// asks.
+// MemcachedConnections is memcached's curr_connections without the test's own
+// control connection.
 func (p *Process) MemcachedConnections() (int, error) {
 	m, err := p.Stats()
 	if err != nil {
