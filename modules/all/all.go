@@ -9,7 +9,11 @@ import (
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/errorpage"
 	_ "github.com/spindle-server/spindle/modules/headers"
+	_ "github.com/spindle-server/spindle/modules/memc"
+	_ "github.com/spindle-server/spindle/modules/proxy"
+	_ "github.com/spindle-server/spindle/modules/redis"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 	_ "github.com/spindle-server/spindle/modules/static"
 	_ "github.com/spindle-server/spindle/modules/status"
+	_ "github.com/spindle-server/spindle/modules/upstream"
 )

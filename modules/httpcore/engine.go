@@ -197,6 +197,11 @@ func (e *Engine) Shutdown(timeout time.Duration) {
 		}
 		e.mu.Lock()
 		for c := range e.conns {
+			if forced && c.hijackedNC != nil {
+				// A hijacker manages its own deadlines: close the connection.
+				c.hijackedNC.Close()
+				continue
+			}
 			if c.lt != nil {
 				continue // the loop closes its idle connections itself
 			}
@@ -298,6 +303,7 @@ type conn struct {
 	hijacked     bool
 	hijackRefs   atomic.Int32 // holders of a hijacked connection (see Hijack)
 	abort        bool         // close without a response (444)
+	hijackedNC   net.Conn     // the connection a hijacker holds
 }
 
 type reqState struct {
@@ -414,6 +420,17 @@ func (c *conn) runLoop() {
 		}
 		if c.closing {
 			return // handed back or destroyed
+		}
+		if c.hijacked {
+			// The hijacker has a duplicate of the socket: the loop lets go of its own.
+			c.releaseState()
+			if c.inLoop {
+				c.inLoop = false
+				c.lt.l.forget(c)
+			} else {
+				c.lt.l.handBack(c)
+			}
+			return
 		}
 		if c.br != nil && c.br.Buffered() == 0 && c.bw.Buffered() == 0 {
 			c.releaseState()

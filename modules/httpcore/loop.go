@@ -241,6 +241,10 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 			l.destroy(c)
 			continue
 		}
+		if c.hijacked {
+			l.forget(c)
+			continue
+		}
 		c.owner.Store(ownerLoop)
 		// Readiness that came while a goroutine had the connection went to that
 		// goroutine: look again now.
@@ -390,6 +394,17 @@ func (l *eventLoop) destroy(c *conn) {
 		l.reaccept = true
 		l.mu.Unlock()
 	}
+}
+
+// forget lets go of a hijacked connection: the hijacker has a duplicate of the socket
+// and releases the connection when it closes it.
+func (l *eventLoop) forget(c *conn) {
+	if _, ok := l.conns[int32(c.lt.fd)]; !ok {
+		return
+	}
+	delete(l.conns, int32(c.lt.fd))
+	unix.Close(c.lt.fd)
+	c.release()
 }
 
 // drain asks the loop to stop accepting and to end once its connections are gone.

@@ -1,0 +1,55 @@
+package backends
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+func TestRedisStartStopCounts(t *testing.T) {
+	r := StartRedis(t)
+	if v, err := r.Cmd("SET", "a", "b"); err != nil || v != "OK" {
+		t.Fatalf("SET: %q %v", v, err)
+	}
+	n0, err := r.RedisClients()
+	if err != nil || n0 != 0 {
+		t.Fatalf("clients at rest: %d %v", n0, err)
+	}
+	c, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond)
+	if n, _ := r.RedisClients(); n != 1 {
+		t.Fatalf("clients with one open connection: %d", n)
+	}
+	r.Stop()
+	if _, err := r.Cmd("PING"); err == nil {
+		t.Fatal("redis answers after Stop")
+	}
+	r.Start()
+	if v, err := r.Cmd("PING"); err != nil || v != "PONG" {
+		t.Fatalf("PING after restart: %q %v", v, err)
+	}
+}
+
+func TestMemcachedCounts(t *testing.T) {
+	m := StartMemcached(t)
+	n0, err := m.MemcachedConnections()
+	if err != nil || n0 != 0 {
+		t.Fatalf("connections at rest: %d %v", n0, err)
+	}
+	c, err := net.Dial("tcp", m.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond)
+	if n, _ := m.MemcachedConnections(); n != 1 {
+		t.Fatalf("connections with one open: %d", n)
+	}
+	if s, err := Memcached(m.Addr(), "version"); err != nil || len(s) < 8 {
+		t.Fatalf("version: %q %v", s, err)
+	}
+}
