@@ -1,0 +1,131 @@
+package lua_test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spindle-server/spindle/internal/testserver"
+	"github.com/spindle-server/spindle/modules/httpcore"
+)
+
+// The benchmarks drive the whole request path in process, as modules/httpcore's: a
+// fake connection feeds the same request forever and discards the responses.
+
+type fakeConn struct {
+	req  []byte
+	n    int
+	stop int
+}
+
+func (c *fakeConn) Read(p []byte) (int, error) {
+	if c.n >= c.stop {
+		return 0, net.ErrClosed
+	}
+	c.n++
+	return copy(p, c.req), nil
+}
+func (c *fakeConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *fakeConn) Close() error                     { return nil }
+func (c *fakeConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80} }
+func (c *fakeConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555} }
+func (c *fakeConn) SetDeadline(time.Time) error      { return nil }
+func (c *fakeConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
+
+type oneConnListener struct {
+	c    net.Conn
+	done chan struct{}
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if l.c != nil {
+		c := l.c
+		l.c = nil
+		return c, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+func benchPath(b *testing.B, config, req string) {
+	prefix := b.TempDir()
+	os.MkdirAll(filepath.Join(prefix, "conf"), 0o755)
+	os.WriteFile(filepath.Join(prefix, "conf/spindle.hcl"), []byte(config), 0o644)
+	cfg, err := testserver.Build(prefix, "conf/spindle.hcl")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cfg.InitWorker(&httpcore.Worker{Count: 1}); err != nil {
+		b.Fatal(err)
+	}
+	defer cfg.ExitWorker()
+	e := httpcore.NewEngine(cfg, httpcore.EngineOptions{})
+	fc := &fakeConn{req: []byte(req), stop: b.N}
+	ln := &oneConnListener{c: fc, done: make(chan struct{})}
+	b.ReportAllocs()
+	b.ResetTimer()
+	go e.Serve(ln, cfg.Listens[0].Addr)
+	for fc.n < b.N {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	close(ln.done)
+	e.Close()
+}
+
+const benchConf = `
+http {
+  server {
+    listen = ["127.0.0.1:80"]
+    keepalive_requests = 1000000000
+    location "= /hello" { return = { code = 200, body = "hello world\n" } }
+    location "= /lua" {
+      content_by_lua = <<-LUA
+        ngx.say("Hello, ", ngx.var.arg_who or "Lua", "!")
+      LUA
+    }
+    location "= /lua_nolimit" {
+      lua_max_run_time = "off"
+      content_by_lua = <<-LUA
+        ngx.say("Hello, ", ngx.var.arg_who or "Lua", "!")
+      LUA
+    }
+    location "= /lua_global" {
+      content_by_lua = <<-LUA
+        greeting = "Hello, "
+        ngx.say(greeting, ngx.var.arg_who or "Lua", "!")
+      LUA
+    }
+    location "= /moon" { echo = "moon" }
+    location "= /earth" { echo = "earth" }
+    location "= /multi" {
+      content_by_lua = <<-LUA
+        local a, b = ngx.location.capture_multi{ { "/moon" }, { "/earth" } }
+        ngx.print(a.body, b.body)
+      LUA
+    }
+  }
+}
+`
+
+const benchReq = " HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+
+// BenchmarkHello is the baseline without Lua.
+func BenchmarkHello(b *testing.B) { benchPath(b, benchConf, "GET /hello"+benchReq) }
+
+// BenchmarkLua is the /lua page of the benchmark: ngx.say with ngx.var.
+func BenchmarkLua(b *testing.B) { benchPath(b, benchConf, "GET /lua"+benchReq) }
+
+// BenchmarkLuaNoLimit is /lua without lua_max_run_time.
+func BenchmarkLuaNoLimit(b *testing.B) { benchPath(b, benchConf, "GET /lua_nolimit"+benchReq) }
+
+// BenchmarkLuaGlobal writes a global: a per-request environment table.
+func BenchmarkLuaGlobal(b *testing.B) { benchPath(b, benchConf, "GET /lua_global"+benchReq) }
+
+// BenchmarkLuaMulti is /multi: two subrequests through ngx.location.capture_multi.
+func BenchmarkLuaMulti(b *testing.B) { benchPath(b, benchConf, "GET /multi"+benchReq) }
