@@ -6,6 +6,7 @@ package backends
 import (
 	"bufio"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -25,7 +26,11 @@ func StartRedis(t testing.TB) string {
 func StartMemcached(t testing.TB) string {
 	t.Helper()
 	return start(t, "memcached", func(port int) []string {
-		return []string{"-p", strconv.Itoa(port), "-l", "127.0.0.1", "-U", "0", "-m", "64"}
+		args := []string{"-p", strconv.Itoa(port), "-l", "127.0.0.1", "-U", "0", "-m", "64"}
+		if os.Geteuid() == 0 {
+			args = append(args, "-u", "root") // memcached refuses root without it
+		}
+		return args
 	}, "version\r\n", "VERSION")
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -29,6 +30,8 @@ type tcpSock struct {
 	conn  net.Conn
 	raw   syscall.RawConn // the TCP or unix connection under TLS, for pool checks
 	isTLS bool
+	// verifiedName is the server name the TLS peer was verified for ("" if not).
+	verifiedName string
 
 	buf  []byte // received and not yet consumed: buf[r:w]
 	r, w int
@@ -153,7 +156,7 @@ func (s *tcpSock) timeout(which int) time.Duration {
 func (s *tcpSock) closeConn() {
 	if s.conn != nil {
 		s.conn.Close()
-		s.conn, s.raw, s.isTLS = nil, nil, false
+		s.conn, s.raw, s.isTLS, s.verifiedName = nil, nil, false, ""
 	}
 	s.dropBuffer()
 }
@@ -234,7 +237,7 @@ func (v *vm) sockConnect(L *glua.LState) int {
 	s.closeConn()
 	s.key, s.poolSize, s.reused = key, poolSize, 0
 	if ic := v.pools.get(key); ic != nil {
-		s.conn, s.raw, s.isTLS, s.reused = ic.conn, ic.raw, ic.tls, ic.reused+1
+		s.conn, s.raw, s.isTLS, s.reused, s.verifiedName = ic.conn, ic.raw, ic.tls, ic.reused+1, ic.verifiedName
 		L.Push(glua.LNumber(1))
 		return 1
 	}
@@ -277,13 +280,22 @@ func (v *vm) sockSSLHandshake(L *glua.LState) int {
 		L.Push(ud)
 		return 1
 	}
-	if s.isTLS {
-		return session()
-	}
-	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: !verify}
 	if serverName == "" && verify {
 		return failure(L, "handshake failed: certificate verification needs a server name")
 	}
+	if s.isTLS {
+		// A pooled TLS connection: verify its peer for this caller if it was not
+		// verified for the same name when it was established.
+		if verify && s.verifiedName != serverName {
+			if err := verifyPeer(s.conn, serverName); err != nil {
+				s.closeConn()
+				return failure(L, "handshake failed: "+err.Error())
+			}
+			s.verifiedName = serverName
+		}
+		return session()
+	}
+	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: !verify}
 	tc := tls.Client(s.conn, cfg)
 	var err error
 	s.writing, s.reading = true, true
@@ -300,7 +312,29 @@ func (v *vm) sockSSLHandshake(L *glua.LState) int {
 		return failure(L, "handshake failed: "+sockErr(err))
 	}
 	s.conn, s.isTLS = tc, true
+	if verify {
+		s.verifiedName = serverName
+	}
 	return session()
+}
+
+// verifyPeer checks the certificates a TLS connection's peer presented against the
+// system roots for name.
+func verifyPeer(c net.Conn, name string) error {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return errors.New("not a TLS connection")
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return errors.New("no peer certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{DNSName: name, Intermediates: inter})
+	return err
 }
 
 // appendSendData flattens send's argument: strings, numbers, booleans and (nested)
@@ -433,7 +467,14 @@ func (v *vm) sockReceive(L *glua.LState) int {
 	s.reading = true
 	defer func() { s.reading = false }()
 	deadline := time.Now().Add(s.timeout(2))
-	switch p := L.Get(2).(type) {
+	pat := L.Get(2)
+	if ps, ok := pat.(glua.LString); ok && !strings.HasPrefix(string(ps), "*") {
+		// A numeric string is a size, as lua_isnumber says in ngx_lua.
+		if n, err := strconv.ParseFloat(strings.TrimSpace(string(ps)), 64); err == nil {
+			pat = glua.LNumber(n)
+		}
+	}
+	switch p := pat.(type) {
 	case glua.LNumber:
 		n := int(p)
 		if n < 0 {
@@ -655,11 +696,11 @@ func (v *vm) sockSetKeepalive(L *glua.LState) int {
 	if size == 0 {
 		size = s.conf.poolSize
 	}
-	ic := &idleConn{conn: s.conn, raw: s.raw, tls: s.isTLS, reused: s.reused}
+	ic := &idleConn{conn: s.conn, raw: s.raw, tls: s.isTLS, reused: s.reused, verifiedName: s.verifiedName}
 	if timeout > 0 {
 		ic.expires = time.Now().Add(timeout)
 	}
-	s.conn, s.raw, s.isTLS = nil, nil, false
+	s.conn, s.raw, s.isTLS, s.verifiedName = nil, nil, false, ""
 	s.dropBuffer()
 	v.pools.put(s.key, ic, size)
 	L.Push(glua.LNumber(1))
@@ -732,11 +773,12 @@ type sockPool struct {
 }
 
 type idleConn struct {
-	conn    net.Conn
-	raw     syscall.RawConn
-	tls     bool
-	reused  int
-	expires time.Time // zero: never
+	conn         net.Conn
+	raw          syscall.RawConn
+	tls          bool
+	verifiedName string
+	reused       int
+	expires      time.Time // zero: never
 }
 
 func newSockPools() *sockPools {

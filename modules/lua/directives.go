@@ -99,6 +99,9 @@ func initCode(name string, slot func(*mainConf) **chunk) func(file bool) func(*h
 			if err != nil {
 				return err
 			}
+			if ch.fileExpr != nil {
+				return c.Errorf("%s_file runs without a request: its path cannot use variables", name)
+			}
 			*slot(mc) = ch
 			return nil
 		}

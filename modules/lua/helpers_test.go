@@ -6,6 +6,7 @@ import (
 
 	"github.com/spindle-server/spindle/internal/testserver"
 	_ "github.com/spindle-server/spindle/modules/echo"
+	"github.com/spindle-server/spindle/modules/httpcore"
 	_ "github.com/spindle-server/spindle/modules/lua"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 )
@@ -49,3 +50,17 @@ func noErrors(t *testing.T, s *testserver.Server) {
 }
 
 func testserverFiles(files map[string]string) testserver.Option { return testserver.WithFiles(files) }
+
+// buildString builds a configuration without serving it (config errors).
+func buildString(t *testing.T, config string) (*httpcore.Config, error) {
+	return testserver.BuildString(t, config, nil)
+}
+
+// initWorker runs the worker start-up hooks of a built configuration.
+func initWorker(cfg *httpcore.Config) error {
+	err := cfg.InitWorker(&httpcore.Worker{Count: 1})
+	if err == nil {
+		cfg.ExitWorker()
+	}
+	return err
+}

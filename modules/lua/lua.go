@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/spindle-server/spindle/modules/httpcore"
+	glua "github.com/yuin/gopher-lua"
 )
 
 // Conf is the Lua module's configuration of a context.
@@ -172,32 +173,25 @@ func initWorker(cfg *httpcore.Config, w *httpcore.Worker) error {
 			break
 		}
 	}
+	// Both run with the shared globals: what they define is every request's.
 	if mc.init != nil {
 		ru := v.newRun(nil, phaseInit, mc.rootConf)
-		fn, err := v.chunkFunction(ru, mc.init)
-		if err == nil {
-			v.call(ru, fn, 0)
-			if ru.exit == exitError {
-				err = fmt.Errorf("%s", ru.errMsg)
-			}
-		}
-		if err != nil {
+		v.call(ru, &glua.LFunction{Proto: mc.init.proto, Env: v.globals}, 0)
+		if ru.exit == exitError {
+			msg := ru.errMsg
+			ru.free()
 			v.close()
-			return fmt.Errorf("init_by_lua failed: %s", strings.TrimSpace(err.Error()))
+			return fmt.Errorf("init_by_lua failed: %s", strings.TrimSpace(msg))
 		}
+		ru.free()
 	}
 	if mc.initWorker != nil {
 		ru := v.newRun(nil, phaseInitWorker, mc.rootConf)
-		fn, err := v.chunkFunction(ru, mc.initWorker)
-		if err != nil {
-			ru.errMsg = err.Error()
-			ru.exit = exitError
-		} else {
-			v.call(ru, fn, 0)
-		}
+		v.call(ru, &glua.LFunction{Proto: mc.initWorker.proto, Env: v.globals}, 0)
 		if ru.exit == exitError {
 			ru.logErr("init_worker_by_lua")
 		}
+		ru.free()
 	}
 	return nil
 }

@@ -101,8 +101,9 @@ func (ru *run) result(content bool) httpcore.Action {
 	case exitError:
 		ru.logErr("entry thread")
 		if r.HeaderSent() {
-			// The response is under way: all that is left is to cut it short.
-			r.CloseConnection()
+			// The response is under way: send what there is and cut it short, so that
+			// the client sees a truncated response.
+			truncate(r)
 			return httpcore.Finished
 		}
 		return r.Error(500)
@@ -116,7 +117,7 @@ func (ru *run) result(content bool) httpcore.Action {
 		return httpcore.Continue
 	case code == ngxError:
 		if r.HeaderSent() {
-			r.CloseConnection()
+			truncate(r)
 			return httpcore.Finished
 		}
 		return r.Error(500)
@@ -133,6 +134,18 @@ func (ru *run) result(content bool) httpcore.Action {
 		return httpcore.Finished
 	}
 	return r.Error(code)
+}
+
+// truncate ends a response whose header went out without its end: what was written
+// is sent (chunked, or up to a Content-Length that it falls short of) and the
+// connection closed.
+func truncate(r *httpcore.Request) {
+	if !r.IsSubrequest() {
+		if r.ContentLength() < 0 {
+			r.Flush()
+		}
+	}
+	r.CloseConnection()
 }
 
 func runSet(r *httpcore.Request, op *setOp) httpcore.Action {
