@@ -97,7 +97,7 @@ func isPure(p *glua.FunctionProto) bool {
 // luaError turns a gopher-lua syntax or compile error into a configuration error at
 // the position of the code in the configuration file. first is the position of the
 // chunk's first line.
-func luaError(directive string, err error, first hcl.Pos, file string) error {
+func luaError(directive string, err error, first hcl.Pos, file string, lines int) error {
 	line, msg := 0, err.Error()
 	var pe *parse.Error
 	var ce *glua.CompileError
@@ -105,7 +105,10 @@ func luaError(directive string, err error, first hcl.Pos, file string) error {
 	case errors.As(err, &pe):
 		line = pe.Pos.Line
 		msg = pe.Message
-		if pe.Token != "" {
+		if line < 0 {
+			msg += " at the end of the code"
+			line = lines
+		} else if pe.Token != "" {
 			msg = fmt.Sprintf("%s near '%s'", pe.Message, pe.Token)
 		}
 	case errors.As(err, &ce):
@@ -125,7 +128,7 @@ func luaError(directive string, err error, first hcl.Pos, file string) error {
 // inlineChunk compiles the code of `directive = "..."` or a heredoc.
 func inlineChunk(c *httpcore.Cmd, directive string) (*chunk, error) {
 	a := c.Attr()
-	src, err := codeString(a)
+	src, err := codeString(a, c.Source())
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +144,7 @@ func compileInline(directive, src string, valRange, nameRange hcl.Range, srcFile
 			string(data[valRange.Start.Byte:valRange.Start.Byte+2]) == "<<" {
 			first.Line++ // a heredoc's text starts on the next line
 		}
-		return nil, luaError(directive, err, first, valRange.Filename)
+		return nil, luaError(directive, err, first, valRange.Filename, strings.Count(strings.TrimRight(src, "\n"), "\n")+1)
 	}
 	return &chunk{directive: directive, name: name, proto: proto, pure: isPure(proto)}, nil
 }
@@ -189,6 +192,8 @@ func loadLuaFile(path string) (*glua.FunctionProto, error) {
 		var pe *parse.Error
 		var ce *glua.CompileError
 		switch {
+		case errors.As(err, &pe) && pe.Pos.Line < 0:
+			return nil, fmt.Errorf("%s: %s at the end of the file", path, pe.Message)
 		case errors.As(err, &pe):
 			return nil, fmt.Errorf("%s:%d: %s near '%s'", path, pe.Pos.Line, pe.Message, pe.Token)
 		case errors.As(err, &ce):
@@ -200,17 +205,30 @@ func loadLuaFile(path string) (*glua.FunctionProto, error) {
 }
 
 // codeString decodes a Lua code value: a static string. HCL would interpolate ${...}
-// in it, so say how to write one.
-func codeString(attr *hclsyntax.Attribute) (string, error) {
-	if len(attr.Expr.Variables()) > 0 {
-		return "", conf.Errorf(attr.Expr.Variables()[0].SourceRange(),
-			"Lua code is a plain string: HCL reads ${...} in it as a variable; write $${ for a literal ${")
+// and %{...} in it, silently when they hold constants, so they are refused with a
+// hint on how to write them.
+func codeString(attr *hclsyntax.Attribute, src *conf.Source) (string, error) {
+	rng := attr.Expr.Range()
+	if data := src.Bundle.Files[rng.Filename]; rng.End.Byte <= len(data) {
+		text := data[rng.Start.Byte:rng.End.Byte]
+		for i := 0; i+1 < len(text); i++ {
+			if (text[i] == '$' || text[i] == '%') && text[i+1] == '{' && (i == 0 || text[i-1] != text[i]) {
+				pos := rng.Start
+				for _, b := range text[:i] {
+					if b == '\n' {
+						pos.Line++
+						pos.Column = 1
+					} else {
+						pos.Column++
+					}
+				}
+				m := string(text[i])
+				return "", conf.Errorf(hcl.Range{Filename: rng.Filename, Start: pos},
+					"HCL reads %s{...} in a string as a template; write %s%s{ for a literal %s{ in Lua code", m, m, m, m)
+			}
+		}
 	}
-	s, err := conf.String(attr)
-	if err != nil {
-		return "", err
-	}
-	return s, nil
+	return conf.String(attr)
 }
 
 // fileCache holds the chunks of *_by_lua_file paths computed per request.

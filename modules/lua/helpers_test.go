@@ -56,6 +56,11 @@ func buildString(t *testing.T, config string) (*httpcore.Config, error) {
 	return testserver.BuildString(t, config, nil)
 }
 
+// buildFiles builds a configuration with files under its prefix.
+func buildFiles(t *testing.T, config string, files map[string]string) (*httpcore.Config, error) {
+	return testserver.BuildString(t, config, files)
+}
+
 // initWorker runs the worker start-up hooks of a built configuration.
 func initWorker(cfg *httpcore.Config) error {
 	err := cfg.InitWorker(&httpcore.Worker{Count: 1})
@@ -64,3 +69,5 @@ func initWorker(cfg *httpcore.Config) error {
 	}
 	return err
 }
+
+type testserverResponse = testserver.Response
