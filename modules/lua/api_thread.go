@@ -169,7 +169,7 @@ func (v *vm) threadKill(L *glua.LState) int {
 	select {
 	case <-ut.done:
 		ut.waited = true
-		L.Push(glua.LNumber(1))
+		L.Push(lOne)
 		return 1
 	default:
 	}
@@ -182,6 +182,6 @@ func (v *vm) threadKill(L *glua.LState) int {
 	ut.waited = true
 	done := ut.done
 	v.blocking(t, func() { <-done })
-	L.Push(glua.LNumber(1))
+	L.Push(lOne)
 	return 1
 }

@@ -88,7 +88,7 @@ func (v *vm) timerNew(L *glua.LState, every bool) int {
 	}
 	v.schedule(tm, d)
 	ts.mu.Unlock()
-	L.Push(glua.LNumber(1))
+	L.Push(lOne)
 	return 1
 }
 

@@ -3,6 +3,7 @@ package lua
 import (
 	"strconv"
 
+	"github.com/spindle-server/spindle/modules/httpcore"
 	glua "github.com/yuin/gopher-lua"
 )
 
@@ -30,12 +31,20 @@ func (v *vm) installVar(ngx *glua.LTable) {
 }
 
 func (v *vm) varIndex(L *glua.LState) int {
-	t, r := v.request(L)
-	_ = t
+	_, r := v.request(L)
 	var name string
 	switch k := L.Get(2).(type) {
 	case glua.LString:
 		name = string(k)
+		if len(name) > 4 && name[:4] == "arg_" {
+			// The most used variables, without the search through every namespace.
+			if val, ok := httpcore.ArgValue(r.Args(), name[4:]); ok {
+				L.Push(glua.LString(val))
+			} else {
+				L.Push(glua.LNil)
+			}
+			return 1
+		}
 	case glua.LNumber:
 		// ngx.var[1]: a capture of the last regex match (location, rewrite, if).
 		n := int(k)

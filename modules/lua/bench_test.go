@@ -95,6 +95,12 @@ http {
         ngx.say("Hello, ", ngx.var.arg_who or "Lua", "!")
       LUA
     }
+    location "= /lua_novar" {
+      content_by_lua = "ngx.say('Hello, Lua!')"
+    }
+    location "= /lua_empty" {
+      content_by_lua = "local x = 1"
+    }
     location "= /lua_global" {
       content_by_lua = <<-LUA
         greeting = "Hello, "
@@ -123,6 +129,11 @@ func BenchmarkLua(b *testing.B) { benchPath(b, benchConf, "GET /lua"+benchReq) }
 
 // BenchmarkLuaNoLimit is /lua without lua_max_run_time.
 func BenchmarkLuaNoLimit(b *testing.B) { benchPath(b, benchConf, "GET /lua_nolimit"+benchReq) }
+
+// BenchmarkLuaNoVar is ngx.say alone; BenchmarkLuaEmpty runs a chunk that does
+// nothing: the fixed cost of a Lua handler.
+func BenchmarkLuaNoVar(b *testing.B) { benchPath(b, benchConf, "GET /lua_novar"+benchReq) }
+func BenchmarkLuaEmpty(b *testing.B) { benchPath(b, benchConf, "GET /lua_empty"+benchReq) }
 
 // BenchmarkLuaGlobal writes a global: a per-request environment table.
 func BenchmarkLuaGlobal(b *testing.B) { benchPath(b, benchConf, "GET /lua_global"+benchReq) }

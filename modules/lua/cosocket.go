@@ -238,7 +238,7 @@ func (v *vm) sockConnect(L *glua.LState) int {
 	s.key, s.poolSize, s.reused = key, poolSize, 0
 	if ic := v.pools.get(key); ic != nil {
 		s.conn, s.raw, s.isTLS, s.reused, s.verifiedName = ic.conn, ic.raw, ic.tls, ic.reused+1, ic.verifiedName
-		L.Push(glua.LNumber(1))
+		L.Push(lOne)
 		return 1
 	}
 	d := net.Dialer{Timeout: s.timeout(0)}
@@ -255,7 +255,7 @@ func (v *vm) sockConnect(L *glua.LState) int {
 	if sc, ok := conn.(syscall.Conn); ok {
 		s.raw, _ = sc.SyscallConn()
 	}
-	L.Push(glua.LNumber(1))
+	L.Push(lOne)
 	return 1
 }
 
@@ -703,7 +703,7 @@ func (v *vm) sockSetKeepalive(L *glua.LState) int {
 	s.conn, s.raw, s.isTLS, s.verifiedName = nil, nil, false, ""
 	s.dropBuffer()
 	v.pools.put(s.key, ic, size)
-	L.Push(glua.LNumber(1))
+	L.Push(lOne)
 	return 1
 }
 
@@ -722,7 +722,7 @@ func (v *vm) sockClose(L *glua.LState) int {
 		return failure(L, "closed")
 	}
 	s.closeConn()
-	L.Push(glua.LNumber(1))
+	L.Push(lOne)
 	return 1
 }
 

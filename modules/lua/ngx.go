@@ -11,6 +11,9 @@ import (
 	glua "github.com/yuin/gopher-lua"
 )
 
+// lOne is 1 as a Lua value, boxed once: APIs return it on success.
+var lOne glua.LValue = glua.LNumber(1)
+
 // ngx_lua's constants.
 const (
 	ngxOK       = 0
@@ -322,10 +325,16 @@ func (v *vm) output(L *glua.LState, newline bool) int {
 		buf = append(buf, '\n')
 	}
 	var err error
-	// Header and body filters may run Lua code, and the write may wait for the client.
-	v.unlock(t)
-	_, err = r.Write(buf)
-	v.lock(t)
+	if !r.Location().HasFilters() && len(r.Output())+len(buf) < 16<<10 {
+		// Only buffered: no filter to run, no flush to the client.
+		_, err = r.Write(buf)
+	} else {
+		// Header and body filters may run Lua code, and the write may wait for the
+		// client.
+		v.unlock(t)
+		_, err = r.Write(buf)
+		v.lock(t)
+	}
 	if cap(buf) <= 64<<10 && (v.scratch == nil || cap(v.scratch) < cap(buf)) {
 		v.scratch = buf[:0]
 	}
@@ -337,7 +346,7 @@ func (v *vm) output(L *glua.LState, newline bool) int {
 		L.Push(glua.LString(err.Error()))
 		return 2
 	}
-	L.Push(glua.LNumber(1))
+	L.Push(lOne)
 	return 1
 }
 
@@ -441,7 +450,7 @@ func okOrErr(L *glua.LState, err error) int {
 		L.Push(glua.LString(err.Error()))
 		return 2
 	}
-	L.Push(glua.LNumber(1))
+	L.Push(lOne)
 	return 1
 }
 

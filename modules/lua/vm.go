@@ -23,16 +23,20 @@ import (
 // the body) releases it while it waits. The lock also gives the API functions the
 // current thread for free (vm.cur), instead of a lookup per call.
 
-// Sizes of a Lua thread. Registry and call stack grow on demand up to their maximum,
-// so an idle thread costs a few KB (see the memory test) instead of gopher-lua's
-// default 40 KB.
+// Sizes of the VM's main state and of its threads. Registry and call stack grow on
+// demand up to their maximum (a call depth of 512, 256k registers), so a thread
+// costs about 2.5 KB (see the memory test) instead of gopher-lua's default 40 KB.
+// gopher-lua's NewState insists on a registry of 128 slots; threads start with
+// threadRegistrySize.
 var threadOptions = glua.Options{
 	CallStackSize:       512,
 	RegistrySize:        128,
 	RegistryMaxSize:     1 << 18,
-	RegistryGrowStep:    128,
+	RegistryGrowStep:    64,
 	MinimizeStackMemory: true,
 }
+
+const threadRegistrySize = 48
 
 // maxIdleThreads bounds the threads kept for reuse after a burst.
 const maxIdleThreads = 256
@@ -86,6 +90,8 @@ func vmOf(cfg *httpcore.Config) *vm {
 func newVM(cfg *httpcore.Config, w *httpcore.Worker) (*vm, error) {
 	mc := mainConfOf(cfg)
 	L := glua.NewState(threadOptions)
+	// NewThread copies these options: from now on they are the threads'.
+	L.Options.RegistrySize = threadRegistrySize
 	v := &vm{
 		L:       L,
 		globals: L.G.Global,
@@ -214,19 +220,24 @@ func (v *vm) putThread(L *glua.LState, clean bool) {
 // and closed by the watchdog; AfterFunc keeps coroutines' derived contexts from
 // starting a goroutine each.
 type runCtx struct {
-	limit atomic.Int64 // time.Duration
-	done  chan struct{}
-	err   error
-	mu    sync.Mutex
-	funcs []func()
+	limit    atomic.Int64 // time.Duration
+	done     chan struct{}
+	err      error
+	mu       sync.Mutex
+	funcs    []func()
+	hasFuncs atomic.Bool
 }
 
 func newRunCtx() *runCtx { return &runCtx{done: make(chan struct{})} }
 
 // reset forgets the contexts of a finished run's coroutines.
 func (c *runCtx) reset() {
+	if !c.hasFuncs.Load() {
+		return
+	}
 	c.mu.Lock()
 	c.funcs = nil
+	c.hasFuncs.Store(false)
 	c.mu.Unlock()
 }
 
@@ -254,6 +265,7 @@ func (c *runCtx) AfterFunc(f func()) func() bool {
 	default:
 	}
 	c.funcs = append(c.funcs, f)
+	c.hasFuncs.Store(true)
 	i := len(c.funcs) - 1
 	return func() bool {
 		c.mu.Lock()
