@@ -179,7 +179,7 @@ func (v *vm) captureResult(L *glua.LState, sr *httpcore.Request) *glua.LTable {
 	res.RawSetString("status", glua.LNumber(status))
 	res.RawSetString("body", glua.LString(sr.Output()))
 	res.RawSetString("truncated", glua.LFalse)
-	hdr := L.NewTable()
+	hdr := L.CreateTable(0, sr.RespHeader().Len()+2)
 	add := func(k, val string) {
 		key := glua.LString(k)
 		switch prev := hdr.RawGet(key).(type) {

@@ -114,7 +114,7 @@ func (v *vm) reqGetPostArgs(L *glua.LState) int {
 // as arrays, names without "=" as true; and "truncated" past max (0: no limit).
 func decodeArgsInto(L *glua.LState, s string, max int, tbl *glua.LTable) int {
 	if tbl == nil {
-		tbl = L.NewTable()
+		tbl = L.CreateTable(0, 4)
 	}
 	n := 0
 	truncated := false
@@ -159,7 +159,7 @@ func (v *vm) reqGetHeaders(L *glua.LState) int {
 	_, r := v.request(L)
 	max := L.OptInt(1, 100)
 	raw := L.OptBool(2, false)
-	tbl := L.NewTable()
+	tbl := L.CreateTable(0, 8)
 	n := 0
 	truncated := false
 	r.VisitHeaders(func(k, val string) {

@@ -112,7 +112,7 @@ func (v *vm) respGetHeaders(L *glua.LState) int {
 	_, r := v.request(L)
 	max := L.OptInt(1, 100)
 	raw := L.OptBool(2, false)
-	tbl := L.NewTable()
+	tbl := L.CreateTable(0, r.RespHeader().Len()+2)
 	n := 0
 	truncated := false
 	add := func(k, val string) {

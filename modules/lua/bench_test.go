@@ -4,9 +4,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/spindle-server/spindle/internal/backends"
 	"github.com/spindle-server/spindle/internal/testserver"
 	"github.com/spindle-server/spindle/modules/httpcore"
 )
@@ -78,41 +80,49 @@ func benchPath(b *testing.B, config, req string) {
 	e.Close()
 }
 
+// benchConf mirrors the benchmark's anchor configuration (shared/anchors/nginx.conf):
+// /lua, /multi and /redis are OpenResty's pages of the side-by-side benchmark.
 const benchConf = `
 http {
+  lua_package_path = "/usr/share/lua/5.1/?.lua;;"
   server {
     listen = ["127.0.0.1:80"]
     keepalive_requests = 1000000000
     location "= /hello" { return = { code = 200, body = "hello world\n" } }
-    location "= /lua" {
+    location "= /lua" { content_by_lua = "ngx.say(\"Hello, Lua!\")" }
+    location "= /lua_var" {
       content_by_lua = <<-LUA
         ngx.say("Hello, ", ngx.var.arg_who or "Lua", "!")
       LUA
     }
     location "= /lua_nolimit" {
       lua_max_run_time = "off"
-      content_by_lua = <<-LUA
-        ngx.say("Hello, ", ngx.var.arg_who or "Lua", "!")
-      LUA
+      content_by_lua = "ngx.say(\"Hello, Lua!\")"
     }
-    location "= /lua_novar" {
-      content_by_lua = "ngx.say('Hello, Lua!')"
-    }
-    location "= /lua_empty" {
-      content_by_lua = "local x = 1"
-    }
+    location "= /lua_empty" { content_by_lua = "local x = 1" }
     location "= /lua_global" {
       content_by_lua = <<-LUA
         greeting = "Hello, "
-        ngx.say(greeting, ngx.var.arg_who or "Lua", "!")
+        ngx.say(greeting, "Lua!")
       LUA
     }
     location "= /moon" { echo = "moon" }
     location "= /earth" { echo = "earth" }
     location "= /multi" {
       content_by_lua = <<-LUA
-        local a, b = ngx.location.capture_multi{ { "/moon" }, { "/earth" } }
-        ngx.print(a.body, b.body)
+        local r1, r2 = ngx.location.capture_multi({ {"/moon"}, {"/earth"} })
+        ngx.print(r1.body, ",", r2.body)
+      LUA
+    }
+    location "= /redis" {
+      content_by_lua = <<-LUA
+        local redis = require "nginx.redis"
+        local red = redis:new(); red:set_timeout(1000)
+        local ok, err = red:connect("127.0.0.1", REDISPORT)
+        if not ok then ngx.status = 502; ngx.say(err); return end
+        local v = red:get("foo")
+        red:set_keepalive(10000, 512)
+        ngx.say(v)
       LUA
     }
   }
@@ -124,15 +134,17 @@ const benchReq = " HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: *
 // BenchmarkHello is the baseline without Lua.
 func BenchmarkHello(b *testing.B) { benchPath(b, benchConf, "GET /hello"+benchReq) }
 
-// BenchmarkLua is the /lua page of the benchmark: ngx.say with ngx.var.
+// BenchmarkLua is the benchmark's /lua page: ngx.say("Hello, Lua!").
 func BenchmarkLua(b *testing.B) { benchPath(b, benchConf, "GET /lua"+benchReq) }
 
-// BenchmarkLuaNoLimit is /lua without lua_max_run_time.
+// BenchmarkLuaVar adds ngx.var.arg_who (the default configuration's /lua).
+func BenchmarkLuaVar(b *testing.B) { benchPath(b, benchConf, "GET /lua_var"+benchReq) }
+
+// BenchmarkLuaNoLimit is /lua with lua_max_run_time off: the cost of the run-time
+// limit's context check.
 func BenchmarkLuaNoLimit(b *testing.B) { benchPath(b, benchConf, "GET /lua_nolimit"+benchReq) }
 
-// BenchmarkLuaNoVar is ngx.say alone; BenchmarkLuaEmpty runs a chunk that does
-// nothing: the fixed cost of a Lua handler.
-func BenchmarkLuaNoVar(b *testing.B) { benchPath(b, benchConf, "GET /lua_novar"+benchReq) }
+// BenchmarkLuaEmpty runs a chunk that does nothing: the fixed cost of a Lua handler.
 func BenchmarkLuaEmpty(b *testing.B) { benchPath(b, benchConf, "GET /lua_empty"+benchReq) }
 
 // BenchmarkLuaGlobal writes a global: a per-request environment table.
@@ -140,3 +152,11 @@ func BenchmarkLuaGlobal(b *testing.B) { benchPath(b, benchConf, "GET /lua_global
 
 // BenchmarkLuaMulti is /multi: two subrequests through ngx.location.capture_multi.
 func BenchmarkLuaMulti(b *testing.B) { benchPath(b, benchConf, "GET /multi"+benchReq) }
+
+// BenchmarkLuaRedis is /redis: a GET through the unmodified lua-resty-redis and a
+// pooled cosocket, against a real redis-server.
+func BenchmarkLuaRedis(b *testing.B) {
+	addr := backends.StartRedis(b)
+	_, port, _ := net.SplitHostPort(addr)
+	benchPath(b, strings.Replace(benchConf, "REDISPORT", port, 1), "GET /redis"+benchReq)
+}

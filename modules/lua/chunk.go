@@ -265,7 +265,8 @@ func (v *vm) chunkFunction(ru *run, ch *chunk) (*glua.LFunction, error) {
 	if pure {
 		return &glua.LFunction{Proto: proto, Env: v.globals}, nil
 	}
-	env := &glua.LTable{}
+	// Sized for a few globals: gopher-lua's default reserves 32.
+	env := v.L.CreateTable(0, 4)
 	env.Metatable = v.envMeta
 	env.RawSetString("_G", env)
 	return &glua.LFunction{Proto: proto, Env: env}, nil

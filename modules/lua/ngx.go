@@ -291,13 +291,13 @@ func (v *vm) ctxTable(L *glua.LState) *glua.LTable {
 	t := v.current(L)
 	if t.run.r == nil {
 		if t.run.ctx == nil {
-			t.run.ctx = L.NewTable()
+			t.run.ctx = L.CreateTable(0, 4)
 		}
 		return t.run.ctx
 	}
 	d := dataOf(t.run.r)
 	if d.ctx == nil {
-		d.ctx = L.NewTable()
+		d.ctx = L.CreateTable(0, 4)
 	}
 	return d.ctx
 }
