@@ -394,8 +394,9 @@ func (v *vm) sockSend(L *glua.LState) int {
 	return 1
 }
 
-// fill reads more data into the buffer, waiting at most until deadline.
-func (v *vm) fill(t *thread, s *tcpSock, deadline time.Time) error {
+// fill reads more data into the buffer, waiting at most the read timeout (which,
+// as in ngx_lua, bounds each wait for data, not a whole receive).
+func (v *vm) fill(t *thread, s *tcpSock) error {
 	if s.buf == nil {
 		if s.conf.bufferSize == 4096 {
 			s.buf = sockBufPool.Get().([]byte)
@@ -422,7 +423,7 @@ func (v *vm) fill(t *thread, s *tcpSock, deadline time.Time) error {
 	var err error
 	t.blockConn = conn
 	v.blocking(t, func() {
-		conn.SetReadDeadline(deadline)
+		conn.SetReadDeadline(time.Now().Add(s.timeout(2)))
 		n, err = conn.Read(s.buf[s.w:])
 	})
 	t.blockConn = nil
@@ -466,7 +467,6 @@ func (v *vm) sockReceive(L *glua.LState) int {
 	}
 	s.reading = true
 	defer func() { s.reading = false }()
-	deadline := time.Now().Add(s.timeout(2))
 	pat := L.Get(2)
 	if ps, ok := pat.(glua.LString); ok && !strings.HasPrefix(string(ps), "*") {
 		// A numeric string is a size, as lua_isnumber says in ngx_lua.
@@ -488,7 +488,7 @@ func (v *vm) sockReceive(L *glua.LState) int {
 				s.dropBufferKeep()
 				s.buf = nb
 			}
-			if err := v.fill(t, s, deadline); err != nil {
+			if err := v.fill(t, s); err != nil {
 				return s.readFailed(L, err)
 			}
 		}
@@ -517,13 +517,13 @@ func (v *vm) sockReceive(L *glua.LState) int {
 					L.Push(glua.LString(line))
 					return 1
 				}
-				if err := v.fill(t, s, deadline); err != nil {
+				if err := v.fill(t, s); err != nil {
 					return s.readFailed(L, err)
 				}
 			}
 		case "*a":
 			for {
-				err := v.fill(t, s, deadline)
+				err := v.fill(t, s)
 				if errors.Is(err, io.EOF) {
 					data := glua.LString(s.buf[s.r:s.w])
 					s.closeConn()
@@ -555,7 +555,7 @@ func (v *vm) sockReceiveAny(L *glua.LState) int {
 	}
 	if s.r == s.w {
 		s.reading = true
-		err := v.fill(t, s, time.Now().Add(s.timeout(2)))
+		err := v.fill(t, s)
 		s.reading = false
 		if err != nil {
 			return s.readFailed(L, err)
@@ -607,7 +607,6 @@ func (v *vm) sockReceiveUntil(L *glua.LState) int {
 		}
 		s.reading = true
 		defer func() { s.reading = false }()
-		deadline := time.Now().Add(s.timeout(2))
 		for {
 			data := s.buf[s.r:s.w]
 			if i := bytes.Index(data, pat); i >= 0 && (size == 0 || i <= size) {
@@ -632,7 +631,7 @@ func (v *vm) sockReceiveUntil(L *glua.LState) int {
 			if s.conn == nil {
 				return s.readFailed(L, io.EOF)
 			}
-			if err := v.fill(t, s, deadline); err != nil {
+			if err := v.fill(t, s); err != nil {
 				return s.readFailed(L, err)
 			}
 		}
