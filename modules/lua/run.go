@@ -139,8 +139,20 @@ var runPool = sync.Pool{New: func() any { return new(run) }}
 
 func (v *vm) newRun(r *httpcore.Request, p phase, c *Conf) *run {
 	ru := runPool.Get().(*run)
-	*ru = run{gen: ru.gen + 1, v: v, r: r, phase: p, conf: c}
-	ru.entry.run = ru
+	ru.gen++
+	ru.v, ru.r, ru.phase, ru.conf = v, r, p, c
+	ru.exit, ru.code, ru.execURI, ru.execArgs, ru.errMsg, ru.chunkName = exitNone, 0, "", "", "", ""
+	ru.threads, ru.socks, ru.arg, ru.ctx, ru.loaded = nil, nil, nil, nil, nil
+	// The entry thread field by field: the watchdog may still read the atomic
+	// fields of a thread it saw running a moment ago.
+	t := &ru.entry
+	t.run, t.L, t.co, t.parent, t.ctx = ru, nil, nil, nil, nil
+	t.ctxp.Store(nil)
+	t.killed.Store(false)
+	t.kill, t.blockConn, t.inSubreq = nil, nil, false
+	t.started, t.startedSent, t.done, t.ok, t.results, t.waited, t.self = nil, false, nil, false, nil, false, nil
+	t.lockTick.Store(0)
+	t.ranTicks.Store(0)
 	return ru
 }
 

@@ -70,11 +70,12 @@ type vm struct {
 	fileMod map[string]bool // modules require loaded from files (reloaded with lua_code_cache off)
 	files   fileCache
 
-	pools   *sockPools
-	timers  timerState
-	stop    chan struct{}
-	tick    atomic.Int64 // watchdog ticks, for lua_max_run_time
-	exiting atomic.Bool
+	pools    *sockPools
+	timers   timerState
+	stop     chan struct{}
+	tick     atomic.Int64 // watchdog ticks, for lua_max_run_time
+	exiting  atomic.Bool
+	exitOnce sync.Once
 }
 
 var vms sync.Map // *glua.Global → *vm, for the extension API
@@ -142,11 +143,13 @@ func (v *vm) close() {
 	vms.Delete(v.L.G)
 }
 
+// onExiting starts the worker's exit: pending timers run now, prematurely. Once, and
+// every caller returns after it is done.
 func (v *vm) onExiting() {
-	if v.exiting.Swap(true) {
-		return
-	}
-	v.timers.fireAllPremature(v)
+	v.exitOnce.Do(func() {
+		v.exiting.Store(true)
+		v.timers.fireAllPremature(v)
+	})
 }
 
 // lock makes t the thread running Lua code in the VM.
