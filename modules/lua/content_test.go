@@ -51,6 +51,20 @@ const contentConf = `
         ngx.say("pcall swallowed ngx.exit: ", tostring(ok), " ", tostring(err))
       LUA
     }
+    location "= /exit_coroutine" {
+      content_by_lua = <<-LUA
+        local co = coroutine.create(function() ngx.exit(404) end)
+        local ok, err = coroutine.resume(co)
+        ngx.say("not reached ", tostring(ok), " ", tostring(err))
+      LUA
+    }
+    location "= /exit_wrap" {
+      content_by_lua = <<-LUA
+        local f = coroutine.wrap(function() ngx.exit(405) end)
+        pcall(f)
+        ngx.say("not reached")
+      LUA
+    }
     location "= /exit_201" {
       content_by_lua = "ngx.exit(201)"
     }
@@ -206,9 +220,10 @@ func TestContent(t *testing.T) {
 	if r.Status != 403 || !strings.Contains(r.Body, "403 Forbidden") {
 		t.Errorf("exit403: %d %q", r.Status, r.Body)
 	}
-	r = s.Get("/exit_pcall")
-	if r.Status != 410 {
-		t.Errorf("ngx.exit inside pcall: %d %q", r.Status, r.Body)
+	for path, status := range map[string]int{"/exit_pcall": 410, "/exit_coroutine": 404, "/exit_wrap": 405} {
+		if r = s.Get(path); r.Status != status {
+			t.Errorf("%s: ngx.exit was caught: %d %q", path, r.Status, r.Body)
+		}
 	}
 	r = s.Get("/headers")
 	if r.Body != "barbnil" || r.Header.Get("Content-Type") != "text/my-plain" || r.Header.Get("X-Foo") != "bar" ||

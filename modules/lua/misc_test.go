@@ -159,6 +159,13 @@ const miscConf = `
           bit.rshift(-1, 28), " ", bit.tohex(255, 4), " ", bit.tobit(2^32 + 1), " ", bit.bnot(0))
         local co = coroutine.wrap(function(a) local b = coroutine.yield(a + 1) return b * 2 end)
         ngx.say(co(1), " ", co(5))
+        local main = coroutine.running()
+        local c2 = coroutine.create(function()
+          ngx.sleep(0.01)
+          return coroutine.running() ~= main, coroutine.status(main)
+        end)
+        local _, other, st = coroutine.resume(c2)
+        ngx.say(type(main), " ", other, " ", st, " ", coroutine.status(c2))
       LUA
     }
 `
@@ -194,7 +201,7 @@ func TestMisc(t *testing.T) {
 		"aGVsbG8= hello nil aGU\n907060870 907060870\n3nybhbi3iqa8ino29wqQcBydtNk=\n"+
 		"a%20b%2Fc%3Fd%3D%C3%A9 b r56 7%zz\na=b%20c&flag&list=1&list=2\n1,2 x y\n'it\\'s \\\\ \\\"q\\\"\\n'\n"+
 		"Thu, 18 Nov 2010 11:27:35 GMT | Thu, 18-Nov-10 11:27:35 GMT | 1290079655\nnumber true 10 19 19\n")
-	check(t, s.Get("/compat"), 200, "true function function\n15 3 2 16 15 00ff 1 -1\n2 10\n")
+	check(t, s.Get("/compat"), 200, "true function function\n15 3 2 16 15 00ff 1 -1\n2 10\nthread true normal dead\n")
 }
 
 // A script that never yields is stopped after lua_max_run_time; the worker goes on

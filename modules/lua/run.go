@@ -209,6 +209,7 @@ func (v *vm) call(ru *run, fn *glua.LFunction, nret int, args ...glua.LValue) []
 	v.lock(t)
 	v.attach(t)
 	L := t.L
+	v.L.G.CurrentThread = L
 	if fn.Env != v.globals {
 		L.Env = fn.Env
 	}

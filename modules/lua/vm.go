@@ -302,7 +302,7 @@ func (c *runCtx) cancel(err error) {
 }
 
 // watchdogTick is the resolution of lua_max_run_time.
-const watchdogTick = 10 * time.Millisecond
+const watchdogTick = 50 * time.Millisecond
 
 // watchdog counts ticks and stops the thread holding the VM once its run has used up
 // its lua_max_run_time, so that a runaway script cannot hold the worker's Lua VM for
