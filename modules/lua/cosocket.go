@@ -33,8 +33,9 @@ type tcpSock struct {
 	// verifiedName is the server name the TLS peer was verified for ("" if not).
 	verifiedName string
 
-	buf  []byte // received and not yet consumed: buf[r:w]
-	r, w int
+	buf    []byte // received and not yet consumed: buf[r:w]
+	r, w   int
+	pooled *[4096]byte // buf's array when it came from sockBufPool
 
 	connectTimeout, sendTimeout, readTimeout time.Duration // 0: the lua_socket_* defaults
 
@@ -45,7 +46,8 @@ type tcpSock struct {
 	reading, writing bool
 }
 
-var sockBufPool = sync.Pool{New: func() any { return make([]byte, 4096) }}
+// sockBufPool holds the default-sized receive buffers of cosockets.
+var sockBufPool = sync.Pool{New: func() any { return new([4096]byte) }}
 
 func (v *vm) installSocket(ngx *glua.LTable) {
 	L := v.L
@@ -162,9 +164,7 @@ func (s *tcpSock) closeConn() {
 }
 
 func (s *tcpSock) dropBuffer() {
-	if s.buf != nil && cap(s.buf) == 4096 {
-		sockBufPool.Put(s.buf[:4096])
-	}
+	s.dropBufferKeep()
 	s.buf, s.r, s.w = nil, 0, 0
 }
 
@@ -399,7 +399,8 @@ func (v *vm) sockSend(L *glua.LState) int {
 func (v *vm) fill(t *thread, s *tcpSock) error {
 	if s.buf == nil {
 		if s.conf.bufferSize == 4096 {
-			s.buf = sockBufPool.Get().([]byte)
+			s.pooled = sockBufPool.Get().(*[4096]byte)
+			s.buf = s.pooled[:]
 		} else {
 			s.buf = make([]byte, s.conf.bufferSize)
 		}
@@ -434,10 +435,11 @@ func (v *vm) fill(t *thread, s *tcpSock) error {
 	return err
 }
 
-// dropBufferKeep recycles the buffer about to be replaced by a larger one.
+// dropBufferKeep recycles the pooled buffer (about to be replaced or dropped).
 func (s *tcpSock) dropBufferKeep() {
-	if cap(s.buf) == 4096 {
-		sockBufPool.Put(s.buf[:4096])
+	if s.pooled != nil {
+		sockBufPool.Put(s.pooled)
+		s.pooled = nil
 	}
 }
 

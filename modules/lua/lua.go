@@ -47,8 +47,6 @@ const (
 	numHandlers
 )
 
-var handlerPhase = [numHandlers]phase{phaseRewrite, phaseAccess, phaseContent, phaseHeaderFilter, phaseBodyFilter, phaseLog}
-
 // sockConf is the lua_socket_* settings, the defaults of cosockets.
 type sockConf struct {
 	connectTimeout   time.Duration

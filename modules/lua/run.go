@@ -50,9 +50,6 @@ func (p phase) canOutput() bool {
 	return p == phaseRewrite || p == phaseAccess || p == phaseContent
 }
 
-// hasRequest: the phases that run for a request (not init, init_worker, timers).
-func (p phase) hasRequest() bool { return p <= phaseLog }
-
 type exitKind uint8
 
 const (

@@ -1,7 +1,6 @@
 package lua
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -337,8 +336,6 @@ func apiDisabled(L *glua.LState, name string, p phase) int {
 	L.RaiseError("API disabled in the context of %s", p.directive())
 	return 0
 }
-
-var errNoRequest = errors.New("no request found")
 
 // logf writes to the error log outside of a request.
 func (v *vm) logf(level int, format string, args ...any) {
