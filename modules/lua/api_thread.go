@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 
 	glua "github.com/yuin/gopher-lua"
 )
@@ -58,7 +59,19 @@ func (v *vm) threadSpawn(L *glua.LState) int {
 
 // runLightThread runs a spawned thread to its end, logging its error if it fails.
 func (v *vm) runLightThread(ut *thread, fn *glua.LFunction, args []glua.LValue) {
+	defer func() {
+		// A bug must not take the worker down from a goroutine of our own.
+		if p := recover(); p != nil {
+			v.logf(logAlert, "panic in a Lua light thread: %v\n%s", p, debug.Stack())
+			select {
+			case <-ut.done:
+			default:
+				close(ut.done)
+			}
+		}
+	}()
 	v.lock(ut)
+	defer v.unlockOnPanic(ut)
 	L := ut.L
 	L.Push(fn)
 	for _, a := range args {

@@ -2,6 +2,7 @@ package lua
 
 import (
 	"math"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -119,6 +120,15 @@ func (v *vm) fireTimer(tm *luaTimer, premature bool) {
 	ts.wg.Add(1)
 	ts.mu.Unlock()
 
+	defer func() {
+		if p := recover(); p != nil {
+			v.logf(logAlert, "panic in a Lua timer: %v\n%s", p, debug.Stack())
+			ts.mu.Lock()
+			ts.running--
+			ts.mu.Unlock()
+			ts.wg.Done()
+		}
+	}()
 	ru := v.newRun(nil, phaseTimer, v.main.rootConf)
 	args := make([]glua.LValue, 0, len(tm.args)+1)
 	args = append(args, glua.LBool(premature))
@@ -127,6 +137,7 @@ func (v *vm) fireTimer(tm *luaTimer, premature bool) {
 	if ru.exit == exitError {
 		ru.logErr("entry thread")
 	}
+	ru.free()
 
 	ts.mu.Lock()
 	ts.running--

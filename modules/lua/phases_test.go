@@ -35,6 +35,18 @@ const phasesConf = `
       }
       return = { code = 200, body = "sum=${sum} twice=${twice}\n" }
     }
+    location "= /set_if" {
+      set_by_lua "kind" {
+        code = "return ngx.arg[1] == 'admin' and 'privileged' or 'plain'"
+        args = [arg.user]
+      }
+      if {
+        cond   = [kind, "=", "privileged"]
+        return = { code = 200, body = "welcome, ${arg.user}\n" }
+      }
+      set_by_lua "after" { code = "return 'after if: ' .. ngx.var.kind" }
+      return = { code = 200, body = "${after}\n" }
+    }
     location "= /set_disabled" {
       set_by_lua "x" { code = "ngx.say('no')" }
       return = { code = 200, body = "x=${x}\n" }
@@ -162,6 +174,8 @@ func TestPhases(t *testing.T) {
 		body   string
 	}{
 		{"/set?a=2&b=3", 200, "sum=5 twice=10\n"},
+		{"/set_if?user=admin", 200, "welcome, admin\n"},
+		{"/set_if?user=bob", 200, "after if: plain\n"},
 		{"/rewrite_ok", 200, "rewrite access\n"},
 		{"/rewrite_output", 200, "from rewrite\n"},
 		{"/rewrite_jump", 200, "jumped to /jumped\n"},

@@ -204,6 +204,7 @@ func (v *vm) detach(t *thread, clean bool) {
 func (v *vm) call(ru *run, fn *glua.LFunction, nret int, args ...glua.LValue) []glua.LValue {
 	t := &ru.entry
 	v.lock(t)
+	defer v.unlockOnPanic(t)
 	v.attach(t)
 	L := t.L
 	v.L.G.CurrentThread = L
@@ -235,6 +236,17 @@ func (v *vm) call(ru *run, fn *glua.LFunction, nret int, args ...glua.LValue) []
 	v.closeSockets(ru)
 	v.unlock(t)
 	return rets
+}
+
+// unlockOnPanic keeps a Go panic that escapes the Lua machinery (a bug) from leaving
+// the VM locked for every later request of the worker.
+func (v *vm) unlockOnPanic(t *thread) {
+	if p := recover(); p != nil {
+		if v.cur.Load() == t {
+			v.unlock(t)
+		}
+		panic(p)
+	}
 }
 
 // finishThreads waits for the light threads of a run whose entry thread returned;
