@@ -4,6 +4,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spindle-server/spindle/internal/backends"
 )
@@ -64,6 +65,18 @@ const redisConf = `
         red:set_keepalive(10000, 100)
       LUA
     }
+    location "= /redis_mock" {
+      content_by_lua = <<-LUA
+        local redis = require "nginx.redis"
+        local red = redis:new()
+        red:set_timeout(100)
+        assert(red:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        local res, err = red:get("foo")
+        ngx.say("failed to get: ", err)
+        res, err = red:get("foo")
+        ngx.say("failed to get: ", err)
+      LUA
+    }
     location "= /memc" {
       content_by_lua = <<-LUA
         local memcached = require "nginx.memcached"
@@ -102,11 +115,26 @@ func TestRedis(t *testing.T) {
 	// The pooled connection is reused (getreusedtimes > 0).
 	check(t, s.Get("/redis?port="+port), 200, "reused: 1\n"+body)
 	check(t, s.Get("/redis_pcall?port="+port), 200, "pcall get: true an animal\nthread: PONG\n")
+	noErrors(t, s)
 	r := s.Get("/redis?port=1")
 	if !strings.HasPrefix(r.Body, "failed to connect: connection refused") {
 		t.Errorf("connect to a closed port: %q", r.Body)
 	}
-	noErrors(t, s)
+	checkLog(t, s, "lua tcp socket connect() to 127.0.0.1:1 failed: connection refused")
+}
+
+// As lua-resty-redis's t/mock.t: a reply later than the timeout gives "timeout", and
+// the library closes the connection.
+func TestRedisTimeout(t *testing.T) {
+	srv := startTCP(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		buf := make([]byte, 1024)
+		c.Read(buf)
+		time.Sleep(300 * time.Millisecond)
+		c.Write([]byte("$5\r\nhello\r\n"))
+	})
+	s := serve(t, "", redisConf)
+	check(t, s.Get("/redis_mock?port="+srv.port()), 200, "failed to get: timeout\nfailed to get: closed\n")
+	checkLog(t, s, "lua tcp socket read timed out")
 }
 
 func TestMemcached(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spindle-server/spindle/modules/httpcore"
 	glua "github.com/yuin/gopher-lua"
 )
 
@@ -154,6 +155,18 @@ func (s *tcpSock) timeout(which int) time.Duration {
 	return s.conf.readTimeout
 }
 
+// logErr logs a cosocket error as ngx_lua does with lua_socket_log_errors on.
+func (s *tcpSock) logErr(format string, args ...any) {
+	if !s.conf.logErrors {
+		return
+	}
+	if s.run.r != nil {
+		s.run.r.Logf(httpcore.LogError, format, args...)
+	} else {
+		s.run.v.logf(logErr, format+", context: %s", append(args, s.run.phase.directive())...)
+	}
+}
+
 // closeConn closes the connection and forgets the buffer.
 func (s *tcpSock) closeConn() {
 	if s.conn != nil {
@@ -249,7 +262,13 @@ func (v *vm) sockConnect(L *glua.LState) int {
 	v.blocking(t, func() { conn, err = d.DialContext(ctx, network, addr) })
 	s.writing = false
 	if err != nil {
-		return failure(L, sockErr(err))
+		msg := sockErr(err)
+		if msg == "timeout" {
+			s.logErr("lua tcp socket connect timed out, when connecting to %s", addr)
+		} else {
+			s.logErr("lua tcp socket connect() to %s failed: %s", addr, msg)
+		}
+		return failure(L, msg)
 	}
 	s.conn = conn
 	if sc, ok := conn.(syscall.Conn); ok {
@@ -387,8 +406,14 @@ func (v *vm) sockSend(L *glua.LState) int {
 	s.writing = false
 	if err != nil {
 		// Errors on send are fatal to the connection.
+		msg := sockErr(err)
+		if msg == "timeout" {
+			s.logErr("lua tcp socket write timed out")
+		} else {
+			s.logErr("lua tcp socket send failed: %s", msg)
+		}
 		s.closeConn()
-		return failure(L, sockErr(err))
+		return failure(L, msg)
 	}
 	L.Push(glua.LNumber(n))
 	return 1
@@ -450,7 +475,13 @@ func (s *tcpSock) readFailed(L *glua.LState, err error) int {
 	partial := glua.LString(s.buf[s.r:s.w])
 	s.r = s.w
 	msg := sockErr(err)
-	if msg != "timeout" {
+	switch msg {
+	case "timeout":
+		s.logErr("lua tcp socket read timed out")
+	case "closed":
+		s.closeConn()
+	default:
+		s.logErr("lua tcp socket read failed: %s", msg)
 		s.closeConn()
 	}
 	L.Push(glua.LNil)

@@ -38,6 +38,7 @@ func directives() []httpcore.Directive {
 		httpcore.Directive{Name: "lua_socket_keepalive_timeout", Context: httpcore.CtxAll, Set: timeSetting(func(c *Conf, d time.Duration) { c.sock.keepaliveTimeout = d })},
 		httpcore.Directive{Name: "lua_socket_pool_size", Context: httpcore.CtxAll, Set: intSetting(1, func(c *Conf, n int) { c.sock.poolSize = n })},
 		httpcore.Directive{Name: "lua_socket_buffer_size", Context: httpcore.CtxAll, Set: setBufferSize},
+		httpcore.Directive{Name: "lua_socket_log_errors", Context: httpcore.CtxAll, Set: boolSetting(func(c *Conf, v bool) { c.sock.logErrors = v })},
 		httpcore.Directive{Name: "lua_max_pending_timers", Context: httpcore.CtxHTTP, Set: intSetting(1, func(c *Conf, n int) { c.main.maxPending = n })},
 		httpcore.Directive{Name: "lua_max_running_timers", Context: httpcore.CtxHTTP, Set: intSetting(1, func(c *Conf, n int) { c.main.maxRunning = n })},
 		httpcore.Directive{Name: "lua_regex_cache_max_entries", Context: httpcore.CtxHTTP, Set: intSetting(0, func(c *Conf, n int) { c.main.regexCacheMax = n })},

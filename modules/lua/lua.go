@@ -55,6 +55,7 @@ type sockConf struct {
 	keepaliveTimeout time.Duration
 	poolSize         int
 	bufferSize       int
+	logErrors        bool
 }
 
 // mainConf is the http-level configuration: what runs once per worker.
@@ -90,6 +91,7 @@ var Module = &httpcore.Module{
 				keepaliveTimeout: 60 * time.Second,
 				poolSize:         30,
 				bufferSize:       4096,
+				logErrors:        true,
 			},
 			main: &mainConf{maxPending: 1024, maxRunning: 256, regexCacheMax: 1024},
 		}
