@@ -71,3 +71,5 @@ func initWorker(cfg *httpcore.Config) error {
 }
 
 type testserverResponse = testserver.Response
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
