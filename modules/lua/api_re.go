@@ -202,7 +202,7 @@ func (v *vm) reFind(L *glua.LState) int {
 		return 3
 	}
 	ctx := L.OptTable(4, nil)
-	nth := L.OptInt(5, 0)
+	nth := optInt(L, 5, 0)
 	m := c.matchAt(subject, ctxPos(ctx))
 	if m == nil || nth < 0 || 2*nth+1 >= len(m) || m[2*nth] < 0 {
 		L.Push(glua.LNil)

@@ -81,9 +81,9 @@ func (v *vm) installReq(ngx *glua.LTable) {
 
 func (v *vm) reqSetMethod(L *glua.LState) int {
 	_, r := v.request(L)
-	name, ok := methodName(L.CheckInt(1))
+	name, ok := methodName(checkInt(L, 1))
 	if !ok {
-		L.ArgError(1, "unsupported HTTP method: "+strconv.Itoa(L.CheckInt(1)))
+		L.ArgError(1, "unsupported HTTP method: "+strconv.Itoa(checkInt(L, 1)))
 	}
 	r.SetMethod(name)
 	return 0
@@ -91,7 +91,7 @@ func (v *vm) reqSetMethod(L *glua.LState) int {
 
 func (v *vm) reqGetURIArgs(L *glua.LState) int {
 	_, r := v.request(L)
-	return decodeArgsInto(L, r.Args(), L.OptInt(1, 100), L.OptTable(2, nil))
+	return decodeArgsInto(L, r.Args(), optInt(L, 1, 100), L.OptTable(2, nil))
 }
 
 func (v *vm) reqSetURIArgs(L *glua.LState) int {
@@ -107,7 +107,7 @@ func (v *vm) reqGetPostArgs(L *glua.LState) int {
 		L.RaiseError("request body not read: call ngx.req.read_body() first (or set lua_need_request_body)")
 	}
 	body, _ := r.Body()
-	return decodeArgsInto(L, string(body), L.OptInt(1, 100), nil)
+	return decodeArgsInto(L, string(body), optInt(L, 1, 100), nil)
 }
 
 // decodeArgsInto pushes a table of query arguments: values unescaped, repeated names
@@ -157,7 +157,7 @@ func decodeArgsInto(L *glua.LState, s string, max int, tbl *glua.LTable) int {
 
 func (v *vm) reqGetHeaders(L *glua.LState) int {
 	_, r := v.request(L)
-	max := L.OptInt(1, 100)
+	max := optInt(L, 1, 100)
 	raw := L.OptBool(2, false)
 	tbl := L.CreateTable(0, 8)
 	n := 0
@@ -275,7 +275,7 @@ func (v *vm) reqGetBodyData(L *glua.LState) int {
 		L.Push(glua.LNil)
 		return 1
 	}
-	if max := L.OptInt(1, 0); max > 0 && len(body) > max {
+	if max := optInt(L, 1, 0); max > 0 && len(body) > max {
 		body = body[:max]
 	}
 	L.Push(glua.LString(body))

@@ -110,7 +110,7 @@ func (v *vm) headerNewIndex(L *glua.LState) int {
 
 func (v *vm) respGetHeaders(L *glua.LState) int {
 	_, r := v.request(L)
-	max := L.OptInt(1, 100)
+	max := optInt(L, 1, 100)
 	raw := L.OptBool(2, false)
 	tbl := L.CreateTable(0, r.RespHeader().Len()+2)
 	n := 0

@@ -76,7 +76,7 @@ func (v *vm) installString(ngx *glua.LTable) {
 			return 1
 		},
 		"escape_uri": func(L *glua.LState) int {
-			L.Push(glua.LString(escapeURI(strArg(L, 1), L.OptInt(2, 2))))
+			L.Push(glua.LString(escapeURI(strArg(L, 1), optInt(L, 2, 2))))
 			return 1
 		},
 		"unescape_uri": func(L *glua.LState) int {
@@ -88,7 +88,7 @@ func (v *vm) installString(ngx *glua.LTable) {
 			return 1
 		},
 		"decode_args": func(L *glua.LState) int {
-			return decodeArgsInto(L, L.CheckString(1), L.OptInt(2, 100), nil)
+			return decodeArgsInto(L, L.CheckString(1), optInt(L, 2, 100), nil)
 		},
 		"quote_sql_str": func(L *glua.LState) int {
 			L.Push(glua.LString(quoteSQL(L.CheckString(1))))

@@ -231,6 +231,10 @@ func codeString(attr *hclsyntax.Attribute, src *conf.Source) (string, error) {
 	return conf.String(attr)
 }
 
+// maxCachedFiles bounds the compiled files of *_by_lua_file paths with variables a
+// worker keeps.
+const maxCachedFiles = 1024
+
 // fileCache holds the chunks of *_by_lua_file paths computed per request.
 type fileCache struct {
 	mu sync.Mutex
@@ -290,7 +294,10 @@ func (v *vm) loadFileChunk(path string, cache bool) (*glua.FunctionProto, error)
 		if v.files.m == nil {
 			v.files.m = map[string]*glua.FunctionProto{}
 		}
-		v.files.m[path] = p
+		// Paths come from request variables: bound what they can make a worker keep.
+		if len(v.files.m) < maxCachedFiles {
+			v.files.m[path] = p
+		}
 		v.files.mu.Unlock()
 	}
 	return p, nil

@@ -17,7 +17,7 @@ func (v *vm) installCompat() {
 	L := v.L
 	tbl := L.GetGlobal("table").(*glua.LTable)
 	tnew := L.NewFunction(func(L *glua.LState) int {
-		L.Push(L.CreateTable(L.OptInt(1, 0), L.OptInt(2, 0)))
+		L.Push(L.CreateTable(optInt(L, 1, 0), optInt(L, 2, 0)))
 		return 1
 	})
 	tclear := L.NewFunction(func(L *glua.LState) int {
@@ -239,7 +239,7 @@ func (v *vm) bitLib() *glua.LTable {
 		},
 		"tohex": func(L *glua.LState) int {
 			x := uint32(tobit(L, 1))
-			n := L.OptInt(2, 8)
+			n := optInt(L, 2, 8)
 			digits := "0123456789abcdef"
 			if n < 0 {
 				n = -n

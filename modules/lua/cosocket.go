@@ -226,7 +226,7 @@ func (v *vm) sockConnect(L *glua.LState) int {
 	if path, ok := strings.CutPrefix(host, "unix:"); ok {
 		network, addr, key = "unix", path, host
 	} else {
-		port := L.CheckInt(3)
+		port := checkInt(L, 3)
 		if port < 0 || port > 65535 {
 			return failure(L, "bad port number: "+strconv.Itoa(port))
 		}
@@ -576,7 +576,7 @@ func (v *vm) sockReceive(L *glua.LState) int {
 
 func (v *vm) sockReceiveAny(L *glua.LState) int {
 	t, s := v.checkSock(L)
-	max := L.CheckInt(2)
+	max := checkInt(L, 2)
 	if max <= 0 {
 		L.ArgError(2, "bad max argument")
 	}
@@ -719,7 +719,7 @@ func (v *vm) sockSetKeepalive(L *glua.LState) int {
 	}
 	size := s.poolSize
 	if lv := L.Get(3); lv != glua.LNil {
-		n := L.CheckInt(3)
+		n := checkInt(L, 3)
 		if n <= 0 {
 			L.ArgError(3, "bad pool size argument")
 		}
@@ -776,11 +776,11 @@ func (v *vm) sockSetOption(L *glua.LState) int {
 		}
 	case "sndbuf":
 		if tc != nil {
-			tc.SetWriteBuffer(L.CheckInt(3))
+			tc.SetWriteBuffer(checkInt(L, 3))
 		}
 	case "rcvbuf":
 		if tc != nil {
-			tc.SetReadBuffer(L.CheckInt(3))
+			tc.SetReadBuffer(checkInt(L, 3))
 		}
 	case "reuseaddr":
 	default:

@@ -175,7 +175,7 @@ const sockConf = `
     location "= /keepalive" {
       content_by_lua = <<-LUA
         local sock = ngx.socket.tcp()
-        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        assert(sock:connect("127.0.0.1", ngx.var.arg_port)) -- a numeric string will do
         ngx.say("reused: ", sock:getreusedtimes())
         sock:send("ping\n")
         ngx.say(sock:receive())

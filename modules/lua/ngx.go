@@ -243,7 +243,7 @@ func (v *vm) ngxNewIndex(L *glua.LState) int {
 		if p := t.run.phase; p != phaseRewrite && p != phaseAccess && p != phaseContent && p != phaseHeaderFilter && p != phaseSet {
 			return apiDisabled(L, "ngx.status", p)
 		}
-		n := L.CheckInt(3)
+		n := checkInt(L, 3)
 		if r.HeaderSent() && t.run.phase != phaseHeaderFilter {
 			r.Logf(httpcore.LogError, "attempt to set ngx.status after sending out response headers")
 			return 0
@@ -464,7 +464,7 @@ func (v *vm) ngxExit(L *glua.LState) int {
 	default:
 		return apiDisabled(L, "ngx.exit", ru.phase)
 	}
-	code := L.CheckInt(1)
+	code := checkInt(L, 1)
 	if !(code == ngxOK || code == ngxError || code == ngxDone || code == ngxDeclined || code >= 200 && code < 1000) {
 		L.ArgError(1, fmt.Sprintf("bad status code %d", code))
 	}
@@ -515,7 +515,7 @@ func (v *vm) ngxRedirect(L *glua.LState) int {
 		return apiDisabled(L, "ngx.redirect", ru.phase)
 	}
 	uri := L.CheckString(1)
-	code := L.OptInt(2, 302)
+	code := optInt(L, 2, 302)
 	switch code {
 	case 301, 302, 303, 307, 308:
 	default:
@@ -539,7 +539,7 @@ func (v *vm) ngxRedirect(L *glua.LState) int {
 
 // ngxLog is ngx.log(level, ...).
 func (v *vm) ngxLog(L *glua.LState) int {
-	level := L.CheckInt(1)
+	level := checkInt(L, 1)
 	if level < logStderr || level > logDebug {
 		L.ArgError(1, fmt.Sprintf("bad log level: %d", level))
 	}
@@ -596,4 +596,16 @@ func (v *vm) logArgs(L *glua.LState, level, first int) int {
 		v.cfg.Log().Logf(lvl, "%s", msg)
 	}
 	return 0
+}
+
+// checkInt reads an integer argument; numeric strings count, as with Lua's
+// luaL_checkinteger (gopher-lua's CheckInt refuses them).
+func checkInt(L *glua.LState, n int) int { return int(L.CheckNumber(n)) }
+
+// optInt is checkInt with a default for a missing or nil argument.
+func optInt(L *glua.LState, n, d int) int {
+	if L.Get(n) == glua.LNil {
+		return d
+	}
+	return checkInt(L, n)
 }

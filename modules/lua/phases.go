@@ -14,6 +14,10 @@ import (
 // *_by_lua_file whose file changed or vanished with lua_code_cache off).
 func start(r *httpcore.Request, p phase, c *Conf, ch *chunk) (*vm, *run, *glua.LFunction, bool) {
 	v := vmOf(r.Config())
+	if v == nil {
+		r.Logf(httpcore.LogAlert, "%s: the worker's Lua VM is not running", ch.directive)
+		return nil, nil, nil, false
+	}
 	ru := v.newRun(r, p, c)
 	fn, err := v.chunkFunction(ru, ch)
 	if err != nil {
