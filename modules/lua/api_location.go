@@ -86,15 +86,15 @@ func (v *vm) capture(L *glua.LState, t *thread, specs []captureSpec) int {
 		}
 		subs = append(subs, sr)
 	}
+	// Subrequests inheriting the body run concurrently: read it once first.
+	if inherit {
+		if d := peekData(r); d == nil || !d.bodyRead {
+			v.busy(t, func() { readBody(r) })
+		}
+	}
 	t.inSubreq = true
 	v.blocking(t, func() {
 		defer func() { t.inSubreq = false }()
-		// Subrequests inheriting the body run concurrently: read it once first.
-		if inherit {
-			if d := peekData(r); d == nil || !d.bodyRead {
-				readBody(r)
-			}
-		}
 		httpcore.RunAll(subs)
 	})
 	for _, sr := range subs {

@@ -245,7 +245,7 @@ func (v *vm) reqReadBody(L *glua.LState) int {
 		return 0
 	}
 	status := 0
-	v.blocking(t, func() { status = readBody(r) })
+	v.busy(t, func() { status = readBody(r) })
 	if status != 0 {
 		// As ngx_lua: a body that cannot be read ends the request.
 		t.run.exit, t.run.code = exitStatus, status
@@ -259,7 +259,7 @@ func (v *vm) reqDiscardBody(L *glua.LState) int {
 	if !t.run.phase.canOutput() {
 		return apiDisabled(L, "ngx.req.discard_body", t.run.phase)
 	}
-	v.blocking(t, func() { r.Body() })
+	v.busy(t, func() { r.Body() })
 	return 0
 }
 

@@ -44,6 +44,7 @@ func (v *vm) threadSpawn(L *glua.LState) int {
 	for i := 2; i <= L.GetTop(); i++ {
 		args = append(args, L.Get(i))
 	}
+	t.multiThread()
 	ut := &thread{run: ru, parent: t, started: make(chan struct{}), done: make(chan struct{})}
 	v.attach(ut)
 	ut.self = L.NewUserData()

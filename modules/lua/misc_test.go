@@ -97,6 +97,22 @@ const miscConf = `
         ngx.say("not reached")
       LUA
     }
+    location "= /thread_output" {
+      body_filter_by_lua = "ngx.arg[1] = ngx.arg[1]"
+      content_by_lua = <<-LUA
+        local function writer(name)
+          for i = 1, 30 do
+            ngx.say(name, i)
+            ngx.flush(true)
+            if i % 10 == 0 then ngx.sleep(0.001) end
+          end
+        end
+        local a = ngx.thread.spawn(writer, "a")
+        local b = ngx.thread.spawn(writer, "b")
+        ngx.thread.wait(a)
+        ngx.thread.wait(b)
+      LUA
+    }
     location "= /thread_finish" {
       content_by_lua = <<-LUA
         ngx.thread.spawn(function() ngx.sleep(0.05) ngx.say("thread ends after main") end)
@@ -195,6 +211,16 @@ func TestMisc(t *testing.T) {
 		t.Errorf("ngx.exit from a light thread: %d %q after %v", r.Status, r.Body, time.Since(start))
 	}
 	check(t, s.Get("/thread_finish"), 200, "main returns\nthread ends after main\n")
+	// Light threads writing and flushing at once: every line arrives whole.
+	r = s.Get("/thread_output")
+	lines := strings.Split(strings.TrimSuffix(r.Body, "\n"), "\n")
+	seen := map[string]bool{}
+	for _, l := range lines {
+		seen[l] = true
+	}
+	if len(lines) != 60 || len(seen) != 60 || !seen["a30"] || !seen["b1"] {
+		t.Errorf("interleaved output of two light threads: %q", r.Body)
+	}
 	check(t, s.Get("/re"), 200, "1234 1 234\nh false\nnil hello\nb 4\nnil ab\n8 11 8\n1,22,333\n"+
 		"hell[o] world hell<o> w<o>rld2\na2b4 a$b1\na b\nnil true\nfalse true\n")
 	check(t, s.Get("/strings"), 200, "5d41402abc4b2a76b9719d911017c592 16 20\n"+

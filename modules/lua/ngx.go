@@ -331,9 +331,9 @@ func (v *vm) output(L *glua.LState, newline bool) int {
 	} else {
 		// Header and body filters may run Lua code, and the write may wait for the
 		// client.
-		v.unlock(t)
+		v.unlockVM(t)
 		_, err = r.Write(buf)
-		v.lock(t)
+		v.lockVM(t)
 	}
 	if cap(buf) <= 64<<10 && (v.scratch == nil || cap(v.scratch) < cap(buf)) {
 		v.scratch = buf[:0]
@@ -412,7 +412,7 @@ func (v *vm) ngxFlush(L *glua.LState) int {
 		return apiDisabled(L, "ngx.flush", t.run.phase)
 	}
 	var err error
-	v.blocking(t, func() { err = t.run.r.Flush() })
+	v.busy(t, func() { err = t.run.r.Flush() })
 	return okOrErr(L, err)
 }
 
@@ -430,7 +430,7 @@ func (v *vm) ngxEOF(L *glua.LState) int {
 	}
 	d.eof = true
 	var err error
-	v.blocking(t, func() { err = r.EOF() })
+	v.busy(t, func() { err = r.EOF() })
 	return okOrErr(L, err)
 }
 
@@ -440,7 +440,7 @@ func (v *vm) ngxSendHeaders(L *glua.LState) int {
 		return apiDisabled(L, "ngx.send_headers", t.run.phase)
 	}
 	var err error
-	v.blocking(t, func() { err = t.run.r.SendHeader() })
+	v.busy(t, func() { err = t.run.r.SendHeader() })
 	return okOrErr(L, err)
 }
 

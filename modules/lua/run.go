@@ -64,6 +64,8 @@ const (
 // spawns, the cosockets they create, and how the handler ended.
 type run struct {
 	gen   uint64 // counts reuses of this struct, for sockets kept beyond their run
+	mu    sync.Mutex
+	multi bool // has light threads: its threads take mu (see vm.lock)
 	v     *vm
 	r     *httpcore.Request // nil for init, init_worker and timers
 	phase phase
@@ -137,6 +139,7 @@ var runPool = sync.Pool{New: func() any { return new(run) }}
 func (v *vm) newRun(r *httpcore.Request, p phase, c *Conf) *run {
 	ru := runPool.Get().(*run)
 	ru.gen++
+	ru.multi = false
 	ru.v, ru.r, ru.phase, ru.conf = v, r, p, c
 	ru.exit, ru.code, ru.execURI, ru.execArgs, ru.errMsg, ru.chunkName = exitNone, 0, "", "", "", ""
 	ru.threads, ru.socks, ru.arg, ru.ctx, ru.loaded = nil, nil, nil, nil, nil

@@ -151,8 +151,17 @@ func (v *vm) onExiting() {
 	})
 }
 
-// lock makes t the thread running Lua code in the VM.
+// lock makes t the thread running Lua code in the VM. Threads of a run with light
+// threads also take the run's lock first: they never run at the same time, even
+// while one of them writes the response with the VM unlocked (see busy).
 func (v *vm) lock(t *thread) {
+	if t.run.multi {
+		t.run.mu.Lock()
+	}
+	v.lockVM(t)
+}
+
+func (v *vm) lockVM(t *thread) {
 	v.mu.Lock()
 	v.cur.Store(t)
 	if t.co != nil {
@@ -165,6 +174,13 @@ func (v *vm) lock(t *thread) {
 
 // unlock lets other threads run Lua code while t waits for something.
 func (v *vm) unlock(t *thread) {
+	v.unlockVM(t)
+	if t.run.multi {
+		t.run.mu.Unlock()
+	}
+}
+
+func (v *vm) unlockVM(t *thread) {
 	if t.started != nil && !t.startedSent {
 		// A light thread that waits lets its parent carry on.
 		t.startedSent = true
@@ -186,6 +202,30 @@ func (v *vm) blocking(t *thread, f func()) {
 	}()
 	if t.killed.Load() {
 		panic(v.killErr)
+	}
+}
+
+// busy runs f, which works on the run's request (writing the response, reading the
+// body) and may run Lua filters or block, with the VM unlocked but the other threads
+// of the run kept out: the request is not safe for concurrent use.
+func (v *vm) busy(t *thread, f func()) {
+	v.unlockVM(t)
+	func() {
+		defer v.lockVM(t)
+		f()
+	}()
+	if t.killed.Load() {
+		panic(v.killErr)
+	}
+}
+
+// multiThread makes t's run one with light threads: from now on its threads take the
+// run's lock (t holds the VM, and no other thread of the run exists yet).
+func (t *thread) multiThread() {
+	ru := t.run
+	if !ru.multi {
+		ru.multi = true
+		ru.mu.Lock()
 	}
 }
 
