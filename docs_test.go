@@ -46,12 +46,19 @@ func TestDirectiveReferenceExamplesLoad(t *testing.T) {
 		prefix := t.TempDir()
 		os.MkdirAll(filepath.Join(prefix, "conf"), 0o755)
 		os.MkdirAll(filepath.Join(prefix, "html"), 0o755)
+		// Lua files an example names (content_by_lua_file = "lua/x.lua") exist.
+		for _, m := range luaFile.FindAllStringSubmatch(src, -1) {
+			os.MkdirAll(filepath.Join(prefix, filepath.Dir(m[1])), 0o755)
+			os.WriteFile(filepath.Join(prefix, m[1]), []byte("local example = true\n"), 0o644)
+		}
 		os.WriteFile(filepath.Join(prefix, "conf/spindle.hcl"), []byte(config), 0o644)
 		if _, _, err := master.Load(prefix, filepath.Join(prefix, "conf/spindle.hcl")); err != nil {
 			t.Errorf("example %d (%s) does not load:\n%s\n%v", i, ctx, src, err)
 		}
 	}
 }
+
+var luaFile = regexp.MustCompile(`"(lua/[\w./-]+\.lua)"`)
 
 // Every directive of every module is documented with a heading of its own.
 func TestEveryDirectiveDocumented(t *testing.T) {

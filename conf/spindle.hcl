@@ -16,6 +16,12 @@ http {
       return = { code = 200, body = "hello world\n" }
     }
 
+    location "= /lua" {
+      content_by_lua = <<-LUA
+        ngx.say("Hello, ", ngx.var.arg_who or "Lua", "!")
+      LUA
+    }
+
     location "/" {
       root  = "html"
       index = ["index.html"]

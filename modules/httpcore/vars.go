@@ -182,11 +182,14 @@ func (r *Request) Var(name string) (string, bool) {
 		v, _ := r.UserVar(i)
 		return v, true
 	}
-	if n, err := strconv.Atoi(name); err == nil {
-		if n < len(r.caps) {
-			return r.caps[n], true
+	// Only digits can name a capture; Atoi's error for anything else allocates.
+	if name != "" && name[0] >= '0' && name[0] <= '9' {
+		if n, err := strconv.Atoi(name); err == nil {
+			if n < len(r.caps) {
+				return r.caps[n], true
+			}
+			return "", false
 		}
-		return "", false
 	}
 	for _, sep := range []byte{'.', '_'} {
 		if i := strings.IndexByte(name, sep); i > 0 {

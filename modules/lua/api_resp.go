@@ -1,0 +1,155 @@
+package lua
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/spindle-server/spindle/modules/httpcore"
+	glua "github.com/yuin/gopher-lua"
+)
+
+// installResp adds ngx.header (response headers: read, write, multi-value) and
+// ngx.resp.get_headers.
+func (v *vm) installResp(ngx *glua.LTable) {
+	L := v.L
+	hdr := L.NewTable()
+	meta := L.NewTable()
+	meta.RawSetString("__index", L.NewFunction(v.headerIndex))
+	meta.RawSetString("__newindex", L.NewFunction(v.headerNewIndex))
+	hdr.Metatable = meta
+	ngx.RawSetString("header", hdr)
+
+	resp := L.NewTable()
+	setFuncs(L, resp, map[string]glua.LGFunction{"get_headers": v.respGetHeaders})
+	ngx.RawSetString("resp", resp)
+}
+
+// headerName maps ngx.header.content_type to Content-Type, as ngx_lua with
+// lua_transform_underscores_in_response_headers on (its default).
+func headerName(k string) string { return strings.ReplaceAll(k, "_", "-") }
+
+func (v *vm) headerIndex(L *glua.LState) int {
+	_, r := v.request(L)
+	name := headerName(L.CheckString(2))
+	if strings.EqualFold(name, "Content-Length") {
+		if n := r.ContentLength(); n >= 0 {
+			L.Push(glua.LString(strconv.FormatInt(n, 10)))
+		} else {
+			L.Push(glua.LNil)
+		}
+		return 1
+	}
+	vals := r.RespHeader().Values(name)
+	switch len(vals) {
+	case 0:
+		L.Push(glua.LNil)
+	case 1:
+		L.Push(glua.LString(vals[0]))
+	default:
+		arr := L.CreateTable(len(vals), 0)
+		for _, s := range vals {
+			arr.Append(glua.LString(s))
+		}
+		L.Push(arr)
+	}
+	return 1
+}
+
+func (v *vm) headerNewIndex(L *glua.LState) int {
+	t, r := v.request(L)
+	p := t.run.phase
+	switch p {
+	case phaseRewrite, phaseAccess, phaseContent, phaseHeaderFilter, phaseBodyFilter, phaseSet:
+	default:
+		return apiDisabled(L, "ngx.header", p)
+	}
+	name := headerName(L.CheckString(2))
+	if r.HeaderSent() && p != phaseHeaderFilter {
+		r.Logf(httpcore.LogError, "attempt to set ngx.header.HEADER after sending out response headers")
+		return 0
+	}
+	var vals []string
+	switch x := L.Get(3).(type) {
+	case *glua.LNilType:
+	case *glua.LTable:
+		for i := 1; i <= x.MaxN(); i++ {
+			vals = append(vals, L.ToStringMeta(x.RawGetInt(i)).String())
+		}
+	case glua.LString:
+		vals = []string{string(x)}
+	case glua.LNumber:
+		vals = []string{string(appendNumber(nil, float64(x)))}
+	case glua.LBool:
+		vals = []string{strconv.FormatBool(bool(x))}
+	default:
+		L.ArgError(3, "string, number, table or nil expected")
+	}
+	for _, s := range vals {
+		if strings.ContainsAny(s, "\r\n") {
+			L.RaiseError("invalid header value %q: CR and LF are not allowed", s)
+		}
+	}
+	if strings.EqualFold(name, "Content-Length") {
+		n := int64(-1)
+		if len(vals) > 0 {
+			var err error
+			if n, err = strconv.ParseInt(vals[len(vals)-1], 10, 64); err != nil || n < 0 {
+				L.RaiseError("invalid Content-Length %q", vals[len(vals)-1])
+			}
+		}
+		r.SetContentLength(n)
+		return 0
+	}
+	h := r.RespHeader()
+	h.Del(name)
+	for _, s := range vals {
+		h.Add(name, s)
+	}
+	return 0
+}
+
+func (v *vm) respGetHeaders(L *glua.LState) int {
+	_, r := v.request(L)
+	max := optInt(L, 1, 100)
+	raw := L.OptBool(2, false)
+	tbl := L.CreateTable(0, r.RespHeader().Len()+2)
+	n := 0
+	truncated := false
+	add := func(k, val string) {
+		if max > 0 && n >= max {
+			truncated = true
+			return
+		}
+		n++
+		if !raw {
+			k = strings.ToLower(k)
+		}
+		key := glua.LString(k)
+		switch prev := tbl.RawGet(key).(type) {
+		case *glua.LNilType:
+			tbl.RawSet(key, glua.LString(val))
+		case *glua.LTable:
+			prev.Append(glua.LString(val))
+		default:
+			arr := L.CreateTable(2, 0)
+			arr.Append(prev)
+			arr.Append(glua.LString(val))
+			tbl.RawSet(key, arr)
+		}
+	}
+	for _, f := range r.RespHeader().Fields() {
+		add(f.Key, f.Value)
+	}
+	if cl := r.ContentLength(); cl >= 0 {
+		add("Content-Length", strconv.FormatInt(cl, 10))
+	}
+	if !raw {
+		tbl.Metatable = v.hdrsMeta
+	}
+	L.Push(tbl)
+	if truncated {
+		L.Push(glua.LString("truncated"))
+		return 2
+	}
+	return 1
+}
