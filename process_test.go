@@ -513,3 +513,16 @@ func TestReloadChangesWorkerCount(t *testing.T) {
 		t.Errorf("retired sockets not closed:\n%s", inst.ErrorLog())
 	}
 }
+
+// A second spindle (or any program) on the same port is refused, though every socket
+// spindle opens has SO_REUSEPORT.
+func TestPortInUse(t *testing.T) {
+	inst := e2e.Start(t, helloConf(1, "first"), nil)
+	out, code := e2e.StartFailing(t, strings.ReplaceAll(helloConf(1, "second"), "{{PORT}}", strconv.Itoa(inst.Port)))
+	if code != 1 || !strings.Contains(out, "address already in use") {
+		t.Fatalf("second instance on the same port: exit %d, %q", code, out)
+	}
+	if _, body, _ := inst.Get("/hello"); body != "first\n" {
+		t.Errorf("first instance answers %q", body)
+	}
+}

@@ -1,6 +1,8 @@
 package master
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -69,7 +71,15 @@ func (ss *sockets) get(addr string, slot, backlog int) (*socket, error) {
 		}
 	}
 	if s.fd < 0 {
-		fd, err := listenReusePort(addr, backlog, ss.samePortAs(addr))
+		port := ss.samePortAs(addr)
+		if port == 0 {
+			// SO_REUSEPORT would let this socket join a port another program (or
+			// another spindle) listens on, and share its traffic. A plain bind tells.
+			if err := probeBind(addr); err != nil {
+				return nil, err
+			}
+		}
+		fd, err := listenReusePort(addr, backlog, port)
 		if err != nil {
 			return nil, err
 		}
@@ -185,6 +195,31 @@ func listenReusePort(addr string, backlog, port int) (int, error) {
 		return -1, fmt.Errorf("listen() to %s failed: %w", addr, err)
 	}
 	return fd, nil
+}
+
+// probeBind binds addr without SO_REUSEPORT and lets it go: it fails with "address
+// already in use" when something else listens there.
+func probeBind(addr string) error {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if portStr == "0" {
+		return nil
+	}
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", net.JoinHostPort(host, portStr))
+	if err != nil {
+		return fmt.Errorf("bind() to %s failed: %w", addr, unwrapSyscall(err))
+	}
+	return ln.Close()
+}
+
+func unwrapSyscall(err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return err
 }
 
 // rawDup duplicates the descriptor of f without calling f.Fd (which would switch the

@@ -151,6 +151,11 @@ LOC[redis_fast]='location "= /redis_fast" {
       content_by_lua = "ngx.say(spindle.redis(\"redis_pool\"):get(\"foo\"))"
     }'
 LOC[redis_short]='location "= /redis_short" {
+      redis_pass  = "redis_short"
+      redis_query = ["get", "foo"]
+      redis_reply = "value"
+    }'
+LOC[redis_short_lua]='location "= /redis_short_lua" {
       content_by_lua = <<-LUA
         local redis = require "nginx.redis"
         local red = redis:new(); red:set_timeout(1000)
@@ -172,6 +177,11 @@ UPSTREAMS="  upstream \"redis_pool\" {
     type      = \"redis\"
     servers   = [\"127.0.0.1:$REDISPORT\"]
     keepalive = 512
+  }
+  upstream \"redis_short\" {
+    type      = \"redis\"
+    servers   = [\"127.0.0.1:$REDISPORT\"]
+    keepalive = 0
   }
   upstream \"memc_pool\" {
     type      = \"memcached\"
@@ -232,7 +242,7 @@ PY
 SUPPORTED=()
 detect_workloads() {
   mkdir -p "$WORK/spindle/conf" "$WORK/spindle/html"
-  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short memc proxy; do
+  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short redis_short_lua memc proxy; do
     local loc=${LOC[$w]//REDISPORT/$REDISPORT}
     spindle_conf 1 "${LOC[moon]}" "${LOC[earth]}" "$loc" > "$WORK/spindle/conf/probe.hcl"
     if usable_conf "$WORK/spindle/conf/probe.hcl"; then
@@ -282,15 +292,16 @@ throughput() {
     "redis_lua /redis_lua /redis - 0.8"
     "redis_fast /redis_fast /redis - 1.5"
     "redis_short /redis_short /redis_short - 1.0"
+    "redis_short_lua /redis_short_lua /redis_short - -"
     "memc /memc /memc - 1.2"
     "proxy /proxy /proxy - -"
   )
-  printf '\n%-12s %12s %12s %7s %7s\n' workload spindle nginx ratio target
+  printf '\n%-16s %10s %10s %7s %7s\n' workload spindle nginx ratio target
   for row in "${rows[@]}"; do
     read -r name spath npath hdr target <<<"$row"
     local base=${name%_close}
     if [[ ! " ${SUPPORTED[*]} " == *" $base "* ]]; then
-      printf '%-12s %12s\n' "$name" "skipped (module not built)"
+      printf '%-16s %10s\n' "$name" "skipped (module not built)"
       continue
     fi
     [ "$hdr" = - ] && hdr="" || hdr=${hdr/:/: }
@@ -301,7 +312,7 @@ throughput() {
     done
     local sm nm
     sm=$(median "${s[@]}"); nm=$(median "${n[@]}")
-    printf '%-12s %12.0f %12.0f %7.3f %7s   (spindle %s; nginx %s)\n' "$name" "$sm" "$nm" "$(echo "scale=3; $sm/$nm" | bc)" "$target" "${s[*]}" "${n[*]}"
+    printf '%-16s %10.0f %10.0f %7.3f %7s   (spindle %s; nginx %s)\n' "$name" "$sm" "$nm" "$(echo "scale=3; $sm/$nm" | bc)" "$target" "${s[*]}" "${n[*]}"
   done
   if [[ " ${SUPPORTED[*]} " == *" redis "* ]]; then
     echo "redis connected_clients after the runs: $(redis-cli -p "$REDISPORT" info clients | awk -F: '/connected_clients/ {print $2}')"
