@@ -213,11 +213,15 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 		if c == nil {
 			return
 		}
-		if c.owner.Load() == ownerLoop {
-			c.runLoop()
-		} else {
+		if c.owner.Load() != ownerLoop {
 			c.lt.notify()
+			return
 		}
+		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+			return // room to write: nothing waits for it while the loop holds the socket
+		}
+		c.lt.drained = false
+		c.runLoop()
 	}
 }
 
@@ -248,6 +252,7 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 		c.owner.Store(ownerLoop)
 		// Readiness that came while a goroutine had the connection went to that
 		// goroutine: look again now.
+		c.lt.drained = false
 		c.runLoop()
 		if l.leader.Load() != me {
 			// Still ours to finish: the new leader takes the rest.
@@ -442,6 +447,10 @@ type loopTransport struct {
 	sa       unix.Sockaddr
 	ln       *loopListener
 	ready    chan struct{} // readiness, for the goroutine that has the connection
+	// drained: the last read got less than it asked for, so the socket had nothing
+	// more; with edge-triggered epoll, more data brings a new event. Until then a read
+	// for a request head would only return EAGAIN: nginx skips it, and so does the loop.
+	drained bool
 	deadline int64         // when the current read wait ends (unix nanoseconds, coarse)
 	rtimeout time.Duration
 	wtimeout time.Duration
@@ -494,10 +503,14 @@ func (t *loopTransport) waitReady(d time.Duration) error {
 }
 
 func (t *loopTransport) Read(p []byte) (int, error) {
+	if t.drained && t.c.readingHead {
+		return 0, errWouldBlock
+	}
 	for {
 		n, err := rawRead(uintptr(t.fd), p)
 		switch {
 		case err == nil && n > 0:
+			t.drained = n < len(p)
 			return n, nil
 		case err == nil:
 			if len(p) == 0 {
@@ -506,6 +519,7 @@ func (t *loopTransport) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		case err == syscall.EINTR:
 		case err == syscall.EAGAIN:
+			t.drained = true
 			if t.c.readingHead {
 				// Between requests, and while a head trickles in, the loop holds the
 				// connection: it comes back when more arrives.
