@@ -80,7 +80,9 @@ REDISPORT=$(free_port)
 MEMCPORT=$(free_port)
 taskset -c 1 redis-server --port "$REDISPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >/dev/null 2>&1 &
 PIDS+=($!)
-taskset -c 1 memcached -l 127.0.0.1 -p "$MEMCPORT" -U 0 -t 1 -c 4096 >/dev/null 2>&1 &
+MEMCUSER=()
+[ "$(id -u)" = 0 ] && MEMCUSER=(-u root) # memcached refuses root unless told whom to run as
+taskset -c 1 memcached -l 127.0.0.1 -p "$MEMCPORT" -U 0 -t 1 -c 4096 "${MEMCUSER[@]}" >/dev/null 2>&1 &
 PIDS+=($!)
 UPPORT=$(free_port)
 mkdir -p "$WORK/upstream"

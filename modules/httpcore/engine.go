@@ -406,42 +406,56 @@ func (c *conn) serve() {
 }
 
 // runLoop runs a connection for the event loop's leader: the requests it has, inline,
-// until it needs more input (it stays with the loop) or closes. A request that has to
-// wait turns the calling goroutine into that connection's own (leaveLoop); when it is
-// done the connection goes back to the loop.
+// until it needs more input (it stays with the loop) or closes. A request that will
+// wait goes to a coroutine of its own (dispatch); one that turns out to wait on the
+// way makes the calling goroutine that connection's own (leaveLoop). Either way the
+// connection goes back to the loop when it is idle again.
 func (c *conn) runLoop() {
 	c.inLoop = true
 	c.acquireState()
+	dispatched := false
 	defer func() {
-		if p := recover(); p != nil {
-			c.e.cfg.log.Alertf("*%d panic while serving a request: %v\n%s", c.id, p, stack())
-			c.abort = true
-			c.t.close()
+		p := recover()
+		if !dispatched {
+			c.leaveAfterRun(p)
+		} else if p != nil {
+			panic(p)
 		}
-		if c.closing {
-			return // handed back or destroyed
-		}
-		if c.hijacked {
-			// The hijacker has a duplicate of the socket: the loop lets go of its own.
-			c.releaseState()
-			if c.inLoop {
-				c.inLoop = false
-				c.lt.l.forget(c)
-			} else {
-				c.lt.l.handBack(c)
-			}
-			return
-		}
-		if c.br != nil && c.br.Buffered() == 0 && c.bw.Buffered() == 0 {
-			c.releaseState()
-		}
+	}()
+	dispatched = c.run()
+}
+
+// leaveAfterRun ends a stretch of running c, in the loop's leader or in c's own
+// coroutine: the connection stays with the loop or goes back to it. p is what the
+// stretch panicked with, if it did: the connection is closed, the worker goes on.
+func (c *conn) leaveAfterRun(p any) {
+	if p != nil {
+		c.e.cfg.log.Alertf("*%d panic while serving a request: %v\n%s", c.id, p, stack())
+		c.abort = true
+		c.t.close()
+	}
+	if c.closing {
+		return // handed back or destroyed
+	}
+	if c.hijacked {
+		// The hijacker has a duplicate of the socket: the loop lets go of its own.
+		c.releaseState()
 		if c.inLoop {
 			c.inLoop = false
-			return
+			c.lt.l.forget(c)
+		} else {
+			c.lt.l.handBack(c)
 		}
-		c.lt.l.handBack(c)
-	}()
-	c.run()
+		return
+	}
+	if c.br != nil && c.br.Buffered() == 0 && c.bw.Buffered() == 0 {
+		c.releaseState()
+	}
+	if c.inLoop {
+		c.inLoop = false
+		return
+	}
+	c.lt.l.handBack(c)
 }
 
 // leaveLoop makes the goroutine running c, the loop's leader, c's own: the loop goes
@@ -466,39 +480,71 @@ const (
 )
 
 // run serves requests until the connection closes, or (event loop connections) until
-// it waits for more of a request head.
-func (c *conn) run() {
+// it waits for more of a request head or goes to a coroutine of its own: then it
+// reports true, and the caller must not touch c any more.
+func (c *conn) run() (dispatched bool) {
 	core := CoreConfOf(c.as.def.root)
 	for {
 		switch c.readHead(core) {
 		case headWait, headDone:
-			return
+			return false
 		case headClosed:
 			c.t.close()
-			return
+			return false
 		}
-		c.handle()
-		if c.hijacked {
-			return
+		ok := c.prepare()
+		if c.inLoop && ok && c.mayBlock() {
+			c.dispatch(ok)
+			return true
 		}
-		if c.abort {
-			c.t.close()
-			return
-		}
-		// Whether to close was decided with the response header (Connection: close when
-		// draining); a response that promised keep-alive gets its next request served.
-		if c.closeAfter {
-			c.bw.Flush()
-			c.close()
-			return
-		}
-		if c.br.Buffered() == 0 {
-			if err := c.bw.Flush(); err != nil {
-				c.t.close()
-				return
-			}
+		c.process(ok)
+		if !c.afterRequest() {
+			return false
 		}
 	}
+}
+
+// afterRequest finishes a request's connection business: it reports false when the
+// connection is closed or taken.
+func (c *conn) afterRequest() bool {
+	if c.hijacked {
+		return false
+	}
+	if c.abort {
+		c.t.close()
+		return false
+	}
+	// Whether to close was decided with the response header (Connection: close when
+	// draining); a response that promised keep-alive gets its next request served.
+	if c.closeAfter {
+		c.bw.Flush()
+		c.close()
+		return false
+	}
+	if c.br.Buffered() == 0 {
+		if err := c.bw.Flush(); err != nil {
+			c.t.close()
+			return false
+		}
+	}
+	return true
+}
+
+// dispatch gives a request that will wait, and its connection, to a coroutine of its
+// own; the loop's leader goes on with other connections.
+func (c *conn) dispatch(ok bool) {
+	c.inLoop = false
+	if c.lt.ready == nil {
+		c.lt.ready = make(chan struct{}, 1)
+	}
+	c.owner.Store(ownerGoroutine)
+	workers.Go(func() {
+		defer func() { c.leaveAfterRun(recover()) }()
+		c.process(ok)
+		if c.afterRequest() {
+			c.run()
+		}
+	})
 }
 
 // close ends a connection after a response. When spindle, not the client, decided to

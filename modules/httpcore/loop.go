@@ -48,6 +48,12 @@ type eventLoop struct {
 	lastScan time.Time
 
 	leader atomic.Pointer[leaderToken]
+	leadFn func() // l.lead, made once: abdications happen per request
+
+	// waiting: the leader is about to park or parked; woken: it was woken since. A
+	// goroutine handing a connection back wakes the leader only when it must, once.
+	waiting atomic.Bool
+	woken   atomic.Bool
 
 	// Shared with other goroutines, under mu.
 	mu       sync.Mutex
@@ -115,7 +121,8 @@ func newEventLoop(e *Engine) (*eventLoop, error) {
 		expireCh: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	workers.Go(l.lead)
+	l.leadFn = l.lead
+	workers.Go(l.leadFn)
 	return l, nil
 }
 
@@ -166,12 +173,7 @@ func (l *eventLoop) lead() {
 // it is about to wait on behalf of one connection.
 func (l *eventLoop) abdicate() {
 	l.leader.Store(nil)
-	// The new leader must not miss what this one was in the middle of: the edge of a
-	// listening socket with more connections waiting was consumed already.
-	l.mu.Lock()
-	l.reaccept = true
-	l.mu.Unlock()
-	workers.Go(l.lead)
+	workers.Go(l.leadFn)
 }
 
 // wait parks until the epoll set has events (or the next sweep is due) and fetches them.
@@ -182,10 +184,27 @@ func (l *eventLoop) wait() int {
 		l.epFile.SetReadDeadline(l.waitDL)
 	}
 	l.epRC.Read(func(fd uintptr) bool {
+		l.waiting.Store(true)
+		if l.pending() {
+			l.waiting.Store(false)
+			return true
+		}
 		n = epollWait(l.epfd, l.events)
-		return n > 0
+		if n > 0 {
+			l.waiting.Store(false)
+			return true
+		}
+		return false
 	})
+	l.waiting.Store(false)
 	return n
+}
+
+// pending reports work handed over by other goroutines.
+func (l *eventLoop) pending() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.back) > 0 || len(l.adds) > 0 || l.reaccept || l.drainReq && !l.draining || l.expired
 }
 
 func epollWait(epfd int, events []unix.EpollEvent) int {
@@ -206,6 +225,7 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 	case int(fd) == l.evfd:
 		var buf [8]byte
 		unix.Read(l.evfd, buf[:])
+		l.woken.Store(false)
 	case l.lns[fd] != nil:
 		l.accept(l.lns[fd], me)
 	default:
@@ -214,6 +234,7 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 			return
 		}
 		if c.owner.Load() != ownerLoop {
+			c.lt.missed = true
 			c.lt.notify()
 			return
 		}
@@ -251,7 +272,11 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 		}
 		c.owner.Store(ownerLoop)
 		// Readiness that came while a goroutine had the connection went to that
-		// goroutine: look again now.
+		// goroutine: unless it read the socket dry since, look again now.
+		if !c.lt.missed && c.lt.drained && (c.br == nil || c.br.Buffered() == 0) {
+			continue
+		}
+		c.lt.missed = false
 		c.lt.drained = false
 		c.runLoop()
 		if l.leader.Load() != me {
@@ -379,7 +404,12 @@ func (l *eventLoop) accept(ln *loopListener, me *leaderToken) {
 		// The request often arrives with the connection: try it now.
 		c.runLoop()
 		if l.leader.Load() != me {
-			return // the goroutine that took the loop accepts the rest
+			// The edge of this listening socket was consumed: the goroutine that took
+			// the loop must look at it again.
+			l.mu.Lock()
+			l.reaccept = true
+			l.mu.Unlock()
+			return
 		}
 	}
 }
@@ -436,22 +466,28 @@ func (l *eventLoop) handBack(c *conn) {
 	l.mu.Lock()
 	l.back = append(l.back, c)
 	l.mu.Unlock()
-	l.wake()
+	// The leader looks at the list before it parks (after announcing it in waiting):
+	// a wake is needed only if it may have parked, and one is enough.
+	if l.waiting.Load() && l.woken.CompareAndSwap(false, true) {
+		l.wake()
+	}
 }
 
 // loopTransport is a socket owned by the event loop.
 type loopTransport struct {
-	c        *conn
-	l        *eventLoop
-	fd       int
-	sa       unix.Sockaddr
-	ln       *loopListener
-	ready    chan struct{} // readiness, for the goroutine that has the connection
+	c     *conn
+	l     *eventLoop
+	fd    int
+	sa    unix.Sockaddr
+	ln    *loopListener
+	ready chan struct{} // readiness, for the goroutine that has the connection
 	// drained: the last read got less than it asked for, so the socket had nothing
 	// more; with edge-triggered epoll, more data brings a new event. Until then a read
 	// for a request head would only return EAGAIN: nginx skips it, and so does the loop.
 	drained bool
-	deadline int64         // when the current read wait ends (unix nanoseconds, coarse)
+	// missed: readiness came while a goroutine had the connection (leader only).
+	missed   bool
+	deadline int64 // when the current read wait ends (unix nanoseconds, coarse)
 	rtimeout time.Duration
 	wtimeout time.Duration
 	raddr    string

@@ -11,14 +11,14 @@ import (
 	"github.com/spindle-server/spindle/internal/version"
 )
 
-// handle serves one request read by readHead.
-func (c *conn) handle() {
+// prepare starts one request read by readHead: the request line, the server, the
+// connection settings. It reports false for a malformed request target.
+func (c *conn) prepare() bool {
 	e := c.e
 	c.requests++
 	e.requests.Add(1)
 	c.state.Store(stateActive)
 	e.writing.Add(1)
-	defer e.writing.Add(-1)
 
 	r := c.req
 	r.reset()
@@ -56,14 +56,37 @@ func (c *conn) handle() {
 	if r.body.length != 0 && !r.http10 && strings.EqualFold(string(c.hdr.Peek("Expect")), "100-continue") {
 		r.body.expect = true
 	}
-
 	uri, ok := NormalizePath(path)
 	if !ok {
 		r.uri = string(path)
+		return false
+	}
+	r.uri = uri
+	return true
+}
+
+// mayBlock predicts whether the prepared request will wait for something other than
+// its client, from the location its URI selects: such a request goes to a coroutine
+// of its own before it starts, and the event loop does not stop for it. (A request
+// that turns out to wait anyway, after a redirect, leaves the loop then.)
+func (c *conn) mayBlock() bool {
+	r := c.req
+	if r.Server.root.mayBlock {
+		return true
+	}
+	loc, _ := r.Server.FindLocation(r.uri)
+	return loc != nil && loc.mayBlock
+}
+
+// process runs a prepared request to its end (ok: the target was well formed).
+func (c *conn) process(ok bool) {
+	e := c.e
+	defer e.writing.Add(-1)
+	r := c.req
+	if !ok {
 		r.keepalive = false
 		r.finalize(400)
 	} else {
-		r.uri = uri
 		r.runPhases()
 		if !r.finished {
 			r.finalize(r.errStatus)
