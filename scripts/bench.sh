@@ -246,7 +246,9 @@ detect_workloads() {
   mkdir -p "$WORK/spindle/conf" "$WORK/spindle/html"
   for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short redis_short_lua memc proxy; do
     local loc=${LOC[$w]//REDISPORT/$REDISPORT}
-    spindle_conf 1 "${LOC[moon]}" "${LOC[earth]}" "$loc" > "$WORK/spindle/conf/probe.hcl"
+    local helpers=("${LOC[moon]}" "${LOC[earth]}")
+    [ "$w" = moon ] || [ "$w" = earth ] && helpers=()
+    spindle_conf 1 "${helpers[@]}" "$loc" > "$WORK/spindle/conf/probe.hcl"
     if usable_conf "$WORK/spindle/conf/probe.hcl"; then
       SUPPORTED+=("$w")
     fi
@@ -307,6 +309,16 @@ throughput() {
       continue
     fi
     [ "$hdr" = - ] && hdr="" || hdr=${hdr/:/: }
+    # A workload whose location loads but fails at run time (a module not built yet
+    # behind it) is skipped too.
+    start_spindle 1
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SPINDLEPORT$spath")
+    stop_spindle
+    if [ "$code" != 200 ]; then
+      printf '%-16s %10s\n' "$name" "skipped (answers $code)"
+      continue
+    fi
     local s=() n=()
     for _ in $(seq "$ROUNDS"); do
       start_spindle 1; s+=("$(wrk_rps "http://127.0.0.1:$SPINDLEPORT$spath" "$hdr")"); stop_spindle
