@@ -40,6 +40,7 @@ install_deps() {
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v memcached >/dev/null || need+=(memcached)
   command -v bc >/dev/null || need+=(bc)
+  command -v curl >/dev/null || need+=(curl)
   if [ ${#need[@]} -gt 0 ]; then
     echo "bench: installing ${need[*]}" >&2
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
