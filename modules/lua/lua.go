@@ -116,19 +116,22 @@ func mainConfOf(cfg *httpcore.Config) *mainConf {
 func install(l *httpcore.Location) error {
 	c := httpcore.LocConf[Conf](l, Module)
 	if ch := c.chunks[hRewrite]; ch != nil {
-		l.AddHandler(httpcore.PhaseRewrite, httpcore.OrderScript, func(r *httpcore.Request) httpcore.Action {
+		// Lua handlers start inline in the event loop, as ngx_lua's run in nginx's:
+		// the first call that waits (vm.blocking, light threads) takes the request off
+		// the loop.
+		l.AddInlineHandler(httpcore.PhaseRewrite, httpcore.OrderScript, func(r *httpcore.Request) httpcore.Action {
 			return runRewrite(r, c, ch)
 		})
 	}
 	if ch := c.chunks[hAccess]; ch != nil {
-		l.AddHandler(httpcore.PhaseAccess, httpcore.OrderScript, func(r *httpcore.Request) httpcore.Action {
+		l.AddInlineHandler(httpcore.PhaseAccess, httpcore.OrderScript, func(r *httpcore.Request) httpcore.Action {
 			return runAccess(r, c, ch)
 		})
 	}
 	// content_by_lua belongs to its location and that location's if blocks, not to
 	// nested locations.
 	if ch := c.chunks[hContent]; ch != nil && (c.contentLoc == l || l.Context() == httpcore.CtxIf && c.contentLoc == l.Parent) {
-		if err := l.SetContent("lua", func(r *httpcore.Request) httpcore.Action {
+		if err := l.SetContentInline("lua", func(r *httpcore.Request) httpcore.Action {
 			return runContent(r, c, ch)
 		}); err != nil {
 			return err
@@ -146,7 +149,7 @@ func install(l *httpcore.Location) error {
 	}
 	if ch := c.chunks[hLog]; ch != nil {
 		// Before the access log, as ngx_lua's log_by_lua.
-		l.AddHandler(httpcore.PhaseLog, httpcore.OrderLog, func(r *httpcore.Request) httpcore.Action {
+		l.AddInlineHandler(httpcore.PhaseLog, httpcore.OrderLog, func(r *httpcore.Request) httpcore.Action {
 			runLog(r, c, ch)
 			return httpcore.Continue
 		})

@@ -195,6 +195,10 @@ func (v *vm) unlockVM(t *thread) {
 // blocking runs f, which may block, with the VM unlocked, and raises in t's Lua code
 // if t was killed meanwhile.
 func (v *vm) blocking(t *thread, f func()) {
+	if r := t.run.r; r != nil {
+		// A request running inline in the event loop leaves it before it waits.
+		r.Blocking()
+	}
 	v.unlock(t)
 	func() {
 		defer v.lock(t)
@@ -223,6 +227,11 @@ func (v *vm) busy(t *thread, f func()) {
 // run's lock (t holds the VM, and no other thread of the run exists yet).
 func (t *thread) multiThread() {
 	ru := t.run
+	if ru.r != nil {
+		// Light threads are coroutines of their own: the request cannot stay inline in
+		// the event loop.
+		ru.r.Blocking()
+	}
 	if !ru.multi {
 		ru.multi = true
 		ru.mu.Lock()
