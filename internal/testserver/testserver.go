@@ -180,7 +180,8 @@ func (s *Server) Do(method, path, body string, headers ...string) *Response {
 	}
 	req, err := http.NewRequest(method, s.URL(path), rd)
 	if err != nil {
-		s.t.Fatal(err)
+		s.t.Errorf("%s %s: %v", method, path, err)
+		return &Response{Header: http.Header{}}
 	}
 	for _, h := range headers {
 		k, v, _ := strings.Cut(h, ":")
@@ -190,14 +191,16 @@ func (s *Server) Do(method, path, body string, headers ...string) *Response {
 		}
 		req.Header.Add(k, strings.TrimSpace(v))
 	}
+	// Errorf, not Fatalf: Do may run in goroutines other than the test's.
 	resp, err := client.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		s.t.Errorf("%s %s: %v", method, path, err)
+		return &Response{Header: http.Header{}}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		s.t.Fatalf("%s %s: reading body: %v", method, path, err)
+		s.t.Errorf("%s %s: reading body: %v", method, path, err)
 	}
 	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b), Proto: resp.Proto}
 }

@@ -478,7 +478,7 @@ func (r *Request) setCaps(idx []int) {
 	}
 }
 
-// SetStatusLine commits the status and headers; the next Write or Flush sends them.
+// SendHeader commits the status and headers; the next Write or Flush sends them.
 // Header filters run here, once.
 func (r *Request) SendHeader() error {
 	if r.headerSent {
@@ -697,8 +697,14 @@ func (r *Request) SetBody(b []byte) {
 	r.body = bodyState{data: b, read: true, length: int64(len(b))}
 }
 
-// HasBody reports whether the request carries a body.
-func (r *Request) HasBody() bool { return r.body.length != 0 }
+// HasBody reports whether the request carries a body (a subrequest without a body of
+// its own carries its parent's).
+func (r *Request) HasBody() bool {
+	if r.parent != nil && !r.sub.ownBody {
+		return r.parent.HasBody()
+	}
+	return r.body.length != 0
+}
 
 // RequestContentLength is the request's Content-Length, or -1 (chunked or none).
 func (r *Request) RequestContentLength() int64 {
