@@ -1,6 +1,7 @@
 package luabackends_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,3 +68,5 @@ func noErrors(t *testing.T, s *testserver.Server) {
 		}
 	}
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -151,8 +151,16 @@ func (obj *memcObj) failure(L *glua.LState, op string, err error) string {
 	case errors.Is(err, memcache.ErrServerError):
 		return "SERVER_ERROR"
 	}
-	if m := err.Error(); strings.HasPrefix(m, "memcache: client error: ") {
-		return "CLIENT_ERROR " + strings.TrimPrefix(m, "memcache: client error: ")
+	// The server's CLIENT_ERROR answers (incr of a value that is not a number), under
+	// the handle's note of the server.
+	clientErr := ""
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if m, ok := strings.CutPrefix(e.Error(), "memcache: client error: "); ok {
+			clientErr = "CLIENT_ERROR " + m
+		}
+	}
+	if clientErr != "" {
+		return clientErr
 	}
 	logFailure(L, "spindle.memcached", obj.name, op, err)
 	return errText(err, memc.IsTimeout)
