@@ -219,9 +219,7 @@ func (lib *redisLib) call(L *glua.LState, c *command, first int) int {
 	if c.kind == cmdPlain && c.check == checkNone && c.alone == "" && c.never == "" && !obj.piping && !obj.inTx {
 		return lib.do(L, obj, c.name, args)
 	}
-	if c.never != "" {
-		L.RaiseError("spindle.redis: %s %s", c.name, c.never)
-	}
+	never(L, c, args)
 	if obj.piping {
 		obj.pipe = append(obj.pipe, args)
 		return 0
@@ -261,21 +259,27 @@ func (lib *redisLib) call(L *glua.LState, c *command, first int) int {
 	if c.alone != "" {
 		L.RaiseError("spindle.redis: %s %s", c.name, c.alone)
 	}
-	switch c.check {
-	case checkBlock:
+	if c.check == checkBlock {
 		for _, a := range args[1:] {
 			if s, ok := a.(string); ok && strings.EqualFold(s, "block") {
 				L.RaiseError("spindle.redis: %s with BLOCK %s", c.name, whyBlocking)
 			}
 		}
-	case checkClient:
-		if len(args) > 1 {
-			if s, ok := args[1].(string); ok && strings.EqualFold(s, "reply") {
-				L.RaiseError("spindle.redis: %s", whyReply)
-			}
-		}
 	}
 	return lib.do(L, obj, c.name, args)
+}
+
+// never raises the error of a command that cannot go through a pooled connection at
+// all, alone or in a pipeline.
+func never(L *glua.LState, c *command, args []any) {
+	if c.never != "" {
+		L.RaiseError("spindle.redis: %s %s", c.name, c.never)
+	}
+	if c.check == checkClient && len(args) > 1 {
+		if s, ok := args[1].(string); ok && strings.EqualFold(s, "reply") {
+			L.RaiseError("spindle.redis: %s", whyReply)
+		}
+	}
 }
 
 // args converts the call's arguments from index first on, after the command name,
@@ -321,9 +325,7 @@ func (lib *redisLib) do(L *glua.LState, obj *redisObj, op string, args []any) in
 	var raw []byte
 	var err error
 	if obj.timeout > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), obj.timeout)
-		lua.Blocking(L, "spindle.redis", func() { raw, err = obj.h.DoRaw(ctx, args...) })
-		cancel()
+		raw, err = obj.doTimeout(L, args)
 	} else {
 		lua.Blocking(L, "spindle.redis", func() { raw, err = obj.h.DoRaw(context.Background(), args...) })
 	}
@@ -344,20 +346,30 @@ func (lib *redisLib) do(L *glua.LState, obj *redisObj, op string, args []any) in
 	return 1
 }
 
+// doTimeout is a command bounded by the object's set_timeout. (Kept apart: the
+// context costs allocations the common case does without.)
+func (obj *redisObj) doTimeout(L *glua.LState, args []any) (raw []byte, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), obj.timeout)
+	defer cancel()
+	lua.Blocking(L, "spindle.redis", func() { raw, err = obj.h.DoRaw(ctx, args...) })
+	return raw, err
+}
+
 // exec runs several commands as one pipeline on one connection. It returns their
 // replies as lua-resty-redis's commit_pipeline does (error replies as {false, err}),
 // or with last only the last reply (EXEC's) as a single command's.
 func (lib *redisLib) exec(L *glua.LState, obj *redisObj, cmds [][]any, last bool) int {
 	var res *redis.Result
 	var err error
-	ctx, cancel := context.Background(), context.CancelFunc(nil)
-	if obj.timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, obj.timeout)
-	}
-	lua.Blocking(L, "spindle.redis", func() { res, err = obj.h.Exec(ctx, "", cmds) })
-	if cancel != nil {
-		cancel()
-	}
+	func() {
+		ctx := context.Background()
+		if obj.timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, obj.timeout)
+			defer cancel()
+		}
+		lua.Blocking(L, "spindle.redis", func() { res, err = obj.h.Exec(ctx, "", cmds) })
+	}()
 	if err != nil {
 		logFailure(L, "spindle.redis", obj.name, "pipeline", err)
 		return returnErr(L, errText(err, redis.IsTimeout))
@@ -561,9 +573,6 @@ func (lib *redisLib) pipelineMethod(L *glua.LState) int {
 			argError(L, 1, "pipeline", "command name expected as the first element of each command")
 		}
 		c := newCommand(string(name))
-		if c.never != "" {
-			L.RaiseError("spindle.redis: %s %s", c.name, c.never)
-		}
 		m := ct.Len()
 		args := make([]any, 1, m)
 		args[0] = c.arg
@@ -580,6 +589,7 @@ func (lib *redisLib) pipelineMethod(L *glua.LState) int {
 		for k := 2; k <= m; k++ {
 			args = append(args, lib.arg(L, ct.RawGetInt(k), k, c.name))
 		}
+		never(L, c, args)
 		cmds = append(cmds, args)
 	}
 	return lib.runPipeline(L, obj, cmds)

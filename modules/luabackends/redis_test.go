@@ -276,6 +276,7 @@ func TestRedisRefusedCommands(t *testing.T) {
         try(red.client, "REPLY", "OFF")
         try(red.command, "SUBSCRIBE", "ch")
         try(red.pipeline, { {"psubscribe", "x"} })
+        try(red.pipeline, { {"client", "reply", "off"} })
         red:init_pipeline()
         try(red.monitor)
         red:cancel_pipeline()
@@ -296,6 +297,7 @@ false spindle.redis: xread with BLOCK blocks the connection every request of the
 false spindle.redis: CLIENT REPLY would desynchronise a pooled connection
 false spindle.redis: SUBSCRIBE needs a connection of its own (pub/sub, replication): use a cosocket (lua-resty-redis) for it
 false spindle.redis: psubscribe needs a connection of its own (pub/sub, replication): use a cosocket (lua-resty-redis) for it
+false spindle.redis: CLIENT REPLY would desynchronise a pooled connection
 false spindle.redis: monitor needs a connection of its own (pub/sub, replication): use a cosocket (lua-resty-redis) for it
 blpop in a pipeline: list item
 xread without block: null
