@@ -308,6 +308,9 @@ func (lib *redisLib) arg(L *glua.LState, v glua.LValue, i int, name string) any 
 	case glua.LString:
 		return string(x)
 	case glua.LNumber:
+		if f := float64(x); f == float64(int64(f)) && f > -1<<53 && f < 1<<53 {
+			return int64(f) // one allocation fewer than its text
+		}
 		lib.argBuf = numberText(lib.argBuf[:0], x)
 		return string(lib.argBuf)
 	case glua.LBool:

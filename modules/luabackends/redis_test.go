@@ -415,6 +415,9 @@ func TestRedisTimersAndThreads(t *testing.T) {
           end)
         end
         local main = red:ping()
+        -- In a coroutine and under pcall, as with cosockets.
+        local co = coroutine.wrap(function() return select(2, pcall(red.echo, red, "in a coroutine")) end)
+        ngx.say(co())
         for i = 1, 3 do
           local ok, res = ngx.thread.wait(threads[i])
           ngx.say("thread ", i, ": ", ok, " ", res == ngx.null)
@@ -427,7 +430,7 @@ func TestRedisTimersAndThreads(t *testing.T) {
 `, "{RD}", rd.Addr())
 	check(t, s.Get("/timer?n=1"), 200, "1nil\n")
 	waitRedis(t, rd, "timer:1:done", "incr 1")
-	check(t, s.Get("/threads"), 200, "thread 1: true true\nthread 2: true true\nthread 3: true true\nmain: PONG\nconcurrent: truetrue\n")
+	check(t, s.Get("/threads"), 200, "in a coroutine\nthread 1: true true\nthread 2: true true\nthread 3: true true\nmain: PONG\nconcurrent: truetrue\n")
 	noErrors(t, s)
 }
 
