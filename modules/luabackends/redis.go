@@ -62,8 +62,7 @@ const (
 // Argument checks some commands need per call.
 const (
 	checkNone   uint8 = iota
-	checkBlock        // xread, xreadgroup: refused alone with BLOCK
-	checkClient       // client: CLIENT REPLY breaks a shared connection
+	checkClient       // client: CLIENT REPLY breaks a pooled connection
 )
 
 // command is a Redis command as a method.
@@ -72,18 +71,18 @@ type command struct {
 	arg   any // name, boxed once
 	kind  uint8
 	check uint8
-	// alone says why the command cannot go alone through the auto-pipeliner, whose
-	// connections every request of the worker shares; never why it cannot go at all
-	// (it would change the state of a pooled connection for its next users).
-	alone, never string
+	// never says why the command cannot go at all: it would change the state of a
+	// pooled connection for its next users. (go-redis's auto-pipeliner sends such
+	// commands, and blocking ones, on a pooled connection of their own rather than
+	// on the shared one, but that does not undo what they do to it.)
+	never string
 }
 
 const (
-	whyPubSub   = "needs a connection of its own (pub/sub, replication): use a cosocket (lua-resty-redis) for it"
-	whyWatch    = "needs a connection of its own (WATCH): use a cosocket (lua-resty-redis) for it"
-	whyState    = "would change the state of a pooled connection: the upstream's db, username and password settings choose them"
-	whyBlocking = "blocks the connection every request of the worker shares: send it in a pipeline (red:pipeline, init_pipeline)"
-	whyReply    = "CLIENT REPLY would desynchronise a pooled connection"
+	whyPubSub = "needs a connection of its own (pub/sub, replication): use a cosocket (lua-resty-redis) for it"
+	whyWatch  = "needs a connection of its own (WATCH): use a cosocket (lua-resty-redis) for it"
+	whyState  = "would change the state of a pooled connection: the upstream's db, username and password settings choose them"
+	whyReply  = "CLIENT REPLY would desynchronise a pooled connection"
 )
 
 func newCommand(name string) *command {
@@ -95,10 +94,6 @@ func newCommand(name string) *command {
 		c.never = whyWatch
 	case "select", "auth", "hello", "quit", "reset", "readonly", "readwrite":
 		c.never = whyState
-	case "blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin", "bzpopmax", "bzmpop", "wait", "waitaof":
-		c.alone = whyBlocking
-	case "xread", "xreadgroup":
-		c.check = checkBlock
 	case "client":
 		c.check = checkClient
 	case "multi":
@@ -216,7 +211,7 @@ func (lib *redisLib) commandMethod(L *glua.LState) int {
 func (lib *redisLib) call(L *glua.LState, c *command, first int) int {
 	obj := lib.self(L)
 	args := lib.args(L, c, first)
-	if c.kind == cmdPlain && c.check == checkNone && c.alone == "" && c.never == "" && !obj.piping && !obj.inTx {
+	if c.kind == cmdPlain && c.check == checkNone && c.never == "" && !obj.piping && !obj.inTx {
 		return lib.do(L, obj, c.name, args)
 	}
 	never(L, c, args)
@@ -255,16 +250,6 @@ func (lib *redisLib) call(L *glua.LState, c *command, first int) int {
 		L.Push(glua.LFalse)
 		L.Push(glua.LString("ERR " + strings.ToUpper(c.name) + " without MULTI"))
 		return 2
-	}
-	if c.alone != "" {
-		L.RaiseError("spindle.redis: %s %s", c.name, c.alone)
-	}
-	if c.check == checkBlock {
-		for _, a := range args[1:] {
-			if s, ok := a.(string); ok && strings.EqualFold(s, "block") {
-				L.RaiseError("spindle.redis: %s with BLOCK %s", c.name, whyBlocking)
-			}
-		}
 	}
 	return lib.do(L, obj, c.name, args)
 }
