@@ -270,6 +270,11 @@ func never(L *glua.LState, c *command, args []any) {
 // args converts the call's arguments from index first on, after the command name,
 // as lua-resty-redis does with tostring: strings, numbers and booleans. hmset takes
 // a table of fields too, as lua-resty-redis's.
+//
+// The slice is not reused for the next call: the command that holds it belongs to
+// go-redis's auto-pipeliner, whose batching code may still read a command's
+// arguments on its own goroutines after the caller's wait has ended (and does when
+// the caller stopped waiting at set_timeout's deadline).
 func (lib *redisLib) args(L *glua.LState, c *command, first int) []any {
 	top := L.GetTop()
 	args := make([]any, 0, top-first+2)
