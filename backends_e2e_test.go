@@ -234,7 +234,7 @@ func TestBenchConfigServes(t *testing.T) {
 		"UPPORT", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), "127.0.0.1:PORT", "127.0.0.1:{{PORT}}",
 		`worker_cpu_affinity = ["1"]`, "").Replace(string(src))
 	inst := e2e.Start(t, config, nil)
-	for path, want := range map[string]string{"/redis": "bar", "/redis_short": "bar", "/memc": "bar", "/proxy": "hello world\n"} {
+	for path, want := range map[string]string{"/redis": "bar", "/redis_fast": "bar\n", "/redis_short": "bar", "/memc": "bar", "/proxy": "hello world\n"} {
 		st, body, err := inst.Get(path)
 		if err != nil || st != 200 || body != want {
 			t.Errorf("%s: %d %q %v", path, st, body, err)

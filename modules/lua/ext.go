@@ -75,3 +75,22 @@ func CurrentRequest(L *glua.LState) *httpcore.Request {
 	}
 	return nil
 }
+
+// Null returns the VM's ngx.null, the value Go-backed objects give Lua code for a
+// nil reply (a missing key in a Redis array, as lua-resty-redis does).
+func Null(L *glua.LState) glua.LValue {
+	if v := vmOfState(L); v != nil && v.null != nil {
+		return v.null
+	}
+	return glua.LNil
+}
+
+// Config returns the configuration of the worker whose VM L belongs to: what an
+// extension resolves upstreams in, also in timers and init_worker_by_lua, which have
+// no request. It is nil for a state that is not a worker's VM.
+func Config(L *glua.LState) *httpcore.Config {
+	if v := vmOfState(L); v != nil {
+		return v.cfg
+	}
+	return nil
+}

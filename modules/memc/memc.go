@@ -130,6 +130,10 @@ func install(l *httpcore.Location) error {
 	return l.SetContent("memc", mc.handle)
 }
 
+// EscapeKey escapes a key as memc_pass locations do, for other users of the Go API
+// (the Lua fast path) that must find the same items.
+func EscapeKey(k string) string { return escapeKey(k) }
+
 // escapeKey escapes what memcached keys may not hold (spaces, control characters)
 // and "%", as memc does with ngx_escape_uri(NGX_ESCAPE_MEMCACHED).
 func escapeKey(k string) string {

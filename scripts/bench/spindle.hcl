@@ -5,6 +5,8 @@
 # upstream (the anchor's own nginx instance will do).
 #
 #   /redis        GET foo, pooled (nginx: lua-resty-redis with set_keepalive)
+#   /redis_fast   GET foo through the Lua fast path, spindle.redis("redis_pool")
+#                 (nginx: /redis, lua-resty-redis with set_keepalive)
 #   /redis_short  GET foo on a new connection per request (nginx: red:close())
 #   /memc         memcached get foo with upstream keepalive (nginx: capture of memc_raw)
 #   /proxy        proxy_pass to nginx's /hello with upstream keepalive
@@ -49,6 +51,9 @@ http {
       redis_pass  = "redis_pool"
       redis_query = ["get", "foo"]
       redis_reply = "value"
+    }
+    location "= /redis_fast" {
+      content_by_lua = "ngx.say(spindle.redis(\"redis_pool\"):get(\"foo\"))"
     }
     location "= /redis_short" {
       redis_pass  = "redis_short"
