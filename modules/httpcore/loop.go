@@ -280,9 +280,11 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 		c.lt.drained = false
 		c.runLoop()
 		if l.leader.Load() != me {
-			// Still ours to finish: the new leader takes the rest.
+			// Still ours to finish: the new leader takes the rest, and the accepting
+			// this maintain was to do (the listeners' edges may have been consumed).
 			l.mu.Lock()
 			l.back = append(back[i+1:], l.back...)
+			l.reaccept = l.reaccept || reaccept || len(adds) > 0 || l.paused
 			l.mu.Unlock()
 			l.wake()
 			return true
@@ -307,6 +309,10 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 	if now.Sub(l.lastScan) >= sweepInterval {
 		l.lastScan = now
 		if !l.sweep(now, me) {
+			l.mu.Lock()
+			l.reaccept = l.reaccept || reaccept || len(adds) > 0 || l.paused
+			l.mu.Unlock()
+			l.wake()
 			return true
 		}
 	}
@@ -405,10 +411,12 @@ func (l *eventLoop) accept(ln *loopListener, me *leaderToken) {
 		c.runLoop()
 		if l.leader.Load() != me {
 			// The edge of this listening socket was consumed: the goroutine that took
-			// the loop must look at it again.
+			// the loop must look at it again, and it may have parked already (this
+			// request ran a while after the handover).
 			l.mu.Lock()
 			l.reaccept = true
 			l.mu.Unlock()
+			l.wake()
 			return
 		}
 	}

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spindle-server/spindle/conf"
 	"github.com/spindle-server/spindle/internal/testserver"
+	"github.com/spindle-server/spindle/modules/httpcore"
 )
 
 const loopConf = `
@@ -173,6 +175,91 @@ func TestLoopConcurrency(t *testing.T) {
 					return
 				}
 				io.ReadAll(resp.Body)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// leaveModule's test_leave directive makes a location's content handler inline (run by
+// the loop's leader) and then wait mid-request, as a Lua handler that calls a backend
+// does: the leader hands the loop over while it keeps serving the request.
+var leaveModule = &httpcore.Module{
+	Name:    "test_leave",
+	Order:   httpcore.OrderContent,
+	NewConf: func() any { return new(bool) },
+	Directives: []httpcore.Directive{{
+		Name: "test_leave", Context: httpcore.CtxLocation,
+		Set: func(c *httpcore.Cmd) error {
+			on, err := conf.Bool(c.Attr())
+			*c.Conf().(*bool) = on
+			return err
+		},
+	}},
+}
+
+func init() {
+	leaveModule.Install = func(l *httpcore.Location) error {
+		if !*httpcore.LocConf[bool](l, leaveModule) {
+			return nil
+		}
+		return l.SetContentInline("test_leave", func(r *httpcore.Request) httpcore.Action {
+			r.Blocking()
+			time.Sleep(time.Millisecond)
+			r.WriteString("left\n")
+			return httpcore.Finished
+		})
+	}
+	httpcore.Register(leaveModule)
+}
+
+// Requests that leave the loop mid-request, on many connections opened at once (a
+// new one per request): the listening socket's readiness is never lost while the
+// leadership changes hands, so every connection is accepted and answered.
+func TestLoopLeavingUnderConnectionChurn(t *testing.T) {
+	s := testserver.Start(t, `
+http {
+  server {
+    listen = ["127.0.0.1:0"]
+    location "= /leave" { test_leave = true }
+  }
+}
+`)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 40; j++ {
+				c, err := net.DialTimeout("tcp", s.Addr, 3*time.Second)
+				if err != nil {
+					errs <- err
+					return
+				}
+				c.SetDeadline(time.Now().Add(3 * time.Second))
+				header := ""
+				if j%2 == 0 {
+					header = "Connection: close\r\n"
+				}
+				fmt.Fprintf(c, "GET /leave HTTP/1.1\r\nHost: x\r\n%s\r\n", header)
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err == nil {
+					var b []byte
+					b, err = io.ReadAll(resp.Body)
+					if err == nil && string(b) != "left\n" {
+						err = fmt.Errorf("body %q", b)
+					}
+				}
+				c.Close()
+				if err != nil {
+					errs <- fmt.Errorf("client %d request %d: %v", i, j, err)
+					return
+				}
 			}
 		}(i)
 	}
