@@ -109,13 +109,26 @@ start_nginx() { # workers extra-conf
   if [ "${1:-1}" != 1 ]; then
     sed -i "s#worker_processes 1;#worker_processes $1;#; s#worker_cpu_affinity 1;#worker_cpu_affinity 01 10;#" "$WORK/nginx/nginx.conf"
   fi
-  "$(command -v nginx)" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/out.log" 2>&1 &
-  NGINX_MASTER=$!
+  if [ "${NGINX_DAEMON:-}" = 1 ]; then
+    # nginx (since 1.23.1) ignores USR2 while its parent is the process that started
+    # it, as with `daemon off`: for binary upgrades it runs daemonized, as under
+    # systemd, and is followed through its pid file.
+    sed -i "s#^daemon off;#daemon on;#" "$WORK/nginx/nginx.conf"
+    rm -f "$WORK/nginx/nginx.pid"
+    "$(command -v nginx)" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/out.log" 2>&1
+    for _ in $(seq 50); do [ -s "$WORK/nginx/nginx.pid" ] && break; sleep 0.1; done
+    NGINX_MASTER=$(cat "$WORK/nginx/nginx.pid")
+  else
+    "$(command -v nginx)" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/out.log" 2>&1 &
+    NGINX_MASTER=$!
+  fi
   wait_port "$NGINXPORT"
 }
 stop_nginx() {
+  [ "${NGINX_DAEMON:-}" = 1 ] && NGINX_MASTER=$(cat "$WORK/nginx/nginx.pid" 2>/dev/null || echo "$NGINX_MASTER")
   kill -QUIT "$NGINX_MASTER" 2>/dev/null || true
   wait "$NGINX_MASTER" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$NGINX_MASTER" 2>/dev/null || break; sleep 0.1; done
 }
 
 # ---------------------------------------------------------------- spindle
@@ -388,6 +401,7 @@ nginx_upgrade_op() {
   local old; old=$(cat "$WORK/nginx/nginx.pid")
   kill -USR2 "$old"
   for _ in $(seq 50); do [ -f "$WORK/nginx/nginx.pid.oldbin" ] && break; sleep 0.1; done
+  [ -f "$WORK/nginx/nginx.pid.oldbin" ] || echo "nginx: upgrade did not start" >&2
   sleep 0.5
   kill -WINCH "$old"; sleep 0.5; kill -QUIT "$old"
   for _ in $(seq 50); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
@@ -416,11 +430,11 @@ upgrade() {
   load_with_ops "spindle, new connection per request" "http://127.0.0.1:$SPINDLEPORT/hello" spindle_upgrade_op 3 "Connection: close"
   load_with_ops "spindle, keepalive" "http://127.0.0.1:$SPINDLEPORT/hello" spindle_upgrade_op 3
   stop_spindle
-  # nginx re-executes the binary it was started as: give it an absolute path.
-  start_nginx 2
-  load_with_ops "nginx, new connection per request" "http://127.0.0.1:$NGINXPORT/hello" nginx_upgrade_op 3 "Connection: close"
-  load_with_ops "nginx, keepalive" "http://127.0.0.1:$NGINXPORT/hello" nginx_upgrade_op 3
-  stop_nginx
+  # nginx re-executes the binary it was started as: start_nginx gives an absolute path.
+  NGINX_DAEMON=1 start_nginx 2
+  NGINX_DAEMON=1 load_with_ops "nginx, new connection per request" "http://127.0.0.1:$NGINXPORT/hello" nginx_upgrade_op 3 "Connection: close"
+  NGINX_DAEMON=1 load_with_ops "nginx, keepalive" "http://127.0.0.1:$NGINXPORT/hello" nginx_upgrade_op 3
+  NGINX_DAEMON=1 stop_nginx
 }
 
 for m in "${MODES[@]}"; do

@@ -11,8 +11,10 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,8 +43,35 @@ func Run() int {
 		return 2
 	}
 	w := &worker{ctl: ctl, pending: map[uint64]chan ipc.StatusReply{}}
+	if dir := os.Getenv(EnvCPUProfile); dir != "" {
+		if stop := startCPUProfile(dir); stop != nil {
+			defer stop()
+		}
+	}
 	code := w.run()
 	return code
+}
+
+// EnvCPUProfile names a directory where each worker writes a Go CPU profile of its
+// whole life (cpu-PID.pprof), for `go tool pprof`: how spindle's own figures in
+// scripts/bench.sh are explained. Unset in production.
+const EnvCPUProfile = "SPINDLE_CPUPROFILE"
+
+func startCPUProfile(dir string) (stop func()) {
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("cpu-%d.pprof", os.Getpid())))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "spindle worker: %v\n", err)
+		return nil
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(os.Stderr, "spindle worker: %v\n", err)
+		f.Close()
+		return nil
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 type worker struct {
