@@ -291,7 +291,11 @@ type conn struct {
 	idleSince atomic.Int64
 	owner     atomic.Int32 // ownerLoop or ownerGoroutine (event loop connections)
 
-	inLoop       bool // the loop's leader is running this connection
+	inLoop bool // the loop's leader is running this connection
+	// predicted: the location mayBlock looked at for the current request; waited: the
+	// request called Request.Blocking (it waited, or would have, for a backend).
+	predicted    *Location
+	waited       bool
 	readingHead  bool // waiting for or reading a request head
 	headDeadline bool // client_header_timeout armed for the current head
 	closing      bool
@@ -493,11 +497,13 @@ func (c *conn) run() (dispatched bool) {
 			return false
 		}
 		ok := c.prepare()
+		c.predicted, c.waited = nil, false
 		if c.inLoop && ok && c.mayBlock() {
 			c.dispatch(ok)
 			return true
 		}
 		c.process(ok)
+		c.learn()
 		if !c.afterRequest() {
 			return false
 		}
@@ -541,6 +547,7 @@ func (c *conn) dispatch(ok bool) {
 	workers.Go(func() {
 		defer func() { c.leaveAfterRun(recover()) }()
 		c.process(ok)
+		c.learn()
 		if c.afterRequest() {
 			c.run()
 		}

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spindle-server/spindle/conf"
@@ -52,6 +53,9 @@ type Location struct {
 	contentMod    string
 	contentInline bool
 	mayBlock      bool // some handler may wait: requests leave the event loop
+	// waits learns, per worker, whether requests to this location whose handlers
+	// run inline (Lua) wait anyway: see conn.mayBlock.
+	waits         atomic.Int32
 	headerFilters []orderedHeaderFilter
 	bodyFilters   []orderedBodyFilter
 	hfilters      []HeaderFilter

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,12 +203,26 @@ var leaveModule = &httpcore.Module{
 	}},
 }
 
+// leaveInline, when set, receives whether each test_leave request started inline in
+// the event loop; leaveStays makes the handler answer without waiting.
+var (
+	leaveInline atomic.Pointer[chan bool]
+	leaveStays  atomic.Bool
+)
+
 func init() {
 	leaveModule.Install = func(l *httpcore.Location) error {
 		if !*httpcore.LocConf[bool](l, leaveModule) {
 			return nil
 		}
 		return l.SetContentInline("test_leave", func(r *httpcore.Request) httpcore.Action {
+			if ch := leaveInline.Load(); ch != nil {
+				*ch <- httpcore.InLoop(r)
+			}
+			if leaveStays.Load() {
+				r.WriteString("stayed\n")
+				return httpcore.Finished
+			}
 			r.Blocking()
 			time.Sleep(time.Millisecond)
 			r.WriteString("left\n")
@@ -267,5 +282,57 @@ http {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// A location whose inline handler keeps waiting (a Lua script calling redis) has its
+// requests dispatched to a coroutine before they start once that is what they do
+// lately, and goes back inline when they stop waiting.
+func TestLoopLearnsWhichLocationsWait(t *testing.T) {
+	s := testserver.Start(t, `
+http {
+  server {
+    listen = ["127.0.0.1:0"]
+    location "= /leave" { test_leave = true }
+  }
+}
+`)
+	inline := make(chan bool, 100)
+	leaveInline.Store(&inline)
+	defer func() { leaveInline.Store(nil); leaveStays.Store(false) }()
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	get := func(want string) bool {
+		t.Helper()
+		io.WriteString(c, "GET /leave HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != want {
+			t.Fatalf("body %q, want %q", b, want)
+		}
+		return <-inline
+	}
+	var waiting []bool
+	for i := 0; i < 8; i++ {
+		waiting = append(waiting, get("left\n"))
+	}
+	if !waiting[0] || waiting[7] {
+		t.Errorf("waiting requests started inline: %v; want the first inline, the last ones dispatched", waiting)
+	}
+	leaveStays.Store(true)
+	var staying []bool
+	for i := 0; i < 12; i++ {
+		staying = append(staying, get("stayed\n"))
+	}
+	if staying[0] || !staying[11] {
+		t.Errorf("requests that stopped waiting started inline: %v; want the first dispatched, the last ones inline", staying)
 	}
 }

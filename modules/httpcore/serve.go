@@ -69,13 +69,47 @@ func (c *conn) prepare() bool {
 // its client, from the location its URI selects: such a request goes to a coroutine
 // of its own before it starts, and the event loop does not stop for it. (A request
 // that turns out to wait anyway, after a redirect, leaves the loop then.)
+//
+// Handlers that run inline but may wait (Lua's: only the script knows whether it calls
+// a backend) are judged by what the location's requests did lately: when most of them
+// waited, the next ones go to a coroutine before they start, as the redis module's do,
+// instead of taking the loop along when they leave it mid-request.
 func (c *conn) mayBlock() bool {
 	r := c.req
 	if r.Server.root.mayBlock {
 		return true
 	}
 	loc, _ := r.Server.FindLocation(r.uri)
-	return loc != nil && loc.mayBlock
+	if loc == nil {
+		return false
+	}
+	c.predicted = loc
+	return loc.mayBlock || loc.waits.Load() >= waitsThreshold
+}
+
+// The score of Location.waits: +1 for a request that waited, -1 for one that did not,
+// within [0, waitsMax]; at waitsThreshold and above requests are dispatched up front.
+// Requests dispatched that way keep scoring, so a location that stops waiting goes
+// back inline after a few requests.
+const (
+	waitsThreshold = 4
+	waitsMax       = 8
+)
+
+// learn scores the request that just ended on the location mayBlock predicted for it.
+func (c *conn) learn() {
+	loc := c.predicted
+	if loc == nil || loc.mayBlock {
+		return
+	}
+	c.predicted = nil
+	if n := loc.waits.Load(); c.waited {
+		if n < waitsMax {
+			loc.waits.Store(n + 1)
+		}
+	} else if n > 0 {
+		loc.waits.Store(n - 1)
+	}
 }
 
 // process runs a prepared request to its end (ok: the target was well formed).

@@ -121,8 +121,15 @@ func (r *Request) varsRef() []userVar {
 // backend, a timer, other coroutines). Handlers registered as blocking (AddHandler,
 // SetContent) need not call it: the core does for them.
 func (r *Request) Blocking() {
-	if r.c != nil && r.c.inLoop {
-		r.c.leaveLoop()
+	if r.c != nil {
+		if !r.c.waited {
+			// Subrequests running on other coroutines find it set by their parent
+			// (RunAll): they only read it.
+			r.c.waited = true
+		}
+		if r.c.inLoop {
+			r.c.leaveLoop()
+		}
 	}
 }
 
