@@ -99,13 +99,7 @@ func TestWaitingRequestsDoNotBlockTheLoop(t *testing.T) {
 // inline and waiting locations, on one connection.
 func TestLoopPartialInput(t *testing.T) {
 	s := testserver.Start(t, loopConf)
-	c, err := net.Dial("tcp", s.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dial(t, s.Addr)
 	for _, part := range []string{"GET /fa", "st HTTP/1.1\r\nHo", "st: x\r\n", "\r\n"} {
 		io.WriteString(c, part)
 		time.Sleep(30 * time.Millisecond)
@@ -150,32 +144,53 @@ func TestLoopPartialInput(t *testing.T) {
 // arrives.
 func TestLoopConcurrency(t *testing.T) {
 	s := testserver.Start(t, loopConf)
+	clients(t, 100, func(i int) error {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		for j := 0; j < 20; j++ {
+			path := "/fast"
+			if (i+j)%7 == 0 {
+				path = "/slow"
+			}
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return fmt.Errorf("conn %d request %d: %v", i, j, err)
+			}
+			io.ReadAll(resp.Body)
+		}
+		return nil
+	})
+}
+
+// dial connects to addr for the rest of the test, bounded to 10 seconds.
+func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// clients runs client(0) ... client(n-1) at once and reports the errors they return.
+func clients(t *testing.T, n int, client func(i int) error) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 100)
-	for i := 0; i < 100; i++ {
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			c, err := net.Dial("tcp", s.Addr)
-			if err != nil {
+			if err := client(i); err != nil {
 				errs <- err
-				return
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
-			br := bufio.NewReader(c)
-			for j := 0; j < 20; j++ {
-				path := "/fast"
-				if (i+j)%7 == 0 {
-					path = "/slow"
-				}
-				fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					errs <- fmt.Errorf("conn %d request %d: %v", i, j, err)
-					return
-				}
-				io.ReadAll(resp.Body)
 			}
 		}(i)
 	}
@@ -232,81 +247,58 @@ func init() {
 	httpcore.Register(leaveModule)
 }
 
-// Requests that leave the loop mid-request, on many connections opened at once (a
-// new one per request): the listening socket's readiness is never lost while the
-// leadership changes hands, so every connection is accepted and answered.
-func TestLoopLeavingUnderConnectionChurn(t *testing.T) {
-	s := testserver.Start(t, `
+const leaveConf = `
 http {
   server {
     listen = ["127.0.0.1:0"]
     location "= /leave" { test_leave = true }
   }
 }
-`)
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i := 0; i < 64; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			for j := 0; j < 40; j++ {
-				c, err := net.DialTimeout("tcp", s.Addr, 3*time.Second)
-				if err != nil {
-					errs <- err
-					return
-				}
-				c.SetDeadline(time.Now().Add(3 * time.Second))
-				header := ""
-				if j%2 == 0 {
-					header = "Connection: close\r\n"
-				}
-				fmt.Fprintf(c, "GET /leave HTTP/1.1\r\nHost: x\r\n%s\r\n", header)
-				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-				if err == nil {
-					var b []byte
-					b, err = io.ReadAll(resp.Body)
-					if err == nil && string(b) != "left\n" {
-						err = fmt.Errorf("body %q", b)
-					}
-				}
-				c.Close()
-				if err != nil {
-					errs <- fmt.Errorf("client %d request %d: %v", i, j, err)
-					return
+`
+
+// Requests that leave the loop mid-request, on many connections opened at once (a
+// new one per request): the listening socket's readiness is never lost while the
+// leadership changes hands, so every connection is accepted and answered.
+func TestLoopLeavingUnderConnectionChurn(t *testing.T) {
+	s := testserver.Start(t, leaveConf)
+	clients(t, 64, func(i int) error {
+		for j := 0; j < 40; j++ {
+			c, err := net.DialTimeout("tcp", s.Addr, 3*time.Second)
+			if err != nil {
+				return err
+			}
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			header := ""
+			if j%2 == 0 {
+				header = "Connection: close\r\n"
+			}
+			fmt.Fprintf(c, "GET /leave HTTP/1.1\r\nHost: x\r\n%s\r\n", header)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err == nil {
+				var b []byte
+				b, err = io.ReadAll(resp.Body)
+				if err == nil && string(b) != "left\n" {
+					err = fmt.Errorf("body %q", b)
 				}
 			}
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			c.Close()
+			if err != nil {
+				return fmt.Errorf("client %d request %d: %v", i, j, err)
+			}
+		}
+		return nil
+	})
 }
 
 // A location whose inline handler keeps waiting (a Lua script calling redis) has its
 // requests dispatched to a coroutine before they start once that is what they do
 // lately, and goes back inline when they stop waiting.
 func TestLoopLearnsWhichLocationsWait(t *testing.T) {
-	s := testserver.Start(t, `
-http {
-  server {
-    listen = ["127.0.0.1:0"]
-    location "= /leave" { test_leave = true }
-  }
-}
-`)
+	s := testserver.Start(t, leaveConf)
 	inline := make(chan bool, 100)
 	leaveInline.Store(&inline)
 	defer func() { leaveInline.Store(nil); leaveStays.Store(false) }()
-	c, err := net.Dial("tcp", s.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dial(t, s.Addr)
 	get := func(want string) bool {
 		t.Helper()
 		io.WriteString(c, "GET /leave HTTP/1.1\r\nHost: x\r\n\r\n")
