@@ -14,7 +14,8 @@
 # upgrade:    3 binary upgrades under the same loads (nginx: USR2, WINCH, QUIT).
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 3),
-# CONNS (wrk connections, default 100), ANCHOR (path to the anchor nginx.conf).
+# CONNS (wrk connections, default 100), ANCHOR (path to the anchor nginx.conf),
+# WORKLOADS (names of the throughput workloads to run, space-separated; default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -317,6 +318,9 @@ throughput() {
   printf '\n%-16s %10s %10s %7s %7s\n' workload spindle nginx ratio target
   for row in "${rows[@]}"; do
     read -r name spath npath hdr target <<<"$row"
+    if [ -n "${WORKLOADS:-}" ] && [[ ! " $WORKLOADS " == *" $name "* ]]; then
+      continue
+    fi
     local base=${name%_close}
     if [[ ! " ${SUPPORTED[*]} " == *" $base "* ]]; then
       printf '%-16s %10s\n' "$name" "skipped (module not built)"
