@@ -157,41 +157,60 @@ func decodeArgsInto(L *glua.LState, s string, max int, tbl *glua.LTable) int {
 
 func (v *vm) reqGetHeaders(L *glua.LState) int {
 	_, r := v.request(L)
-	max := optInt(L, 1, 100)
-	raw := L.OptBool(2, false)
-	tbl := L.CreateTable(0, 8)
-	n := 0
-	truncated := false
-	r.VisitHeaders(func(k, val string) {
-		if truncated {
-			return
-		}
-		if max > 0 && n >= max {
-			truncated = true
-			return
-		}
-		n++
-		if !raw {
-			k = strings.ToLower(k)
-		}
-		key := glua.LString(k)
-		switch prev := tbl.RawGet(key).(type) {
-		case *glua.LNilType:
-			tbl.RawSet(key, glua.LString(val))
-		case *glua.LTable:
-			prev.Append(glua.LString(val))
-		default:
-			arr := L.CreateTable(2, 0)
-			arr.Append(prev)
-			arr.Append(glua.LString(val))
-			tbl.RawSet(key, arr)
-		}
-	})
-	if !raw {
-		tbl.Metatable = v.hdrsMeta
+	h := v.newHeaderTable(L, 8)
+	r.VisitHeaders(h.add)
+	return h.push(L)
+}
+
+// headerTable builds the table of ngx.req.get_headers and ngx.resp.get_headers: at most
+// max headers (argument 1, default 100), names lowercased unless raw (argument 2), a
+// repeated header as an array of its values.
+type headerTable struct {
+	v         *vm
+	L         *glua.LState
+	tbl       *glua.LTable
+	max, n    int
+	raw       bool
+	truncated bool
+}
+
+func (v *vm) newHeaderTable(L *glua.LState, size int) *headerTable {
+	return &headerTable{v: v, L: L, max: optInt(L, 1, 100), raw: L.OptBool(2, false), tbl: L.CreateTable(0, size)}
+}
+
+func (h *headerTable) add(k, val string) {
+	if h.truncated {
+		return
 	}
-	L.Push(tbl)
-	if truncated {
+	if h.max > 0 && h.n >= h.max {
+		h.truncated = true
+		return
+	}
+	h.n++
+	if !h.raw {
+		k = strings.ToLower(k)
+	}
+	key := glua.LString(k)
+	switch prev := h.tbl.RawGet(key).(type) {
+	case *glua.LNilType:
+		h.tbl.RawSet(key, glua.LString(val))
+	case *glua.LTable:
+		prev.Append(glua.LString(val))
+	default:
+		arr := h.L.CreateTable(2, 0)
+		arr.Append(prev)
+		arr.Append(glua.LString(val))
+		h.tbl.RawSet(key, arr)
+	}
+}
+
+// push returns the table to Lua, with "truncated" when max cut it short.
+func (h *headerTable) push(L *glua.LState) int {
+	if !h.raw {
+		h.tbl.Metatable = h.v.hdrsMeta
+	}
+	L.Push(h.tbl)
+	if h.truncated {
 		L.Push(glua.LString("truncated"))
 		return 2
 	}

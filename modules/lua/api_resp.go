@@ -110,46 +110,12 @@ func (v *vm) headerNewIndex(L *glua.LState) int {
 
 func (v *vm) respGetHeaders(L *glua.LState) int {
 	_, r := v.request(L)
-	max := optInt(L, 1, 100)
-	raw := L.OptBool(2, false)
-	tbl := L.CreateTable(0, r.RespHeader().Len()+2)
-	n := 0
-	truncated := false
-	add := func(k, val string) {
-		if max > 0 && n >= max {
-			truncated = true
-			return
-		}
-		n++
-		if !raw {
-			k = strings.ToLower(k)
-		}
-		key := glua.LString(k)
-		switch prev := tbl.RawGet(key).(type) {
-		case *glua.LNilType:
-			tbl.RawSet(key, glua.LString(val))
-		case *glua.LTable:
-			prev.Append(glua.LString(val))
-		default:
-			arr := L.CreateTable(2, 0)
-			arr.Append(prev)
-			arr.Append(glua.LString(val))
-			tbl.RawSet(key, arr)
-		}
-	}
+	h := v.newHeaderTable(L, r.RespHeader().Len()+2)
 	for _, f := range r.RespHeader().Fields() {
-		add(f.Key, f.Value)
+		h.add(f.Key, f.Value)
 	}
 	if cl := r.ContentLength(); cl >= 0 {
-		add("Content-Length", strconv.FormatInt(cl, 10))
+		h.add("Content-Length", strconv.FormatInt(cl, 10))
 	}
-	if !raw {
-		tbl.Metatable = v.hdrsMeta
-	}
-	L.Push(tbl)
-	if truncated {
-		L.Push(glua.LString("truncated"))
-		return 2
-	}
-	return 1
+	return h.push(L)
 }
