@@ -254,7 +254,7 @@ func (v *vm) sockConnect(L *glua.LState) int {
 		L.Push(lOne)
 		return 1
 	}
-	d := net.Dialer{Timeout: s.timeout(0)}
+	d := net.Dialer{Timeout: s.timeout(0), KeepAlive: -1} // no SO_KEEPALIVE unless setoption asks, as ngx_lua
 	ctx := killCtx{t.killCh()}
 	var conn net.Conn
 	var err error

@@ -222,7 +222,7 @@ func (pl *pool) close() {
 
 // dial connects to p within timeout.
 func (pl *pool) dial(p *upstream.Peer, timeout time.Duration) (*upConn, error) {
-	d := net.Dialer{Timeout: timeout}
+	d := net.Dialer{Timeout: timeout, KeepAlive: -1} // no TCP keepalive probes, as nginx upstreams
 	nc, err := d.Dial(p.Network, p.Addr)
 	if err != nil {
 		return nil, err

@@ -442,7 +442,7 @@ func (pc *peerClient) exec(ctx context.Context, cmds [][]any) ([]byte, error) {
 // (keepalive = 0, nginx's behaviour without a keepalive pool).
 func (h *Handle) execShort(ctx context.Context, p *upstream.Peer, cmds [][]any) ([]byte, error) {
 	u := h.u
-	d := net.Dialer{Timeout: u.ConnectTimeout}
+	d := net.Dialer{Timeout: u.ConnectTimeout, KeepAlive: -1} // no TCP keepalive probes, as nginx upstreams
 	nc, err := d.DialContext(ctx, p.Network, p.Addr)
 	if err != nil {
 		return nil, err
