@@ -63,6 +63,7 @@ type server struct {
 	seenOps int64        // ops at the reaper's last look
 	idleAt  time.Time    // when the reaper first saw no new calls
 	u       *upstream.Upstream
+	gets    getBatcher
 }
 
 // oneServer is a gomemcache selector for a single server: the handle picks servers.
@@ -242,6 +243,11 @@ func (h *Handle) Upstream() *upstream.Upstream { return h.u }
 // reached (as nginx does on connection failures) and retrying once on a new
 // connection when a pooled one turns out dead and f may be repeated.
 func (h *Handle) on(key string, repeatable bool, f func(c *memcache.Client) error) (*upstream.Peer, error) {
+	return h.onServer(key, repeatable, func(s *server) error { return s.with(f) })
+}
+
+// onServer is on for calls that reach the server's client their own way.
+func (h *Handle) onServer(key string, repeatable bool, f func(s *server) error) (*upstream.Peer, error) {
 	tries := h.u.TriesKey(key)
 	var lastErr error
 	for {
@@ -253,11 +259,11 @@ func (h *Handle) on(key string, repeatable bool, f func(c *memcache.Client) erro
 			return nil, lastErr
 		}
 		s := h.servers[p]
-		err := s.with(f)
+		err := f(s)
 		// A dead pooled connection: again on a new one, when nothing was sent or the
 		// command may be repeated.
 		for i := 0; i < 2 && err != nil && s.sem != nil && (errors.Is(err, errStale) || repeatable && brokenConn(err) && !IsTimeout(err)); i++ {
-			err = s.with(f)
+			err = f(s)
 		}
 		h.u.Release(p, !replyError(err) && err != ErrPoolTimeout)
 		if err == nil || replyError(err) {
@@ -271,15 +277,22 @@ func (h *Handle) on(key string, repeatable bool, f func(c *memcache.Client) erro
 	}
 }
 
-// Get fetches an item; ErrCacheMiss when there is none.
+// Get fetches an item; ErrCacheMiss when there is none. Gets of concurrent callers
+// share multi-gets (see batch.go): callers that asked for the same key get items of
+// their own with the same Value bytes, which they must not change in place.
 func (h *Handle) Get(key string) (*memcache.Item, error) {
+	it, _, err := h.get(key)
+	return it, err
+}
+
+func (h *Handle) get(key string) (*memcache.Item, *upstream.Peer, error) {
 	var it *memcache.Item
-	_, err := h.on(key, true, func(c *memcache.Client) error {
+	p, err := h.onServer(key, true, func(s *server) error {
 		var err error
-		it, err = c.Get(key)
+		it, err = s.get(key)
 		return err
 	})
-	return it, err
+	return it, p, err
 }
 
 // Set stores an item.

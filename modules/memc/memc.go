@@ -323,11 +323,7 @@ func run(h *Handle, cmd, key string, value []byte, exptime int32, flags uint32, 
 	switch cmd {
 	case "get":
 		var it *memcache.Item
-		p, err = h.on(key, true, func(c *memcache.Client) error {
-			var err error
-			it, err = c.Get(key)
-			return err
-		})
+		it, p, err = h.get(key)
 		if err == memcache.ErrCacheMiss {
 			return 404, nil, p, nil
 		}

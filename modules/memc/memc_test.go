@@ -498,3 +498,74 @@ func TestMemcRestartBetweenRequests(t *testing.T) {
 		}
 	}
 }
+
+// Concurrent gets share multi-gets: every request still gets its own key's value and
+// flags (or 404 for a key that is missing, in the same batch as hits), and the worker
+// keeps at most two gets in flight, so memcached sees at most two connections where a
+// get per connection would have used the whole pool of 8.
+func TestMemcGetBatching(t *testing.T) {
+	mcd := backends.StartMemcached(t)
+	for i := 0; i < 10; i++ {
+		if _, err := backends.Memcached(mcd.Addr(), fmt.Sprintf("set k%d %d 0 %d\r\nvalue-%d", i, 100+i, len(fmt.Sprint("value-", i)), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := testserver.Start(t, cfg(memcConf, "{MC}", mcd.Addr()))
+	var bad atomic.Int64
+	var total atomic.Int64
+	var firstErr sync.Once
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 48; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c := &http.Client{Timeout: 10 * time.Second}
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := (i + k) % 12 // k10 and k11 are missing
+				resp, err := c.Get(s.URL(fmt.Sprintf("/memc?cmd=get&key=k%d", n)))
+				if err != nil {
+					bad.Add(1)
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				total.Add(1)
+				want, wantStatus, wantFlags := fmt.Sprint("value-", n), 200, strconv.Itoa(100+n)
+				if n >= 10 {
+					want, wantStatus, wantFlags = "", 404, ""
+				}
+				if resp.StatusCode != wantStatus || (wantStatus == 200 && (string(body) != want || resp.Header.Get("X-Flags") != wantFlags)) {
+					bad.Add(1)
+					firstErr.Do(func() {
+						t.Errorf("get k%d: %d %q flags %q, want %d %q flags %q", n, resp.StatusCode, body, resp.Header.Get("X-Flags"), wantStatus, want, wantFlags)
+					})
+				}
+			}
+		}(i)
+	}
+	maxConns := 0
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+		if n, err := mcd.MemcachedConnections(); err == nil && n > maxConns {
+			maxConns = n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d gets from 48 clients, at most %d memcached connections", total.Load(), maxConns)
+	if bad.Load() != 0 {
+		t.Errorf("%d of %d requests failed or got the wrong answer", bad.Load(), total.Load())
+	}
+	if total.Load() < 100 {
+		t.Errorf("only %d requests done", total.Load())
+	}
+	if maxConns > 2 {
+		t.Errorf("memcached saw %d connections: gets were not batched (at most 2 in flight)", maxConns)
+	}
+}
