@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ type tcpSock struct {
 	reused   int
 
 	reading, writing bool
+	sent             bool // the last I/O was a send: its answer is likely still on its way
 }
 
 // sockBufPool holds the default-sized receive buffers of cosockets.
@@ -404,6 +406,7 @@ func (v *vm) sockSend(L *glua.LState) int {
 	})
 	t.blockConn = nil
 	s.writing = false
+	s.sent = true
 	if err != nil {
 		// Errors on send are fatal to the connection.
 		msg := sockErr(err)
@@ -448,7 +451,14 @@ func (v *vm) fill(t *thread, s *tcpSock) error {
 	var n int
 	var err error
 	t.blockConn = conn
+	yield := s.sent
+	s.sent = false
 	v.blocking(t, func() {
+		if yield {
+			// The answer to what was just sent is rarely in yet: let the worker's other
+			// coroutines run first instead of a read that finds nothing and a park.
+			runtime.Gosched()
+		}
 		conn.SetReadDeadline(time.Now().Add(s.timeout(2)))
 		n, err = conn.Read(s.buf[s.w:])
 	})
