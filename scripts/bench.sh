@@ -8,7 +8,8 @@
 #             too), each workload run ROUNDS times alternating the servers; prints the
 #             median rps of each and the ratio spindle/nginx. Workloads whose spindle
 #             module is not built yet are skipped.
-# memory:     RSS per idle keepalive connection (4,000 connections) for both servers.
+# memory:     RSS per idle keepalive connection (4,000 connections) and per Lua request
+#             in flight (2,000 requests in ngx.sleep) for both servers.
 # reload:     2 workers each, 20 reloads under wrk load, with a new connection per
 #             request and over keepalive connections; prints requests and errors.
 # upgrade:    3 binary upgrades under the same loads (nginx: USR2, WINCH, QUIT).
@@ -107,6 +108,8 @@ start_nginx() { # workers extra-conf
   sed -e "s#PREFIX#$WORK/nginx#g; s#REDISPORT#$REDISPORT#g; s#MEMCPORT#$MEMCPORT#g; s#\bPORT\b#$NGINXPORT#g" "$ANCHOR" > "$WORK/nginx/nginx.conf"
   # The proxy workload, against the same upstream as spindle's.
   sed -i "s#location = /hello#location = /proxy { proxy_pass http://127.0.0.1:$UPPORT/; proxy_http_version 1.1; proxy_set_header Connection \"\"; }\n        location = /hello#" "$WORK/nginx/nginx.conf"
+  # The memory mode's Lua request in flight.
+  sed -i "s#location = /hello#location = /lua_sleep { content_by_lua_block { ngx.sleep(8) ngx.say(\"ok\") } }\n        location = /hello#" "$WORK/nginx/nginx.conf"
   if [ "${1:-1}" != 1 ]; then
     sed -i "s#worker_processes 1;#worker_processes $1;#; s#worker_cpu_affinity 1;#worker_cpu_affinity 01 10;#" "$WORK/nginx/nginx.conf"
   fi
@@ -183,6 +186,8 @@ LOC[redis_short_lua]='location "= /redis_short_lua" {
         ngx.say(v)
       LUA
     }'
+# memory: a Lua request in flight, waiting in ngx.sleep (nginx gets the same location).
+LOC[lua_sleep]='location "= /lua_sleep" { content_by_lua = "ngx.sleep(8) ngx.say(\"ok\")" }'
 LOC[memc]='location "= /memc" {
       memc_pass = "memc_pool"
       memc_cmd  = "get"
@@ -259,7 +264,7 @@ PY
 SUPPORTED=()
 detect_workloads() {
   mkdir -p "$WORK/spindle/conf" "$WORK/spindle/html"
-  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short redis_short_lua memc proxy; do
+  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short redis_short_lua memc proxy lua_sleep; do
     local loc=${LOC[$w]//REDISPORT/$REDISPORT}
     local helpers=("${LOC[moon]}" "${LOC[earth]}")
     [ "$w" = moon ] || [ "$w" = earth ] && helpers=()
@@ -370,6 +375,26 @@ memory() {
   stop_nginx
   echo "  spindle: $s bytes per connection"
   echo "  nginx:   $g bytes per connection"
+  [[ " ${SUPPORTED[*]} " == *" lua_sleep "* ]] || return 0
+  # Each request waits in ngx.sleep(8): what the worker holds per Lua request in flight
+  # (connection, request, coroutine), against OpenResty's.
+  local m=${INFLIGHT:-2000}
+  echo "memory per Lua request in flight ($m requests in ngx.sleep):"
+  start_spindle 1
+  w=$(pgrep -f "spindle: worker process" -P "$(cat "$WORK/spindle/logs/spindle.pid")" | head -1)
+  s=$(inflight "$w" "$SPINDLEPORT" "$m")
+  stop_spindle
+  start_nginx 1
+  w=$(pgrep -P "$NGINX_MASTER" | head -1)
+  g=$(inflight "$w" "$NGINXPORT" "$m")
+  stop_nginx
+  echo "  spindle: $s bytes per request"
+  echo "  nginx:   $g bytes per request"
+}
+inflight() { # worker-pid port n -> bytes per request in flight
+  local before
+  before=$(rss_kb "$1")
+  go run ./internal/cmd/idleconns -addr "127.0.0.1:$2" -n "$3" -hold 2s -pid "$1" -before "$before" -path /lua_sleep -inflight
 }
 idle_conns() { # worker-pid port n -> bytes per connection
   local before after

@@ -58,9 +58,10 @@ func Run() int {
 // GCPercent is the workers' GOGC unless the environment sets one. A worker's live
 // heap is small (about a megabyte) and its garbage comes from requests: with Go's
 // default of 100 it collected about 45 times a second under load on Lua subrequests,
-// spending 10-15% of its CPU on it. 400 lets the heap grow to 16 MB or five times
-// the live heap between collections.
-const GCPercent = 400
+// 10-15% of its CPU. 200 halves that; 400 saved a little more CPU but held 60% more
+// memory per Lua request in flight (scripts/bench.sh memory: 9.7 KB at 100, 10.5 KB
+// at 200, 15.5 KB at 400; OpenResty 10.6 KB).
+const GCPercent = 200
 
 // EnvCPUProfile names a directory where each worker writes a Go CPU profile of its
 // whole life (cpu-PID.pprof), for `go tool pprof`: how spindle's own figures in

@@ -1,6 +1,8 @@
 // Command idleconns measures the memory a server spends per idle keepalive connection:
 // it opens n connections, sends one request on each and reads the response, then
-// compares the server process's resident memory with the figure given before.
+// compares the server process's resident memory with the figure given before. With
+// -inflight it does not wait for the responses: the figure is then per request in
+// flight (for a location that takes its time to answer).
 package main
 
 import (
@@ -23,6 +25,7 @@ func main() {
 	pid := flag.Int("pid", 0, "server process to measure")
 	before := flag.Int("before", 0, "its RSS in KiB before the connections")
 	path := flag.String("path", "/hello", "request path")
+	inflight := flag.Bool("inflight", false, "measure with the requests still in flight")
 	flag.Parse()
 	conns := make([]net.Conn, 0, *n)
 	for i := 0; i < *n; i++ {
@@ -32,6 +35,10 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: bench\r\n\r\n", *path)
+		if *inflight {
+			conns = append(conns, c)
+			continue
+		}
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
