@@ -43,17 +43,7 @@ func needBody(r *httpcore.Request, c *Conf) (httpcore.Action, bool) {
 }
 
 func runRewrite(r *httpcore.Request, c *Conf, ch *chunk) httpcore.Action {
-	if a, ok := needBody(r, c); !ok {
-		return a
-	}
-	v, ru, fn, ok := start(r, phaseRewrite, c, ch)
-	if !ok {
-		return r.Error(500)
-	}
-	v.call(ru, fn, 0)
-	a := ru.result(false)
-	ru.free()
-	return a
+	return runHandler(r, c, ch, phaseRewrite)
 }
 
 func runAccess(r *httpcore.Request, c *Conf, ch *chunk) httpcore.Action {
@@ -61,29 +51,25 @@ func runAccess(r *httpcore.Request, c *Conf, ch *chunk) httpcore.Action {
 	if r.IsSubrequest() {
 		return httpcore.Continue
 	}
-	if a, ok := needBody(r, c); !ok {
-		return a
-	}
-	v, ru, fn, ok := start(r, phaseAccess, c, ch)
-	if !ok {
-		return r.Error(500)
-	}
-	v.call(ru, fn, 0)
-	a := ru.result(false)
-	ru.free()
-	return a
+	return runHandler(r, c, ch, phaseAccess)
 }
 
 func runContent(r *httpcore.Request, c *Conf, ch *chunk) httpcore.Action {
+	return runHandler(r, c, ch, phaseContent)
+}
+
+// runHandler runs a rewrite, access or content chunk, after the request body when the
+// location asks for it, and maps how it ended to the core's next step.
+func runHandler(r *httpcore.Request, c *Conf, ch *chunk, ph phase) httpcore.Action {
 	if a, ok := needBody(r, c); !ok {
 		return a
 	}
-	v, ru, fn, ok := start(r, phaseContent, c, ch)
+	v, ru, fn, ok := start(r, ph, c, ch)
 	if !ok {
 		return r.Error(500)
 	}
 	v.call(ru, fn, 0)
-	a := ru.result(true)
+	a := ru.result(ph == phaseContent)
 	ru.free()
 	return a
 }

@@ -41,13 +41,7 @@ func (s *server) get(key string) (*memcache.Item, error) {
 	if s.sem == nil || !legalKey(key) {
 		// keepalive = 0 dials per call anyway; a malformed key would fail the whole
 		// batch.
-		var it *memcache.Item
-		err := s.with(func(c *memcache.Client) error {
-			var err error
-			it, err = c.Get(key)
-			return err
-		})
-		return it, err
+		return s.getOne(key)
 	}
 	b := &s.gets
 	c := &getCall{key: key}
@@ -75,11 +69,7 @@ func (s *server) sendGets(calls []*getCall, self *getCall) {
 	var err error
 	if len(calls) == 1 {
 		var it *memcache.Item
-		err = s.with(func(c *memcache.Client) error {
-			var err error
-			it, err = c.Get(calls[0].key)
-			return err
-		})
+		it, err = s.getOne(calls[0].key)
 		if it != nil {
 			items = map[string]*memcache.Item{it.Key: it}
 		}
@@ -131,6 +121,18 @@ func (s *server) sendGets(calls []*getCall, self *getCall) {
 		next[0].lead = next
 		close(next[0].done)
 	}
+}
+
+// getOne is a plain get of one key on a pooled (or, for keepalive = 0, new)
+// connection.
+func (s *server) getOne(key string) (*memcache.Item, error) {
+	var it *memcache.Item
+	err := s.with(func(c *memcache.Client) error {
+		var err error
+		it, err = c.Get(key)
+		return err
+	})
+	return it, err
 }
 
 // copyItem gives each caller an item of its own when several asked for one key, so
