@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"github.com/spindle-server/spindle/internal/netutil"
 	"io"
 	"net"
 	"runtime"
@@ -256,12 +257,12 @@ func (v *vm) sockConnect(L *glua.LState) int {
 		L.Push(lOne)
 		return 1
 	}
-	d := net.Dialer{Timeout: s.timeout(0), KeepAlive: -1} // no SO_KEEPALIVE unless setoption asks, as ngx_lua
 	ctx := killCtx{t.killCh()}
 	var conn net.Conn
 	var err error
 	s.writing = true
-	v.blocking(t, func() { conn, err = d.DialContext(ctx, network, addr) })
+	// No SO_KEEPALIVE unless setoption asks, as ngx_lua.
+	v.blocking(t, func() { conn, err = netutil.Dial(ctx, network, addr, s.timeout(0)) })
 	s.writing = false
 	if err != nil {
 		msg := sockErr(err)
@@ -768,13 +769,22 @@ func (v *vm) sockClose(L *glua.LState) int {
 	return 1
 }
 
+// tcpOptions are the socket options setoption sets: net.TCPConn's methods, which
+// netutil.Dial's connections have too.
+type tcpOptions interface {
+	SetKeepAlive(bool) error
+	SetNoDelay(bool) error
+	SetReadBuffer(int) error
+	SetWriteBuffer(int) error
+}
+
 func (v *vm) sockSetOption(L *glua.LState) int {
 	_, s := v.checkSock(L)
 	opt := L.CheckString(2)
 	if s.conn == nil {
 		return failure(L, "closed")
 	}
-	tc, _ := s.conn.(*net.TCPConn)
+	tc, _ := s.conn.(tcpOptions)
 	switch opt {
 	case "keepalive":
 		if tc != nil {

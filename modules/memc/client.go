@@ -73,8 +73,7 @@ func (s oneServer) PickServer(string) (net.Addr, error) { return s.addr, nil }
 func (s oneServer) Each(f func(net.Addr) error) error   { return f(s.addr) }
 func (s oneServer) dialer(u *upstream.Upstream) func(ctx context.Context, network, address string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
-		d := net.Dialer{Timeout: u.ConnectTimeout, KeepAlive: -1} // no TCP keepalive probes, as nginx upstreams
-		nc, err := d.DialContext(context.Background(), network, address)
+		nc, err := netutil.Dial(context.Background(), network, address, u.ConnectTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -395,8 +394,7 @@ func (h *Handle) Admin(p *upstream.Peer, line string) (string, error) {
 }
 
 func admin(u *upstream.Upstream, p *upstream.Peer, line string) (string, error) {
-	d := net.Dialer{Timeout: u.ConnectTimeout, KeepAlive: -1} // no TCP keepalive probes, as nginx upstreams
-	nc, err := d.Dial(p.Network, p.Addr)
+	nc, err := netutil.Dial(context.Background(), p.Network, p.Addr, u.ConnectTimeout)
 	if err != nil {
 		return "", err
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -222,13 +223,9 @@ func (pl *pool) close() {
 
 // dial connects to p within timeout.
 func (pl *pool) dial(p *upstream.Peer, timeout time.Duration) (*upConn, error) {
-	d := net.Dialer{Timeout: timeout, KeepAlive: -1} // no TCP keepalive probes, as nginx upstreams
-	nc, err := d.Dial(p.Network, p.Addr)
+	nc, err := netutil.Dial(context.Background(), p.Network, p.Addr, timeout) // TCP_NODELAY set
 	if err != nil {
 		return nil, err
-	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
 	}
 	pl.mu.Lock()
 	pl.created++

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spindle-server/spindle/internal/netutil"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -442,8 +444,7 @@ func (pc *peerClient) exec(ctx context.Context, cmds [][]any) ([]byte, error) {
 // (keepalive = 0, nginx's behaviour without a keepalive pool).
 func (h *Handle) execShort(ctx context.Context, p *upstream.Peer, cmds [][]any) ([]byte, error) {
 	u := h.u
-	d := net.Dialer{Timeout: u.ConnectTimeout, KeepAlive: -1} // no TCP keepalive probes, as nginx upstreams
-	nc, err := d.DialContext(ctx, p.Network, p.Addr)
+	nc, err := netutil.Dial(ctx, p.Network, p.Addr, u.ConnectTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -473,6 +474,9 @@ func (h *Handle) execShort(ctx context.Context, p *upstream.Peer, cmds [][]any) 
 	if _, err := nc.Write(buf); err != nil {
 		return nil, err
 	}
+	// The reply is rarely in yet: a read now finds nothing and parks the goroutine.
+	// Letting the worker's other coroutines run first saves that read.
+	runtime.Gosched()
 	br := bufio.NewReaderSize(nc, 4096)
 	var out []byte
 	skip := 0

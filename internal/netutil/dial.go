@@ -1,0 +1,235 @@
+package netutil
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dial connects to a backend. An address that is an IP literal and a port ("127.0.0.1:6379",
+// "[::1]:6379") is dialled the way nginx does it: a non-blocking socket, connect, and a
+// second connect once the socket is writable to learn the outcome. net.Dialer does more
+// per connection, which a backend dialled for every request (a redis upstream with
+// keepalive 0, a cosocket that is not pooled) pays each time: a goroutine watching the
+// context whenever there is a timeout, and getpeername and getsockname calls to fill in
+// addresses nobody reads. Names to resolve and unix sockets go through net.Dialer.
+// Connections carry no TCP keepalive probes, as nginx's upstream connections.
+//
+// timeout bounds the connect (0: none beyond ctx's deadline); ctx cancels it.
+func Dial(ctx context.Context, network, addr string, timeout time.Duration) (net.Conn, error) {
+	if network == "tcp" || network == "tcp4" || network == "tcp6" {
+		if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Zone() == "" &&
+			(network == "tcp" || (network == "tcp4") == ap.Addr().Is4()) {
+			return dialAddrPort(ctx, ap, timeout)
+		}
+	}
+	d := net.Dialer{Timeout: timeout, KeepAlive: -1}
+	return d.DialContext(ctx, network, addr)
+}
+
+// aLongTimeAgo is a deadline in the past: it wakes a pending wait at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func dialAddrPort(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+	raddr := net.TCPAddrFromAddrPort(ap)
+	opErr := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, opErr(err)
+	}
+	var sa unix.Sockaddr
+	family := unix.AF_INET6
+	if a := ap.Addr(); a.Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, opErr(os.NewSyscallError("socket", err))
+	}
+	// As net.Dialer: a request written in several pieces is not held back by Nagle.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		unix.Close(fd)
+		return nil, opErr(os.NewSyscallError("setsockopt", err))
+	}
+	switch err := unix.Connect(fd, sa); err {
+	case nil, unix.EINPROGRESS, unix.EINTR:
+	default:
+		unix.Close(fd)
+		return nil, opErr(os.NewSyscallError("connect", err))
+	}
+	// A non-blocking descriptor handed to os.NewFile joins Go's poller, so reads, writes
+	// and deadlines park the goroutine as a net.Conn's do.
+	f := os.NewFile(uintptr(fd), "tcp "+raddr.String())
+	c := &tcpConn{f: f, raddr: raddr}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, opErr(err)
+	}
+	deadline, hasDeadline := ctx.Deadline()
+	if timeout > 0 {
+		if d := time.Now().Add(timeout); !hasDeadline || d.Before(deadline) {
+			deadline, hasDeadline = d, true
+		}
+	}
+	if hasDeadline {
+		f.SetWriteDeadline(deadline)
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(aLongTimeAgo) })
+		defer stop()
+	}
+	var cerr error
+	werr := rc.Write(func(fd uintptr) bool {
+		// connect again: 0 or EISCONN once established, EALREADY while the handshake
+		// runs, and the connection's error if it failed.
+		switch err := unix.Connect(int(fd), sa); err {
+		case nil, unix.EISCONN:
+			return true
+		case unix.EALREADY, unix.EINPROGRESS, unix.EINTR:
+			return false
+		default:
+			cerr = os.NewSyscallError("connect", err)
+			return true
+		}
+	})
+	if werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		f.Close()
+		if err := ctx.Err(); err != nil {
+			werr = err
+		} else if errors.Is(werr, os.ErrDeadlineExceeded) {
+			werr = os.ErrDeadlineExceeded
+		}
+		return nil, opErr(werr)
+	}
+	if hasDeadline {
+		f.SetWriteDeadline(time.Time{})
+	}
+	return c, nil
+}
+
+// tcpConn is a connection made by Dial: an *os.File in Go's poller, with a net.Conn's
+// errors and addresses.
+type tcpConn struct {
+	f     *os.File
+	raddr *net.TCPAddr
+}
+
+func (c *tcpConn) Read(b []byte) (int, error) {
+	n, err := c.f.Read(b)
+	return n, c.err("read", err)
+}
+
+func (c *tcpConn) Write(b []byte) (int, error) {
+	n, err := c.f.Write(b)
+	return n, c.err("write", err)
+}
+
+func (c *tcpConn) Close() error { return c.err("close", c.f.Close()) }
+
+// LocalAddr asks the kernel: it is rarely wanted, so it is not fetched at connect.
+func (c *tcpConn) LocalAddr() net.Addr {
+	var la net.Addr = &net.TCPAddr{}
+	c.control(func(fd int) error {
+		sa, err := unix.Getsockname(fd)
+		switch sa := sa.(type) {
+		case *unix.SockaddrInet4:
+			la = &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
+		case *unix.SockaddrInet6:
+			la = &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+		}
+		return err
+	})
+	return la
+}
+
+func (c *tcpConn) RemoteAddr() net.Addr { return c.raddr }
+
+func (c *tcpConn) SetDeadline(t time.Time) error {
+	return c.err("set", c.f.SetDeadline(t))
+}
+
+func (c *tcpConn) SetReadDeadline(t time.Time) error {
+	return c.err("set", c.f.SetReadDeadline(t))
+}
+
+func (c *tcpConn) SetWriteDeadline(t time.Time) error {
+	return c.err("set", c.f.SetWriteDeadline(t))
+}
+
+// SyscallConn gives the descriptor to code that peeks or sets options (Alive).
+func (c *tcpConn) SyscallConn() (syscall.RawConn, error) { return c.f.SyscallConn() }
+
+// SetNoDelay is net.TCPConn's.
+func (c *tcpConn) SetNoDelay(on bool) error {
+	return c.setsockopt(unix.IPPROTO_TCP, unix.TCP_NODELAY, boolInt(on))
+}
+
+// SetKeepAlive is net.TCPConn's.
+func (c *tcpConn) SetKeepAlive(on bool) error {
+	return c.setsockopt(unix.SOL_SOCKET, unix.SO_KEEPALIVE, boolInt(on))
+}
+
+// SetReadBuffer is net.TCPConn's.
+func (c *tcpConn) SetReadBuffer(n int) error {
+	return c.setsockopt(unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+}
+
+// SetWriteBuffer is net.TCPConn's.
+func (c *tcpConn) SetWriteBuffer(n int) error {
+	return c.setsockopt(unix.SOL_SOCKET, unix.SO_SNDBUF, n)
+}
+
+func (c *tcpConn) setsockopt(level, opt, v int) error {
+	return c.control(func(fd int) error {
+		return os.NewSyscallError("setsockopt", unix.SetsockoptInt(fd, level, opt, v))
+	})
+}
+
+func (c *tcpConn) control(fn func(fd int) error) error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return c.err("raw-control", err)
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return c.err("raw-control", err)
+	}
+	return c.err("set", ferr)
+}
+
+// err turns an *os.File's errors into the ones a net.Conn returns, which callers
+// already know: io.EOF as is, net.ErrClosed, and *net.OpError around the cause.
+func (c *tcpConn) err(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	if errors.Is(err, os.ErrClosed) {
+		err = net.ErrClosed
+	} else if pe, ok := err.(*fs.PathError); ok {
+		err = pe.Err
+	}
+	return &net.OpError{Op: op, Net: "tcp", Addr: c.raddr, Err: err}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
