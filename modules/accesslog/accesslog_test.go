@@ -77,6 +77,48 @@ http {
 	}
 }
 
+// TestRejectedRequestsAreLogged: requests answered before they could be parsed are in
+// the default server's log as in nginx's, with the request line as it came.
+func TestRejectedRequestsAreLogged(t *testing.T) {
+	s := testserver.Start(t, `
+http {
+  log_format "short" { format = "[$request] $status $request_method $body_bytes_sent $http_user_agent" }
+  server {
+    listen = ["127.0.0.1:0"]
+    access_log = "logs/access.log short"
+    location "/" { return = { code = 200, body = "hello\n" } }
+  }
+}
+`)
+	// A good request first: its headers must not show up in the rejected line after it.
+	raw := s.Raw("GET /ok HTTP/1.1\r\nHost: x\r\nUser-Agent: agent-1\r\n\r\n"+
+		"GET /bad HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 2*time.Second)
+	if !strings.Contains(raw, " 200 OK") || !strings.Contains(raw, " 400 Bad Request") {
+		t.Fatalf("responses:\n%s", raw)
+	}
+	s.Raw("\x16\x03\x01garbage\r\n\r\n", 2*time.Second)
+	s.Raw("GET /"+strings.Repeat("a", 9000)+" HTTP/1.1\r\n\r\n", 2*time.Second)
+	got := readLog(t, s, "logs/access.log")
+	want := []*regexp.Regexp{
+		regexp.MustCompile(`^\[GET /ok HTTP/1\.1\] 200 GET 6 agent-1$`),
+		regexp.MustCompile(`^\[GET /bad HTTP/1\.1\] 400 GET \d+ -$`),
+		regexp.MustCompile(`^\[\\x16\\x03\\x01garbage\] 400 - \d+ -$`),
+		regexp.MustCompile(`^\[GET /a{1000,}( HTTP/1\.1)?\] 414 GET \d+ -$`),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("access.log has %d lines, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i, re := range want {
+		if !re.MatchString(got[i]) {
+			tail := got[i]
+			if len(tail) > 100 {
+				tail = "..." + tail[len(tail)-100:]
+			}
+			t.Errorf("line %d = %q, want match for %.200s", i, tail, re)
+		}
+	}
+}
+
 func TestCustomFormats(t *testing.T) {
 	s := testserver.Start(t, `
 http {

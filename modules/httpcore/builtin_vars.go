@@ -24,6 +24,9 @@ func init() {
 	RegisterVar("request_uri", func(r *Request) string { return r.main.requestURI })
 	RegisterVar("request_method", func(r *Request) string { return r.method })
 	RegisterVar("request", func(r *Request) string {
+		if r.main.rejectedLine != "" {
+			return r.main.rejectedLine
+		}
 		return r.main.method + " " + r.main.requestURI + " " + r.main.Proto()
 	})
 	RegisterVar("server_protocol", func(r *Request) string { return r.Proto() })

@@ -2,6 +2,7 @@ package httpcore
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -673,6 +674,7 @@ func (c *conn) reject(status int, reason string) {
 	body := AppendErrorPage(nil, status)
 	b := c.bw
 	c.t.setWriteTimeout(5 * time.Second)
+	head := b.Buffered()
 	b.WriteString("HTTP/1.1 ")
 	b.WriteString(strconv.Itoa(status))
 	b.WriteByte(' ')
@@ -682,10 +684,40 @@ func (c *conn) reject(status int, reason string) {
 	b.WriteString("\r\nContent-Type: text/html\r\nContent-Length: ")
 	b.WriteString(strconv.Itoa(len(body)))
 	b.WriteString("\r\nConnection: close\r\n\r\n")
+	head = b.Buffered() - head
 	b.Write(body)
 	b.Flush()
+	c.logRejected(status, head, len(body))
 	c.lingering = true
 	c.close()
+}
+
+// logRejected runs the log phase of the default server of the address for a request
+// answered before it could be parsed, as nginx logs its 400, 408, 414 and 431 answers:
+// $request is the request line as far as it came, and no header is known.
+func (c *conn) logRejected(status, headBytes, bodyBytes int) {
+	srv := c.as.def
+	if srv == nil || len(srv.root.run[PhaseLog]) == 0 {
+		return
+	}
+	buf, _ := c.br.Peek(c.br.Buffered())
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		buf = buf[:i]
+	}
+	buf = bytes.TrimSuffix(buf, []byte("\r"))
+	c.hdr.Reset() // not the previous request's headers
+	r := c.req
+	r.reset()
+	r.cfg, r.c, r.main, r.hdr = c.e.cfg, c, r, c.hdr
+	r.start = time.Now()
+	r.Server, r.loc = srv, srv.root
+	r.rejectedLine = string(buf)
+	if sp := bytes.IndexByte(buf, ' '); sp > 0 {
+		r.method = string(buf[:sp])
+	}
+	r.status, r.finished = status, true
+	r.headerBytes, r.bodyBytes = int64(headBytes), int64(bodyBytes)
+	r.runLog()
 }
 
 func stack() []byte {

@@ -41,13 +41,16 @@ type Request struct {
 	uri        string // decoded, normalised path: $uri
 	args       string // query string: $args
 	requestURI string // as received: $request_uri
-	absHost    string // host of an absolute-form request target
-	http10     bool
-	hdr        *fasthttp.RequestHeader // parsed headers (shared with the parent by subrequests)
-	hdrOverlay *Header                 // main: headers changed by modules; sub: its own headers once changed
-	hdrDeleted []string                // main: parsed headers that modules removed or replaced
-	snapMu     sync.Mutex
-	snapshot   *Header // main: its headers as an immutable list, for subrequests
+	// rejectedLine is the request line of a request answered before it was parsed
+	// (for the log phase): $request.
+	rejectedLine string
+	absHost      string // host of an absolute-form request target
+	http10       bool
+	hdr          *fasthttp.RequestHeader // parsed headers (shared with the parent by subrequests)
+	hdrOverlay   *Header                 // main: headers changed by modules; sub: its own headers once changed
+	hdrDeleted   []string                // main: parsed headers that modules removed or replaced
+	snapMu       sync.Mutex
+	snapshot     *Header // main: its headers as an immutable list, for subrequests
 
 	body     bodyState
 	internal bool

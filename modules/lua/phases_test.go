@@ -260,3 +260,21 @@ func TestInitByLuaFailure(t *testing.T) {
 		t.Errorf("init_by_lua error: %v", err)
 	}
 }
+
+// log_by_lua at the server level runs for a request answered before it was parsed, as
+// in ngx_lua (nginx logs its 400s), and sees its status and request line.
+func TestLogPhaseOfRejectedRequest(t *testing.T) {
+	s := serve(t, "", `
+    log_by_lua = "ngx.log(ngx.WARN, 'logged ', ngx.status, ' [', ngx.var.request, '] ', tostring(ngx.var.http_host))"
+    location "/" { content_by_lua = "ngx.say('ok')" }`)
+	raw := s.Raw("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: b\r\nBad Name: c\r\n\r\n", 2*time.Second)
+	if !strings.Contains(raw, " 400 Bad Request") {
+		t.Fatalf("responses:\n%s", raw)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(s.ErrorLog(), "logged 400") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	checkLog(t, s, "logged 200 [GET / HTTP/1.1] a", "logged 400 [GET /x HTTP/1.1] nil")
+	noErrors(t, s)
+}
