@@ -570,8 +570,9 @@ func (c *conn) close() {
 func (c *conn) readHead(core *CoreConf) int {
 	c.state.Store(stateIdle)
 	c.idleSince.Store(coarseNow().UnixNano())
+	// No defers here: with this many returns they would not be open-coded, and this
+	// runs for every request.
 	c.readingHead = true
-	defer func() { c.readingHead = false }()
 	if c.br.Buffered() == 0 {
 		timeout := core.KeepaliveTimeout
 		if c.requests == 0 {
@@ -579,6 +580,7 @@ func (c *conn) readHead(core *CoreConf) int {
 		}
 		c.t.setReadTimeout(timeout)
 		if _, err := c.br.Peek(1); err != nil {
+			c.readingHead = false
 			if err == errWouldBlock {
 				return headWait
 			}
@@ -587,10 +589,18 @@ func (c *conn) readHead(core *CoreConf) int {
 		}
 	}
 	if !c.state.CompareAndSwap(stateIdle, stateReading) {
+		c.readingHead = false
 		return headClosed // closed by drain just as data arrived
 	}
 	c.e.reading.Add(1)
-	defer c.e.reading.Add(-1)
+	res := c.readHeadData(core)
+	c.e.reading.Add(-1)
+	c.readingHead = false
+	return res
+}
+
+// readHeadData reads the rest of a request head whose first bytes are in.
+func (c *conn) readHeadData(core *CoreConf) int {
 	lim := headLimits{line: core.LargeHeaderBuffer, field: core.LargeHeaderBuffer, total: core.LargeHeaderBuffer * core.LargeHeaderBuffers}
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
