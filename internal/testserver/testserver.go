@@ -149,6 +149,17 @@ func (s *Server) ErrorLog() string {
 	return string(b)
 }
 
+// Settle waits (up to two seconds) until no request is in progress. A request's log
+// phase runs after its response is sent, as in nginx, so a client can have the
+// response before the access log has the line: tests that read logs or counters
+// settle first.
+func (s *Server) Settle() {
+	deadline := time.Now().Add(2 * time.Second)
+	for s.Engine.Counters()["writing"] > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // Response is a response read by the helpers.
 type Response struct {
 	Status int

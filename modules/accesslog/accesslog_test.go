@@ -22,6 +22,7 @@ import (
 // readLog returns the lines of a log file under the server's prefix.
 func readLog(t *testing.T, s *testserver.Server, name string) []string {
 	t.Helper()
+	s.Settle()
 	b, err := os.ReadFile(filepath.Join(s.Prefix, name))
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -404,6 +405,7 @@ http {
 		s.Get(p)
 		want = append(want, p)
 	}
+	s.Settle()
 	s.Config.ExitWorker()
 	f, err := os.Open(filepath.Join(s.Prefix, "logs/access.log.gz"))
 	if err != nil {
@@ -469,14 +471,17 @@ http {
 }
 `)
 	s.Get("/before")
+	s.Settle()
 	for _, name := range []string{"logs/access.log", "logs/buffered.log"} {
 		if err := os.Rename(filepath.Join(s.Prefix, name), filepath.Join(s.Prefix, name+".1")); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s.Get("/between")
+	s.Settle()
 	s.Config.Reopen()
 	s.Get("/after")
+	s.Settle()
 	s.Config.ExitWorker()
 	for _, c := range []struct{ file, want string }{
 		{"logs/access.log.1", "/before /between"},

@@ -309,6 +309,7 @@ type conn struct {
 	hijackRefs   atomic.Int32 // holders of a hijacked connection (see Hijack)
 	abort        bool         // close without a response (444)
 	hijackedNC   net.Conn     // the connection a hijacker holds
+	logPending   bool         // the request process ran waits for its log phase
 }
 
 type reqState struct {
@@ -401,6 +402,10 @@ func (c *conn) serve() {
 	defer c.release()
 	defer func() {
 		if p := recover(); p != nil {
+			if c.logPending {
+				c.logPending = false
+				c.e.writing.Add(-1)
+			}
 			c.e.cfg.log.Alertf("*%d panic while serving a request: %v\n%s", c.id, p, stack())
 			c.t.close()
 		}
@@ -435,6 +440,10 @@ func (c *conn) runLoop() {
 // stretch panicked with, if it did: the connection is closed, the worker goes on.
 func (c *conn) leaveAfterRun(p any) {
 	if p != nil {
+		if c.logPending {
+			c.logPending = false
+			c.e.writing.Add(-1)
+		}
 		c.e.cfg.log.Alertf("*%d panic while serving a request: %v\n%s", c.id, p, stack())
 		c.abort = true
 		c.t.close()
@@ -518,6 +527,7 @@ func (c *conn) afterRequest() bool {
 		return false
 	}
 	if c.abort {
+		c.endRequest()
 		c.t.close()
 		return false
 	}
@@ -525,15 +535,19 @@ func (c *conn) afterRequest() bool {
 	// draining); a response that promised keep-alive gets its next request served.
 	if c.closeAfter {
 		c.bw.Flush()
+		c.endRequest()
 		c.close()
 		return false
 	}
+	// With pipelined requests waiting, responses are sent together after the last.
 	if c.br.Buffered() == 0 {
 		if err := c.bw.Flush(); err != nil {
+			c.endRequest()
 			c.t.close()
 			return false
 		}
 	}
+	c.endRequest()
 	return true
 }
 

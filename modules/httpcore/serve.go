@@ -115,8 +115,8 @@ func (c *conn) learn() {
 // process runs a prepared request to its end (ok: the target was well formed).
 func (c *conn) process(ok bool) {
 	e := c.e
-	defer e.writing.Add(-1)
 	r := c.req
+	c.logPending = true
 	if !ok {
 		r.keepalive = false
 		r.finalize(400)
@@ -131,9 +131,23 @@ func (c *conn) process(ok bool) {
 		c.discardBody(r)
 	}
 	e.statusCodes[min(r.status/100, 5)].Add(1)
-	// The log phase runs before the response is flushed: a line is in the log by the
-	// time the client has its response, and lines keep the order of the requests.
-	r.runLog()
+	if c.hijacked {
+		// The hijacker has the connection now, and the request is over for the core.
+		c.endRequest()
+	}
+}
+
+// endRequest runs the log phase of the request process ran, once its response is on
+// its way (afterRequest): as in nginx, the log phase comes after the response is
+// sent, so a slow log_by_lua does not hold the response back and $request_time
+// counts the sending. Lines of one connection keep the order of its requests.
+func (c *conn) endRequest() {
+	if !c.logPending {
+		return
+	}
+	c.logPending = false
+	defer c.e.writing.Add(-1)
+	c.req.runLog()
 }
 
 // runLog runs the log phase of a finished request, once.

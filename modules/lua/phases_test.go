@@ -278,3 +278,29 @@ func TestLogPhaseOfRejectedRequest(t *testing.T) {
 	checkLog(t, s, "logged 200 [GET / HTTP/1.1] a", "logged 400 [GET /x HTTP/1.1] nil")
 	noErrors(t, s)
 }
+
+// The log phase runs after the response is sent, as in nginx: a slow log_by_lua does
+// not hold the client's response back.
+func TestLogPhaseAfterResponse(t *testing.T) {
+	s := serve(t, "", `
+    location "/" {
+      content_by_lua = "ngx.say('ok')"
+      log_by_lua = <<-LUA
+        local start = ngx.now()
+        repeat ngx.update_time() until ngx.now() - start >= 0.5
+        ngx.log(ngx.WARN, "slow log phase done")
+      LUA
+    }`)
+	start := time.Now()
+	r := s.Get("/")
+	took := time.Since(start)
+	check(t, r, 200, "ok\n")
+	if took > 300*time.Millisecond {
+		t.Errorf("the response took %v: it waited for the log phase", took)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.ErrorLog(), "slow log phase done") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	checkLog(t, s, "slow log phase done")
+}

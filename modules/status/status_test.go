@@ -62,6 +62,7 @@ func TestInProcessFallback(t *testing.T) {
 	}
 	s.Get("/missing")
 	s.Get("/missing")
+	s.Settle()
 	r := s.Get("/status")
 	if r.Status != 200 || r.Header.Get("Content-Type") != "text/plain" {
 		t.Fatalf("/status: %d %v", r.Status, r.Header)
@@ -73,6 +74,7 @@ func TestInProcessFallback(t *testing.T) {
 		st.active < 1 || st.waiting != st.active-1 {
 		t.Errorf("stub_status = %+v from %q", st, r.Body)
 	}
+	s.Settle()
 	r = s.Get("/status.json")
 	if r.Status != 200 || r.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("/status.json: %d %v", r.Status, r.Header)
@@ -196,9 +198,11 @@ http {
 	}
 	st := parseStub(t, body)
 	// Each worker counted only its share; the page shows them all, the status
-	// request included. The start-up probe connection has no request.
+	// request included. The start-up probe connection has no request. The request
+	// before may still be writing: as in nginx, a request counts as writing until its
+	// log phase, which comes after its response is sent.
 	total := int64(n + 2)
-	if st.requests != total || st.accepts < total || st.handled != st.accepts || st.writing != 1 || st.reading != 0 || st.active < 1 {
+	if st.requests != total || st.accepts < total || st.handled != st.accepts || st.writing < 1 || st.writing > 2 || st.reading != 0 || st.active < 1 {
 		t.Errorf("stub_status = %+v, want %d requests (workers served %v)", st, total, perWorker)
 	}
 	code, body, err = inst.Get("/status?format=json")
