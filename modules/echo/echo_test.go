@@ -1,6 +1,10 @@
 package echo_test
 
 import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -92,5 +96,35 @@ func TestEchoFlushStreams(t *testing.T) {
 	raw := s.Raw("GET /flush HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3*time.Second)
 	if !strings.Contains(raw, "Transfer-Encoding: chunked") || !strings.Contains(raw, "6\r\nfirst\n\r\n") || !strings.HasSuffix(raw, "0\r\n\r\n") {
 		t.Errorf("flushed response not chunked:\n%q", raw)
+	}
+}
+
+// The client's address and port as the event loop got them from accept, over IPv4 and
+// IPv6.
+func TestRemoteAddress(t *testing.T) {
+	s := testserver.Start(t, `
+http {
+  server {
+    listen = ["127.0.0.1:0", "[::1]:0"]
+    location "/" { echo = "${remote_addr} ${remote_port}" }
+  }
+}
+`)
+	for _, listen := range []string{"127.0.0.1:0", "[::1]:0"} {
+		c, err := net.Dial("tcp", s.AddrOf(listen))
+		if err != nil {
+			t.Fatalf("%s: %v", listen, err)
+		}
+		c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		c.Close()
+		host, port, _ := net.SplitHostPort(c.LocalAddr().String())
+		if got, want := strings.TrimSpace(string(body)), host+" "+port; got != want {
+			t.Errorf("%s: remote_addr remote_port = %q, want %q", listen, got, want)
+		}
 	}
 }
