@@ -280,12 +280,11 @@ type conn struct {
 	id uint64
 
 	// Request-time state, from a pool: a connection idle in the event loop holds none.
-	rs   *reqState
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	hdr  *fasthttp.RequestHeader
-	req  *Request
-	scan headScan
+	rs  *reqState
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	hdr *fasthttp.RequestHeader
+	req *Request
 
 	requests  int
 	state     atomic.Int32
@@ -313,10 +312,11 @@ type conn struct {
 }
 
 type reqState struct {
-	br  *bufio.Reader
-	bw  *bufio.Writer
-	hdr fasthttp.RequestHeader
-	req Request
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	hdr  fasthttp.RequestHeader
+	req  Request
+	scan headScan // of the head being read
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -332,9 +332,13 @@ func newConn(e *Engine, nc net.Conn, as *addrServers, t transport) *conn {
 		c.lt, lt.c = lt, c
 	}
 	c.idleSince.Store(coarseNow().UnixNano())
-	e.mu.Lock()
-	e.conns[c] = struct{}{}
-	e.mu.Unlock()
+	if c.lt == nil {
+		// The event loop keeps its own connections: e.conns lists the others, and
+		// hijacked ones.
+		e.mu.Lock()
+		e.conns[c] = struct{}{}
+		e.mu.Unlock()
+	}
 	e.wg.Add(1)
 	e.active.Add(1)
 	return c
@@ -389,9 +393,11 @@ func (c *conn) release() {
 	}
 	c.released = true
 	e := c.e
-	e.mu.Lock()
-	delete(e.conns, c)
-	e.mu.Unlock()
+	if c.lt == nil || c.hijackedNC != nil {
+		e.mu.Lock()
+		delete(e.conns, c)
+		e.mu.Unlock()
+	}
 	e.active.Add(-1)
 	<-e.sem
 	e.wg.Done()
@@ -618,17 +624,17 @@ func (c *conn) readHeadData(core *CoreConf) int {
 	lim := headLimits{line: core.LargeHeaderBuffer, field: core.LargeHeaderBuffer, total: core.LargeHeaderBuffer * core.LargeHeaderBuffers}
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
-		c.scan = scanHead(buf, lim)
-		if c.scan.status != 0 {
-			c.reject(c.scan.status, c.scan.reason)
+		c.rs.scan = scanHead(buf, lim)
+		if c.rs.scan.status != 0 {
+			c.reject(c.rs.scan.status, c.rs.scan.reason)
 			return headDone
 		}
-		if c.scan.n > 0 {
+		if c.rs.scan.n > 0 {
 			break
 		}
 		if len(buf) >= lim.total {
 			st := 431
-			if !c.scan.lineDone {
+			if !c.rs.scan.lineDone {
 				st = 414
 			}
 			c.reject(st, "request head too large")

@@ -50,6 +50,7 @@ func (r *Request) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hc := &hijackedConn{Conn: nc, c: c}
 	c.e.mu.Lock()
 	c.hijackedNC = hc
+	c.e.conns[c] = struct{}{} // a forced shutdown closes it (event loop connections are not listed until now)
 	c.e.mu.Unlock()
 	r.finished = true
 	r.keepalive = false

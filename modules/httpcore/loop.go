@@ -490,7 +490,6 @@ type loopTransport struct {
 	l     *eventLoop
 	fd    int
 	peer  netip.AddrPort
-	ln    *loopListener
 	ready chan struct{} // readiness, for the goroutine that has the connection
 	// drained: the last read got less than it asked for, so the socket had nothing
 	// more; with edge-triggered epoll, more data brings a new event. Until then a read
@@ -511,7 +510,7 @@ type loopTransport struct {
 }
 
 func newLoopConn(e *Engine, l *eventLoop, fd int, peer netip.AddrPort, ln *loopListener) *conn {
-	return newConn(e, nil, ln.as, &loopTransport{l: l, fd: fd, peer: peer, ln: ln})
+	return newConn(e, nil, ln.as, &loopTransport{l: l, fd: fd, peer: peer})
 }
 
 // accept4 is unix.Accept4 without the getsockopt(SO_PROTOCOL) it makes on the

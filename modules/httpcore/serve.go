@@ -47,9 +47,9 @@ func (c *conn) prepare() bool {
 	}
 	r.body = bodyState{limit: core.ClientMaxBodySize}
 	switch {
-	case c.scan.chunked:
+	case c.rs.scan.chunked:
 		r.body.length, r.body.chunked = -1, true
-	case c.scan.hasCL:
+	case c.rs.scan.hasCL:
 		r.body.length = int64(c.hdr.ContentLength())
 		r.body.remaining = r.body.length
 	}
