@@ -74,10 +74,11 @@ func install(l *httpcore.Location) error {
 	if c.loc != l && !(l.Context() == httpcore.CtxIf && c.loc == l.Parent) {
 		return nil
 	}
-	// A program that neither sleeps nor issues subrequests only writes: the event
-	// loop runs it inline.
+	// A program that does not sleep runs inline in the event loop. Its subrequests
+	// run inline too until one of them has to wait: that one takes the request out of
+	// the loop (httpcore.RunAll, Request.Blocking).
 	for _, k := range c.cmds {
-		if k.kind == cmdSleep || k.kind == cmdLocation || k.kind == cmdLocationAsync {
+		if k.kind == cmdSleep {
 			return l.SetContent("echo", c.handle)
 		}
 	}

@@ -82,7 +82,8 @@ type Request struct {
 	forceStatus   int // error_page's response code, applied when the header is sent
 
 	// subrequest options
-	sub subState
+	sub   subState
+	group *runGroup // the RunAll it is part of, while it runs
 }
 
 type userVar struct {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Subrequests run in-process against any location of the server (internal ones
@@ -123,13 +124,16 @@ func (r *Request) varsRef() []userVar {
 func (r *Request) Blocking() {
 	if r.c != nil {
 		if !r.c.waited {
-			// Subrequests running on other coroutines find it set by their parent
-			// (RunAll): they only read it.
+			// Subrequests running on other coroutines find it set by the member of
+			// their group that started them (runGroup.fork): they only read it.
 			r.c.waited = true
 		}
 		if r.c.inLoop {
 			r.c.leaveLoop()
 		}
+	}
+	if g := r.group; g != nil {
+		g.fork()
 	}
 }
 
@@ -154,25 +158,55 @@ func (sr *Request) Run() {
 	}
 }
 
-// RunAll runs subrequests concurrently and returns when all are done. The first runs
-// on the calling coroutine, the others on pooled ones: with one thread for Go code
-// they make progress whenever the first blocks.
+// RunAll runs subrequests concurrently and returns when all are done. They run one
+// after the other on the calling coroutine until one of them is about to wait
+// (Blocking): then the ones not started yet go to pooled coroutines of their own and
+// run meanwhile, as nginx's subrequests run until they wait. Subrequests that never
+// wait (echo, static files, return) so cost no coroutine switch, and a parent whose
+// subrequests do not wait stays inline in the event loop.
 func RunAll(srs []*Request) {
 	if len(srs) == 0 {
 		return
 	}
-	// The parent waits for coroutines: it cannot be the event loop's.
-	srs[0].Blocking()
-	var wg sync.WaitGroup
-	wg.Add(len(srs) - 1)
-	for _, sr := range srs[1:] {
+	g := &runGroup{srs: srs}
+	for _, sr := range srs {
+		sr.group = g
+	}
+	for {
+		i := int(g.next.Add(1)) - 1
+		if i >= len(srs) {
+			break
+		}
+		srs[i].Run()
+	}
+	g.wg.Wait()
+	for _, sr := range srs {
+		sr.group = nil
+	}
+}
+
+// runGroup is the subrequests of one RunAll.
+type runGroup struct {
+	srs  []*Request
+	next atomic.Int64 // the next one to start
+	wg   sync.WaitGroup
+}
+
+// fork starts the subrequests of the group that have not started, each on a pooled
+// coroutine: a member is about to wait. Only the first call finds any.
+func (g *runGroup) fork() {
+	start := int(g.next.Swap(int64(len(g.srs))))
+	if start >= len(g.srs) {
+		return
+	}
+	rest := g.srs[start:]
+	g.wg.Add(len(rest))
+	for _, sr := range rest {
 		workers.Go(func() {
-			defer wg.Done()
+			defer g.wg.Done()
 			sr.Run()
 		})
 	}
-	srs[0].Run()
-	wg.Wait()
 }
 
 // Release returns a finished subrequest to the pool; its output must not be used

@@ -93,7 +93,9 @@ func (v *vm) capture(L *glua.LState, t *thread, specs []captureSpec) int {
 		}
 	}
 	t.inSubreq = true
-	v.blocking(t, func() {
+	// Not blocking: subrequests that do not wait run inline, and the request with
+	// them stays in the event loop (RunAll).
+	v.unlocked(t, func() {
 		defer func() { t.inSubreq = false }()
 		httpcore.RunAll(subs)
 	})

@@ -199,6 +199,13 @@ func (v *vm) blocking(t *thread, f func()) {
 		// A request running inline in the event loop leaves it before it waits.
 		r.Blocking()
 	}
+	v.unlocked(t, f)
+}
+
+// unlocked runs f with the VM unlocked, and raises in t's Lua code if t was killed
+// meanwhile. f may run Lua code of other requests (subrequests); what in it waits
+// calls Blocking itself.
+func (v *vm) unlocked(t *thread, f func()) {
 	v.unlock(t)
 	func() {
 		defer v.lock(t)
