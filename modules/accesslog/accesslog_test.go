@@ -68,14 +68,7 @@ http {
 		regexp.MustCompile(`^127\.0\.0\.1 - alice \[` + timeLocal + `\] "GET /hello\?x=1 HTTP/1\.1" 200 6 "http://ref\.example/" "test \\x22agent\\x22"$`),
 		regexp.MustCompile(`^127\.0\.0\.1 - - \[` + timeLocal + `\] "GET /missing HTTP/1\.1" 404 \d+ "-" "Go-http-client/1\.1"$`),
 	}
-	if len(got) != len(want) {
-		t.Fatalf("access.log has %d lines, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
-	}
-	for i, re := range want {
-		if !re.MatchString(got[i]) {
-			t.Errorf("line %d = %q, want match for %s", i, got[i], re)
-		}
-	}
+	matchLines(t, "access.log", got, want)
 }
 
 // TestRejectedRequestsAreLogged: requests answered before they could be parsed are in
@@ -106,16 +99,22 @@ http {
 		regexp.MustCompile(`^\[\\x16\\x03\\x01garbage\] 400 - \d+ -$`),
 		regexp.MustCompile(`^\[GET /a{1000,}( HTTP/1\.1)?\] 414 GET \d+ -$`),
 	}
+	matchLines(t, "access.log", got, want)
+}
+
+// matchLines checks that the lines of a log match want, one expression per line.
+func matchLines(t *testing.T, name string, got []string, want []*regexp.Regexp) {
+	t.Helper()
 	if len(got) != len(want) {
-		t.Fatalf("access.log has %d lines, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+		t.Fatalf("%s has %d lines, want %d:\n%s", name, len(got), len(want), strings.Join(got, "\n"))
 	}
 	for i, re := range want {
 		if !re.MatchString(got[i]) {
-			tail := got[i]
-			if len(tail) > 100 {
-				tail = "..." + tail[len(tail)-100:]
+			line := got[i]
+			if len(line) > 100 {
+				line = "..." + line[len(line)-100:]
 			}
-			t.Errorf("line %d = %q, want match for %.200s", i, tail, re)
+			t.Errorf("%s line %d = %q, want match for %.200s", name, i, line, re)
 		}
 	}
 }

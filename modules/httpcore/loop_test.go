@@ -231,6 +231,28 @@ func init() {
 			return nil
 		}
 		return l.SetContentInline("test_leave", func(r *httpcore.Request) httpcore.Action {
+			if r.Args() == "nodelay" {
+				fmt.Fprintf(r, "%d\n", httpcore.NoDelay(r))
+				return httpcore.Finished
+			}
+			if r.Args() == "subs" {
+				// Two subrequests to this location, then where the request runs now.
+				var srs []*httpcore.Request
+				for i := 0; i < 2; i++ {
+					sr, err := r.NewSubrequest("/leave", nil)
+					if err != nil {
+						return r.Error(500)
+					}
+					defer sr.Release()
+					srs = append(srs, sr)
+				}
+				httpcore.RunAll(srs)
+				for _, sr := range srs {
+					r.Write(sr.Output())
+				}
+				fmt.Fprintf(r, "inline after: %v\n", httpcore.InLoop(r))
+				return httpcore.Finished
+			}
 			if ch := leaveInline.Load(); ch != nil {
 				*ch <- httpcore.InLoop(r)
 			}
@@ -326,5 +348,53 @@ func TestLoopLearnsWhichLocationsWait(t *testing.T) {
 	}
 	if staying[0] || !staying[11] {
 		t.Errorf("requests that stopped waiting started inline: %v; want the first dispatched, the last ones inline", staying)
+	}
+}
+
+// Subrequests run inline until one has to wait (RunAll): when none waits, their
+// parent stays in the event loop; when they wait, it leaves it, and they still run
+// at the same time.
+func TestSubrequestsLeaveTheLoopOnlyToWait(t *testing.T) {
+	s := testserver.Start(t, leaveConf)
+	defer leaveStays.Store(false)
+	c, br := dial(t, s.Addr)
+	get := func() string {
+		t.Helper()
+		io.WriteString(c, "GET /leave?subs HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	leaveStays.Store(true)
+	if got := get(); got != "stayed\nstayed\ninline after: true\n" {
+		t.Errorf("subrequests that do not wait: %q, want the parent still inline", got)
+	}
+	leaveStays.Store(false)
+	if got := get(); got != "left\nleft\ninline after: false\n" {
+		t.Errorf("subrequests that wait: %q, want the parent out of the loop", got)
+	}
+}
+
+// TCP_NODELAY is set before a connection's second write, as nginx sets it when a
+// connection turns keepalive: a connection that is written once never pays for it.
+func TestNoDelayFromTheSecondWrite(t *testing.T) {
+	s := testserver.Start(t, leaveConf)
+	c, br := dial(t, s.Addr)
+	var seen []string
+	for i := 0; i < 3; i++ {
+		io.WriteString(c, "GET /leave?nodelay HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		seen = append(seen, strings.TrimSpace(string(b)))
+	}
+	// Seen by each request's handler, before its response is written.
+	if got := strings.Join(seen, ","); got != "0,0,1" {
+		t.Errorf("TCP_NODELAY before responses 1, 2, 3: %s, want 0,0,1", got)
 	}
 }

@@ -3,7 +3,6 @@ package luabackends_test
 import (
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/spindle-server/spindle/internal/backends"
 	"github.com/spindle-server/spindle/internal/testserver"
-	"github.com/spindle-server/spindle/modules/httpcore"
 )
 
 // The benchmarks drive the whole request path in process, as modules/lua's do, but
@@ -27,6 +25,7 @@ import (
 // which is checked.
 
 type fakeConn struct {
+	testserver.NopConn
 	req   []byte
 	left  atomic.Int64
 	done  *sync.WaitGroup
@@ -59,28 +58,6 @@ func (c *fakeConn) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-func (c *fakeConn) Close() error                     { return nil }
-func (c *fakeConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80} }
-func (c *fakeConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555} }
-func (c *fakeConn) SetDeadline(time.Time) error      { return nil }
-func (c *fakeConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
-
-type connsListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-}
-
-func (l *connsListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-func (l *connsListener) Close() error   { return nil }
-func (l *connsListener) Addr() net.Addr { return &net.TCPAddr{} }
 
 // cpuTime is the CPU time the process used so far, user and system.
 func cpuTime() time.Duration {
@@ -92,23 +69,13 @@ func cpuTime() time.Duration {
 // benchConns serves b.N requests for path over conns connections at once and checks
 // that the first response holds want.
 func benchConns(b *testing.B, config, path, want string, conns int) {
-	prefix := b.TempDir()
-	os.MkdirAll(filepath.Join(prefix, "conf"), 0o755)
-	os.WriteFile(filepath.Join(prefix, "conf/spindle.hcl"), []byte(config), 0o644)
-	cfg, err := testserver.Build(prefix, "conf/spindle.hcl")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cfg.InitWorker(&httpcore.Worker{Count: 1}); err != nil {
-		b.Fatal(err)
-	}
-	defer cfg.ExitWorker()
-	e := httpcore.NewEngine(cfg, httpcore.EngineOptions{})
+	e, addr, stop := testserver.BenchEngine(b, config)
+	defer stop()
 	req := []byte("GET " + path + " HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
-	ln := &connsListener{conns: make(chan net.Conn, conns), done: make(chan struct{})}
 	var wg sync.WaitGroup
 	first := make(chan string, 1)
-	for i := 0; i < conns; i++ {
+	fakes := make([]net.Conn, conns)
+	for i := range fakes {
 		c := &fakeConn{req: req, done: &wg}
 		n := b.N / conns
 		if i < b.N%conns {
@@ -119,19 +86,19 @@ func benchConns(b *testing.B, config, path, want string, conns int) {
 			c.first = first
 		}
 		wg.Add(1)
-		ln.conns <- c
+		fakes[i] = c
 	}
+	ln := testserver.NewListener(fakes...)
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := cpuTime()
-	go e.Serve(ln, cfg.Listens[0].Addr)
+	go e.Serve(ln, addr)
 	wg.Wait()
 	b.StopTimer()
 	// The process's CPU time per request: what the worker spends on one, apart from
 	// the time it waits for the backend (redis-server is another process).
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
-	close(ln.done)
-	e.Close()
+	ln.Close()
 	select {
 	case resp := <-first:
 		if !strings.HasPrefix(resp, "HTTP/1.1 200") || !strings.Contains(resp, want) {
