@@ -30,3 +30,6 @@ go vet ./...
 # Integration tests start real processes; -p 1 keeps packages from competing for the
 # two cores while they count failed requests under load.
 go test -count=1 -p 1 -timeout 20m "$@" ./...
+# spindle's copy of gopher-lua is a module of its own (third_party/gopher-lua/SPINDLE.md):
+# its upstream suite and the tests of spindle's changes to it.
+(cd third_party/gopher-lua && go test -count=1 -timeout 5m .)

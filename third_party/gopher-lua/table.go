@@ -1,5 +1,7 @@
 package lua
 
+import "sort"
+
 const defaultArrayCap = 32
 const defaultHashCap = 32
 
@@ -203,16 +205,15 @@ func (tb *LTable) RawSetString(key string, value LValue) {
 	if tb.strdict == nil {
 		tb.strdict = make(map[string]LValue, defaultHashCap)
 	}
-	if tb.keys == nil {
-		tb.keys = []LValue{}
-		tb.k2i = map[LValue]int{}
-	}
 
 	if value == LNil {
 		// TODO tb.keys and tb.k2i should also be removed
 		delete(tb.strdict, key)
 	} else {
 		tb.strdict[key] = value
+		if tb.keys == nil { // spindle: no iteration order kept until the first Next
+			return
+		}
 		lkey := LString(key)
 		if _, ok := tb.k2i[lkey]; !ok {
 			tb.k2i[lkey] = len(tb.keys)
@@ -230,16 +231,15 @@ func (tb *LTable) RawSetH(key LValue, value LValue) {
 	if tb.dict == nil {
 		tb.dict = make(map[LValue]LValue, len(tb.strdict))
 	}
-	if tb.keys == nil {
-		tb.keys = []LValue{}
-		tb.k2i = map[LValue]int{}
-	}
 
 	if value == LNil {
 		// TODO tb.keys and tb.k2i should also be removed
 		delete(tb.dict, key)
 	} else {
 		tb.dict[key] = value
+		if tb.keys == nil { // spindle: no iteration order kept until the first Next
+			return
+		}
 		if _, ok := tb.k2i[key]; !ok {
 			tb.k2i[key] = len(tb.keys)
 			tb.keys = append(tb.keys, key)
@@ -349,6 +349,9 @@ func (tb *LTable) ForEach(cb func(LValue, LValue)) {
 
 // This function is equivalent to lua_next ( http://www.lua.org/manual/5.1/manual.html#lua_next ).
 func (tb *LTable) Next(key LValue) (LValue, LValue) {
+	if tb.keys == nil && (len(tb.strdict) != 0 || len(tb.dict) != 0) {
+		tb.orderKeys()
+	}
 	init := false
 	if key == LNil {
 		key = LNumber(0)
@@ -384,4 +387,50 @@ func (tb *LTable) Next(key LValue) (LValue, LValue) {
 		}
 	}
 	return LNil, LNil
+}
+
+// orderKeys builds the order in which Next visits the hash part.
+//
+// spindle: upstream keeps that order (keys and k2i) from a table's first hash key on,
+// which costs every table with string keys a slice and a second map, and a request
+// handler creates many tables that are never iterated (see upstream issue #249). The
+// order is built at the first Next instead and kept up to date from then on, as
+// before. Strings come first, sorted, then numbers in ascending order, so that pairs()
+// visits a table's keys in the same order in every run; the other keys follow in map
+// order.
+func (tb *LTable) orderKeys() {
+	n := len(tb.strdict) + len(tb.dict)
+	tb.keys = make([]LValue, 0, n)
+	tb.k2i = make(map[LValue]int, n)
+	strs := make([]string, 0, len(tb.strdict))
+	for k, v := range tb.strdict {
+		if v != LNil {
+			strs = append(strs, k)
+		}
+	}
+	sort.Strings(strs)
+	for _, k := range strs {
+		tb.keys = append(tb.keys, LString(k))
+	}
+	var nums []float64
+	for k, v := range tb.dict {
+		if v == LNil {
+			continue
+		}
+		if num, ok := k.(LNumber); ok {
+			nums = append(nums, float64(num))
+		}
+	}
+	sort.Float64s(nums)
+	for _, num := range nums {
+		tb.keys = append(tb.keys, LNumber(num))
+	}
+	for k, v := range tb.dict {
+		if _, ok := k.(LNumber); !ok && v != LNil {
+			tb.keys = append(tb.keys, k)
+		}
+	}
+	for i, k := range tb.keys {
+		tb.k2i[k] = i
+	}
 }
