@@ -1389,7 +1389,7 @@ func (ls *LState) Remove(index int) {
 /* object allocation {{{ */
 
 func (ls *LState) NewTable() *LTable {
-	return newLTable(defaultArrayCap, defaultHashCap)
+	return newLTable(0, 0) // spindle: the parts are allocated at their first element
 }
 
 func (ls *LState) CreateTable(acap, hcap int) *LTable {

@@ -2,8 +2,11 @@ package lua
 
 import "sort"
 
-const defaultArrayCap = 32
-const defaultHashCap = 32
+// spindle: upstream's 32 and 32 gave every table that grows from empty a 512-byte array
+// or a map of about 2 KB at its first element; a request's tables have a few. The
+// array and the map now start small and grow as Go's slices and maps do.
+const defaultArrayCap = 4
+const defaultHashCap = 0
 
 type lValueArraySorter struct {
 	L      *LState
@@ -183,7 +186,7 @@ func (tb *LTable) RawSetInt(key int, value LValue) {
 		return
 	}
 	if tb.array == nil {
-		tb.array = make([]LValue, 0, 32)
+		tb.array = make([]LValue, 0, defaultArrayCap)
 	}
 	index := key - 1
 	alen := len(tb.array)
