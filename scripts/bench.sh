@@ -2,7 +2,8 @@
 # Side-by-side benchmarks: spindle against nginx + lua-nginx-module (Debian's packages)
 # on the same workloads, configured from ../shared/anchors/nginx.conf.
 #
-#   scripts/bench.sh [throughput] [memory] [reload] [upgrade]   (default: throughput memory)
+#   scripts/bench.sh [throughput] [memory] [reload] [upgrade] [ceiling]
+#                                                       (default: throughput memory)
 #
 # throughput: one worker each pinned to CPU 0, wrk -t1 -c100 pinned to CPU 1 (backends
 #             too), each workload run ROUNDS times alternating the servers; prints the
@@ -13,6 +14,10 @@
 # reload:     2 workers each, 20 reloads under wrk load, with a new connection per
 #             request and over keepalive connections; prints requests and errors.
 # upgrade:    3 binary upgrades under the same loads (nginx: USR2, WINCH, QUIT).
+# ceiling:    /hello on internal/cmd/nullserver, a server that does nothing but one
+#             read and one write per request, beside nginx and spindle (same pinning,
+#             rounds alternating): the most any server can reach over nginx's rate
+#             with this client on this machine.
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 3),
 # CONNS (wrk connections, default 100), ANCHOR (path to the anchor nginx.conf),
@@ -466,9 +471,34 @@ upgrade() {
   NGINX_DAEMON=1 stop_nginx
 }
 
+# ---------------------------------------------------------------- ceiling
+ceiling() {
+  [ ${#SUPPORTED[@]} -gt 0 ] || detect_workloads
+  go build -o "$WORK/nullserver" ./internal/cmd/nullserver
+  local port; port=$(free_port)
+  local z=() s=() n=()
+  for _ in $(seq "$ROUNDS"); do
+    taskset -c 0 "$WORK/nullserver" -addr "127.0.0.1:$port" &
+    local zp=$!
+    wait_port "$port"
+    z+=("$(wrk_rps "http://127.0.0.1:$port/hello")")
+    kill "$zp"; wait "$zp" 2>/dev/null || true
+    start_spindle 1; s+=("$(wrk_rps "http://127.0.0.1:$SPINDLEPORT/hello")"); stop_spindle
+    start_nginx 1; n+=("$(wrk_rps "http://127.0.0.1:$NGINXPORT/hello")"); stop_nginx
+  done
+  local zm sm nm
+  zm=$(median "${z[@]}"); sm=$(median "${s[@]}"); nm=$(median "${n[@]}")
+  echo
+  echo "/hello ceiling (rps, median of $ROUNDS rounds; ratio to nginx):"
+  printf '  %-11s %10.0f %7.3f   (%s)\n' nullserver "$zm" "$(echo "scale=3; $zm/$nm" | bc)" "${z[*]}"
+  printf '  %-11s %10.0f %7.3f   (%s)\n' spindle "$sm" "$(echo "scale=3; $sm/$nm" | bc)" "${s[*]}"
+  printf '  %-11s %10.0f %7.3f   (%s)\n' nginx "$nm" 1 "${n[*]}"
+}
+
 for m in "${MODES[@]}"; do
   case $m in
     throughput) throughput ;;
+    ceiling) ceiling ;;
     memory) memory ;;
     reload) reload ;;
     upgrade) upgrade ;;
