@@ -45,6 +45,7 @@ type tcpSock struct {
 	key      string
 	poolSize int
 	reused   int
+	ic       *idleConn // what held conn in its pool, kept for the next setkeepalive
 
 	reading, writing bool
 	sent             bool // the last I/O was a send: its answer is likely still on its way
@@ -174,7 +175,7 @@ func (s *tcpSock) logErr(format string, args ...any) {
 func (s *tcpSock) closeConn() {
 	if s.conn != nil {
 		s.conn.Close()
-		s.conn, s.raw, s.isTLS, s.verifiedName = nil, nil, false, ""
+		s.conn, s.raw, s.isTLS, s.verifiedName, s.ic = nil, nil, false, "", nil
 	}
 	s.dropBuffer()
 }
@@ -224,23 +225,27 @@ func (v *vm) sockConnect(L *glua.LState) int {
 		return failure(L, "socket busy")
 	}
 	host := L.CheckString(2)
-	network, addr, key := "tcp", "", ""
+	network, path, port := "tcp", "", 0
 	optIdx := 3
-	if path, ok := strings.CutPrefix(host, "unix:"); ok {
-		network, addr, key = "unix", path, host
+	// The pool key, host:port as ngx_lua's, is built in a buffer of the VM: a pooled
+	// connection is found without allocating it.
+	key := v.keyBuf[:0]
+	if p, ok := strings.CutPrefix(host, "unix:"); ok {
+		network, path = "unix", p
+		key = append(key, host...)
 	} else {
-		port := checkInt(L, 3)
+		port = checkInt(L, 3)
 		if port < 0 || port > 65535 {
 			return failure(L, "bad port number: "+strconv.Itoa(port))
 		}
-		addr = net.JoinHostPort(host, strconv.Itoa(port))
-		key = host + ":" + strconv.Itoa(port)
+		key = strconv.AppendInt(append(append(key, host...), ':'), int64(port), 10)
 		optIdx = 4
 	}
+	v.keyBuf = key
 	poolSize := 0
 	if opts, ok := L.Get(optIdx).(*glua.LTable); ok {
 		if p, ok := opts.RawGetString("pool").(glua.LString); ok {
-			key = string(p)
+			key = append(key[:0], p...)
 		}
 		if n, ok := opts.RawGetString("pool_size").(glua.LNumber); ok {
 			if n <= 0 {
@@ -251,11 +256,18 @@ func (v *vm) sockConnect(L *glua.LState) int {
 	}
 	// Connecting a connected socket closes its connection first, as ngx_lua does.
 	s.closeConn()
-	s.key, s.poolSize, s.reused = key, poolSize, 0
-	if ic := v.pools.get(key); ic != nil {
+	s.poolSize, s.reused = poolSize, 0
+	if ic, pkey := v.pools.get(key); ic != nil {
+		s.key = pkey
 		s.conn, s.raw, s.isTLS, s.reused, s.verifiedName = ic.conn, ic.raw, ic.tls, ic.reused+1, ic.verifiedName
+		s.ic = ic
 		L.Push(lOne)
 		return 1
+	}
+	s.key = string(key)
+	addr := path
+	if network == "tcp" {
+		addr = net.JoinHostPort(host, strconv.Itoa(port))
 	}
 	ctx := killCtx{t.killCh()}
 	var conn net.Conn
@@ -273,7 +285,7 @@ func (v *vm) sockConnect(L *glua.LState) int {
 		}
 		return failure(L, msg)
 	}
-	s.conn = conn
+	s.conn, s.ic = conn, nil
 	if sc, ok := conn.(syscall.Conn); ok {
 		s.raw, _ = sc.SyscallConn()
 	}
@@ -739,11 +751,16 @@ func (v *vm) sockSetKeepalive(L *glua.LState) int {
 	if size == 0 {
 		size = s.conf.poolSize
 	}
-	ic := &idleConn{conn: s.conn, raw: s.raw, tls: s.isTLS, reused: s.reused, verifiedName: s.verifiedName}
+	ic := s.ic
+	if ic == nil {
+		ic = new(idleConn)
+	}
+	ic.conn, ic.raw, ic.tls, ic.reused, ic.verifiedName = s.conn, s.raw, s.isTLS, s.reused, s.verifiedName
+	ic.expires = time.Time{}
 	if timeout > 0 {
 		ic.expires = time.Now().Add(timeout)
 	}
-	s.conn, s.raw, s.isTLS, s.verifiedName = nil, nil, false, ""
+	s.conn, s.raw, s.isTLS, s.verifiedName, s.ic = nil, nil, false, "", nil
 	s.dropBuffer()
 	v.pools.put(s.key, ic, size)
 	L.Push(lOne)
@@ -820,10 +837,13 @@ type sockPools struct {
 }
 
 type sockPool struct {
+	key  string
 	size int
 	idle []*idleConn // oldest first
 }
 
+// idleConn is a pooled connection. It goes back and forth between its pool and the
+// cosockets that take it (tcpSock.ic) for the connection's life.
 type idleConn struct {
 	conn         net.Conn
 	raw          syscall.RawConn
@@ -831,32 +851,36 @@ type idleConn struct {
 	verifiedName string
 	reused       int
 	expires      time.Time // zero: never
+
+	peek   func(fd uintptr) bool // alive's check, made once
+	peekOK bool
 }
 
 func newSockPools() *sockPools {
 	return &sockPools{m: map[string]*sockPool{}, stop: make(chan struct{})}
 }
 
-// get takes the most recently pooled live connection for key.
-func (p *sockPools) get(key string) *idleConn {
+// get takes the most recently pooled live connection for key, and gives the pool's
+// copy of the key.
+func (p *sockPools) get(key []byte) (*idleConn, string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	sp := p.m[key]
+	sp := p.m[string(key)]
 	if sp == nil {
-		return nil
+		return nil, ""
 	}
 	now := time.Now()
 	for n := len(sp.idle); n > 0; n = len(sp.idle) {
 		ic := sp.idle[n-1]
 		sp.idle[n-1] = nil
 		sp.idle = sp.idle[:n-1]
-		if (!ic.expires.IsZero() && now.After(ic.expires)) || !alive(ic.raw) {
+		if (!ic.expires.IsZero() && now.After(ic.expires)) || !ic.alive() {
 			ic.conn.Close()
 			continue
 		}
-		return ic
+		return ic, sp.key
 	}
-	return nil
+	return nil, ""
 }
 
 // put pools a connection; a full pool closes its least recently used one.
@@ -865,7 +889,7 @@ func (p *sockPools) put(key string, ic *idleConn, size int) {
 	defer p.mu.Unlock()
 	sp := p.m[key]
 	if sp == nil {
-		sp = &sockPool{size: size}
+		sp = &sockPool{key: key, size: size}
 		p.m[key] = sp
 	}
 	if len(sp.idle) >= sp.size {
@@ -929,16 +953,19 @@ func (p *sockPools) closeAll() {
 
 // alive checks that a pooled connection was neither closed by the peer nor sent
 // data nobody asked for, without blocking: a peek that would block is the good case.
-func alive(raw syscall.RawConn) bool {
-	if raw == nil {
+func (ic *idleConn) alive() bool {
+	if ic.raw == nil {
 		return true
 	}
-	ok := false
-	err := raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, e := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = e == syscall.EAGAIN
-		return true
-	})
-	return err == nil && ok
+	if ic.peek == nil {
+		ic.peek = func(fd uintptr) bool {
+			var b [1]byte
+			_, _, e := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			ic.peekOK = e == syscall.EAGAIN
+			return true
+		}
+	}
+	ic.peekOK = false
+	err := ic.raw.Read(ic.peek)
+	return err == nil && ic.peekOK
 }

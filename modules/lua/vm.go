@@ -65,6 +65,7 @@ type vm struct {
 	killErr     *glua.ApiError // raised in threads that were killed
 
 	scratch []byte // output buffer reused under the lock
+	keyBuf  []byte // cosocket pool keys, built under the lock
 	regexes regexCache
 	fileMod map[string]bool // modules require loaded from files (reloaded with lua_code_cache off)
 	files   fileCache
