@@ -58,3 +58,12 @@ func BenchmarkCallEmptyNoLimit(b *testing.B) { benchChunk(b, "local x = 1", fals
 func BenchmarkCallNgxField(b *testing.B) {
 	benchChunk(b, "local a = ngx.null local t = ngx.time()", true)
 }
+
+// BenchmarkLoop is a tight arithmetic loop: what lua_max_run_time's context check
+// costs the interpreter (compare BenchmarkLoopNoLimit).
+func BenchmarkLoop(b *testing.B) {
+	benchChunk(b, "local s = 0 for i = 1, 10000 do s = s + i end", true)
+}
+func BenchmarkLoopNoLimit(b *testing.B) {
+	benchChunk(b, "local s = 0 for i = 1, 10000 do s = s + i end", false)
+}
