@@ -104,23 +104,13 @@ func TestLoopPartialInput(t *testing.T) {
 		io.WriteString(c, part)
 		time.Sleep(30 * time.Millisecond)
 	}
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if string(b) != "fast\n" {
+	if b := readBody(t, br); b != "fast\n" {
 		t.Fatalf("trickled head: %q", b)
 	}
 	io.WriteString(c, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
 	time.Sleep(50 * time.Millisecond)
 	io.WriteString(c, "world")
-	resp, err = http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ = io.ReadAll(resp.Body)
-	if string(b) != "helloworld\n" {
+	if b := readBody(t, br); b != "helloworld\n" {
 		t.Fatalf("late body: %q", b)
 	}
 	io.WriteString(c, strings.Repeat("GET /fast HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n", 3))
@@ -178,6 +168,24 @@ func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	return c, bufio.NewReader(c)
+}
+
+// readBody reads a response from br and returns its body.
+func readBody(t *testing.T, br *bufio.Reader) string {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// roundTrip sends GET target on c and returns the response body.
+func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, target string) string {
+	t.Helper()
+	io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	return readBody(t, br)
 }
 
 // clients runs client(0) ... client(n-1) at once and reports the errors they return.
@@ -321,22 +329,16 @@ func TestLoopLearnsWhichLocationsWait(t *testing.T) {
 	leaveInline.Store(&inline)
 	defer func() { leaveInline.Store(nil); leaveStays.Store(false) }()
 	c, br := dial(t, s.Addr)
-	get := func(want string) bool {
+	leave := func(want string) bool {
 		t.Helper()
-		io.WriteString(c, "GET /leave HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		if string(b) != want {
+		if b := roundTrip(t, c, br, "/leave"); b != want {
 			t.Fatalf("body %q, want %q", b, want)
 		}
 		return <-inline
 	}
 	var waiting []bool
 	for i := 0; i < 8; i++ {
-		waiting = append(waiting, get("left\n"))
+		waiting = append(waiting, leave("left\n"))
 	}
 	if !waiting[0] || waiting[7] {
 		t.Errorf("waiting requests started inline: %v; want the first inline, the last ones dispatched", waiting)
@@ -344,7 +346,7 @@ func TestLoopLearnsWhichLocationsWait(t *testing.T) {
 	leaveStays.Store(true)
 	var staying []bool
 	for i := 0; i < 12; i++ {
-		staying = append(staying, get("stayed\n"))
+		staying = append(staying, leave("stayed\n"))
 	}
 	if staying[0] || !staying[11] {
 		t.Errorf("requests that stopped waiting started inline: %v; want the first dispatched, the last ones inline", staying)
@@ -358,22 +360,12 @@ func TestSubrequestsLeaveTheLoopOnlyToWait(t *testing.T) {
 	s := testserver.Start(t, leaveConf)
 	defer leaveStays.Store(false)
 	c, br := dial(t, s.Addr)
-	get := func() string {
-		t.Helper()
-		io.WriteString(c, "GET /leave?subs HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
 	leaveStays.Store(true)
-	if got := get(); got != "stayed\nstayed\ninline after: true\n" {
+	if got := roundTrip(t, c, br, "/leave?subs"); got != "stayed\nstayed\ninline after: true\n" {
 		t.Errorf("subrequests that do not wait: %q, want the parent still inline", got)
 	}
 	leaveStays.Store(false)
-	if got := get(); got != "left\nleft\ninline after: false\n" {
+	if got := roundTrip(t, c, br, "/leave?subs"); got != "left\nleft\ninline after: false\n" {
 		t.Errorf("subrequests that wait: %q, want the parent out of the loop", got)
 	}
 }
