@@ -414,6 +414,10 @@ func (v *vm) sockSend(L *glua.LState) int {
 	s.writing = true
 	t.blockConn = conn
 	v.blocking(t, func() {
+		if s.raw != nil && !s.isTLS {
+			n, err = s.rawWrite(t, data, s.timeout(1))
+			return
+		}
 		conn.SetWriteDeadline(time.Now().Add(s.timeout(1)))
 		n, err = conn.Write(data)
 	})
@@ -471,6 +475,10 @@ func (v *vm) fill(t *thread, s *tcpSock) error {
 			// The answer to what was just sent is rarely in yet: let the worker's other
 			// coroutines run first instead of a read that finds nothing and a park.
 			runtime.Gosched()
+		}
+		if s.raw != nil && !s.isTLS {
+			n, err = s.rawRead(t, s.buf[s.w:], s.timeout(2))
+			return
 		}
 		conn.SetReadDeadline(time.Now().Add(s.timeout(2)))
 		n, err = conn.Read(s.buf[s.w:])

@@ -325,6 +325,52 @@ func TestCosocket(t *testing.T) {
 	check(t, s.Get("/reuse_other"), 200, "true\n")
 }
 
+// A send to a peer that reads nothing waits for room in the socket buffer for the send
+// timeout at most, then fails with "timeout" and closes the socket; a thread waiting
+// for data that never comes is killed at once, not at its read timeout.
+func TestCosocketStalledPeer(t *testing.T) {
+	release := make(chan struct{})
+	silent := startTCP(t, "tcp", "127.0.0.1:0", func(c net.Conn) { <-release })
+	t.Cleanup(func() { close(release) })
+	s := serve(t, "", `
+    location "= /send_timeout" {
+      content_by_lua = <<-LUA
+        local sock = ngx.socket.tcp()
+        sock:settimeouts(1000, 100, 1000)
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        local big = string.rep("x", 1024 * 1024)
+        local t0 = ngx.now()
+        local bytes, err
+        for i = 1, 64 do
+          bytes, err = sock:send(big)
+          if not bytes then break end
+        end
+        ngx.update_time()
+        ngx.say(tostring(bytes), " ", err, " ", ngx.now() - t0 < 1)
+        ngx.say(select(2, sock:send("x")))
+      LUA
+    }
+    location "= /kill_read" {
+      content_by_lua = <<-LUA
+        local sock = ngx.socket.tcp()
+        sock:settimeout(10000)
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        local reader = ngx.thread.spawn(function() return sock:receive() end)
+        ngx.sleep(0.05)
+        local t0 = ngx.now()
+        ngx.say("kill: ", ngx.thread.kill(reader))
+        ngx.update_time()
+        ngx.say("quick: ", ngx.now() - t0 < 1)
+      LUA
+    }`)
+	start := time.Now()
+	check(t, s.Get("/send_timeout?port="+silent.port()), 200, "nil timeout true\nclosed\n")
+	check(t, s.Get("/kill_read?port="+silent.port()), 200, "kill: 1\nquick: true\n")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stalled peers took %v", d)
+	}
+}
+
 func TestCosocketUnix(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "echo.sock")
 	srv := startTCP(t, "unix", path, lineServer)

@@ -98,6 +98,7 @@ type thread struct {
 	killed    atomic.Bool
 	kill      chan struct{} // closed to interrupt what the thread waits for
 	blockConn net.Conn      // the connection it is blocked on, to interrupt it
+	sio       sockIO        // its cosocket reads and writes
 	inSubreq  bool          // subrequests cannot be interrupted
 
 	// light threads
