@@ -439,9 +439,18 @@ func baseToString(L *LState) int {
 }
 
 func baseType(L *LState) int {
-	L.Push(LString(L.CheckAny(1).Type().String()))
+	// spindle: the names are LValues made once; converting the string per call
+	// allocated (lua-resty-redis calls type() for every argument of a command).
+	L.Push(lValueNameValues[L.CheckAny(1).Type()])
 	return 1
 }
+
+var lValueNameValues = func() (v [len(lValueNames)]LValue) {
+	for i, name := range lValueNames {
+		v[i] = LString(name)
+	}
+	return
+}()
 
 func baseUnpack(L *LState) int {
 	tb := L.CheckTable(1)

@@ -74,3 +74,81 @@ func TestContextCheckedInLuaLoops(t *testing.T) {
 		t.Errorf("stopped after %v", d)
 	}
 }
+
+// A table's string keys behave the same in the small part and in the map: random
+// sets, overwrites and deletes against a Go map, through RawGet, Next and ForEach,
+// on tables that stay small and tables that outgrow it.
+func TestSmallStringKeys(t *testing.T) {
+	keys := []string{"a", "b", "c", "_sock", "_subscribed", "x", "yy", "zzz", "k9", "k10", "k11", "k12"}
+	for _, nkeys := range []int{3, maxSmall, len(keys)} {
+		for seed := uint32(1); seed <= 50; seed++ {
+			tb := newLTable(0, 0)
+			model := map[string]LValue{}
+			r := seed
+			for step := 0; step < 60; step++ {
+				r = r*1664525 + 1013904223
+				k := keys[int(r>>8)%nkeys]
+				var v LValue = LNumber(step)
+				if r>>24%3 == 0 {
+					v = LNil
+				}
+				tb.RawSetString(k, v)
+				if v == LNil {
+					delete(model, k)
+				} else {
+					model[k] = v
+				}
+				for _, k := range keys {
+					want, ok := model[k]
+					if !ok {
+						want = LNil
+					}
+					if got := tb.RawGet(LString(k)); got != want {
+						t.Fatalf("keys %d seed %d step %d: %s = %v, want %v", nkeys, seed, step, k, got, want)
+					}
+				}
+			}
+			seen := map[string]LValue{}
+			for k, v := tb.Next(LNil); k != LNil; k, v = tb.Next(k) {
+				seen[k.String()] = v
+			}
+			each := map[string]LValue{}
+			tb.ForEach(func(k, v LValue) { each[k.String()] = v })
+			if len(seen) != len(model) || len(each) != len(model) {
+				t.Fatalf("keys %d seed %d: next saw %d, ForEach %d, want %d", nkeys, seed, len(seen), len(each), len(model))
+			}
+			for k, v := range model {
+				if seen[k] != v || each[k] != v {
+					t.Fatalf("keys %d seed %d: %s: next %v, ForEach %v, want %v", nkeys, seed, k, seen[k], each[k], v)
+				}
+			}
+		}
+	}
+}
+
+// Fields may be cleared while pairs() or ForEach walks a small table.
+func TestSmallStringKeysClearedWhileWalking(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	err := L.DoString(`
+		local t = {a = 1, b = 2, c = 3, d = 4}
+		local n = 0
+		for k in pairs(t) do t[k] = nil; n = n + 1 end
+		result = n .. " " .. tostring(next(t))
+	`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := L.GetGlobal("result").String(); got != "4 nil" {
+		t.Errorf("got %q, want %q", got, "4 nil")
+	}
+	tb := L.NewTable()
+	for _, k := range []string{"a", "b", "c", "d"} {
+		tb.RawSetString(k, LTrue)
+	}
+	n := 0
+	tb.ForEach(func(k, _ LValue) { tb.RawSet(k, LNil); n++ })
+	if n != 4 || tb.RawGetString("a") != LNil || tb.strLen() != 0 {
+		t.Errorf("ForEach clearing: visited %d, %d keys left", n, tb.strLen())
+	}
+}

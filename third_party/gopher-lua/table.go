@@ -4,9 +4,9 @@ import "sort"
 
 // spindle: upstream's 32 and 32 gave every table that grows from empty a 512-byte array
 // or a map of about 2 KB at its first element; a request's tables have a few. The
-// array and the map now start small and grow as Go's slices and maps do.
+// array now starts small and grows as Go's slices do; string keys start in the
+// table's small part (maxSmall).
 const defaultArrayCap = 4
-const defaultHashCap = 0
 
 type lValueArraySorter struct {
 	L      *LState
@@ -45,10 +45,55 @@ func newLTable(acap int, hcap int) *LTable {
 	if acap != 0 {
 		tb.array = make([]LValue, 0, acap)
 	}
-	if hcap != 0 {
+	if hcap > maxSmall {
 		tb.strdict = make(map[string]LValue, hcap)
+	} else if hcap != 0 {
+		tb.small = make([]strField, 0, hcap)
 	}
 	return tb
+}
+
+// maxSmall is the number of string keys a table holds without a map.
+//
+// spindle: upstream gives every table with a string key a Go map. Most tables a
+// request handler makes are objects and argument lists with a few fields (lua-resty-
+// redis's client has two), for which the map costs about 300 bytes and a hash per
+// access; up to maxSmall keys are compared in order instead, which is cheaper for
+// short keys, and then move to the map for good.
+const maxSmall = 8
+
+// smallIndex is the position of key in the small part, or -1.
+func (tb *LTable) smallIndex(key string) int {
+	for i := range tb.small {
+		if tb.small[i].key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// getStr is the value of a string key, LNil if it has none.
+func (tb *LTable) getStr(key string) LValue {
+	if tb.strdict != nil {
+		if v, ok := tb.strdict[key]; ok {
+			return v
+		}
+		return LNil
+	}
+	for i := range tb.small {
+		if tb.small[i].key == key {
+			return tb.small[i].value
+		}
+	}
+	return LNil
+}
+
+// strLen is the number of string keys the table holds.
+func (tb *LTable) strLen() int {
+	if tb.strdict != nil {
+		return len(tb.strdict)
+	}
+	return len(tb.small)
 }
 
 // Len returns length of this LTable without using __len.
@@ -206,7 +251,38 @@ func (tb *LTable) RawSetInt(key int, value LValue) {
 // RawSetString sets a given LValue to a given string index without the __newindex metamethod.
 func (tb *LTable) RawSetString(key string, value LValue) {
 	if tb.strdict == nil {
-		tb.strdict = make(map[string]LValue, defaultHashCap)
+		i := tb.smallIndex(key)
+		switch {
+		case i >= 0 && value == LNil:
+			last := len(tb.small) - 1
+			tb.small[i] = tb.small[last]
+			tb.small[last] = strField{}
+			tb.small = tb.small[:last]
+			return
+		case i >= 0:
+			tb.small[i].value = value
+			return
+		case value == LNil:
+			return
+		case len(tb.small) < maxSmall:
+			tb.small = append(tb.small, strField{key, value})
+		default:
+			tb.strdict = make(map[string]LValue, 2*maxSmall)
+			for _, f := range tb.small {
+				tb.strdict[f.key] = f.value
+			}
+			tb.small = nil
+			tb.strdict[key] = value
+		}
+		if tb.keys == nil {
+			return
+		}
+		lkey := LString(key)
+		if _, ok := tb.k2i[lkey]; !ok {
+			tb.k2i[lkey] = len(tb.keys)
+			tb.keys = append(tb.keys, lkey)
+		}
+		return
 	}
 
 	if value == LNil {
@@ -232,7 +308,7 @@ func (tb *LTable) RawSetH(key LValue, value LValue) {
 		return
 	}
 	if tb.dict == nil {
-		tb.dict = make(map[LValue]LValue, len(tb.strdict))
+		tb.dict = make(map[LValue]LValue, tb.strLen())
 	}
 
 	if value == LNil {
@@ -265,13 +341,7 @@ func (tb *LTable) RawGet(key LValue) LValue {
 			return tb.array[index]
 		}
 	case LString:
-		if tb.strdict == nil {
-			return LNil
-		}
-		if ret, ok := tb.strdict[string(v)]; ok {
-			return ret
-		}
-		return LNil
+		return tb.getStr(string(v))
 	}
 	if tb.dict == nil {
 		return LNil
@@ -297,13 +367,7 @@ func (tb *LTable) RawGetInt(key int) LValue {
 // RawGet returns an LValue associated with a given key without __index metamethod.
 func (tb *LTable) RawGetH(key LValue) LValue {
 	if s, sok := key.(LString); sok {
-		if tb.strdict == nil {
-			return LNil
-		}
-		if v, vok := tb.strdict[string(s)]; vok {
-			return v
-		}
-		return LNil
+		return tb.getStr(string(s))
 	}
 	if tb.dict == nil {
 		return LNil
@@ -316,13 +380,7 @@ func (tb *LTable) RawGetH(key LValue) LValue {
 
 // RawGetString returns an LValue associated with a given key without __index metamethod.
 func (tb *LTable) RawGetString(key string) LValue {
-	if tb.strdict == nil {
-		return LNil
-	}
-	if v, vok := tb.strdict[string(key)]; vok {
-		return v
-	}
-	return LNil
+	return tb.getStr(key)
 }
 
 // ForEach iterates over this table of elements, yielding each in turn to a given function.
@@ -341,6 +399,14 @@ func (tb *LTable) ForEach(cb func(LValue, LValue)) {
 			}
 		}
 	}
+	if len(tb.small) > 0 {
+		// cb may change the table: what it sees is the fields as they were.
+		var small [maxSmall]strField
+		n := copy(small[:], tb.small)
+		for _, f := range small[:n] {
+			cb(LString(f.key), f.value)
+		}
+	}
 	if tb.dict != nil {
 		for k, v := range tb.dict {
 			if v != LNil {
@@ -352,7 +418,7 @@ func (tb *LTable) ForEach(cb func(LValue, LValue)) {
 
 // This function is equivalent to lua_next ( http://www.lua.org/manual/5.1/manual.html#lua_next ).
 func (tb *LTable) Next(key LValue) (LValue, LValue) {
-	if tb.keys == nil && (len(tb.strdict) != 0 || len(tb.dict) != 0) {
+	if tb.keys == nil && (tb.strLen() != 0 || len(tb.dict) != 0) {
 		tb.orderKeys()
 	}
 	init := false
@@ -372,7 +438,7 @@ func (tb *LTable) Next(key LValue) (LValue, LValue) {
 				}
 			}
 			if tb.array == nil || index == len(tb.array) {
-				if (tb.dict == nil || len(tb.dict) == 0) && (tb.strdict == nil || len(tb.strdict) == 0) {
+				if len(tb.dict) == 0 && tb.strLen() == 0 {
 					return LNil, LNil
 				}
 				key = tb.keys[0]
@@ -402,14 +468,17 @@ func (tb *LTable) Next(key LValue) (LValue, LValue) {
 // visits a table's keys in the same order in every run; the other keys follow in map
 // order.
 func (tb *LTable) orderKeys() {
-	n := len(tb.strdict) + len(tb.dict)
+	n := tb.strLen() + len(tb.dict)
 	tb.keys = make([]LValue, 0, n)
 	tb.k2i = make(map[LValue]int, n)
-	strs := make([]string, 0, len(tb.strdict))
+	strs := make([]string, 0, tb.strLen())
 	for k, v := range tb.strdict {
 		if v != LNil {
 			strs = append(strs, k)
 		}
+	}
+	for _, f := range tb.small {
+		strs = append(strs, f.key)
 	}
 	sort.Strings(strs)
 	for _, k := range strs {

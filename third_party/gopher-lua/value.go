@@ -149,6 +149,16 @@ type LTable struct {
 	strdict map[string]LValue
 	keys    []LValue
 	k2i     map[LValue]int
+
+	// spindle: a table's first few string keys are kept in small, searched in order,
+	// and move to strdict when there are more (see table.go).
+	small []strField
+}
+
+// strField is a string key and its value in a table's small part.
+type strField struct {
+	key   string
+	value LValue
 }
 
 func (tb *LTable) String() string   { return fmt.Sprintf("table: %p", tb) }
