@@ -152,3 +152,73 @@ func TestSmallStringKeysClearedWhileWalking(t *testing.T) {
 		t.Errorf("ForEach clearing: visited %d, %d keys left", n, tb.strLen())
 	}
 }
+
+func TestTablesMadeWithInlineParts(t *testing.T) {
+	// Tables made for a few elements hold them in their own allocation and move them
+	// out when they grow: every size hint must give the same table as upstream's.
+	for _, c := range []struct{ acap, hcap int }{
+		{0, 0}, {0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}, {1, 0}, {2, 0}, {3, 0}, {4, 0},
+		{5, 0}, {1, 1}, {2, 4}, {4, 4}, {4, 5}, {5, 4}, {40, 40},
+	} {
+		tb := newLTable(c.acap, c.hcap)
+		if tb.Metatable != LNil {
+			t.Fatalf("%v: metatable %v", c, tb.Metatable)
+		}
+		for i := 1; i <= 12; i++ {
+			tb.RawSetInt(i, LNumber(i*10))
+			tb.RawSetString(string(rune('a'+i-1)), LNumber(i))
+			tb.RawSet(LBool(i%2 == 0), LNumber(i))
+		}
+		tb.RawSetString("c", LNil)
+		for i := 1; i <= 12; i++ {
+			if got := tb.RawGetInt(i); got != LNumber(i*10) {
+				t.Errorf("%v: [%d] = %v", c, i, got)
+			}
+			want := LValue(LNumber(i))
+			if i == 3 {
+				want = LNil
+			}
+			if got := tb.RawGetString(string(rune('a' + i - 1))); got != want {
+				t.Errorf("%v: [%q] = %v, want %v", c, string(rune('a'+i-1)), got, want)
+			}
+		}
+		if got := tb.RawGet(LTrue); got != LNumber(12) {
+			t.Errorf("%v: [true] = %v", c, got)
+		}
+		n := 0
+		for k, _ := tb.Next(LNil); k != LNil; k, _ = tb.Next(k) {
+			n++
+		}
+		if n != 12+11+2 {
+			t.Errorf("%v: Next visits %d keys, want 25", c, n)
+		}
+	}
+}
+
+func TestSmallTableIsOneAllocation(t *testing.T) {
+	var keep *LTable
+	for _, c := range []struct {
+		acap, hcap int
+		fill       func(*LTable)
+	}{
+		{0, 2, func(tb *LTable) { tb.RawSetString("_sock", LTrue); tb.RawSetString("_subscribed", LFalse) }},
+		{0, 4, func(tb *LTable) {
+			tb.RawSetString("status", LTrue)
+			tb.RawSetString("body", LTrue)
+			tb.RawSetString("truncated", LFalse)
+			tb.RawSetString("header", LTrue)
+		}},
+		{2, 0, func(tb *LTable) { tb.RawSetInt(1, LTrue); tb.RawSetInt(2, LFalse) }},
+		{3, 3, func(tb *LTable) { tb.RawSetInt(1, LTrue); tb.RawSetString("x", LFalse) }},
+	} {
+		n := testing.AllocsPerRun(100, func() {
+			tb := newLTable(c.acap, c.hcap)
+			c.fill(tb)
+			keep = tb
+		})
+		if n != 1 {
+			t.Errorf("newLTable(%d, %d) and its elements: %v allocations, want 1", c.acap, c.hcap, n)
+		}
+	}
+	_ = keep
+}

@@ -40,16 +40,59 @@ func newLTable(acap int, hcap int) *LTable {
 	if hcap < 0 {
 		hcap = 0
 	}
-	tb := &LTable{}
+	// spindle: a table made for a few elements gets them in the same allocation.
+	var tb *LTable
+	switch {
+	case acap == 0 && hcap == 0:
+		tb = &LTable{}
+	case acap == 0 && hcap <= 2:
+		x := &struct {
+			t     LTable
+			small [2]strField
+		}{}
+		tb = &x.t
+		tb.small = x.small[:0]
+	case acap == 0 && hcap <= 4:
+		x := &struct {
+			t     LTable
+			small [4]strField
+		}{}
+		tb = &x.t
+		tb.small = x.small[:0]
+	case hcap == 0 && acap <= 2:
+		x := &struct {
+			t     LTable
+			array [2]LValue
+		}{}
+		tb = &x.t
+		tb.array = x.array[:0]
+	case hcap == 0 && acap <= 4:
+		x := &struct {
+			t     LTable
+			array [4]LValue
+		}{}
+		tb = &x.t
+		tb.array = x.array[:0]
+	case acap <= 4 && hcap <= 4:
+		x := &struct {
+			t     LTable
+			array [4]LValue
+			small [4]strField
+		}{}
+		tb = &x.t
+		tb.array, tb.small = x.array[:0], x.small[:0]
+	default:
+		tb = &LTable{}
+		if acap != 0 {
+			tb.array = make([]LValue, 0, acap)
+		}
+		if hcap > maxSmall {
+			tb.strdict = make(map[string]LValue, hcap)
+		} else if hcap != 0 {
+			tb.small = make([]strField, 0, hcap)
+		}
+	}
 	tb.Metatable = LNil
-	if acap != 0 {
-		tb.array = make([]LValue, 0, acap)
-	}
-	if hcap > maxSmall {
-		tb.strdict = make(map[string]LValue, hcap)
-	} else if hcap != 0 {
-		tb.small = make([]strField, 0, hcap)
-	}
 	return tb
 }
 
@@ -274,13 +317,8 @@ func (tb *LTable) RawSetString(key string, value LValue) {
 			tb.small = nil
 			tb.strdict[key] = value
 		}
-		if tb.keys == nil {
-			return
-		}
-		lkey := LString(key)
-		if _, ok := tb.k2i[lkey]; !ok {
-			tb.k2i[lkey] = len(tb.keys)
-			tb.keys = append(tb.keys, lkey)
+		if tb.ext != nil { // (boxing the key costs an allocation)
+			tb.ordered(LString(key))
 		}
 		return
 	}
@@ -290,15 +328,40 @@ func (tb *LTable) RawSetString(key string, value LValue) {
 		delete(tb.strdict, key)
 	} else {
 		tb.strdict[key] = value
-		if tb.keys == nil { // spindle: no iteration order kept until the first Next
-			return
-		}
-		lkey := LString(key)
-		if _, ok := tb.k2i[lkey]; !ok {
-			tb.k2i[lkey] = len(tb.keys)
-			tb.keys = append(tb.keys, lkey)
+		if tb.ext != nil {
+			tb.ordered(LString(key))
 		}
 	}
+}
+
+// ordered adds a new key to the iteration order, if the table has one.
+//
+// spindle: no iteration order is kept until the first Next (see orderKeys).
+func (tb *LTable) ordered(key LValue) {
+	x := tb.ext
+	if x == nil || x.keys == nil {
+		return
+	}
+	if _, ok := x.k2i[key]; !ok {
+		x.k2i[key] = len(x.keys)
+		x.keys = append(x.keys, key)
+	}
+}
+
+// extra returns the table's rarely used part, making it on first use.
+func (tb *LTable) extra() *tableExt {
+	if tb.ext == nil {
+		tb.ext = &tableExt{}
+	}
+	return tb.ext
+}
+
+// dict returns the map of keys other than strings and array indexes, nil if none.
+func (tb *LTable) dict() map[LValue]LValue {
+	if tb.ext == nil {
+		return nil
+	}
+	return tb.ext.dict
 }
 
 // RawSetH sets a given LValue to a given index without the __newindex metamethod.
@@ -307,22 +370,17 @@ func (tb *LTable) RawSetH(key LValue, value LValue) {
 		tb.RawSetString(string(s), value)
 		return
 	}
-	if tb.dict == nil {
-		tb.dict = make(map[LValue]LValue, tb.strLen())
+	x := tb.extra()
+	if x.dict == nil {
+		x.dict = make(map[LValue]LValue, tb.strLen())
 	}
 
 	if value == LNil {
 		// TODO tb.keys and tb.k2i should also be removed
-		delete(tb.dict, key)
+		delete(x.dict, key)
 	} else {
-		tb.dict[key] = value
-		if tb.keys == nil { // spindle: no iteration order kept until the first Next
-			return
-		}
-		if _, ok := tb.k2i[key]; !ok {
-			tb.k2i[key] = len(tb.keys)
-			tb.keys = append(tb.keys, key)
-		}
+		x.dict[key] = value
+		tb.ordered(key)
 	}
 }
 
@@ -343,10 +401,7 @@ func (tb *LTable) RawGet(key LValue) LValue {
 	case LString:
 		return tb.getStr(string(v))
 	}
-	if tb.dict == nil {
-		return LNil
-	}
-	if v, ok := tb.dict[key]; ok {
+	if v, ok := tb.dict()[key]; ok {
 		return v
 	}
 	return LNil
@@ -369,10 +424,7 @@ func (tb *LTable) RawGetH(key LValue) LValue {
 	if s, sok := key.(LString); sok {
 		return tb.getStr(string(s))
 	}
-	if tb.dict == nil {
-		return LNil
-	}
-	if v, ok := tb.dict[key]; ok {
+	if v, ok := tb.dict()[key]; ok {
 		return v
 	}
 	return LNil
@@ -407,19 +459,22 @@ func (tb *LTable) ForEach(cb func(LValue, LValue)) {
 			cb(LString(f.key), f.value)
 		}
 	}
-	if tb.dict != nil {
-		for k, v := range tb.dict {
-			if v != LNil {
-				cb(k, v)
-			}
+	for k, v := range tb.dict() {
+		if v != LNil {
+			cb(k, v)
 		}
 	}
 }
 
 // This function is equivalent to lua_next ( http://www.lua.org/manual/5.1/manual.html#lua_next ).
 func (tb *LTable) Next(key LValue) (LValue, LValue) {
-	if tb.keys == nil && (tb.strLen() != 0 || len(tb.dict) != 0) {
+	if (tb.ext == nil || tb.ext.keys == nil) && (tb.strLen() != 0 || len(tb.dict()) != 0) {
 		tb.orderKeys()
+	}
+	var keys []LValue
+	var k2i map[LValue]int
+	if x := tb.ext; x != nil {
+		keys, k2i = x.keys, x.k2i
 	}
 	init := false
 	if key == LNil {
@@ -438,10 +493,10 @@ func (tb *LTable) Next(key LValue) (LValue, LValue) {
 				}
 			}
 			if tb.array == nil || index == len(tb.array) {
-				if len(tb.dict) == 0 && tb.strLen() == 0 {
+				if len(tb.dict()) == 0 && tb.strLen() == 0 {
 					return LNil, LNil
 				}
-				key = tb.keys[0]
+				key = keys[0]
 				if v := tb.RawGetH(key); v != LNil {
 					return key, v
 				}
@@ -449,8 +504,8 @@ func (tb *LTable) Next(key LValue) (LValue, LValue) {
 		}
 	}
 
-	for i := tb.k2i[key] + 1; i < len(tb.keys); i++ {
-		key := tb.keys[i]
+	for i := k2i[key] + 1; i < len(keys); i++ {
+		key := keys[i]
 		if v := tb.RawGetH(key); v != LNil {
 			return key, v
 		}
@@ -468,9 +523,10 @@ func (tb *LTable) Next(key LValue) (LValue, LValue) {
 // visits a table's keys in the same order in every run; the other keys follow in map
 // order.
 func (tb *LTable) orderKeys() {
-	n := tb.strLen() + len(tb.dict)
-	tb.keys = make([]LValue, 0, n)
-	tb.k2i = make(map[LValue]int, n)
+	dict := tb.dict()
+	n := tb.strLen() + len(dict)
+	keys := make([]LValue, 0, n)
+	k2i := make(map[LValue]int, n)
 	strs := make([]string, 0, tb.strLen())
 	for k, v := range tb.strdict {
 		if v != LNil {
@@ -482,10 +538,10 @@ func (tb *LTable) orderKeys() {
 	}
 	sort.Strings(strs)
 	for _, k := range strs {
-		tb.keys = append(tb.keys, LString(k))
+		keys = append(keys, LString(k))
 	}
 	var nums []float64
-	for k, v := range tb.dict {
+	for k, v := range dict {
 		if v == LNil {
 			continue
 		}
@@ -495,14 +551,16 @@ func (tb *LTable) orderKeys() {
 	}
 	sort.Float64s(nums)
 	for _, num := range nums {
-		tb.keys = append(tb.keys, LNumber(num))
+		keys = append(keys, LNumber(num))
 	}
-	for k, v := range tb.dict {
+	for k, v := range dict {
 		if _, ok := k.(LNumber); !ok && v != LNil {
-			tb.keys = append(tb.keys, k)
+			keys = append(keys, k)
 		}
 	}
-	for i, k := range tb.keys {
-		tb.k2i[k] = i
+	for i, k := range keys {
+		k2i[k] = i
 	}
+	x := tb.extra()
+	x.keys, x.k2i = keys, k2i
 }

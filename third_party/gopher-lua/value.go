@@ -144,15 +144,21 @@ func (nm LNumber) Format(f fmt.State, c rune) {
 type LTable struct {
 	Metatable LValue
 
-	array   []LValue
-	dict    map[LValue]LValue
-	strdict map[string]LValue
-	keys    []LValue
-	k2i     map[LValue]int
-
+	array []LValue
 	// spindle: a table's first few string keys are kept in small, searched in order,
 	// and move to strdict when there are more (see table.go).
-	small []strField
+	small   []strField
+	strdict map[string]LValue
+	// spindle: the parts most tables never have (keys other than strings and array
+	// indexes, and the iteration order) are kept apart: 80 bytes a table, not 112.
+	ext *tableExt
+}
+
+// tableExt is the rarely used part of an LTable.
+type tableExt struct {
+	dict map[LValue]LValue
+	keys []LValue
+	k2i  map[LValue]int
 }
 
 // strField is a string key and its value in a table's small part.
