@@ -26,7 +26,8 @@ func (v *vm) installLocation(ngx *glua.LTable) {
 		"capture_multi": func(L *glua.LState) int {
 			t, _ := v.request(L)
 			list := L.CheckTable(1)
-			var specs []captureSpec
+			var buf [4]captureSpec
+			specs := buf[:0]
 			for i := 1; i <= list.MaxN(); i++ {
 				item, ok := list.RawGetInt(i).(*glua.LTable)
 				if !ok {
@@ -49,6 +50,22 @@ func (v *vm) installLocation(ngx *glua.LTable) {
 		},
 	})
 	ngx.RawSetString("location", loc)
+}
+
+// statusValues are the LValues of the HTTP status codes, boxed once: boxing a number
+// allocates.
+var statusValues = func() (vs [600]glua.LValue) {
+	for i := range vs {
+		vs[i] = glua.LNumber(i)
+	}
+	return vs
+}()
+
+func statusValue(code int) glua.LValue {
+	if code >= 0 && code < len(statusValues) {
+		return statusValues[code]
+	}
+	return glua.LNumber(code)
 }
 
 type captureSpec struct {
@@ -77,7 +94,7 @@ func (v *vm) capture(L *glua.LState, t *thread, specs []captureSpec) int {
 		}
 		opts, ctx, inheritsBody := v.captureOptions(L, sp.opts)
 		inherit = inherit || inheritsBody
-		sr, err := r.NewSubrequest(sp.uri, opts)
+		sr, err := r.NewSubrequest(sp.uri, &opts)
 		if err != nil {
 			L.RaiseError("failed to issue subrequest %q: %v", sp.uri, err)
 		}
@@ -107,8 +124,8 @@ func (v *vm) capture(L *glua.LState, t *thread, specs []captureSpec) int {
 
 // captureOptions decodes capture's options: method, body, args, headers, vars,
 // copy_all_vars, share_all_vars, ctx, always_forward_body.
-func (v *vm) captureOptions(L *glua.LState, o *glua.LTable) (*httpcore.SubrequestOptions, *glua.LTable, bool) {
-	opts := &httpcore.SubrequestOptions{}
+func (v *vm) captureOptions(L *glua.LState, o *glua.LTable) (httpcore.SubrequestOptions, *glua.LTable, bool) {
+	var opts httpcore.SubrequestOptions
 	method := "GET"
 	forward := false
 	hasBody := false
@@ -178,7 +195,7 @@ func (v *vm) captureResult(L *glua.LState, sr *httpcore.Request) *glua.LTable {
 	if status == 0 {
 		status = 200
 	}
-	res.RawSetString("status", glua.LNumber(status))
+	res.RawSetString("status", statusValue(status))
 	res.RawSetString("body", glua.LString(sr.Output()))
 	res.RawSetString("truncated", glua.LFalse)
 	hdr := L.CreateTable(0, sr.RespHeader().Len()+2)
