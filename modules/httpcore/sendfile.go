@@ -56,8 +56,7 @@ func (r *Request) SendFile(f *os.File, offset, length int64) error {
 		return err
 	}
 	if c.chunked {
-		var tmp [20]byte
-		c.bw.Write(strconv.AppendInt(tmp[:0], length, 16))
+		c.bw.Write(strconv.AppendInt(c.bw.AvailableBuffer(), length, 16))
 		c.bw.WriteString("\r\n")
 	}
 	if err := c.bw.Flush(); err != nil {

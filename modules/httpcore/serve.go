@@ -239,8 +239,8 @@ func (c *conn) writeHead(r *Request, n int64) {
 		}
 		if n >= 0 {
 			b.WriteString("Content-Length: ")
-			var tmp [20]byte
-			b.Write(strconv.AppendInt(tmp[:0], n, 10))
+			// Into the writer's own buffer: a local array would escape through Write.
+			b.Write(strconv.AppendInt(b.AvailableBuffer(), n, 10))
 			b.WriteString("\r\n")
 		} else if !r.http10 {
 			b.WriteString("Transfer-Encoding: chunked\r\n")
@@ -298,8 +298,7 @@ func (c *conn) flushOutput(r *Request, flush bool) error {
 func (c *conn) writeBody(r *Request, p []byte) error {
 	b := c.bw
 	if c.chunked {
-		var tmp [20]byte
-		b.Write(strconv.AppendInt(tmp[:0], int64(len(p)), 16))
+		b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(len(p)), 16))
 		b.WriteString("\r\n")
 		b.Write(p)
 		_, err := b.WriteString("\r\n")
