@@ -222,3 +222,29 @@ func TestSmallTableIsOneAllocation(t *testing.T) {
 	}
 	_ = keep
 }
+
+func TestFieldsOfTablesWithoutMetatable(t *testing.T) {
+	// Tables without a metatable are read and written without looking for __index
+	// and __newindex; the errors and the metamethods of other tables are as before.
+	L := NewState()
+	defer L.Close()
+	err := L.DoString(`
+		local t = {}
+		t.a = 1; t[2] = "two"; t[true] = 3
+		assert(t.a == 1 and t[2] == "two" and t[true] == 3 and t.missing == nil and t[9] == nil)
+		local ok, err = pcall(function() t[nil] = 1 end)
+		assert(not ok and err:find("table index is nil"), err)
+		ok, err = pcall(function() t[0/0] = 1 end)
+		assert(not ok and err:find("table index is NaN"), err)
+		local seen = {}
+		local p = setmetatable({}, {__index = {inherited = "yes"}, __newindex = function(_, k, v) seen[k] = v end})
+		assert(p.inherited == "yes" and p.missing == nil)
+		p.x = 5; p[1] = 6
+		assert(rawget(p, "x") == nil and seen.x == 5 and seen[1] == 6)
+		setmetatable(t, {__index = function(_, k) return "meta " .. tostring(k) end})
+		assert(t.a == 1 and t.other == "meta other")
+	`)
+	if err != nil {
+		t.Fatal(err)
+	}
+}

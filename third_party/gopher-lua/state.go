@@ -1274,6 +1274,10 @@ func (ls *LState) callR(nargs, nret, rbase int) {
 }
 
 func (ls *LState) getField(obj LValue, key LValue) LValue {
+	// spindle: a table without a metatable answers alone (no __index to look up).
+	if tb, ok := obj.(*LTable); ok && tb.Metatable == LNil {
+		return tb.RawGet(key)
+	}
 	curobj := obj
 	for i := 0; i < MaxTableGetLoop; i++ {
 		tb, istable := curobj.(*LTable)
@@ -1305,6 +1309,10 @@ func (ls *LState) getField(obj LValue, key LValue) LValue {
 }
 
 func (ls *LState) getFieldString(obj LValue, key string) LValue {
+	// spindle: a table without a metatable answers alone (no __index to look up).
+	if tb, ok := obj.(*LTable); ok && tb.Metatable == LNil {
+		return tb.RawGetString(key)
+	}
 	curobj := obj
 	for i := 0; i < MaxTableGetLoop; i++ {
 		tb, istable := curobj.(*LTable)
@@ -1336,6 +1344,11 @@ func (ls *LState) getFieldString(obj LValue, key string) LValue {
 }
 
 func (ls *LState) setField(obj LValue, key LValue, value LValue) {
+	// spindle: a table without a metatable takes the value alone (no __newindex).
+	if tb, ok := obj.(*LTable); ok && tb.Metatable == LNil {
+		ls.RawSet(tb, key, value)
+		return
+	}
 	curobj := obj
 	for i := 0; i < MaxTableGetLoop; i++ {
 		tb, istable := curobj.(*LTable)
@@ -1368,6 +1381,11 @@ func (ls *LState) setField(obj LValue, key LValue, value LValue) {
 }
 
 func (ls *LState) setFieldString(obj LValue, key string, value LValue) {
+	// spindle: a table without a metatable takes the value alone (no __newindex).
+	if tb, ok := obj.(*LTable); ok && tb.Metatable == LNil {
+		tb.RawSetString(key, value)
+		return
+	}
 	curobj := obj
 	for i := 0; i < MaxTableGetLoop; i++ {
 		tb, istable := curobj.(*LTable)
