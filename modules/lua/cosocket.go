@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +50,9 @@ type tcpSock struct {
 
 	reading, writing bool
 	sent             bool // the last I/O was a send: its answer is likely still on its way
+	// timedOut: the last receive timed out, and what it waited for may still come:
+	// the connection cannot be pooled (ngx_lua: "invalid connection").
+	timedOut bool
 }
 
 // sockBufPool holds the default-sized receive buffers of cosockets.
@@ -174,6 +178,9 @@ func (s *tcpSock) logErr(format string, args ...any) {
 // closeConn closes the connection and forgets the buffer.
 func (s *tcpSock) closeConn() {
 	if s.conn != nil {
+		if s.ic != nil && s.run.v.pools.watch != nil {
+			s.run.v.pools.watch.remove(s.ic)
+		}
 		s.conn.Close()
 		s.conn, s.raw, s.isTLS, s.verifiedName, s.ic = nil, nil, false, "", nil
 	}
@@ -256,7 +263,7 @@ func (v *vm) sockConnect(L *glua.LState) int {
 	}
 	// Connecting a connected socket closes its connection first, as ngx_lua does.
 	s.closeConn()
-	s.poolSize, s.reused = poolSize, 0
+	s.poolSize, s.reused, s.timedOut = poolSize, 0, false
 	if ic, pkey := v.pools.get(key); ic != nil {
 		s.key = pkey
 		s.conn, s.raw, s.isTLS, s.reused, s.verifiedName = ic.conn, ic.raw, ic.tls, ic.reused+1, ic.verifiedName
@@ -485,6 +492,9 @@ func (v *vm) fill(t *thread, s *tcpSock) error {
 	})
 	t.blockConn = nil
 	s.w += n
+	if n > 0 {
+		s.timedOut = false
+	}
 	if n > 0 && err != nil && !errors.Is(err, io.EOF) {
 		return nil
 	}
@@ -509,6 +519,7 @@ func (s *tcpSock) readFailed(L *glua.LState, err error) int {
 	switch msg {
 	case "timeout":
 		s.logErr("lua tcp socket read timed out")
+		s.timedOut = true
 	case "closed":
 		s.closeConn()
 	default:
@@ -740,6 +751,10 @@ func (v *vm) sockSetKeepalive(L *glua.LState) int {
 		s.closeConn()
 		return failure(L, "connection in dubious state")
 	}
+	if s.timedOut {
+		// The late answer would be read by the connection's next user.
+		return failure(L, "invalid connection")
+	}
 	timeout := s.conf.keepaliveTimeout
 	if lv := L.Get(2); lv != glua.LNil {
 		ms := float64(L.CheckNumber(2))
@@ -764,9 +779,10 @@ func (v *vm) sockSetKeepalive(L *glua.LState) int {
 		ic = new(idleConn)
 	}
 	ic.conn, ic.raw, ic.tls, ic.reused, ic.verifiedName = s.conn, s.raw, s.isTLS, s.reused, s.verifiedName
+	ic.pooled = time.Now()
 	ic.expires = time.Time{}
 	if timeout > 0 {
-		ic.expires = time.Now().Add(timeout)
+		ic.expires = ic.pooled.Add(timeout)
 	}
 	s.conn, s.raw, s.isTLS, s.verifiedName, s.ic = nil, nil, false, "", nil
 	s.dropBuffer()
@@ -842,7 +858,13 @@ type sockPools struct {
 	m       map[string]*sockPool
 	janitor bool
 	stop    chan struct{}
+	watch   *hupWatch // nil: every reuse peeks
 }
+
+// peekAfter is how long a connection may have been idle in its pool and still be
+// handed out on the strength of the hang-up watch alone; one idle longer is peeked
+// too (alive), for data that came unasked.
+const peekAfter = time.Second
 
 type sockPool struct {
 	key  string
@@ -859,13 +881,29 @@ type idleConn struct {
 	verifiedName string
 	reused       int
 	expires      time.Time // zero: never
+	pooled       time.Time // when it was last put in its pool
 
 	peek   func(fd uintptr) bool // alive's check, made once
 	peekOK bool
+
+	// The hang-up watch (hupWatch): watched while in its set; hup once the peer
+	// closed or reset the connection.
+	watched bool
+	fd      int32
+	gen     uint32
+	hup     atomic.Bool
 }
 
 func newSockPools() *sockPools {
-	return &sockPools{m: map[string]*sockPool{}, stop: make(chan struct{})}
+	return &sockPools{m: map[string]*sockPool{}, stop: make(chan struct{}), watch: newHupWatch()}
+}
+
+// discard closes a pooled connection.
+func (p *sockPools) discard(ic *idleConn) {
+	if p.watch != nil {
+		p.watch.remove(ic)
+	}
+	ic.conn.Close()
 }
 
 // get takes the most recently pooled live connection for key, and gives the pool's
@@ -882,11 +920,12 @@ func (p *sockPools) get(key []byte) (*idleConn, string) {
 		ic := sp.idle[n-1]
 		sp.idle[n-1] = nil
 		sp.idle = sp.idle[:n-1]
-		if (!ic.expires.IsZero() && now.After(ic.expires)) || !ic.alive() {
-			ic.conn.Close()
-			continue
+		switch {
+		case ic.hup.Load(), !ic.expires.IsZero() && now.After(ic.expires):
+		case ic.watched && now.Sub(ic.pooled) < peekAfter, ic.alive():
+			return ic, sp.key
 		}
-		return ic, sp.key
+		p.discard(ic)
 	}
 	return nil, ""
 }
@@ -900,8 +939,11 @@ func (p *sockPools) put(key string, ic *idleConn, size int) {
 		sp = &sockPool{key: key, size: size}
 		p.m[key] = sp
 	}
+	if p.watch != nil {
+		p.watch.add(ic)
+	}
 	if len(sp.idle) >= sp.size {
-		sp.idle[0].conn.Close()
+		p.discard(sp.idle[0])
 		copy(sp.idle, sp.idle[1:])
 		sp.idle[len(sp.idle)-1] = nil
 		sp.idle = sp.idle[:len(sp.idle)-1]
@@ -929,7 +971,7 @@ func (p *sockPools) sweep() {
 			keep := sp.idle[:0]
 			for _, ic := range sp.idle {
 				if !ic.expires.IsZero() && now.After(ic.expires) {
-					ic.conn.Close()
+					p.discard(ic)
 					continue
 				}
 				keep = append(keep, ic)
@@ -953,9 +995,12 @@ func (p *sockPools) closeAll() {
 	}
 	for k, sp := range p.m {
 		for _, ic := range sp.idle {
-			ic.conn.Close()
+			p.discard(ic)
 		}
 		delete(p.m, k)
+	}
+	if p.watch != nil {
+		p.watch.close()
 	}
 }
 

@@ -158,8 +158,11 @@ const sockConf = `
         sock:send("delay 300 late\n")
         local data, err, partial = sock:receive()
         ngx.say("1: ", tostring(data), " ", err, " '", partial, "'")
+        -- What the receive waited for may still come: not poolable, but still open.
+        ngx.say("keepalive: ", sock:setkeepalive())
         sock:settimeouts(1000, 1000, 1000)
         ngx.say("2: ", sock:receive())
+        ngx.say("keepalive: ", sock:setkeepalive())
       LUA
     }
     location "= /refused" {
@@ -274,7 +277,7 @@ func TestCosocket(t *testing.T) {
 		"connected: 1 reused: 0\nsent: 14\nline: echo: hello world1\n5 bytes: echo: rest:  abc\nany: echo: x\r\n\nall: zzzzzzzzzz\nafter close: closed\nclose: closed\n")
 	check(t, s.Get("/until?port="+p), 200, "1: part1\n2: part2--boundary--\nrest: nil timeout tail\n")
 	check(t, s.Get("/until_size?port="+p), 200, "chunk: pa\nchunk: rt\nchunk: 1\nend: nil\nnext: part2\n")
-	check(t, s.Get("/timeout?port="+p), 200, "1: nil timeout ''\n2: echo: late\n")
+	check(t, s.Get("/timeout?port="+p), 200, "1: nil timeout ''\nkeepalive: nilinvalid connection\n2: echo: late\nkeepalive: 1\n")
 
 	closed := startTCP(t, "tcp", "127.0.0.1:0", func(net.Conn) {})
 	cport := closed.port()
