@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/spindle-server/spindle/internal/netutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -211,7 +212,7 @@ func (l *eventLoop) pending() bool {
 
 func epollWait(epfd int, events []unix.EpollEvent) int {
 	for {
-		n, err := unix.EpollWait(epfd, events, 0)
+		n, err := rawEpollWait(epfd, events)
 		if err == unix.EINTR {
 			continue
 		}
@@ -400,10 +401,10 @@ func (l *eventLoop) accept(ln *loopListener, me *leaderToken) {
 		e.accepted.Add(1)
 		e.handled.Add(1)
 		c := newLoopConn(e, l, fd, peer, ln)
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{
+		if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{
 			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd),
 		}); err != nil {
-			unix.Close(fd)
+			rawClose(fd)
 			c.release()
 			continue
 		}
@@ -431,7 +432,7 @@ func (l *eventLoop) destroy(c *conn) {
 		return
 	}
 	delete(l.conns, int32(c.lt.fd))
-	unix.Close(c.lt.fd)
+	rawClose(c.lt.fd)
 	c.releaseState()
 	c.release()
 	if l.paused && !l.draining {
@@ -449,7 +450,7 @@ func (l *eventLoop) forget(c *conn) {
 		return
 	}
 	delete(l.conns, int32(c.lt.fd))
-	unix.Close(c.lt.fd)
+	rawClose(c.lt.fd)
 	c.release()
 }
 
@@ -514,11 +515,12 @@ func newLoopConn(e *Engine, l *eventLoop, fd int, peer netip.AddrPort, ln *loopL
 }
 
 // accept4 is unix.Accept4 without the getsockopt(SO_PROTOCOL) it makes on the
-// listening socket for every connection (to tell L2TP sockets apart).
+// listening socket for every connection (to tell L2TP sockets apart), and raw (see
+// rawClose): the listening socket is non-blocking.
 func accept4(lfd int) (int, netip.AddrPort, error) {
 	var rsa unix.RawSockaddrAny
 	n := uint32(unix.SizeofSockaddrAny)
-	fd, _, e := syscall.Syscall6(syscall.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)),
+	fd, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)),
 		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if e != 0 {
 		return -1, netip.AddrPort{}, e
@@ -546,7 +548,7 @@ func (t *loopTransport) beforeWrite() {
 		t.wrote = true
 		return
 	}
-	unix.SetsockoptInt(t.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	rawSetsockoptInt(t.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	t.nodelay = true
 }
 
@@ -595,7 +597,7 @@ func (t *loopTransport) Read(p []byte) (int, error) {
 		return 0, errWouldBlock
 	}
 	for {
-		n, err := rawRead(uintptr(t.fd), p)
+		n, err := netutil.RawRead(uintptr(t.fd), p)
 		switch {
 		case err == nil && n > 0:
 			t.drained = n < len(p)
@@ -626,7 +628,7 @@ func (t *loopTransport) Write(p []byte) (int, error) {
 	t.beforeWrite()
 	written := 0
 	for written < len(p) {
-		n, err := rawWrite(uintptr(t.fd), p[written:])
+		n, err := netutil.RawWrite(uintptr(t.fd), p[written:])
 		if n > 0 {
 			written += n
 		}

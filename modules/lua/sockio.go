@@ -7,10 +7,13 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/spindle-server/spindle/internal/netutil"
 )
 
 // Reads and writes of plain (not TLS) cosockets go through the socket's raw
-// connection so that the deadline is armed only when a call has to wait. Most calls
+// connection, with system calls Go's scheduler is not told of (netutil.RawRead), so
+// that the deadline is armed only when a call has to wait. Most calls
 // do not: a send finds room in the socket buffer, and a receive is tried after the
 // worker's other coroutines ran, when the answer is usually in. Arming a deadline
 // costs a clock read and a runtime timer update per call (about 2% of a request
@@ -61,7 +64,7 @@ func (s *tcpSock) rawRead(t *thread, p []byte, timeout time.Duration) (int, erro
 func (op *sockIO) read(fd uintptr) bool {
 	var errno error
 	for {
-		op.n, errno = syscall.Read(int(fd), op.p)
+		op.n, errno = netutil.RawRead(fd, op.p)
 		if errno != syscall.EINTR {
 			break
 		}
@@ -110,7 +113,7 @@ func (s *tcpSock) rawWrite(t *thread, p []byte, timeout time.Duration) (int, err
 
 func (op *sockIO) write(fd uintptr) bool {
 	for op.n < len(op.p) {
-		n, e := syscall.Write(int(fd), op.p[op.n:])
+		n, e := netutil.RawWrite(fd, op.p[op.n:])
 		if n > 0 {
 			op.n += n
 		}
