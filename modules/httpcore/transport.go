@@ -252,8 +252,8 @@ func (t *netTransport) netConn() (net.Conn, error) { return t.nc, nil }
 // RawWrite; accept4, epoll_ctl, epoll_wait without a timeout, close, setsockopt) are
 // made without telling the scheduler: on non-blocking sockets they never block, and
 // with a new connection per request, announced ones had the runtime's monitor hand
-// the one P for Go code to another thread about once a request, two context switches
-// each (a tenth of the worker's CPU went to switching threads).
+// the one P for Go code to another thread about once a request: switching threads
+// took 15% of the worker's CPU under Connection: close, 8% (its idle waits) after.
 
 // rawClose closes a socket the loop owns (without SO_LINGER, close never waits).
 func rawClose(fd int) {
