@@ -885,11 +885,11 @@ func (ls *LState) metatable(lvalue LValue, rawget bool) LValue {
 		}
 	}
 
-	if !rawget && metatable != LNil {
+	if !rawget && !isNil(metatable) {
 		oldmt := metatable
 		if tb, ok := metatable.(*LTable); ok {
 			metatable = tb.RawGetString("__metatable")
-			if metatable == LNil {
+			if isNil(metatable) {
 				metatable = oldmt
 			}
 		}
@@ -899,7 +899,7 @@ func (ls *LState) metatable(lvalue LValue, rawget bool) LValue {
 }
 
 func (ls *LState) metaOp1(lvalue LValue, event string) LValue {
-	if mt := ls.metatable(lvalue, true); mt != LNil {
+	if mt := ls.metatable(lvalue, true); !isNil(mt) {
 		if tb, ok := mt.(*LTable); ok {
 			return tb.RawGetString(event)
 		}
@@ -1062,7 +1062,7 @@ func (ls *LState) callR(nargs, nret, rbase int) {
 
 func (ls *LState) getField(obj LValue, key LValue) LValue {
 	// spindle: a table without a metatable answers alone (no __index to look up).
-	if tb, ok := obj.(*LTable); ok && tb.Metatable == LNil {
+	if tb, ok := obj.(*LTable); ok && isNil(tb.Metatable) {
 		return tb.RawGet(key)
 	}
 	curobj := obj
@@ -1070,12 +1070,12 @@ func (ls *LState) getField(obj LValue, key LValue) LValue {
 		tb, istable := curobj.(*LTable)
 		if istable {
 			ret := tb.RawGet(key)
-			if ret != LNil {
+			if !isNil(ret) {
 				return ret
 			}
 		}
 		metaindex := ls.metaOp1(curobj, "__index")
-		if metaindex == LNil {
+		if isNil(metaindex) {
 			if !istable {
 				ls.RaiseError("attempt to index a non-table object(%v) with key '%s'", curobj.Type().String(), key.String())
 			}
@@ -1097,7 +1097,7 @@ func (ls *LState) getField(obj LValue, key LValue) LValue {
 
 func (ls *LState) getFieldString(obj LValue, key string) LValue {
 	// spindle: a table without a metatable answers alone (no __index to look up).
-	if tb, ok := obj.(*LTable); ok && tb.Metatable == LNil {
+	if tb, ok := obj.(*LTable); ok && isNil(tb.Metatable) {
 		return tb.RawGetString(key)
 	}
 	curobj := obj
@@ -1105,12 +1105,12 @@ func (ls *LState) getFieldString(obj LValue, key string) LValue {
 		tb, istable := curobj.(*LTable)
 		if istable {
 			ret := tb.RawGetString(key)
-			if ret != LNil {
+			if !isNil(ret) {
 				return ret
 			}
 		}
 		metaindex := ls.metaOp1(curobj, "__index")
-		if metaindex == LNil {
+		if isNil(metaindex) {
 			if !istable {
 				ls.RaiseError("attempt to index a non-table object(%v) with key '%s'", curobj.Type().String(), key)
 			}
@@ -1132,7 +1132,7 @@ func (ls *LState) getFieldString(obj LValue, key string) LValue {
 
 func (ls *LState) setField(obj LValue, key LValue, value LValue) {
 	// spindle: a table without a metatable takes the value alone (no __newindex).
-	if tb, ok := obj.(*LTable); ok && tb.Metatable == LNil {
+	if tb, ok := obj.(*LTable); ok && isNil(tb.Metatable) {
 		ls.RawSet(tb, key, value)
 		return
 	}
@@ -1140,13 +1140,13 @@ func (ls *LState) setField(obj LValue, key LValue, value LValue) {
 	for i := 0; i < MaxTableGetLoop; i++ {
 		tb, istable := curobj.(*LTable)
 		if istable {
-			if tb.RawGet(key) != LNil {
+			if !isNil(tb.RawGet(key)) {
 				ls.RawSet(tb, key, value)
 				return
 			}
 		}
 		metaindex := ls.metaOp1(curobj, "__newindex")
-		if metaindex == LNil {
+		if isNil(metaindex) {
 			if !istable {
 				ls.RaiseError("attempt to index a non-table object(%v) with key '%s'", curobj.Type().String(), key.String())
 			}
@@ -1169,7 +1169,7 @@ func (ls *LState) setField(obj LValue, key LValue, value LValue) {
 
 func (ls *LState) setFieldString(obj LValue, key string, value LValue) {
 	// spindle: a table without a metatable takes the value alone (no __newindex).
-	if tb, ok := obj.(*LTable); ok && tb.Metatable == LNil {
+	if tb, ok := obj.(*LTable); ok && isNil(tb.Metatable) {
 		tb.RawSetString(key, value)
 		return
 	}
@@ -1177,13 +1177,13 @@ func (ls *LState) setFieldString(obj LValue, key string, value LValue) {
 	for i := 0; i < MaxTableGetLoop; i++ {
 		tb, istable := curobj.(*LTable)
 		if istable {
-			if tb.RawGetString(key) != LNil {
+			if !isNil(tb.RawGetString(key)) {
 				tb.RawSetString(key, value)
 				return
 			}
 		}
 		metaindex := ls.metaOp1(curobj, "__newindex")
-		if metaindex == LNil {
+		if isNil(metaindex) {
 			if !istable {
 				ls.RaiseError("attempt to index a non-table object(%v) with key '%s'", curobj.Type().String(), key)
 			}

@@ -143,7 +143,7 @@ func (ls *LState) CheckOption(n int, options []string) int {
 
 func (ls *LState) OptInt(n int, d int) int {
 	v := ls.Get(n)
-	if v == LNil {
+	if isNil(v) {
 		return d
 	}
 	if intv, ok := v.(LNumber); ok {
@@ -155,7 +155,7 @@ func (ls *LState) OptInt(n int, d int) int {
 
 func (ls *LState) OptInt64(n int, d int64) int64 {
 	v := ls.Get(n)
-	if v == LNil {
+	if isNil(v) {
 		return d
 	}
 	if intv, ok := v.(LNumber); ok {
@@ -167,7 +167,7 @@ func (ls *LState) OptInt64(n int, d int64) int64 {
 
 func (ls *LState) OptNumber(n int, d LNumber) LNumber {
 	v := ls.Get(n)
-	if v == LNil {
+	if isNil(v) {
 		return d
 	}
 	if lv, ok := v.(LNumber); ok {
@@ -179,7 +179,7 @@ func (ls *LState) OptNumber(n int, d LNumber) LNumber {
 
 func (ls *LState) OptString(n int, d string) string {
 	v := ls.Get(n)
-	if v == LNil {
+	if isNil(v) {
 		return d
 	}
 	if lv, ok := v.(LString); ok {

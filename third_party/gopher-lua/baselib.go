@@ -387,12 +387,12 @@ func baseSetFEnv(L *LState) int {
 func baseSetMetatable(L *LState) int {
 	L.CheckTypes(2, LTNil, LTTable)
 	obj := L.Get(1)
-	if obj == LNil {
+	if isNil(obj) {
 		L.RaiseError("cannot set metatable to a nil object.")
 	}
 	mt := L.Get(2)
-	if m := L.metatable(obj, true); m != LNil {
-		if tb, ok := m.(*LTable); ok && tb.RawGetString("__metatable") != LNil {
+	if m := L.metatable(obj, true); !isNil(m) {
+		if tb, ok := m.(*LTable); ok && !isNil(tb.RawGetString("__metatable")) {
 			L.RaiseError("cannot change a protected metatable")
 		}
 	}
@@ -403,7 +403,7 @@ func baseSetMetatable(L *LState) int {
 
 func baseToNumber(L *LState) int {
 	base := L.OptInt(2, 10)
-	noBase := L.Get(2) == LNil
+	noBase := isNil(L.Get(2))
 
 	switch lv := L.CheckAny(1).(type) {
 	case LNumber:

@@ -296,7 +296,7 @@ func (tb *LTable) RawSetString(key string, value LValue) {
 	if tb.strdict == nil {
 		i := tb.smallIndex(key)
 		switch {
-		case i >= 0 && value == LNil:
+		case i >= 0 && isNil(value):
 			last := len(tb.small) - 1
 			tb.small[i] = tb.small[last]
 			tb.small[last] = strField{}
@@ -305,7 +305,7 @@ func (tb *LTable) RawSetString(key string, value LValue) {
 		case i >= 0:
 			tb.small[i].value = value
 			return
-		case value == LNil:
+		case isNil(value):
 			return
 		case len(tb.small) < maxSmall:
 			tb.small = append(tb.small, strField{key, value})
@@ -323,7 +323,7 @@ func (tb *LTable) RawSetString(key string, value LValue) {
 		return
 	}
 
-	if value == LNil {
+	if isNil(value) {
 		// TODO tb.keys and tb.k2i should also be removed
 		delete(tb.strdict, key)
 	} else {
@@ -375,7 +375,7 @@ func (tb *LTable) RawSetH(key LValue, value LValue) {
 		x.dict = make(map[LValue]LValue, tb.strLen())
 	}
 
-	if value == LNil {
+	if isNil(value) {
 		// TODO tb.keys and tb.k2i should also be removed
 		delete(x.dict, key)
 	} else {

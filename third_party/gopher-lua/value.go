@@ -80,6 +80,16 @@ func (nl *LNilType) Type() LValueType { return LTNil }
 
 var LNil = LValue(&LNilType{})
 
+// isNil reports whether v is LNil.
+//
+// spindle: v == LNil compares two interface values, a call into the runtime (about 20
+// instructions); a type check is one comparison. It is used on the paths every table
+// access takes.
+func isNil(v LValue) bool {
+	_, ok := v.(*LNilType)
+	return ok
+}
+
 type LBool bool
 
 func (bl LBool) String() string {
