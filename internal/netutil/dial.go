@@ -72,12 +72,13 @@ func dialAddrPort(ctx context.Context, ap netip.AddrPort, timeout time.Duration)
 	// A non-blocking descriptor handed to os.NewFile joins Go's poller, so reads, writes
 	// and deadlines park the goroutine as a net.Conn's do.
 	f := os.NewFile(uintptr(fd), "tcp "+raddr.String())
-	c := &tcpConn{f: f, raddr: raddr}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
 		return nil, opErr(err)
 	}
+	c := &tcpConn{f: f, rc: rc, raddr: raddr}
+	c.rd.readFn, c.wr.writeFn = c.rd.read, c.wr.write
 	deadline, hasDeadline := ctx.Deadline()
 	if timeout > 0 {
 		if d := time.Now().Add(timeout); !hasDeadline || d.Before(deadline) {
@@ -124,20 +125,91 @@ func dialAddrPort(ctx context.Context, ap netip.AddrPort, timeout time.Duration)
 }
 
 // tcpConn is a connection made by Dial: an *os.File in Go's poller, with a net.Conn's
-// errors and addresses.
+// errors and addresses. Reads and writes are RawRead and RawWrite through the file's
+// raw connection, which waits in the poller (with the deadlines) when they would
+// block: unlike the file's own Read and Write, they do not announce a system call, so
+// Go's monitor does not hand the worker's P to another thread while a write to a
+// backend wakes it.
 type tcpConn struct {
 	f     *os.File
+	rc    syscall.RawConn
 	raddr *net.TCPAddr
+	rd    rawOp // under the file's read lock
+	wr    rawOp // under its write lock
+}
+
+// rawOp is the state of one read or write, with its callback made once (a closure
+// per call would be an allocation per call).
+type rawOp struct {
+	p       []byte
+	n       int
+	errno   error
+	readFn  func(fd uintptr) bool
+	writeFn func(fd uintptr) bool
+}
+
+func (op *rawOp) read(fd uintptr) bool {
+	for {
+		n, err := RawRead(fd, op.p)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		op.n, op.errno = max(n, 0), err
+		return true
+	}
+}
+
+func (op *rawOp) write(fd uintptr) bool {
+	for op.n < len(op.p) {
+		n, err := RawWrite(fd, op.p[op.n:])
+		if n > 0 {
+			op.n += n
+		}
+		switch err {
+		case nil, syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			op.errno = err
+			return true
+		}
+	}
+	return true
 }
 
 func (c *tcpConn) Read(b []byte) (int, error) {
-	n, err := c.f.Read(b)
-	return n, c.err("read", err)
+	op := &c.rd
+	op.p, op.n, op.errno = b, 0, nil
+	err := c.rc.Read(op.readFn)
+	n, errno := op.n, op.errno
+	op.p = nil
+	switch {
+	case err != nil:
+		return 0, c.err("read", waitErr(err))
+	case errno != nil:
+		return 0, c.err("read", os.NewSyscallError("read", errno))
+	case n == 0 && len(b) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 func (c *tcpConn) Write(b []byte) (int, error) {
-	n, err := c.f.Write(b)
-	return n, c.err("write", err)
+	op := &c.wr
+	op.p, op.n, op.errno = b, 0, nil
+	err := c.rc.Write(op.writeFn)
+	n, errno := op.n, op.errno
+	op.p = nil
+	switch {
+	case err != nil:
+		return n, c.err("write", waitErr(err))
+	case errno != nil:
+		return n, c.err("write", os.NewSyscallError("write", errno))
+	}
+	return n, nil
 }
 
 func (c *tcpConn) Close() error { return c.err("close", c.f.Close()) }
@@ -173,7 +245,7 @@ func (c *tcpConn) SetWriteDeadline(t time.Time) error {
 }
 
 // SyscallConn gives the descriptor to code that peeks or sets options (Alive).
-func (c *tcpConn) SyscallConn() (syscall.RawConn, error) { return c.f.SyscallConn() }
+func (c *tcpConn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
 
 // SetNoDelay is net.TCPConn's.
 func (c *tcpConn) SetNoDelay(on bool) error {
@@ -225,6 +297,15 @@ func (c *tcpConn) err(op string, err error) error {
 		err = pe.Err
 	}
 	return &net.OpError{Op: op, Net: "tcp", Addr: c.raddr, Err: err}
+}
+
+// waitErr is what a raw connection's wait returned: its deadline's timeout as it is,
+// anything else (the file closed under the call) os.ErrClosed.
+func waitErr(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	return os.ErrClosed
 }
 
 func boolInt(b bool) int {

