@@ -2,7 +2,7 @@
 # Side-by-side benchmarks: spindle against nginx + lua-nginx-module (Debian's packages)
 # on the same workloads, configured from ../shared/anchors/nginx.conf.
 #
-#   scripts/bench.sh [throughput] [memory] [reload] [upgrade] [ceiling] [pgo]
+#   scripts/bench.sh [throughput] [memory] [reload] [upgrade] [ceiling]
 #                                                       (default: throughput memory)
 #
 # throughput: one worker each pinned to CPU 0, wrk -t1 -c100 pinned to CPU 1 (backends
@@ -18,9 +18,6 @@
 #             read and one write per request, beside nginx and spindle (same pinning,
 #             rounds alternating): the most any server can reach over nginx's rate
 #             with this client on this machine.
-# pgo:        writes default.pgo, the CPU profile the Go compiler optimizes the
-#             spindle binary with (profile-guided optimization): one worker's profile
-#             over every workload above, PGO_SECONDS (default 5) each.
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 3),
 # CONNS (wrk connections, default 100), ANCHOR (path to the anchor nginx.conf),
@@ -498,39 +495,10 @@ ceiling() {
   printf '  %-11s %10.0f %7.3f   (%s)\n' nginx "$nm" 1 "${n[*]}"
 }
 
-# ---------------------------------------------------------------- pgo
-pgo() {
-  [ ${#SUPPORTED[@]} -gt 0 ] || detect_workloads
-  local secs=${PGO_SECONDS:-5} dir="$WORK/pgo"
-  mkdir -p "$dir"
-  # Built without the current profile: what is measured is the code as written.
-  go build -pgo=off -o "$WORK/spindle-nopgo" .
-  local saved=$SPINDLE
-  SPINDLE=$WORK/spindle-nopgo
-  SPINDLE_CPUPROFILE=$dir start_spindle 1
-  local row n=0
-  for row in "/hello -" "/hello Connection:close" "/multi -" "/lua -" "/multi_lua -" \
-    "/redis -" "/redis_lua -" "/redis_fast -" "/redis_short -" "/redis_short_lua -" \
-    "/memc -" "/proxy -"; do
-    read -r path hdr <<<"$row"
-    local base=${path#/}
-    [[ " ${SUPPORTED[*]} " == *" $base "* ]] || continue
-    local args=(-t1 -c"$CONNS" -d"${secs}s")
-    [ "$hdr" = - ] || args+=(-H "${hdr/:/: }")
-    taskset -c 1 wrk "${args[@]}" "http://127.0.0.1:$SPINDLEPORT$path" >/dev/null 2>&1
-    n=$((n + 1))
-  done
-  stop_spindle
-  SPINDLE=$saved
-  go tool pprof -proto "$dir"/cpu-*.pprof > "$ROOT/default.pgo" 2>/dev/null
-  echo "wrote $ROOT/default.pgo ($(wc -c < "$ROOT/default.pgo") bytes) from $n workloads, ${secs}s each"
-}
-
 for m in "${MODES[@]}"; do
   case $m in
     throughput) throughput ;;
     ceiling) ceiling ;;
-    pgo) pgo ;;
     memory) memory ;;
     reload) reload ;;
     upgrade) upgrade ;;
