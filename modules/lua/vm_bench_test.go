@@ -72,12 +72,18 @@ func BenchmarkLoopNoLimit(b *testing.B) {
 // BenchmarkRestyRedisVM is lua-resty-redis's connect, GET and set_keepalive against a
 // socket faked in Go, on a bare gopher-lua state: the interpreter's own share of a
 // /redis request, without I/O or spindle's cosockets.
-func BenchmarkRestyRedisVM(b *testing.B) {
+func BenchmarkRestyRedisVM(b *testing.B) { benchRestyRedisVM(b) }
+
+// BenchmarkRestyRedisVMThread is the same on a state made as the worker makes its
+// threads (threadOptions: a call stack that grows by segments, a registry that grows).
+func BenchmarkRestyRedisVMThread(b *testing.B) { benchRestyRedisVM(b, threadOptions) }
+
+func benchRestyRedisVM(b *testing.B, opts ...glua.Options) {
 	const lib = "/usr/share/lua/5.1/nginx/redis.lua"
 	if _, err := os.Stat(lib); err != nil {
 		b.Skip("lua-resty-redis (Debian's lua-nginx-redis) is not installed")
 	}
-	L := glua.NewState()
+	L := glua.NewState(opts...)
 	defer L.Close()
 	pkg := L.GetGlobal("package").(*glua.LTable)
 	pkg.RawSetString("path", glua.LString("/usr/share/lua/5.1/?.lua"))

@@ -144,8 +144,12 @@ type callFrame struct {
 }
 
 type callFrameStack interface {
-	Push(v callFrame)
+	// spindle: Push returns the frame it pushed and PopLast pops one and returns the
+	// one below it: a call and a return cost one call through the interface each, not
+	// two.
+	Push(v callFrame) *callFrame
 	Pop() *callFrame
+	PopLast() *callFrame
 	Last() *callFrame
 
 	SetSp(sp int)
@@ -178,10 +182,12 @@ func (cs *fixedCallFrameStack) Clear() {
 	cs.sp = 0
 }
 
-func (cs *fixedCallFrameStack) Push(v callFrame) {
-	cs.array[cs.sp] = v
-	cs.array[cs.sp].Idx = cs.sp
+func (cs *fixedCallFrameStack) Push(v callFrame) *callFrame {
+	f := &cs.array[cs.sp]
+	*f = v
+	f.Idx = cs.sp
 	cs.sp++
+	return f
 }
 
 func (cs *fixedCallFrameStack) Sp() int {
@@ -206,6 +212,11 @@ func (cs *fixedCallFrameStack) At(sp int) *callFrame {
 func (cs *fixedCallFrameStack) Pop() *callFrame {
 	cs.sp--
 	return &cs.array[cs.sp]
+}
+
+func (cs *fixedCallFrameStack) PopLast() *callFrame {
+	cs.sp--
+	return cs.Last()
 }
 
 func (cs *fixedCallFrameStack) FreeAll() {
@@ -283,7 +294,7 @@ func (cs *autoGrowingCallFrameStack) FreeAll() {
 
 // Push pushes the passed callFrame onto the stack. it panics if the stack is full, caller should call IsFull() before
 // invoking this to avoid this.
-func (cs *autoGrowingCallFrameStack) Push(v callFrame) {
+func (cs *autoGrowingCallFrameStack) Push(v callFrame) *callFrame {
 	curSeg := cs.segments[cs.segIdx]
 	if cs.segSp >= FramesPerSegment {
 		// segment full, push new segment if allowed
@@ -296,9 +307,11 @@ func (cs *autoGrowingCallFrameStack) Push(v callFrame) {
 			panic("lua callstack overflow")
 		}
 	}
-	curSeg.array[cs.segSp] = v
-	curSeg.array[cs.segSp].Idx = int(cs.segSp) + FramesPerSegment*int(cs.segIdx)
+	f := &curSeg.array[cs.segSp]
+	*f = v
+	f.Idx = int(cs.segSp) + FramesPerSegment*int(cs.segIdx)
 	cs.segSp++
+	return f
 }
 
 // Sp retrieves the current stack depth, which is the number of frames currently pushed on the stack.
@@ -357,6 +370,11 @@ func (cs *autoGrowingCallFrameStack) Pop() *callFrame {
 	}
 	cs.segSp--
 	return &curSeg.array[cs.segSp]
+}
+
+func (cs *autoGrowingCallFrameStack) PopLast() *callFrame {
+	cs.Pop()
+	return cs.Last()
 }
 
 /* }}} */
@@ -998,6 +1016,26 @@ func (ls *LState) metatable(lvalue LValue, rawget bool) LValue {
 	return metatable
 }
 
+// metaIndex is metaOp1(lvalue, "__index") for the lookups of every method call and
+// every miss in a table with a metatable.
+//
+// spindle: a table's or userdata's metatable is read directly, not through two calls.
+func (ls *LState) metaIndex(lvalue LValue) LValue {
+	var mt LValue
+	switch o := lvalue.(type) {
+	case *LTable:
+		mt = o.Metatable
+	case *LUserData:
+		mt = o.Metatable
+	default:
+		mt = ls.metatable(lvalue, true)
+	}
+	if tb, ok := mt.(*LTable); ok {
+		return tb.RawGetString("__index")
+	}
+	return LNil
+}
+
 func (ls *LState) metaOp1(lvalue LValue, event string) LValue {
 	if mt := ls.metatable(lvalue, true); !isNil(mt) {
 		if tb, ok := mt.(*LTable); ok {
@@ -1140,8 +1178,7 @@ func (ls *LState) pushCallFrame(cf callFrame, fn LValue, meta bool) { // +inline
 	if ls.stack.IsFull() {
 		ls.RaiseError("stack overflow")
 	}
-	ls.stack.Push(cf)
-	newcf := ls.stack.Last()
+	newcf := ls.stack.Push(cf)
 	// this section is inlined by go-inline
 	// source function is 'func (ls *LState) initCallFrame(cf *callFrame) ' in '_state.go'
 	{
@@ -1287,7 +1324,7 @@ func (ls *LState) getField(obj LValue, key LValue) LValue {
 				return ret
 			}
 		}
-		metaindex := ls.metaOp1(curobj, "__index")
+		metaindex := ls.metaIndex(curobj)
 		if isNil(metaindex) {
 			if !istable {
 				ls.RaiseError("attempt to index a non-table object(%v) with key '%s'", curobj.Type().String(), key.String())
@@ -1322,7 +1359,7 @@ func (ls *LState) getFieldString(obj LValue, key string) LValue {
 				return ret
 			}
 		}
-		metaindex := ls.metaOp1(curobj, "__index")
+		metaindex := ls.metaIndex(curobj)
 		if isNil(metaindex) {
 			if !istable {
 				ls.RaiseError("attempt to index a non-table object(%v) with key '%s'", curobj.Type().String(), key)

@@ -273,8 +273,7 @@ func callGFunction(L *LState, tailcall bool) bool {
 			}
 		}
 	}
-	L.stack.Pop()
-	L.currentFrame = L.stack.Last()
+	L.currentFrame = L.stack.PopLast()
 	return false
 }
 
@@ -1217,8 +1216,7 @@ func init() {
 				if ls.stack.IsFull() {
 					ls.RaiseError("stack overflow")
 				}
-				ls.stack.Push(cf)
-				newcf := ls.stack.Last()
+				newcf := ls.stack.Push(cf)
 				// this section is inlined by go-inline
 				// source function is 'func (ls *LState) initCallFrame(cf *callFrame) ' in '_state.go'
 				{
