@@ -181,33 +181,31 @@ func (op *rawOp) write(fd uintptr) bool {
 }
 
 func (c *tcpConn) Read(b []byte) (int, error) {
-	op := &c.rd
-	op.p, op.n, op.errno = b, 0, nil
-	err := c.rc.Read(op.readFn)
-	n, errno := op.n, op.errno
-	op.p = nil
-	switch {
-	case err != nil:
-		return 0, c.err("read", waitErr(err))
-	case errno != nil:
-		return 0, c.err("read", os.NewSyscallError("read", errno))
-	case n == 0 && len(b) > 0:
+	n, err := c.io("read", &c.rd, b, false)
+	if err == nil && n == 0 && len(b) > 0 {
 		return 0, io.EOF
 	}
-	return n, nil
+	return n, err
 }
 
-func (c *tcpConn) Write(b []byte) (int, error) {
-	op := &c.wr
+func (c *tcpConn) Write(b []byte) (int, error) { return c.io("write", &c.wr, b, true) }
+
+// io runs one read or write through the raw connection.
+func (c *tcpConn) io(name string, op *rawOp, b []byte, write bool) (int, error) {
 	op.p, op.n, op.errno = b, 0, nil
-	err := c.rc.Write(op.writeFn)
+	var err error
+	if write {
+		err = c.rc.Write(op.writeFn)
+	} else {
+		err = c.rc.Read(op.readFn)
+	}
 	n, errno := op.n, op.errno
 	op.p = nil
 	switch {
 	case err != nil:
-		return n, c.err("write", waitErr(err))
+		return n, c.err(name, waitErr(err))
 	case errno != nil:
-		return n, c.err("write", os.NewSyscallError("write", errno))
+		return n, c.err(name, os.NewSyscallError(name, errno))
 	}
 	return n, nil
 }
