@@ -7,7 +7,8 @@
 #
 # throughput: one worker each pinned to CPU 0, wrk -t1 -c100 pinned to CPU 1 (backends
 #             too), each workload run ROUNDS times alternating the servers; prints the
-#             median rps of each and the ratio spindle/nginx. Workloads whose spindle
+#             median rps of each, the ratio spindle/nginx, and the median busy time
+#             of CPU 0 per request of each (cpu0/req, µs). Workloads whose spindle
 #             module is not built yet are skipped.
 # memory:     RSS per idle keepalive connection (4,000 connections) and per Lua request
 #             in flight (2,000 requests in ngx.sleep) for both servers.
@@ -17,7 +18,7 @@
 # ceiling:    /hello on internal/cmd/nullserver, a server that does nothing but one
 #             read and one write per request, beside nginx and spindle (same pinning,
 #             rounds alternating): the most any server can reach over nginx's rate
-#             with this client on this machine.
+#             with this client on this machine; with how busy wrk's CPU 1 was.
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 3),
 # CONNS (wrk connections, default 100), ANCHOR (path to the anchor nginx.conf),
@@ -298,10 +299,22 @@ stop_spindle() {
 }
 
 
-wrk_rps() { # url [header]
+# Busy clock ticks of CPU 0 (the worker's, and the kernel's network work done there),
+# then busy and all ticks of CPU 1 (wrk's).
+cpu_ticks() { awk '/^cpu0 / {a = $2 + $3 + $4 + $7 + $8 + $9} /^cpu1 / {b = $2 + $3 + $4 + $7 + $8 + $9; c = b + $5 + $6} END {print a, b, c}' /proc/stat; }
+
+wrk_rps() { # url [header] -> "rps cpu0-microseconds-per-request cpu1-busy-percent"
   local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency)
   [ -n "${2:-}" ] && args+=(-H "$2")
-  taskset -c 1 wrk "${args[@]}" "$1" 2>&1 | awk '/Requests\/sec/ {print $2} /Non-2xx/ {print "non2xx", $NF > "/dev/stderr"}'
+  local t0 t1 out
+  t0=$(cpu_ticks)
+  out=$(taskset -c 1 wrk "${args[@]}" "$1" 2>&1)
+  t1=$(cpu_ticks)
+  awk '/Non-2xx/ {print "non2xx", $NF > "/dev/stderr"}' <<<"$out"
+  awk -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" '
+    / requests in / {n = $1} /Requests\/sec/ {rps = $2}
+    END {split(t0, a, " "); split(t1, b, " ")
+      printf "%s %.1f %.1f\n", rps, n ? (b[1] - a[1]) * 1e6 / hz / n : 0, 100 * (b[2] - a[2]) / (b[3] - a[3] + 1e-9)}' <<<"$out"
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -325,7 +338,11 @@ throughput() {
     "memc /memc /memc - 1.2"
     "proxy /proxy /proxy - -"
   )
-  printf '\n%-16s %10s %10s %7s %7s\n' workload spindle nginx ratio target
+  # cpu0/req: CPU 0's busy time per request (the worker's user and system time and the
+  # kernel's network work on that CPU), in microseconds: the cost per core. wrk saturates
+  # CPU 1 before either server saturates CPU 0 on the lightest workloads, so there rps
+  # alone cannot tell the servers apart.
+  printf '\n%-16s %10s %10s %7s %7s %8s %8s\n' workload spindle nginx ratio target "cpu0/req" "(nginx)"
   for row in "${rows[@]}"; do
     read -r name spath npath hdr target <<<"$row"
     if [ -n "${WORKLOADS:-}" ] && [[ ! " $WORKLOADS " == *" $name "* ]]; then
@@ -347,14 +364,18 @@ throughput() {
       printf '%-16s %10s\n' "$name" "skipped (answers $code)"
       continue
     fi
-    local s=() n=()
+    local s=() n=() sc=() nc=() r rps us
     for _ in $(seq "$ROUNDS"); do
-      start_spindle 1; s+=("$(wrk_rps "http://127.0.0.1:$SPINDLEPORT$spath" "$hdr")"); stop_spindle
-      start_nginx 1; n+=("$(wrk_rps "http://127.0.0.1:$NGINXPORT$npath" "$hdr")"); stop_nginx
+      start_spindle 1; r=$(wrk_rps "http://127.0.0.1:$SPINDLEPORT$spath" "$hdr"); stop_spindle
+      read -r rps us _ <<<"$r"; s+=("$rps"); sc+=("$us")
+      start_nginx 1; r=$(wrk_rps "http://127.0.0.1:$NGINXPORT$npath" "$hdr"); stop_nginx
+      read -r rps us _ <<<"$r"; n+=("$rps"); nc+=("$us")
     done
-    local sm nm
+    local sm nm scm ncm
     sm=$(median "${s[@]}"); nm=$(median "${n[@]}")
-    printf '%-16s %10.0f %10.0f %7.3f %7s   (spindle %s; nginx %s)\n' "$name" "$sm" "$nm" "$(echo "scale=3; $sm/$nm" | bc)" "$target" "${s[*]}" "${n[*]}"
+    scm=$(median "${sc[@]}"); ncm=$(median "${nc[@]}")
+    printf '%-16s %10.0f %10.0f %7.3f %7s %8.1f %8.1f   (spindle %s; nginx %s)\n' "$name" "$sm" "$nm" \
+      "$(echo "scale=3; $sm/$nm" | bc)" "$target" "$scm" "$ncm" "${s[*]}" "${n[*]}"
   done
   if [[ " ${SUPPORTED[*]} " == *" redis "* ]]; then
     echo "redis connected_clients after the runs: $(redis-cli -p "$REDISPORT" info clients | awk -F: '/connected_clients/ {print $2}')"
@@ -476,23 +497,25 @@ ceiling() {
   [ ${#SUPPORTED[@]} -gt 0 ] || detect_workloads
   go build -o "$WORK/nullserver" ./internal/cmd/nullserver
   local port; port=$(free_port)
-  local z=() s=() n=()
+  local z=() s=() n=() zc=() sc=() nc=() r rps c
   for _ in $(seq "$ROUNDS"); do
     taskset -c 0 "$WORK/nullserver" -addr "127.0.0.1:$port" &
     local zp=$!
     wait_port "$port"
-    z+=("$(wrk_rps "http://127.0.0.1:$port/hello")")
+    r=$(wrk_rps "http://127.0.0.1:$port/hello"); read -r rps _ c <<<"$r"; z+=("$rps"); zc+=("$c")
     kill "$zp"; wait "$zp" 2>/dev/null || true
-    start_spindle 1; s+=("$(wrk_rps "http://127.0.0.1:$SPINDLEPORT/hello")"); stop_spindle
-    start_nginx 1; n+=("$(wrk_rps "http://127.0.0.1:$NGINXPORT/hello")"); stop_nginx
+    start_spindle 1; r=$(wrk_rps "http://127.0.0.1:$SPINDLEPORT/hello"); stop_spindle
+    read -r rps _ c <<<"$r"; s+=("$rps"); sc+=("$c")
+    start_nginx 1; r=$(wrk_rps "http://127.0.0.1:$NGINXPORT/hello"); stop_nginx
+    read -r rps _ c <<<"$r"; n+=("$rps"); nc+=("$c")
   done
   local zm sm nm
   zm=$(median "${z[@]}"); sm=$(median "${s[@]}"); nm=$(median "${n[@]}")
   echo
-  echo "/hello ceiling (rps, median of $ROUNDS rounds; ratio to nginx):"
-  printf '  %-11s %10.0f %7.3f   (%s)\n' nullserver "$zm" "$(echo "scale=3; $zm/$nm" | bc)" "${z[*]}"
-  printf '  %-11s %10.0f %7.3f   (%s)\n' spindle "$sm" "$(echo "scale=3; $sm/$nm" | bc)" "${s[*]}"
-  printf '  %-11s %10.0f %7.3f   (%s)\n' nginx "$nm" 1 "${n[*]}"
+  echo "/hello ceiling (rps, median of $ROUNDS rounds; ratio to nginx; wrk's CPU 1 busy %):"
+  printf '  %-11s %10.0f %7.3f %6.1f%%   (%s)\n' nullserver "$zm" "$(echo "scale=3; $zm/$nm" | bc)" "$(median "${zc[@]}")" "${z[*]}"
+  printf '  %-11s %10.0f %7.3f %6.1f%%   (%s)\n' spindle "$sm" "$(echo "scale=3; $sm/$nm" | bc)" "$(median "${sc[@]}")" "${s[*]}"
+  printf '  %-11s %10.0f %7.3f %6.1f%%   (%s)\n' nginx "$nm" 1 "$(median "${nc[@]}")" "${n[*]}"
 }
 
 for m in "${MODES[@]}"; do
