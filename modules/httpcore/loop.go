@@ -230,7 +230,7 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 		unix.Read(l.evfd, buf[:])
 		l.woken.Store(false)
 	case l.lns[fd] != nil:
-		l.accept(l.lns[fd], me)
+		l.accept(l.lns[fd])
 	default:
 		c := l.conns[fd]
 		if c == nil {
@@ -322,10 +322,7 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 	if l.paused || reaccept || len(adds) > 0 {
 		l.paused = false
 		for _, ln := range l.lns {
-			l.accept(ln, me)
-			if l.leader.Load() != me {
-				return true
-			}
+			l.accept(ln)
 		}
 	}
 	if l.draining && len(l.conns) == 0 {
@@ -370,7 +367,7 @@ func (l *eventLoop) sweep(now time.Time, me *leaderToken) bool {
 
 // accept takes connections from a listening socket until it has none or
 // worker_connections is reached.
-func (l *eventLoop) accept(ln *loopListener, me *leaderToken) {
+func (l *eventLoop) accept(ln *loopListener) {
 	e := l.e
 	for {
 		select {
@@ -409,20 +406,10 @@ func (l *eventLoop) accept(ln *loopListener, me *leaderToken) {
 			continue
 		}
 		l.conns[int32(fd)] = c
-		// The request often arrives with the connection: try it now. (Waiting for the
-		// epoll event instead, as nginx does, saved the read that finds nothing but
-		// was no faster in A/B runs with Connection: close.)
-		c.runLoop()
-		if l.leader.Load() != me {
-			// The edge of this listening socket was consumed: the goroutine that took
-			// the loop must look at it again, and it may have parked already (this
-			// request ran a while after the handover).
-			l.mu.Lock()
-			l.reaccept = true
-			l.mu.Unlock()
-			l.wake()
-			return
-		}
+		// The request is read when epoll reports it, as nginx does: the loop accepts
+		// as soon as the handshake ends, usually before the client's first segment, so
+		// a read right away mostly found nothing (one system call more per connection
+		// with Connection: close). Adding a socket that has data reports it at once.
 	}
 }
 
