@@ -67,7 +67,7 @@ func TestEveryDirectiveDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := []string{"worker_processes", "worker_cpu_affinity", "worker_shutdown_timeout", "worker_start_timeout",
-		"upgrade_timeout", "worker_rlimit_nofile", "pid", "error_log", "user", "group", "events", "worker_connections",
+		"upgrade_timeout", "worker_rlimit_nofile", "pid", "error_log", "user", "group", "events", "worker_connections", "multi_accept",
 		"http", "server", "location", "if", "include"}
 	for _, m := range httpcore.Modules() {
 		for _, d := range m.Directives {

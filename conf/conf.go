@@ -76,6 +76,7 @@ type Config struct {
 	ErrorLogLevel         errlog.Level
 	User, Group           string
 	WorkerConnections     int
+	MultiAccept           bool
 
 	HTTP *hclsyntax.Block // nil when the config has no http block
 }
@@ -211,8 +212,13 @@ func (c *Config) setEvents(b *hclsyntax.Block) error {
 			}
 			es.Add(a.Expr.Range(), err)
 			c.WorkerConnections = n
-		case "multi_accept", "accept_mutex", "use":
-			// Accepted for nginx familiarity; spindle's per-worker sockets make them moot.
+		case "multi_accept":
+			v, err := Bool(a)
+			es.Add(a.Expr.Range(), err)
+			c.MultiAccept = v
+		case "accept_mutex", "use":
+			// Accepted for nginx familiarity: each worker has sockets of its own (no
+			// mutex to take) and spindle always uses epoll.
 		default:
 			es = append(es, Errorf(it.Range(), "unknown directive %q in events", it.Name))
 		}

@@ -172,6 +172,7 @@ func (w *worker) run() int {
 	w.exiting = make(chan struct{})
 	w.eng = httpcore.NewEngine(cfg, httpcore.EngineOptions{
 		WorkerConnections: mc.WorkerConnections,
+		MultiAccept:       mc.MultiAccept,
 		ConnectionSeqBase: uint64(cm.Slot) << 48,
 	})
 	if err := cfg.InitWorker(&httpcore.Worker{

@@ -36,8 +36,9 @@ type Server struct {
 type Option func(*setup)
 
 type setup struct {
-	files map[string]string
-	level errlog.Level
+	files  map[string]string
+	level  errlog.Level
+	engine httpcore.EngineOptions
 }
 
 // WithFiles writes files (path relative to the prefix → content) before the config
@@ -48,12 +49,17 @@ func WithFiles(files map[string]string) Option { return func(s *setup) { s.files
 // anything).
 func WithLogLevel(l errlog.Level) Option { return func(s *setup) { s.level = l } }
 
+// WithEngineOptions sets the engine's options (default: 1024 worker_connections).
+func WithEngineOptions(o httpcore.EngineOptions) Option {
+	return func(s *setup) { s.engine = o }
+}
+
 // Start writes config as conf/spindle.hcl under a temporary prefix, builds it and
 // serves it. Listen addresses with port 0 get a free port each (use distinct hosts
 // such as 127.0.0.2:0 for distinct sockets); the server stops when the test ends.
 func Start(t testing.TB, config string, opts ...Option) *Server {
 	t.Helper()
-	st := &setup{level: errlog.Debug}
+	st := &setup{level: errlog.Debug, engine: httpcore.EngineOptions{WorkerConnections: 1024}}
 	for _, o := range opts {
 		o(st)
 	}
@@ -84,7 +90,7 @@ func Start(t testing.TB, config string, opts ...Option) *Server {
 		t.Fatal(err)
 	}
 	cfg.SetLog(lg)
-	s.Engine = httpcore.NewEngine(cfg, httpcore.EngineOptions{WorkerConnections: 1024})
+	s.Engine = httpcore.NewEngine(cfg, st.engine)
 	exiting := make(chan struct{})
 	if err := cfg.InitWorker(&httpcore.Worker{ID: 0, Count: 1, Pid: os.Getpid(), Exiting: exiting, Counters: s.Engine.Counters}); err != nil {
 		t.Fatalf("init worker: %v", err)

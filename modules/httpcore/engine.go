@@ -51,6 +51,9 @@ type EngineOptions struct {
 	// WorkerConnections caps the connections served at once; further connections wait
 	// in the kernel's accept queue until one closes.
 	WorkerConnections int
+	// MultiAccept makes the event loop take every connection waiting on a listening
+	// socket when epoll reports it, not one (nginx's multi_accept).
+	MultiAccept bool
 	// ConnectionSeqBase makes connection numbers unique across workers.
 	ConnectionSeqBase uint64
 	// NoEventLoop serves TCP listeners with a goroutine per connection too.

@@ -46,7 +46,7 @@ type eventLoop struct {
 	batch    []unix.EpollEvent // events fetched and not processed yet
 	conns    map[int32]*conn
 	lns      map[int32]*loopListener
-	paused   bool // accepting stopped: worker_connections reached
+	paused   bool // accepting stopped (worker_connections reached, or accept failed): listeners disarmed
 	draining bool
 	lastScan time.Time
 
@@ -62,7 +62,7 @@ type eventLoop struct {
 	mu       sync.Mutex
 	back     []*conn // connections handed back by their goroutines
 	adds     []*loopListener
-	reaccept bool // try the listeners again (worker_connections freed, or a leader changed)
+	reaccept bool // rearm paused listeners: worker_connections freed
 	drainReq bool
 	expireCh chan struct{} // closed to fail every wait (forced shutdown)
 	expired  bool
@@ -72,9 +72,10 @@ type eventLoop struct {
 type leaderToken struct{ _ byte }
 
 type loopListener struct {
-	fd int
-	ln *net.TCPListener
-	as *addrServers
+	fd    int
+	ln    *net.TCPListener
+	as    *addrServers
+	armed bool // in the epoll set with EPOLLIN (not disarmed by a pause)
 }
 
 // Connection owners: the loop's leader, or the goroutine serving a request on it.
@@ -262,7 +263,10 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 			continue
 		}
 		l.lns[int32(ln.fd)] = ln
-		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(ln.fd)})
+		// Level-triggered, as nginx's listening sockets: without multi_accept the loop
+		// takes one connection per report and epoll reports the rest at the next wait.
+		ln.armed = !l.paused
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &unix.EpollEvent{Events: l.listenEvents(), Fd: int32(ln.fd)})
 	}
 	for i, c := range back {
 		if c.closing {
@@ -283,11 +287,11 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 		c.lt.drained = false
 		c.runLoop()
 		if l.leader.Load() != me {
-			// Still ours to finish: the new leader takes the rest, and the accepting
-			// this maintain was to do (the listeners' edges may have been consumed).
+			// Still ours to finish: the new leader takes the rest, and the rearming
+			// this maintain was to do.
 			l.mu.Lock()
 			l.back = append(back[i+1:], l.back...)
-			l.reaccept = l.reaccept || reaccept || len(adds) > 0 || l.paused
+			l.reaccept = l.reaccept || reaccept
 			l.mu.Unlock()
 			l.wake()
 			return true
@@ -309,21 +313,22 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 		}
 	}
 	now := coarseNow()
+	swept := false
 	if now.Sub(l.lastScan) >= sweepInterval {
 		l.lastScan = now
+		swept = true
 		if !l.sweep(now, me) {
 			l.mu.Lock()
-			l.reaccept = l.reaccept || reaccept || len(adds) > 0 || l.paused
+			l.reaccept = true
 			l.mu.Unlock()
 			l.wake()
 			return true
 		}
 	}
-	if l.paused || reaccept || len(adds) > 0 {
-		l.paused = false
-		for _, ln := range l.lns {
-			l.accept(ln)
-		}
+	// A connection closed, or time passed since accept failed (the sweep also
+	// catches places freed by hijacked connections, which the loop does not close).
+	if l.paused && (reaccept || swept) {
+		l.resumeAccept()
 	}
 	if l.draining && len(l.conns) == 0 {
 		l.leader.Store(nil)
@@ -365,15 +370,15 @@ func (l *eventLoop) sweep(now time.Time, me *leaderToken) bool {
 	return true
 }
 
-// accept takes connections from a listening socket until it has none or
-// worker_connections is reached.
+// accept takes a connection from a listening socket that epoll reported, or with
+// multi_accept every connection it has, until worker_connections is reached.
 func (l *eventLoop) accept(ln *loopListener) {
 	e := l.e
 	for {
 		select {
 		case e.sem <- struct{}{}:
 		default:
-			l.paused = true
+			l.pauseAccept()
 			if !e.connsLimitLogged.Swap(true) {
 				e.cfg.log.Alertf("%d worker_connections are not enough, new connections wait in the listen queue", cap(e.sem))
 			}
@@ -390,8 +395,9 @@ func (l *eventLoop) accept(ln *loopListener) {
 				if e.onAcceptErrorLogged.Add(1) < 100 {
 					e.cfg.log.Alertf("accept() failed: %v", err)
 				}
-				// EMFILE and friends: try again at the next sweep.
-				l.paused = true
+				// EMFILE and friends: try again at the next sweep, as nginx disables
+				// accept events for a while.
+				l.pauseAccept()
 			}
 			return
 		}
@@ -410,6 +416,43 @@ func (l *eventLoop) accept(ln *loopListener) {
 		// as soon as the handshake ends, usually before the client's first segment, so
 		// a read right away mostly found nothing (one system call more per connection
 		// with Connection: close). Adding a socket that has data reports it at once.
+		if !e.opts.MultiAccept {
+			// One per report, as nginx without multi_accept: looping until EAGAIN
+			// cost an accept4 that fails for every few connections.
+			return
+		}
+	}
+}
+
+// listenEvents is what a listening socket waits for in the epoll set.
+func (l *eventLoop) listenEvents() uint32 {
+	if l.paused {
+		return 0
+	}
+	return unix.EPOLLIN
+}
+
+// pauseAccept takes the listening sockets out of epoll's reports (their connections
+// wait in the listen queues): level-triggered, they would be reported at every wait.
+func (l *eventLoop) pauseAccept() {
+	l.paused = true
+	for _, ln := range l.lns {
+		if ln.armed {
+			ln.armed = false
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, ln.fd, &unix.EpollEvent{Fd: int32(ln.fd)})
+		}
+	}
+}
+
+// resumeAccept puts the listening sockets back: epoll reports those with connections
+// waiting at the next wait.
+func (l *eventLoop) resumeAccept() {
+	l.paused = false
+	for _, ln := range l.lns {
+		if !ln.armed {
+			ln.armed = true
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, ln.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ln.fd)})
+		}
 	}
 }
 
@@ -423,7 +466,8 @@ func (l *eventLoop) destroy(c *conn) {
 	c.releaseState()
 	c.release()
 	if l.paused && !l.draining {
-		// A place under worker_connections freed: the next maintain accepts again.
+		// A place under worker_connections freed: the next maintain rearms the
+		// listening sockets.
 		l.mu.Lock()
 		l.reaccept = true
 		l.mu.Unlock()

@@ -158,6 +158,45 @@ func TestLoopConcurrency(t *testing.T) {
 	})
 }
 
+// A burst of new connections, more than worker_connections, is served whole whether the
+// loop takes one connection per report of the listening socket or all it has: the
+// listening socket is taken out of epoll while the worker is full and put back when a
+// connection closes.
+func TestLoopAcceptBurst(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		multi bool
+		conns int
+	}{
+		{"one per report", false, 1024},
+		{"multi_accept", true, 1024},
+		{"one per report, worker full", false, 4},
+		{"multi_accept, worker full", true, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testserver.Start(t, loopConf, testserver.WithEngineOptions(httpcore.EngineOptions{
+				WorkerConnections: tc.conns, MultiAccept: tc.multi,
+			}))
+			clients(t, 64, func(i int) error {
+				for j := 0; j < 5; j++ {
+					c, err := net.Dial("tcp", s.Addr)
+					if err != nil {
+						return err
+					}
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+					b, err := io.ReadAll(c)
+					c.Close()
+					if err != nil || !strings.HasSuffix(string(b), "\r\n\r\nfast\n") {
+						return fmt.Errorf("client %d, connection %d: %q %v", i, j, b, err)
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
+
 // dial connects to addr for the rest of the test, bounded to 10 seconds.
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	t.Helper()
