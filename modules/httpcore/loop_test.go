@@ -308,7 +308,11 @@ func init() {
 				return httpcore.Finished
 			}
 			r.Blocking()
-			time.Sleep(time.Millisecond)
+			if r.Args() == "long" {
+				time.Sleep(1500 * time.Millisecond)
+			} else {
+				time.Sleep(time.Millisecond)
+			}
 			r.WriteString("left\n")
 			return httpcore.Finished
 		})
@@ -321,9 +325,47 @@ http {
   server {
     listen = ["127.0.0.1:0"]
     location "= /leave" { test_leave = true }
+    location "= /fast" { return = { code = 200, body = "fast\n" } }
   }
 }
 `
+
+// A burst of new connections whose requests start inline and then wait: while they
+// wait, the connections still queued and those that come next are taken at once. (The
+// loop used to run a new connection's request from within its accept loop: when that
+// request left the loop, the rest of the queue waited for the next connection to
+// arrive, or for the request to end.)
+func TestLoopAcceptsWhileBurstWaits(t *testing.T) {
+	s := testserver.Start(t, leaveConf)
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 300; i++ {
+		c, err := net.DialTimeout("tcp", s.Addr, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		io.WriteString(c, "GET /leave?long HTTP/1.1\r\nHost: x\r\n\r\n")
+	}
+	start := time.Now()
+	c, br := dial(t, s.Addr)
+	if body := roundTrip(t, c, br, "/fast"); body != "fast\n" {
+		t.Fatalf("body %q", body)
+	}
+	if d := time.Since(start); d > 700*time.Millisecond {
+		t.Errorf("a new connection was answered after %v, behind requests that wait 1.5s", d)
+	}
+	for i, c := range held {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if b := readBody(t, bufio.NewReader(c)); b != "left\n" {
+			t.Errorf("connection %d: %q", i, b)
+		}
+	}
+}
 
 // Requests that leave the loop mid-request, on many connections opened at once (a
 // new one per request): the listening socket's readiness is never lost while the
