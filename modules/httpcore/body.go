@@ -94,8 +94,8 @@ func (w *wireBody) Read(p []byte) (int, error) {
 	c := r.c
 	if b.expect {
 		b.expect = false
-		c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-		if err := c.bw.Flush(); err != nil {
+		c.writer().WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if err := c.flush(); err != nil {
 			return 0, w.fail(err)
 		}
 	}
@@ -105,11 +105,11 @@ func (w *wireBody) Read(p []byte) (int, error) {
 	var err error
 	if b.chunked {
 		if b.cr == nil {
-			b.cr = httputil.NewChunkedReader(c.br)
+			b.cr = httputil.NewChunkedReader(c.reader())
 		}
 		n, err = b.cr.Read(p)
 		if err == io.EOF {
-			if terr := skipTrailer(c.br); terr != nil {
+			if terr := skipTrailer(c.reader()); terr != nil {
 				return n, w.fail(terr)
 			}
 			b.done = true
@@ -120,7 +120,7 @@ func (w *wireBody) Read(p []byte) (int, error) {
 		if int64(len(p)) > b.remaining {
 			p = p[:b.remaining]
 		}
-		n, err = c.br.Read(p)
+		n, err = c.reader().Read(p)
 		b.remaining -= int64(n)
 		if b.remaining == 0 {
 			b.done = true

@@ -322,9 +322,15 @@ type reqState struct {
 	scan headScan // of the head being read
 }
 
-var statePool = sync.Pool{New: func() any {
-	return &reqState{br: bufio.NewReaderSize(nil, 4096), bw: bufio.NewWriterSize(nil, 4096)}
-}}
+var statePool = sync.Pool{New: func() any { return new(reqState) }}
+
+// readerPool and writerPool hold the connections' input and output buffers: a state
+// takes them when it has none, and a request that waits gives them back meanwhile
+// (see shedBuffers), for the next request to use.
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
 
 func newConn(e *Engine, nc net.Conn, as *addrServers, t transport) *conn {
 	if t == nil {
@@ -352,6 +358,12 @@ func (c *conn) acquireState() {
 		return
 	}
 	rs := statePool.Get().(*reqState)
+	if rs.br == nil {
+		rs.br = readerPool.Get().(*bufio.Reader)
+	}
+	if rs.bw == nil {
+		rs.bw = writerPool.Get().(*bufio.Writer)
+	}
 	rs.br.Reset(c.t)
 	rs.bw.Reset(c.t)
 	c.rs, c.br, c.bw, c.hdr, c.req = rs, rs.br, rs.bw, &rs.hdr, &rs.req
@@ -364,15 +376,72 @@ func (c *conn) releaseState() {
 	if rs == nil {
 		return
 	}
+	bw := c.bw
 	c.rs, c.br, c.bw, c.hdr, c.req = nil, nil, nil, nil, nil
 	if c.hijacked {
 		return // the hijacker owns the buffers
 	}
-	rs.br.Reset(nil)
-	rs.bw.Reset(nil)
+	if rs.br != nil {
+		rs.br.Reset(nil)
+	}
+	if rs.bw = bw; bw != nil {
+		bw.Reset(nil)
+	}
 	rs.req.reset()
 	rs.req.c, rs.req.hdr, rs.req.cfg = nil, nil, nil
 	statePool.Put(rs)
+}
+
+// reader returns the connection's input buffer, taken from the pool again if the
+// request gave it back while it waited.
+func (c *conn) reader() *bufio.Reader {
+	if c.br == nil {
+		c.br = readerPool.Get().(*bufio.Reader)
+		c.br.Reset(c.t)
+		c.rs.br = c.br
+	}
+	return c.br
+}
+
+// writer returns the connection's output buffer, taken from the pool again if the
+// request gave it back while it waited.
+func (c *conn) writer() *bufio.Writer {
+	if c.bw == nil {
+		c.bw = writerPool.Get().(*bufio.Writer)
+		c.bw.Reset(c.t)
+		c.rs.bw = c.bw
+	}
+	return c.bw
+}
+
+// flush sends what the output buffer holds.
+func (c *conn) flush() error {
+	if c.bw == nil {
+		return nil
+	}
+	return c.bw.Flush()
+}
+
+// shedBuffers gives empty input and output buffers back while the main request r
+// waits (a Lua handler in ngx.sleep or waiting for a backend or subrequests, an
+// echo_sleep): a request in flight holds 8 KB less. Only from r's own coroutine,
+// between its handler's steps, so that nothing is using them; the input buffer only
+// once r's body is read or absent, so that neither a body reader nor a subrequest
+// reading its parent's body uses it meanwhile.
+func (c *conn) shedBuffers(r *Request) {
+	if c.hijacked {
+		return
+	}
+	if c.bw != nil && c.bw.Buffered() == 0 {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+		c.bw, c.rs.bw = nil, nil
+	}
+	if br := c.br; br != nil && br == c.rs.br && br.Buffered() == 0 && (r.body.length == 0 || r.body.done || r.body.read) {
+		br.Reset(nil)
+		readerPool.Put(br)
+		c.br, c.rs.br = nil, nil
+	}
 }
 
 func (c *conn) remoteAddr() string { return c.t.remoteAddr() }
@@ -471,7 +540,7 @@ func (c *conn) leaveAfterRun(p any) {
 		}
 		return
 	}
-	if c.br != nil && c.br.Buffered() == 0 && c.bw.Buffered() == 0 {
+	if c.rs != nil && (c.br == nil || c.br.Buffered() == 0) && (c.bw == nil || c.bw.Buffered() == 0) {
 		c.releaseState()
 	}
 	if c.inLoop {
@@ -543,14 +612,14 @@ func (c *conn) afterRequest() bool {
 	// Whether to close was decided with the response header (Connection: close when
 	// draining); a response that promised keep-alive gets its next request served.
 	if c.closeAfter {
-		c.bw.Flush()
+		c.flush()
 		c.endRequest()
 		c.close()
 		return false
 	}
 	// With pipelined requests waiting, responses are sent together after the last.
-	if c.br.Buffered() == 0 {
-		if err := c.bw.Flush(); err != nil {
+	if c.br == nil || c.br.Buffered() == 0 {
+		if err := c.flush(); err != nil {
 			c.endRequest()
 			c.t.close()
 			return false
@@ -583,7 +652,7 @@ func (c *conn) dispatch(ok bool) {
 // sends is read and dropped for a while, so that the kernel does not answer unread data
 // with a reset that would destroy the response in flight.
 func (c *conn) close() {
-	if c.lingering || c.br.Buffered() > 0 {
+	if c.lingering || c.br != nil && c.br.Buffered() > 0 {
 		c.t.linger(CoreConfOf(c.as.def.root).LingeringTimeout)
 	}
 	c.t.close()
@@ -596,7 +665,7 @@ func (c *conn) readHead(core *CoreConf) int {
 	// No defers here: with this many returns they would not be open-coded, and this
 	// runs for every request.
 	c.readingHead = true
-	if c.br.Buffered() == 0 {
+	if c.reader().Buffered() == 0 {
 		timeout := core.KeepaliveTimeout
 		if c.requests == 0 {
 			timeout = core.ClientHeaderTimeout
@@ -705,7 +774,7 @@ func (c *conn) reject(status int, reason string) {
 	}
 	c.readingHead = false
 	body := AppendErrorPage(nil, status)
-	b := c.bw
+	b := c.writer()
 	c.t.setWriteTimeout(5 * time.Second)
 	head := b.Buffered()
 	b.WriteString("HTTP/1.1 ")
@@ -733,7 +802,8 @@ func (c *conn) logRejected(status, headBytes, bodyBytes int) {
 	if srv == nil || len(srv.root.run[PhaseLog]) == 0 {
 		return
 	}
-	buf, _ := c.br.Peek(c.br.Buffered())
+	br := c.reader()
+	buf, _ := br.Peek(br.Buffered())
 	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
 		buf = buf[:i]
 	}

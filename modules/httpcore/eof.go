@@ -9,7 +9,7 @@ func (r *Request) EOF() error {
 	}
 	r.finish()
 	if r.parent == nil && r.c != nil && !r.c.abort {
-		if err := r.c.bw.Flush(); err != nil {
+		if err := r.c.flush(); err != nil {
 			return r.c.writeFailed(r, err)
 		}
 	}

@@ -30,7 +30,7 @@ func (r *Request) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// The tunnel waits on its own: never in the event loop's goroutine.
 	r.Blocking()
-	if err := c.bw.Flush(); err != nil {
+	if err := c.flush(); err != nil {
 		return nil, nil, err
 	}
 	nc, err := c.t.netConn()
@@ -39,7 +39,7 @@ func (r *Request) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// What the client sent beyond the request head is already buffered.
 	var rd io.Reader = nc
-	if n := c.br.Buffered(); n > 0 {
+	if n := c.reader().Buffered(); n > 0 {
 		buffered, _ := c.br.Peek(n)
 		rd = io.MultiReader(bytes.NewReader(append([]byte(nil), buffered...)), nc)
 	}

@@ -56,10 +56,11 @@ func (r *Request) SendFile(f *os.File, offset, length int64) error {
 		return err
 	}
 	if c.chunked {
-		c.bw.Write(strconv.AppendInt(c.bw.AvailableBuffer(), length, 16))
-		c.bw.WriteString("\r\n")
+		b := c.writer()
+		b.Write(strconv.AppendInt(b.AvailableBuffer(), length, 16))
+		b.WriteString("\r\n")
 	}
-	if err := c.bw.Flush(); err != nil {
+	if err := c.flush(); err != nil {
 		return c.writeFailed(r, err)
 	}
 	n, err := c.t.sendFile(f, offset, length)
@@ -72,7 +73,7 @@ func (r *Request) SendFile(f *os.File, offset, length int64) error {
 		return ErrFileTruncated
 	}
 	if c.chunked {
-		c.bw.WriteString("\r\n")
+		c.writer().WriteString("\r\n")
 	}
 	return nil
 }

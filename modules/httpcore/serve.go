@@ -201,7 +201,7 @@ func bodyAllowed(r *Request) bool {
 // writeHead writes the status line and headers. n is the body length or -1 for a body
 // of unknown length.
 func (c *conn) writeHead(r *Request, n int64) {
-	b := c.bw
+	b := c.writer()
 	core := CoreConfOf(r.loc)
 	if c.e.draining.Load() || r.body.err != nil {
 		r.keepalive = false
@@ -288,7 +288,7 @@ func (c *conn) flushOutput(r *Request, flush bool) error {
 	}
 	r.out = r.out[:0]
 	if flush {
-		if err := c.bw.Flush(); err != nil {
+		if err := c.flush(); err != nil {
 			return c.writeFailed(r, err)
 		}
 	}
@@ -296,7 +296,7 @@ func (c *conn) flushOutput(r *Request, flush bool) error {
 }
 
 func (c *conn) writeBody(r *Request, p []byte) error {
-	b := c.bw
+	b := c.writer()
 	if c.chunked {
 		b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(len(p)), 16))
 		b.WriteString("\r\n")
@@ -345,7 +345,7 @@ func (c *conn) finishOutput(r *Request) {
 			c.writeBody(r, r.out)
 		}
 		if c.chunked {
-			c.bw.WriteString("0\r\n\r\n")
+			c.writer().WriteString("0\r\n\r\n")
 		}
 	}
 	r.out = r.out[:0]

@@ -131,6 +131,9 @@ func (r *Request) Blocking() {
 		if r.c.inLoop {
 			r.c.leaveLoop()
 		}
+		if r.parent == nil {
+			r.c.shedBuffers(r)
+		}
 	}
 	if g := r.group; g != nil {
 		g.fork()
