@@ -4,21 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-for pkg_cmd in redis-server:redis-server memcached:memcached; do
-  pkg=${pkg_cmd%%:*} cmd=${pkg_cmd##*:}
-  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
-done
-for pkg_file in lua-nginx-redis:/usr/share/lua/5.1/nginx/redis.lua lua-nginx-memcached:/usr/share/lua/5.1/nginx/memcached.lua; do
-  pkg=${pkg_file%%:*} file=${pkg_file##*:}
-  [ -e "$file" ] || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "scripts/test.sh: installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+. scripts/deps.sh
+ensure_debs "${BUILD_DEBS[@]}" redis-server:redis-server memcached:memcached \
+  lua-nginx-redis:/usr/share/lua/5.1/nginx/redis.lua \
+  lua-nginx-memcached:/usr/share/lua/5.1/nginx/memcached.lua
 
 export PATH=/usr/local/go/bin:$PATH
 go version

@@ -286,7 +286,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	cases := []struct{ conf, want string }{
 		{wrap("location \"= /x\" {\n return = 200\n }\nlocation \"= /x\" {\n return = 201\n }"), `7,1: duplicate location "= /x" (first at line 4)`},
-		{wrap("location \"~ (?<=a)b\" {}"), "4,10: regex \"(?<=a)b\" uses lookbehind"},
+		{wrap("location \"~ (?<=a+)b\" {}"), "4,10: invalid regex \"(?<=a+)b\": lookbehind assertion is not fixed length at offset 0"},
 		{"http {\n  server {\n    listen = [\"nope\"]\n  }\n}\n", "3,14: invalid listen address"},
 		{wrap("location \"/\" {\n echo = \"${nosuchvar}\"\n }"), `5,12: unknown variable "nosuchvar"`},
 		{wrap("location \"/\" {\n echo = \"${nosuchfunc(uri)}\"\n }"), `5,12: unknown function "nosuchfunc"`},

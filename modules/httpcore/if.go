@@ -2,10 +2,10 @@ package httpcore
 
 import (
 	"os"
-	"regexp"
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/internal/pcre"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -199,7 +199,7 @@ func (c eqCond) eval(r *Request) (bool, error) {
 
 type regexCond struct {
 	left *Expr
-	re   *regexp.Regexp
+	re   *pcre.Regexp
 	neg  bool
 }
 

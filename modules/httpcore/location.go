@@ -2,13 +2,13 @@ package httpcore
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 	"sync/atomic"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/internal/pcre"
 )
 
 // MatchKind is how a location matches the URI, as nginx's location modifiers.
@@ -31,7 +31,7 @@ type Location struct {
 	Name   string // the label as written, "= /hello", "@fallback"; "server"/"http"/"if" otherwise
 	Match  MatchKind
 	Path   string // the prefix or exact path
-	Regex  *regexp.Regexp
+	Regex  *pcre.Regexp
 	Parent *Location
 	Server *Server // nil for the http context
 	Range  hcl.Range
@@ -115,23 +115,14 @@ func (l *Location) parseMatch(label string, rng hcl.Range) error {
 	return nil
 }
 
-// CompileRegex compiles an nginx (PCRE) style regular expression with Go's regexp,
-// naming the PCRE-only constructs Go does not support instead of a bare syntax error.
-func CompileRegex(expr string) (*regexp.Regexp, error) {
-	re, err := regexp.Compile(expr)
-	if err == nil {
-		return re, nil
+// CompileRegex compiles an nginx regular expression with PCRE2, as nginx does: the
+// same syntax (lookarounds, backreferences, atomic groups) and byte semantics.
+func CompileRegex(expr string) (*pcre.Regexp, error) {
+	re, err := pcre.Compile(expr)
+	if e, ok := err.(*pcre.Error); ok {
+		return nil, fmt.Errorf("invalid regex %q: %s at offset %d", expr, e.Msg, e.Offset)
 	}
-	for _, pcre := range []struct{ syntax, what string }{
-		{"(?=", "lookahead"}, {"(?!", "negative lookahead"}, {"(?<=", "lookbehind"},
-		{"(?<!", "negative lookbehind"}, {"(?>", "atomic groups"}, {"\\1", "backreferences"},
-		{"*+", "possessive quantifiers"}, {"++", "possessive quantifiers"},
-	} {
-		if strings.Contains(expr, pcre.syntax) {
-			return nil, fmt.Errorf("regex %q uses %s, a PCRE feature Go's RE2 syntax does not support", expr, pcre.what)
-		}
-	}
-	return nil, fmt.Errorf("invalid regex %q: %v", expr, err)
+	return re, err
 }
 
 func checkNested(parent, l *Location, rng hcl.Range) error {

@@ -3,12 +3,12 @@ package httpcore
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/internal/pcre"
 )
 
 // Server is one server block.
@@ -24,7 +24,7 @@ type Server struct {
 	exact    map[string]bool
 	wildHead []string // "*.example.com" stored as ".example.com"
 	wildTail []string // "www.example.*" stored as "www.example."
-	regexes  []*regexp.Regexp
+	regexes  []*pcre.Regexp
 }
 
 // Root is the server block's own configuration context.
@@ -96,14 +96,19 @@ func ParseListen(s string, rng hcl.Range) (Listen, error) {
 }
 
 func (s *Server) addName(name string, rng hcl.Range) error {
-	name = strings.ToLower(name)
-	switch {
-	case strings.HasPrefix(name, "~"):
-		re, err := CompileRegex(strings.TrimSpace(name[1:]))
+	if strings.HasPrefix(name, "~") {
+		// nginx matches server_name regexes caselessly against the lowercased host; the
+		// pattern itself keeps its case (lowercasing it would turn \W into \w).
+		re, err := CompileRegex("(?i)" + strings.TrimSpace(name[1:]))
 		if err != nil {
 			return conf.Errorf(rng, "server_name: %v", err)
 		}
 		s.regexes = append(s.regexes, re)
+		s.Names = append(s.Names, name)
+		return nil
+	}
+	name = strings.ToLower(name)
+	switch {
 	case strings.HasPrefix(name, "*."):
 		s.wildHead = append(s.wildHead, name[1:])
 	case strings.HasPrefix(name, "."):

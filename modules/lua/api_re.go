@@ -2,30 +2,27 @@ package lua
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
-	"github.com/spindle-server/spindle/modules/httpcore"
+	"github.com/spindle-server/spindle/internal/pcre"
 	glua "github.com/yuin/gopher-lua"
 )
 
-// ngx.re is ngx_lua's regex API on Go's regexp (RE2 syntax, linear time). Options are
-// PCRE's letters: i, m, s, x and a (anchored) change the match; j, o, u, U, J and d
-// are accepted and have nothing to do (every regex is compiled once and cached, Go's
-// engine is always UTF-8 aware). Regexes using what only PCRE has (lookaround,
-// backreferences, possessive quantifiers, atomic groups) raise a Lua error naming
-// the construct, rather than failing silently; other invalid regexes return nil and
-// an error, as in ngx_lua.
+// ngx.re is ngx_lua's regex API on PCRE2 with its JIT, as ngx_lua's: the same syntax
+// (lookarounds, backreferences, atomic groups, possessive quantifiers) and the same
+// option letters: i, m, s, x, a, u, U and D change the match; j (JIT: always on where
+// the platform has it), o (every regex is compiled once and cached per worker, up to
+// lua_regex_cache_max_entries), d and J are accepted. An invalid regex returns nil and
+// ngx_lua's "failed to compile regex" error.
 
 type regexCache struct {
-	m   map[string]*regexp.Regexp
+	m   map[string]*pcre.Regexp
 	max int
 }
 
 type compiled struct {
-	re       *regexp.Regexp
-	anchored bool
+	re *pcre.Regexp
 }
 
 func (v *vm) installRegex(ngx *glua.LTable) {
@@ -42,84 +39,51 @@ func (v *vm) installRegex(ngx *glua.LTable) {
 }
 
 // compileRegex returns the compiled regex, or an error message for the caller to
-// return. PCRE-only syntax raises.
+// return. An unknown option letter raises, as in ngx_lua.
 func (v *vm) compileRegex(L *glua.LState, pattern, opts string, argOpts int) (compiled, string) {
-	var flags strings.Builder
-	var c compiled
-	extended := false
+	var flags pcre.Flags
 	for _, f := range opts {
 		switch f {
-		case 'i', 'm', 's':
-			flags.WriteRune(f)
+		case 'i':
+			flags |= pcre.Caseless
+		case 'm':
+			flags |= pcre.Multiline
+		case 's':
+			flags |= pcre.Dotall
 		case 'x':
-			extended = true
+			flags |= pcre.Extended
 		case 'a':
-			c.anchored = true
-		case 'j', 'o', 'u', 'U', 'J', 'd', 'D':
+			flags |= pcre.Anchored
+		case 'u':
+			flags |= pcre.UTF
+		case 'U':
+			flags |= pcre.NoUTFCheck
+		case 'D':
+			flags |= pcre.DupNames
+		case 'j', 'o', 'J', 'd':
 		default:
 			L.ArgError(argOpts, fmt.Sprintf("unknown flag \"%c\" (flags \"%s\")", f, opts))
 		}
 	}
-	key := flags.String() + "/" + strconv.FormatBool(extended) + "/" + pattern
+	key := strconv.FormatUint(uint64(flags), 16) + "/" + pattern
 	if re := v.regexes.m[key]; re != nil {
-		c.re = re
-		return c, ""
+		return compiled{re}, ""
 	}
-	expr := pattern
-	if extended {
-		expr = stripExtended(expr)
-	}
-	if flags.Len() > 0 {
-		expr = "(?" + flags.String() + ")" + expr
-	}
-	re, err := httpcore.CompileRegex(expr)
+	re, err := pcre.CompileFlags(pattern, flags)
 	if err != nil {
 		msg := err.Error()
-		if strings.Contains(msg, "PCRE feature") {
-			L.RaiseError("ngx.re: %s", msg)
+		if e, ok := err.(*pcre.Error); ok {
+			msg = e.Msg
 		}
-		return c, fmt.Sprintf("failed to compile regex \"%s\": %s", pattern, strings.TrimPrefix(msg, "invalid regex "+strconv.Quote(expr)+": "))
+		return compiled{}, fmt.Sprintf("failed to compile regex \"%s\": pcre2_compile() failed: %s in \"%s\"", pattern, msg, pattern)
 	}
 	if v.regexes.m == nil {
-		v.regexes.m = map[string]*regexp.Regexp{}
+		v.regexes.m = map[string]*pcre.Regexp{}
 	}
 	if len(v.regexes.m) < v.regexes.max {
 		v.regexes.m[key] = re
 	}
-	c.re = re
-	return c, ""
-}
-
-// stripExtended drops PCRE extended-mode whitespace and comments outside character
-// classes.
-func stripExtended(s string) string {
-	var out strings.Builder
-	inClass := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\' && i+1 < len(s):
-			out.WriteByte(c)
-			out.WriteByte(s[i+1])
-			i++
-		case inClass:
-			if c == ']' {
-				inClass = false
-			}
-			out.WriteByte(c)
-		case c == '[':
-			inClass = true
-			out.WriteByte(c)
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
-		case c == '#':
-			for i < len(s) && s[i] != '\n' {
-				i++
-			}
-		default:
-			out.WriteByte(c)
-		}
-	}
-	return out.String()
+	return compiled{re}, ""
 }
 
 // start reads ctx.pos (1-based) for match and find.
@@ -134,26 +98,18 @@ func ctxPos(ctx *glua.LTable) int {
 }
 
 // matchAt finds the first match in subject at or after byte offset pos; the indexes
-// are absolute.
+// are absolute. PCRE sees the bytes before pos (lookbehind, \b), as ngx_lua's ctx.pos.
 func (c compiled) matchAt(subject string, pos int) []int {
-	if pos > len(subject) {
+	m := make([]int, 2*(c.re.NumSubexp()+1))
+	if ok, _ := c.re.MatchAt(subject, pos, m); !ok {
 		return nil
-	}
-	m := c.re.FindStringSubmatchIndex(subject[pos:])
-	if m == nil || (c.anchored && m[0] != 0) {
-		return nil
-	}
-	for i := range m {
-		if m[i] >= 0 {
-			m[i] += pos
-		}
 	}
 	return m
 }
 
 // captures builds ngx_lua's captures table: [0] the match, [n] the groups (false when
 // unmatched), and the named groups by name.
-func capturesTable(L *glua.LState, re *regexp.Regexp, subject string, m []int, tbl *glua.LTable) *glua.LTable {
+func capturesTable(L *glua.LState, re *pcre.Regexp, subject string, m []int, tbl *glua.LTable) *glua.LTable {
 	if tbl == nil {
 		tbl = L.CreateTable(len(m)/2, 0)
 	}
@@ -218,12 +174,6 @@ func (v *vm) reFind(L *glua.LState) int {
 
 // allMatches finds the successive matches from pos, as PCRE global matching does.
 func (c compiled) allMatches(subject string, limit int) [][]int {
-	if c.anchored {
-		if m := c.matchAt(subject, 0); m != nil {
-			return [][]int{m}
-		}
-		return nil
-	}
 	return c.re.FindAllStringSubmatchIndex(subject, limit)
 }
 

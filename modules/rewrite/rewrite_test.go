@@ -133,6 +133,16 @@ http {
       }
     }
 
+    # PCRE, as nginx: lookahead, backreference, lookbehind, byte semantics
+    location "~ ^/pcre/(?!admin)(\\w+)$" {
+      rewrite "^/pcre/(\\w)(\\w)\\2\\1$" "last" { to = "/show/palindrome-${re[1]}${re[2]}" }
+      if {
+        cond   = [uri, "~", "(?<=/pcre/)x(\\w+)"]
+        return = { code = 200, body = "after x: ${re[1]}\n" }
+      }
+      return = { code = 200, body = "pcre ${re[1]}\n" }
+    }
+
     location "= /brk2" {
       set { v = "1" }
       break = true
@@ -189,6 +199,10 @@ func TestRewrite(t *testing.T) {
 		{"/brk2", 200, "v=1\n", ""},
 		{"/uninit", 200, "[]\n", ""},
 		{"/uninit-quiet", 200, "[]\n", ""},
+		{"/pcre/user", 200, "pcre user\n", ""},
+		{"/pcre/admin", 404, "", ""},
+		{"/pcre/abba", 200, "uri=/show/palindrome-ab args=\n", ""},
+		{"/pcre/xyz", 200, "after x: yz\n", ""},
 	}
 	for _, c := range cases {
 		r := s.Get(c.path)
@@ -224,7 +238,7 @@ func TestRewriteConfigErrors(t *testing.T) {
 		{`rewrite "^/a" {
 		  flag = "last"
 		}`, "spindle.hcl:5,7: rewrite needs a replacement"},
-		{`rewrite "^/(?=a)" { to = "/b" }`, "lookahead"},
+		{`rewrite "^/(a" { to = "/b" }`, `spindle.hcl:5,15: invalid regex "^/(a": missing closing parenthesis at offset 4`},
 		{`rewrite "^/a" { 
 		  to = "/b"
 		  code = 301

@@ -1,11 +1,11 @@
 package rewrite
 
 import (
-	"regexp"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/internal/pcre"
 	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -24,7 +24,7 @@ import (
 // the replacement and in the directives that follow. The flag is an optional second
 // label or a flag attribute.
 type rewriteOp struct {
-	re     *regexp.Regexp
+	re     *pcre.Regexp
 	src    string
 	flag   flag
 	server bool // server context: location search follows anyway
@@ -200,7 +200,7 @@ func compileReplacement(c *httpcore.Cmd, e hclsyntax.Expression) (replacement, e
 
 // nginxCapture finds nginx's $1 in a replacement, a habit worth an error: spindle would
 // keep it as text.
-var nginxCapture = regexp.MustCompile(`\$[0-9]`)
+var nginxCapture = pcre.MustCompile(`\$[0-9]`)
 
 func literal(l *hclsyntax.LiteralValueExpr) (string, bool) {
 	if l.Val.Type() != cty.String || l.Val.IsNull() {

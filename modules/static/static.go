@@ -7,12 +7,12 @@ package static
 
 import (
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/internal/pcre"
 	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -145,7 +145,7 @@ func boolSetter(f func(*Conf, bool)) func(*httpcore.Cmd) error {
 
 // nginxVar finds nginx's `$name` in the literal text of an expression: HCL reads it as
 // text, so a config ported from nginx would silently look for a file named "$uri".
-var nginxVar = regexp.MustCompile(`\$[A-Za-z_][A-Za-z0-9_]*`)
+var nginxVar = pcre.MustCompile(`\$[A-Za-z_][A-Za-z0-9_]*`)
 
 func checkNginxVars(e hclsyntax.Expression) error {
 	var err error

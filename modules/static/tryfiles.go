@@ -1,12 +1,12 @@
 package static
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/internal/pcre"
 	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -33,7 +33,7 @@ type reqCtx struct {
 	addURI bool
 }
 
-var codeFallback = regexp.MustCompile(`^=([0-9]{3})$`)
+var codeFallback = pcre.MustCompile(`^=([0-9]{3})$`)
 
 // setTryFiles: try_files = ["${uri}", "${uri}/", "/index.html"] — the last element is
 // a URI, "@named" location or "=code".
