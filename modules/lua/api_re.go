@@ -99,12 +99,18 @@ func ctxPos(ctx *glua.LTable) int {
 
 // matchAt finds the first match in subject at or after byte offset pos; the indexes
 // are absolute. PCRE sees the bytes before pos (lookbehind, \b), as ngx_lua's ctx.pos.
-func (c compiled) matchAt(subject string, pos int) []int {
+// A match PCRE2 gives up on (its match limit) is an error, reported as ngx_lua's
+// "pcre_exec() failed" return value.
+func (c compiled) matchAt(subject string, pos int) ([]int, string) {
 	m := make([]int, 2*(c.re.NumSubexp()+1))
-	if ok, _ := c.re.MatchAt(subject, pos, m); !ok {
-		return nil
+	ok, err := c.re.MatchAt(subject, pos, m)
+	if err != nil {
+		return nil, "pcre2_match() failed: " + err.Error()
 	}
-	return m
+	if !ok {
+		return nil, ""
+	}
+	return m, ""
 }
 
 // captures builds ngx_lua's captures table: [0] the match, [n] the groups (false when
@@ -136,9 +142,13 @@ func (v *vm) reMatch(L *glua.LState) int {
 		return 2
 	}
 	ctx := L.OptTable(4, nil)
-	m := c.matchAt(subject, ctxPos(ctx))
+	m, errMsg := c.matchAt(subject, ctxPos(ctx))
 	if m == nil {
 		L.Push(glua.LNil)
+		if errMsg != "" {
+			L.Push(glua.LString(errMsg))
+			return 2
+		}
 		return 1
 	}
 	if ctx != nil {
@@ -159,7 +169,13 @@ func (v *vm) reFind(L *glua.LState) int {
 	}
 	ctx := L.OptTable(4, nil)
 	nth := optInt(L, 5, 0)
-	m := c.matchAt(subject, ctxPos(ctx))
+	m, errMsg := c.matchAt(subject, ctxPos(ctx))
+	if errMsg != "" {
+		L.Push(glua.LNil)
+		L.Push(glua.LNil)
+		L.Push(glua.LString(errMsg))
+		return 3
+	}
 	if m == nil || nth < 0 || 2*nth+1 >= len(m) || m[2*nth] < 0 {
 		L.Push(glua.LNil)
 		return 1

@@ -144,6 +144,8 @@ const miscConf = `
         ngx.say(ngx.re.match("foobar", "foo(?=bar)")[0], " ", tostring(ngx.re.match("foobaz", "foo(?=bar)")),
           " ", ngx.re.match("/v12", [[(?<=/v)\d+]])[0], " ", ngx.re.match("abab", [[^(ab)\1$]])[1],
           " ", ngx.re.gsub("aaa", "a", "b", "a"), " ", #ngx.re.match("é", "^.$", "u")[0], " ", tostring(ngx.re.match("é", "^.$")))
+        local m, err = ngx.re.match(string.rep("a", 100) .. "!", "^(a+)+$")
+        ngx.say(tostring(m), " ", err)
       LUA
     }
     location "= /strings" {
@@ -223,7 +225,7 @@ func TestMisc(t *testing.T) {
 		t.Errorf("interleaved output of two light threads: %q", r.Body)
 	}
 	check(t, s.Get("/re"), 200, "1234 1 234\nh false\nnil hello\nb 4\nnil ab\n8 11 8\n1,22,333\n"+
-		"hell[o] world hell<o> w<o>rld2\na2b4 a$b1\na b\nnil true\nfoo nil 12 ab bbb 2 nil\n")
+		"hell[o] world hell<o> w<o>rld2\na2b4 a$b1\na b\nnil true\nfoo nil 12 ab bbb 2 nil\nnil pcre2_match() failed: pcre: match limit exceeded\n")
 	check(t, s.Get("/strings"), 200, "5d41402abc4b2a76b9719d911017c592 16 20\n"+
 		"aGVsbG8= hello nil aGU\n907060870 907060870\n3nybhbi3iqa8ino29wqQcBydtNk=\n"+
 		"a%20b%2Fc%3Fd%3D%C3%A9 b r56 7%zz\na=b%20c&flag&list=1&list=2\n1,2 x y\n'it\\'s \\\\ \\\"q\\\"\\n'\n"+
