@@ -10,11 +10,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/internal/proctitle"
 	"github.com/spindle-server/spindle/internal/version"
 	"github.com/spindle-server/spindle/master"
 	_ "github.com/spindle-server/spindle/modules/all"
@@ -24,6 +26,7 @@ import (
 )
 
 func main() {
+	proctitle.Init()
 	if os.Getenv(worker.EnvRole) == "worker" {
 		os.Exit(worker.Run())
 	}
@@ -74,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case *sig != "":
 		return sendSignal(*prefix, path, *sig, stdout, stderr)
 	}
+	// As nginx: "spindle: master process" and the command line it was started with.
+	proctitle.Set("spindle: master process " + strings.Join(os.Args, " "))
 	return master.Run(master.Options{Prefix: *prefix, ConfPath: path})
 }
 
