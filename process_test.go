@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -525,4 +526,104 @@ func TestPortInUse(t *testing.T) {
 	if _, body, _ := inst.Get("/hello"); body != "first\n" {
 		t.Errorf("first instance answers %q", body)
 	}
+}
+
+// procFile reads /proc/PID/NAME with NULs shown as spaces and the trailing ones cut.
+func procFile(pid int, name string) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+	return strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " \n")
+}
+
+// The master and the workers name themselves as nginx's do for ps, top and pgrep: the
+// command line (/proc/PID/cmdline) is "spindle: master process <how it was started>",
+// "spindle: worker process" and, while a worker drains, "spindle: worker process is
+// shutting down"; the comm of every process and thread is "spindle" (a worker started
+// through /proc/self/exe would otherwise be "exe").
+func TestProcessNames(t *testing.T) {
+	conf := strings.Replace(helloConf(2, "ok"), `location "= /hello"`, `location "= /slow" { echo_sleep = "30s" }
+    location "= /hello"`, 1)
+	inst := e2e.Start(t, conf, nil)
+	master := inst.MasterPid()
+	want := "spindle: master process " + inst.Bin + " -p " + inst.Prefix
+	if got := procFile(master, "cmdline"); got != want {
+		t.Errorf("master cmdline %q, want %q", got, want)
+	}
+	workers := e2e.Workers(master)
+	if len(workers) != 2 {
+		t.Fatalf("workers: %v", workers)
+	}
+	for _, pid := range append([]int{master}, workers...) {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, task := range tasks {
+			if comm := procFile(pid, "task/"+task.Name()+"/comm"); comm != "spindle" {
+				t.Errorf("process %d thread %s comm %q, want spindle", pid, task.Name(), comm)
+			}
+		}
+	}
+	for _, w := range workers {
+		if got := procFile(w, "cmdline"); got != "spindle: worker process" {
+			t.Errorf("worker %d cmdline %q", w, got)
+		}
+	}
+	// pgrep finds them as it finds nginx's.
+	for pattern, n := range map[string]int{"spindle: master process " + inst.Prefix: 0, "spindle: master process .* -p " + inst.Prefix + "$": 1} {
+		out, _ := exec.Command("pgrep", "-f", pattern).Output()
+		if got := len(strings.Fields(string(out))); got != n {
+			t.Errorf("pgrep -f %q: %q, want %d processes", pattern, out, n)
+		}
+	}
+	out, err := exec.Command("pgrep", "-x", "-P", strconv.Itoa(master), "spindle").Output()
+	if err != nil || len(strings.Fields(string(out))) != 2 {
+		t.Errorf("pgrep -x -P master spindle: %q %v", out, err)
+	}
+
+	// A request in flight keeps its worker draining after a QUIT; a worker without one
+	// exits at once.
+	c, err := net.Dial("tcp", inst.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	holder := 0
+	if !e2e.WaitFor(10*time.Second, func() bool {
+		for _, w := range workers {
+			if hasConnection(w) {
+				holder = w
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("the request reached no worker")
+	}
+	inst.Signal(syscall.SIGQUIT)
+	const draining = "spindle: worker process is shutting down"
+	if !e2e.WaitFor(10*time.Second, func() bool { return procFile(holder, "cmdline") == draining }) {
+		t.Errorf("draining worker %d cmdline %q, want %q", holder, procFile(holder, "cmdline"), draining)
+	}
+	if !e2e.WaitFor(10*time.Second, func() bool { got := e2e.Workers(master); return len(got) == 1 && got[0] == holder }) {
+		t.Errorf("e2e.Workers finds %v while %d drains", e2e.Workers(master), holder)
+	}
+	if comm := procFile(holder, "comm"); comm != "spindle" {
+		t.Errorf("draining worker %d comm %q", holder, comm)
+	}
+	out, _ = exec.Command("pgrep", "-f", "^spindle: worker process is shutting down$", "-P", strconv.Itoa(master)).Output()
+	if strings.TrimSpace(string(out)) != strconv.Itoa(holder) {
+		t.Errorf("pgrep -f 'is shutting down': %q, want %d", out, holder)
+	}
+}
+
+// hasConnection reports whether process pid holds an accepted connection.
+func hasConnection(pid int) bool {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	n := 0
+	for _, fd := range fds {
+		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	// The control pipe and the listening sockets are sockets too: a worker holds one per
+	// listen address plus the pipe before any connection.
+	return n > 2
 }

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/deps.sh
-ensure_debs "${BUILD_DEBS[@]}" redis-server:redis-server memcached:memcached \
+ensure_debs "${BUILD_DEBS[@]}" redis-server:redis-server redis-tools:redis-cli memcached:memcached \
+  systemd:systemd-analyze bubblewrap:bwrap \
   lua-nginx-redis:/usr/share/lua/5.1/nginx/redis.lua \
   lua-nginx-memcached:/usr/share/lua/5.1/nginx/memcached.lua
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/spindle-server/spindle/conf"
 	"github.com/spindle-server/spindle/internal/errlog"
+	"github.com/spindle-server/spindle/internal/proctitle"
 	"github.com/spindle-server/spindle/internal/sysutil"
 	"github.com/spindle-server/spindle/ipc"
 	"github.com/spindle-server/spindle/modules/httpcore"
@@ -298,6 +299,7 @@ func (w *worker) reopen() {
 
 func (w *worker) drain(timeout time.Duration) int {
 	w.log.Infof("gracefully shutting down")
+	proctitle.Set("spindle: worker process is shutting down")
 	close(w.exiting)
 	w.eng.Shutdown(timeout)
 	w.cfg.ExitWorker()

@@ -255,9 +255,13 @@ type rootRef struct {
 	b     *builtinVar
 	p     *prefixVar
 	user  int
-	keys  []string
+	keys  []prefixKey
 	whole bool // the namespace is used as a whole object
 }
+
+// prefixKey is a name of a namespace as an expression writes it (http.x_token, the
+// attribute HCL looks up) and as the namespace's getter takes it (x-token).
+type prefixKey struct{ attr, key string }
 
 const (
 	refBuiltin = iota
@@ -304,11 +308,17 @@ func (t *varTable) compile(src hclsyntax.Expression, l *Location) (*Expr, error)
 		}
 		switch ref.kind {
 		case refPrefix:
-			if key, ok := traversalKey(tr); ok {
+			if len(tr) > 2 {
+				if _, ok := traversalKey(tr[:2]); ok {
+					return nil, conf.Errorf(tr.SourceRange(), "variable %s is a string and has no attributes", hclTraversalName(tr[:2]))
+				}
+			}
+			if attr, ok := traversalKey(tr); ok {
+				key := attr
 				if ref.p.key != nil {
 					key = ref.p.key(key)
 				}
-				ref.keys = append(ref.keys, key)
+				ref.keys = append(ref.keys, prefixKey{attr: attr, key: key})
 			} else {
 				if ref.p.all == nil {
 					return nil, conf.Errorf(tr.SourceRange(), "%s needs a name: %s.NAME", name, name)
@@ -329,7 +339,43 @@ func (t *varTable) compile(src hclsyntax.Expression, l *Location) (*Expr, error)
 	if err := checkFuncs(src); err != nil {
 		return nil, err
 	}
+	if e.parts == nil {
+		if err := e.check(); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
+}
+
+// check evaluates the expression once at load with every variable unknown (a string
+// of any value): HCL then reports only the errors that every request would meet, such
+// as an attribute of a string (uri.x), a missing namespace name, a function given the
+// wrong number or type of arguments, so that `spindle -t` catches them instead of each
+// request answering 500.
+func (e *Expr) check() error {
+	vars := make(map[string]cty.Value, len(e.roots))
+	for _, ref := range e.roots {
+		switch ref.kind {
+		case refBuiltin, refUser:
+			vars[ref.name] = cty.UnknownVal(cty.String)
+		case refPrefix:
+			if ref.whole {
+				vars[ref.name] = cty.DynamicVal
+				continue
+			}
+			m := map[string]cty.Value{}
+			for _, k := range ref.keys {
+				m[k.attr] = cty.UnknownVal(cty.String)
+			}
+			vars[ref.name] = cty.ObjectVal(m)
+		case refCaptures:
+			vars[ref.name] = cty.DynamicVal
+		}
+	}
+	if _, diags := e.src.Value(&hcl.EvalContext{Variables: vars, Functions: exprFuncs()}); diags.HasErrors() {
+		return conf.FromDiags(diags)
+	}
+	return nil
 }
 
 func (t *varTable) root(name string, tr hcl.Traversal) (*rootRef, error) {
@@ -343,6 +389,15 @@ func (t *varTable) root(name string, tr hcl.Traversal) (*rootRef, error) {
 		return &rootRef{name: name, kind: refCaptures}, nil
 	}
 	return &rootRef{name: name, kind: refUser, user: t.ref(name, tr.SourceRange())}, nil
+}
+
+// hclTraversalName writes ns.NAME or ns["NAME"] back as the config wrote it.
+func hclTraversalName(tr hcl.Traversal) string {
+	if a, ok := tr[1].(hcl.TraverseAttr); ok {
+		return tr.RootName() + "." + a.Name
+	}
+	k, _ := traversalKey(tr)
+	return tr.RootName() + "[" + strconv.Quote(k) + "]"
 }
 
 // traversalKey returns the name in ns.NAME or ns["NAME"].
@@ -519,8 +574,8 @@ func (e *Expr) Value(r *Request) (cty.Value, error) {
 				}
 			}
 			for _, k := range ref.keys {
-				v, _ := ref.p.get(r, k)
-				m[k] = cty.StringVal(v)
+				v, _ := ref.p.get(r, k.key)
+				m[k.attr] = cty.StringVal(v)
 			}
 			vars[ref.name] = cty.ObjectVal(m)
 		case refCaptures:

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -353,6 +354,9 @@ func (h *Handle) Exec(ctx context.Context, key string, cmds [][]any) (*Result, e
 	}
 	if h.multi != nil {
 		raw, err := h.multi.exec(ctx, cmds)
+		if err != nil {
+			h.multi.followTopology(err)
+		}
 		return &Result{Raw: raw, N: len(cmds)}, err
 	}
 	if key == "" && len(cmds[0]) > 1 {
@@ -395,6 +399,32 @@ type wrapErr struct {
 
 func (w wrapErr) Error() string { return w.msg.Error() }
 func (w wrapErr) Unwrap() error { return w.cause }
+
+// followTopology reloads a cluster client's map of slots to masters after an error
+// that may mean the map is stale: a connection error (the master may be dead and its
+// replica promoted) or a MOVED, ASK, CLUSTERDOWN or TRYAGAIN reply. go-redis reloads
+// on its own only on MOVED and READONLY and every 60 s otherwise; a dead master
+// answers neither, so after a failover every command for its slots kept failing
+// until that periodic reload (502s for 9 to 47 s after the promotion). Reloads
+// coalesce: one at a time, each at most every 200 ms however many requests fail.
+func (pc *peerClient) followTopology(err error) {
+	c, ok := pc.client.(*goredis.ClusterClient)
+	if !ok || errors.Is(err, context.Canceled) {
+		return
+	}
+	var re goredis.Error
+	if errors.As(err, &re) {
+		msg := re.Error()
+		for _, p := range []string{"MOVED ", "ASK ", "CLUSTERDOWN ", "TRYAGAIN "} {
+			if strings.HasPrefix(msg, p) {
+				c.ReloadState(context.Background())
+				return
+			}
+		}
+		return
+	}
+	c.ReloadState(context.Background())
+}
 
 func (pc *peerClient) exec(ctx context.Context, cmds [][]any) ([]byte, error) {
 	if len(cmds) == 1 {
