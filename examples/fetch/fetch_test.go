@@ -106,7 +106,10 @@ func main() { spindlecmd.Main() }
 	bin := filepath.Join(dir, "myspindle")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off")
+	// The module proxy is the one the repository's own build uses: on a fresh machine
+	// the new module's graph needs go.mod files that building spindle alone never
+	// fetched (GOPROXY=off failed there).
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build of the custom spindle: %v\n%s", err, out)
 	}
