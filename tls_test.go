@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -256,5 +258,82 @@ func TestTLSConfigErrors(t *testing.T) {
 	out, code = e2e.StartFailing(t, noCert)
 	if code == 0 || !strings.Contains(out, "no ssl_certificate is defined") {
 		t.Errorf("a TLS server without a certificate: exit %d\n%s", code, out)
+	}
+}
+
+// Reloads and binary upgrades lose no TLS request, on keepalive connections and with a
+// new connection (a resumed handshake) per request.
+func TestTLSReloadsAndUpgradesUnderLoad(t *testing.T) {
+	s := newTLSSetup(t)
+	bin := e2e.CopyBinary(t, t.TempDir())
+	inst := e2e.Start(t, s.conf(2, ""), &e2e.Options{Bin: bin})
+	client := &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
+	keep := e2e.StartTLSLoad(inst.Addr(), "/hello", 12, true, client)
+	fresh := e2e.StartTLSLoad(inst.Addr(), "/hello", 4, false, client)
+	for i := 1; i <= 10; i++ {
+		inst.WriteConfig(s.conf(2, fmt.Sprintf("# generation %d", i)))
+		if out, code := inst.Spindle("-s", "reload"); code != 0 {
+			t.Fatalf("reload %d: exit %d: %s", i, code, out)
+		}
+		// Let each generation serve for a while (what is under test is traffic across
+		// reloads, not reloads back to back).
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := 1; i <= 2; i++ {
+		old := inst.MasterPid()
+		e2e.CopyBinary(t, filepath.Dir(bin))
+		if out, code := inst.Spindle("-s", "upgrade"); code != 0 {
+			t.Fatalf("upgrade %d: exit %d: %s\n%s", i, code, out, inst.ErrorLog())
+		}
+		if !e2e.WaitFor(15*time.Second, func() bool { return !e2e.Alive(old) }) {
+			t.Fatalf("upgrade %d: old master %d still running", i, old)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	res, resFresh := keep.Stop(), fresh.Stop()
+	t.Logf("10 reloads and 2 upgrades over TLS, keepalive: %v", res)
+	t.Logf("10 reloads and 2 upgrades over TLS, new connection per request: %v", resFresh)
+	if res.Failed != 0 || resFresh.Failed != 0 {
+		t.Errorf("failed TLS requests: %v / %v", res, resFresh)
+	}
+	if res.Requests < 500 || resFresh.Requests < 50 {
+		t.Errorf("too few TLS requests served: %v / %v", res, resFresh)
+	}
+}
+
+// A reload with a certificate that does not load fails with the directive's position
+// and the running configuration keeps serving.
+func TestTLSReloadWithBadCertificateKeepsServing(t *testing.T) {
+	s := newTLSSetup(t)
+	inst := e2e.Start(t, s.conf(1, ""), nil)
+	if err := os.WriteFile(filepath.Join(inst.Prefix, "broken.crt"), []byte("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inst.WriteConfig(strings.Replace(s.conf(1, ""), `ssl_certificate        = "`+s.bEC+`"`, `ssl_certificate        = "broken.crt"`, 1))
+	out, code := inst.Spindle("-s", "reload")
+	want := filepath.Join(inst.Prefix, "conf/spindle.hcl") + ":18,30: ssl_certificate \"broken.crt\""
+	if code == 0 || !strings.Contains(out, want) {
+		t.Errorf("reload with a broken certificate: exit %d, output %q, want %q", code, out, want)
+	}
+	code2, body, _ := tlsGet(t, inst.Addr(), "b.test", "/vars", &tls.Config{ServerName: "b.test", RootCAs: s.ca.Pool})
+	if code2 != 200 || !strings.HasPrefix(body, "b|on|") {
+		t.Errorf("after the failed reload: %d %q", code2, body)
+	}
+}
+
+// ssl_verify_client on: a request without a certificate gets nginx's 400 page for its
+// 496; one with a certificate from the CA is served.
+func TestTLSVerifyClientOn(t *testing.T) {
+	s := newTLSSetup(t)
+	inst := e2e.Start(t, strings.Replace(s.conf(1, ""), `ssl_verify_client      = "optional"`, `ssl_verify_client      = "on"`, 1), nil)
+	cfg := &tls.Config{ServerName: "b.test", RootCAs: s.ca.Pool}
+	code, body, _ := tlsGet(t, inst.Addr(), "b.test", "/vars", cfg)
+	if code != 400 || !strings.Contains(body, "No required SSL certificate was sent") {
+		t.Errorf("no certificate: %d %q", code, body)
+	}
+	cfg.Certificates = []tls.Certificate{s.client}
+	code, body, _ = tlsGet(t, inst.Addr(), "b.test", "/vars", cfg)
+	if code != 200 || !strings.Contains(body, "|SUCCESS|CN=alice,") {
+		t.Errorf("with a certificate: %d %q", code, body)
 	}
 }

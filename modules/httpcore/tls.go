@@ -1,6 +1,7 @@
 package httpcore
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/tls"
@@ -11,9 +12,11 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -265,9 +268,56 @@ func (s *tlsSocket) SetWriteDeadline(t time.Time) error {
 func (t *tlsTransport) Read(p []byte) (int, error) {
 	n, err := t.s.tc.Read(p)
 	if err == errTLSWouldBlock {
+		if t.c.readingHead {
+			releaseTLSBuffers(t.s.tc) // idle in the loop until the next event
+		}
 		return n, errWouldBlock
 	}
 	return n, err
+}
+
+// crypto/tls keeps the capacity of the largest record a connection read (rawInput,
+// and input, which points into it) and of the largest handshake message (hand: the
+// ClientHello, 1.8 KB with a post-quantum key share) for the connection's life. nginx
+// frees OpenSSL's buffers of an idle connection (SSL_MODE_RELEASE_BUFFERS); crypto/tls
+// has no such switch, so when the loop takes a connection back idle, the empty buffers
+// are reset to their zero values, found by name and type in tls.Conn: if a Go release
+// renames or retypes them, tlsBufs.ok is false and they are left alone (the test
+// TestTLSBuffersReleasable says so). Read buffers of 1 KB or less stay: a request
+// head's record fits, and releasing them would cost an allocation per request.
+var tlsBufs = func() (b struct {
+	raw, hand, input uintptr
+	ok               bool
+}) {
+	t := reflect.TypeOf(tls.Conn{})
+	raw, ok1 := t.FieldByName("rawInput")
+	hand, ok2 := t.FieldByName("hand")
+	input, ok3 := t.FieldByName("input")
+	buf, rd := reflect.TypeOf(bytes.Buffer{}), reflect.TypeOf(bytes.Reader{})
+	if ok1 && ok2 && ok3 && raw.Type == buf && hand.Type == buf && input.Type == rd {
+		b.raw, b.hand, b.input, b.ok = raw.Offset, hand.Offset, input.Offset, true
+	}
+	return b
+}()
+
+const tlsKeepReadBuffer = 1024
+
+// releaseTLSBuffers drops the empty buffers of an idle TLS connection. Only the
+// connection's owner calls it, between reads.
+func releaseTLSBuffers(tc *tls.Conn) {
+	if !tlsBufs.ok {
+		return
+	}
+	p := unsafe.Pointer(tc)
+	raw := (*bytes.Buffer)(unsafe.Add(p, tlsBufs.raw))
+	input := (*bytes.Reader)(unsafe.Add(p, tlsBufs.input))
+	if raw.Len() == 0 && input.Len() == 0 && raw.Cap() > tlsKeepReadBuffer {
+		*raw = bytes.Buffer{}
+		*input = bytes.Reader{}
+	}
+	if hand := (*bytes.Buffer)(unsafe.Add(p, tlsBufs.hand)); hand.Len() == 0 && hand.Cap() > 0 {
+		*hand = bytes.Buffer{}
+	}
 }
 
 func (t *tlsTransport) Write(p []byte) (int, error) { return t.s.tc.Write(p) }
