@@ -337,3 +337,125 @@ func TestTLSVerifyClientOn(t *testing.T) {
 		t.Errorf("with a certificate: %d %q", code, body)
 	}
 }
+
+// resumeConf serves /who with the worker's pid and whether the session was resumed.
+func (s *tlsSetup) resumeConf(workers int, extra string) string {
+	return fmt.Sprintf(`
+worker_processes        = %d
+worker_shutdown_timeout = "10s"
+error_log               = { path = "logs/error.log", level = "info" }
+http {
+  server {
+    listen              = ["127.0.0.1:{{PORT}} ssl"]
+    server_name         = ["a.test"]
+    ssl_certificate     = "%s"
+    ssl_certificate_key = "%s"
+    %s
+    location "= /who" { return = { code = 200, body = "${pid}|${ssl_session_reused}" } }
+  }
+}
+`, workers, s.aEC, s.aECKey, extra)
+}
+
+// who makes a new TLS connection and returns the worker's pid and $ssl_session_reused.
+func who(t *testing.T, addr string, cfg *tls.Config) (pid, reused string) {
+	t.Helper()
+	code, body, cs := tlsGet(t, addr, "a.test", "/who", cfg)
+	p, r, _ := strings.Cut(body, "|")
+	if code != 200 || (r == "r") != cs.DidResume {
+		t.Fatalf("/who: %d %q, the client resumed: %v", code, body, cs.DidResume)
+	}
+	return p, r
+}
+
+// A session ticket issued by one worker resumes on the other, and on the workers of the
+// next generation after a reload, and after a binary upgrade.
+func TestTLSSessionResumesAcrossWorkersReloadsAndUpgrades(t *testing.T) {
+	s := newTLSSetup(t)
+	bin := e2e.CopyBinary(t, t.TempDir())
+	inst := e2e.Start(t, s.resumeConf(2, ""), &e2e.Options{Bin: bin})
+	cfg := &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	prev, _ := who(t, inst.Addr(), cfg)
+	crossed := map[string]bool{}
+	for i := 0; i < 300 && len(crossed) < 2; i++ {
+		pid, reused := who(t, inst.Addr(), cfg)
+		if reused != "r" {
+			t.Fatalf("connection %d (worker %s, ticket from worker %s) was not resumed", i, pid, prev)
+		}
+		if pid != prev {
+			crossed[pid] = true // resumed with the other worker's ticket
+		}
+		prev = pid
+	}
+	if len(crossed) < 2 {
+		t.Fatalf("resumption across workers seen on %d of 2 workers", len(crossed))
+	}
+
+	master := inst.MasterPid()
+	before := fmt.Sprint(e2e.Workers(master))
+	inst.WriteConfig(s.resumeConf(2, "# reloaded"))
+	if out, code := inst.Spindle("-s", "reload"); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	if !e2e.WaitFor(15*time.Second, func() bool { w := e2e.Workers(master); return len(w) == 2 && fmt.Sprint(w) != before }) {
+		t.Fatalf("the reload's workers did not replace %s", before)
+	}
+	if pid, reused := who(t, inst.Addr(), cfg); reused != "r" {
+		t.Errorf("after a reload, worker %s did not resume a ticket of the previous generation", pid)
+	}
+
+	e2e.CopyBinary(t, filepath.Dir(bin))
+	if out, code := inst.Spindle("-s", "upgrade"); code != 0 {
+		t.Fatalf("upgrade: %d %s", code, out)
+	}
+	if !e2e.WaitFor(15*time.Second, func() bool { return !e2e.Alive(master) }) {
+		t.Fatalf("the old master %d did not exit", master)
+	}
+	if pid, reused := who(t, inst.Addr(), cfg); reused != "r" {
+		t.Errorf("after a binary upgrade, worker %s did not resume a ticket of the old master's workers", pid)
+	}
+}
+
+// ssl_session_tickets off issues none; ssl_session_ticket_key files give two spindle
+// instances the same keys; ssl_session_timeout ends a ticket's use.
+func TestTLSSessionTicketSettings(t *testing.T) {
+	s := newTLSSetup(t)
+	newCfg := func() *tls.Config {
+		return &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	}
+	off := e2e.Start(t, s.resumeConf(1, "ssl_session_tickets = false"), nil)
+	cfg := newCfg()
+	who(t, off.Addr(), cfg)
+	if _, reused := who(t, off.Addr(), cfg); reused != "." {
+		t.Errorf("ssl_session_tickets off: a session resumed")
+	}
+
+	key := filepath.Join(t.TempDir(), "ticket.key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("k", 80)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withKey := s.resumeConf(1, fmt.Sprintf(`ssl_session_ticket_key = ["%s"]`, key))
+	a, b := e2e.Start(t, withKey, nil), e2e.Start(t, withKey, nil)
+	cfg = newCfg()
+	who(t, a.Addr(), cfg)
+	if _, reused := who(t, b.Addr(), cfg); reused != "r" {
+		t.Errorf("ssl_session_ticket_key: another instance with the same key file did not resume")
+	}
+	other := e2e.Start(t, s.resumeConf(1, ""), nil)
+	who(t, a.Addr(), cfg)
+	if _, reused := who(t, other.Addr(), cfg); reused != "." {
+		t.Errorf("an instance with its own keys resumed a ticket of the key file's")
+	}
+
+	short := e2e.Start(t, s.resumeConf(1, `ssl_session_timeout = "2s"`), nil)
+	cfg = newCfg()
+	who(t, short.Addr(), cfg)
+	if _, reused := who(t, short.Addr(), cfg); reused != "r" {
+		t.Fatalf("ssl_session_timeout 2s: no resumption right away")
+	}
+	// The ticket's age is what is under test: wait for it to pass the timeout.
+	time.Sleep(3500 * time.Millisecond)
+	if _, reused := who(t, short.Addr(), cfg); reused != "." {
+		t.Errorf("ssl_session_timeout 2s: a 3.5 s old ticket resumed")
+	}
+}
