@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/master"
 	"github.com/spindle-server/spindle/modules/httpcore"
 )
@@ -34,7 +35,7 @@ func TestDirectiveReferenceExamplesLoad(t *testing.T) {
 			config = "http {\n" + src + "\n}\n"
 		case "server":
 			listen := "    listen = [\"127.0.0.1:8080\"]\n"
-			if strings.Contains(src, "listen =") {
+			if regexp.MustCompile(`(?m)^\s*listen\s*=`).MatchString(src) {
 				listen = ""
 			}
 			config = "http {\n  server {\n" + listen + src + "\n  }\n}\n"
@@ -51,11 +52,26 @@ func TestDirectiveReferenceExamplesLoad(t *testing.T) {
 			os.MkdirAll(filepath.Join(prefix, filepath.Dir(m[1])), 0o755)
 			os.WriteFile(filepath.Join(prefix, m[1]), []byte("local example = true\n"), 0o644)
 		}
+		if strings.Contains(src, "certs/") {
+			writeExampleCerts(t, filepath.Join(prefix, "certs"))
+		}
 		os.WriteFile(filepath.Join(prefix, "conf/spindle.hcl"), []byte(config), 0o644)
 		if _, _, err := master.Load(prefix, filepath.Join(prefix, "conf/spindle.hcl")); err != nil {
 			t.Errorf("example %d (%s) does not load:\n%s\n%v", i, ctx, src, err)
 		}
 	}
+}
+
+// writeExampleCerts makes the files the TLS examples name.
+func writeExampleCerts(t *testing.T, dir string) {
+	os.MkdirAll(dir, 0o755)
+	ca := e2e.NewCA(t, dir, "ca")
+	ca.Issue("example.com", e2e.ECDSA, false, "example.com")
+	ca.Issue("example.com.rsa", e2e.RSA, false, "example.com")
+	for _, f := range []string{"ticket.key", "ticket.previous.key"} {
+		os.WriteFile(filepath.Join(dir, f), make([]byte, 80), 0o600)
+	}
+	os.WriteFile(filepath.Join(dir, "ocsp.der"), []byte{0x30, 0x03, 0x0a, 0x01, 0x00}, 0o644)
 }
 
 var luaFile = regexp.MustCompile(`"(lua/[\w./-]+\.lua)"`)

@@ -23,6 +23,8 @@ func TestRoundTrip(t *testing.T) {
 		Status{ID: 7, Counters: Counters{"requests": 10}},
 		StatusQuery{ID: 9},
 		StatusReply{ID: 9, Workers: 2, Counters: Counters{"requests": 20}},
+		TicketKeys{Keys: [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)}},
+		Config{Generation: 4, Bundle: []byte("x"), TicketKeys: [][]byte{bytes.Repeat([]byte{3}, 32)}},
 	}
 	for _, m := range msgs {
 		payload, err := Encode(m)
@@ -87,6 +89,8 @@ func TestRejects(t *testing.T) {
 		{Type: Type(99)},
 		{Type: TReady, NFDs: 1, Payload: []byte(`{"pid":1}`)},
 		{Type: TConfig, NFDs: 0, Payload: []byte(`{"listeners":[{"addr":"a"}]}`)},
+		{Type: TTicketKeys, Payload: []byte(`{"keys":["AAEC"]}`)}, // a 3-byte key
+		{Type: TTicketKeys, NFDs: 1, Payload: []byte(`{"keys":[]}`)},
 	}
 	for _, f := range bad {
 		if _, err := Decode(f); err == nil {

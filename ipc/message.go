@@ -9,7 +9,7 @@ import (
 type Type uint8
 
 // Message types. Master → worker: Config, Quit, Terminate, Reopen, StatusRequest,
-// StatusReply. Worker → master: Ready, Fatal, Status, StatusQuery.
+// StatusReply, TicketKeys. Worker → master: Ready, Fatal, Status, StatusQuery.
 const (
 	TConfig        Type = 1
 	TQuit          Type = 2
@@ -17,6 +17,7 @@ const (
 	TReopen        Type = 4
 	TStatusRequest Type = 5
 	TStatusReply   Type = 6
+	TTicketKeys    Type = 7
 	TReady         Type = 20
 	TFatal         Type = 21
 	TStatus        Type = 22
@@ -25,7 +26,7 @@ const (
 
 var typeNames = map[Type]string{
 	TConfig: "CONFIG", TQuit: "QUIT", TTerminate: "TERMINATE", TReopen: "REOPEN",
-	TStatusRequest: "STATUS_REQUEST", TStatusReply: "STATUS_REPLY",
+	TStatusRequest: "STATUS_REQUEST", TStatusReply: "STATUS_REPLY", TTicketKeys: "TICKET_KEYS",
 	TReady: "READY", TFatal: "FATAL", TStatus: "STATUS", TStatusQuery: "STATUS_QUERY",
 }
 
@@ -53,6 +54,34 @@ type Config struct {
 	Slot       int        `json:"slot"`
 	Bundle     []byte     `json:"bundle"`
 	Listeners  []Listener `json:"listeners"`
+	// TicketKeys are the TLS session ticket keys, newest first (see TicketKeys).
+	TicketKeys [][]byte `json:"ticket_keys,omitempty"`
+}
+
+// TicketKeys carries the TLS session ticket keys the master made, newest first: the
+// first encrypts new tickets, all of them decrypt. Every worker of every generation
+// gets the same keys (with its Config, and again at each rotation), so a session
+// resumes on any worker, across reloads and binary upgrades.
+type TicketKeys struct {
+	Keys [][]byte `json:"keys"`
+}
+
+// MaxTicketKeys bounds the keys one message carries, each MaxTicketKeyLen bytes.
+const (
+	MaxTicketKeys   = 256
+	MaxTicketKeyLen = 64
+)
+
+func checkTicketKeys(keys [][]byte) error {
+	if len(keys) > MaxTicketKeys {
+		return fmt.Errorf("%d ticket keys (at most %d)", len(keys), MaxTicketKeys)
+	}
+	for _, k := range keys {
+		if len(k) < 16 || len(k) > MaxTicketKeyLen {
+			return fmt.Errorf("a ticket key of %d bytes (16 to %d)", len(k), MaxTicketKeyLen)
+		}
+	}
+	return nil
 }
 
 // Quit asks a worker to drain and exit (graceful).
@@ -111,6 +140,7 @@ func (StatusRequest) Type() Type { return TStatusRequest }
 func (Status) Type() Type        { return TStatus }
 func (StatusQuery) Type() Type   { return TStatusQuery }
 func (StatusReply) Type() Type   { return TStatusReply }
+func (TicketKeys) Type() Type    { return TTicketKeys }
 
 // Encode turns a message into a frame payload.
 func Encode(m Message) ([]byte, error) {
@@ -143,6 +173,16 @@ func Decode(f Frame) (Message, error) {
 		err = json.Unmarshal(f.Payload, &v)
 		if err == nil && len(v.Listeners) != f.NFDs {
 			err = fmt.Errorf("%d listeners but %d descriptors", len(v.Listeners), f.NFDs)
+		}
+		if err == nil {
+			err = checkTicketKeys(v.TicketKeys)
+		}
+		m = v
+	case TTicketKeys:
+		var v TicketKeys
+		err = json.Unmarshal(f.Payload, &v)
+		if err == nil {
+			err = checkTicketKeys(v.Keys)
 		}
 		m = v
 	case TReady:

@@ -66,6 +66,8 @@ type Master struct {
 
 	statusSeq   uint64
 	statusWaits map[uint64]*statusWait
+
+	tickets *ticketKeys // TLS session ticket keys (tickets.go)
 }
 
 type generation struct {
@@ -101,6 +103,8 @@ type event struct {
 	gen     *generation // start timeout
 	respawn *respawn
 	status  *statusWait
+	// ticketTick: time to look at the TLS session ticket keys' age
+	ticketTick bool
 }
 
 type respawn struct {
@@ -140,6 +144,7 @@ func (m *Master) run() int {
 	}
 	m.upg = upg
 	m.socks = newSockets(upg)
+	m.loadTicketKeys()
 
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH,
@@ -179,6 +184,7 @@ func (m *Master) run() int {
 		<-upg.Exit()
 		m.events <- event{upgExit: true}
 	}()
+	m.startTicketTimer()
 	return m.loop()
 }
 
@@ -240,6 +246,8 @@ func (m *Master) loop() int {
 			m.doRespawn(ev.respawn)
 		case ev.status != nil:
 			m.finishStatus(ev.status)
+		case ev.ticketTick:
+			m.onTicketTick()
 		case ev.upg != nil:
 			m.onUpgrade(*ev.upg)
 		case ev.upgExit:
@@ -479,7 +487,7 @@ func (m *Master) spawn(g *generation, slot int) (*proc, error) {
 			ls = append(ls, ipc.Listener{Addr: s.addr})
 		}
 	}
-	if err := ctl.Send(ipc.Config{Generation: g.id, Slot: slot, Bundle: g.bundle, Listeners: ls}, fds...); err != nil {
+	if err := ctl.Send(ipc.Config{Generation: g.id, Slot: slot, Bundle: g.bundle, Listeners: ls, TicketKeys: m.tickets.Keys}, fds...); err != nil {
 		m.log.Alertf("sending config to worker %d: %v", pid, err)
 		syscall.Kill(pid, syscall.SIGKILL)
 	}

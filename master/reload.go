@@ -115,6 +115,10 @@ func (m *Master) upgrade() {
 		m.record("upgrade", false, "upgrade failed: "+err.Error(), 0)
 		return
 	}
+	if err := m.registerTicketKeys(); err != nil {
+		m.record("upgrade", false, "upgrade failed: "+err.Error(), 0)
+		return
+	}
 	m.upgrading = true
 	os.Setenv(EnvOutcome, m.outcome)
 	systemd.Reloading()

@@ -169,6 +169,7 @@ func (w *worker) run() int {
 		return w.fatal("%v", err)
 	}
 	cfg.SetLog(w.log)
+	cfg.SetSessionTicketKeys(cm.TicketKeys)
 	w.cfg = cfg
 	w.exiting = make(chan struct{})
 	w.eng = httpcore.NewEngine(cfg, httpcore.EngineOptions{
@@ -211,6 +212,8 @@ func (w *worker) run() int {
 				return w.terminate()
 			case ipc.Reopen:
 				w.reopen()
+			case ipc.TicketKeys:
+				cfg.SetSessionTicketKeys(m.Keys)
 			case ipc.StatusRequest:
 				w.ctl.Send(ipc.Status{ID: m.ID, Counters: w.eng.Counters()})
 			}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 type Load struct {
 	addr, path string
 	keepalive  bool
+	tls        *tls.Config // nil: plain HTTP
 	stop       atomic.Bool
 	wg         sync.WaitGroup
 	ok, failed atomic.Int64
@@ -47,7 +49,13 @@ func (r LoadResult) String() string {
 // StartLoad starts conns connections sending GET path to addr: over keepalive
 // connections, or with a new connection (Connection: close) per request.
 func StartLoad(addr, path string, conns int, keepalive bool) *Load {
-	l := &Load{addr: addr, path: path, keepalive: keepalive, errs: map[string]int{}}
+	return StartTLSLoad(addr, path, conns, keepalive, nil)
+}
+
+// StartTLSLoad is StartLoad over TLS with the client configuration tc (plain HTTP if
+// nil); each new connection makes a handshake, resumed if tc has a session cache.
+func StartTLSLoad(addr, path string, conns int, keepalive bool, tc *tls.Config) *Load {
+	l := &Load{addr: addr, path: path, keepalive: keepalive, tls: tc, errs: map[string]int{}}
 	for i := 0; i < conns; i++ {
 		l.wg.Add(1)
 		go l.run()
@@ -98,6 +106,14 @@ func (l *Load) run() {
 		if c == nil {
 			var err error
 			c, err = net.DialTimeout("tcp", l.addr, 5*time.Second)
+			if err == nil && l.tls != nil {
+				tc := tls.Client(c, l.tls)
+				tc.SetDeadline(time.Now().Add(10 * time.Second))
+				if err = tc.Handshake(); err != nil {
+					c.Close()
+				}
+				c = tc
+			}
 			if err != nil {
 				l.fail("connect", err)
 				time.Sleep(10 * time.Millisecond)

@@ -30,8 +30,8 @@ func init() {
 		return r.main.method + " " + r.main.requestURI + " " + r.main.Proto()
 	})
 	RegisterVar("server_protocol", func(r *Request) string { return r.Proto() })
-	RegisterVar("scheme", func(r *Request) string { return "http" })
-	RegisterVar("https", func(r *Request) string { return "" })
+	RegisterVar("scheme", schemeVar)
+	RegisterVar("https", httpsVar)
 	RegisterVar("host", func(r *Request) string {
 		if h := r.Host(); h != "" {
 			return normalizeHost([]byte(h))

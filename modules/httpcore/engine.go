@@ -147,6 +147,10 @@ func (e *Engine) Serve(ln net.Listener, addr string) error {
 		delay = 5 * time.Millisecond
 		e.accepted.Add(1)
 		e.handled.Add(1)
+		if as.tls != nil {
+			workers.Go(e.newTLSConn(nc, as).serveTLS)
+			continue
+		}
 		c := newConn(e, nc, as, nil)
 		workers.Go(c.serve)
 	}
@@ -276,11 +280,12 @@ const (
 
 // conn is one client connection.
 type conn struct {
-	e  *Engine
-	t  transport
-	lt *loopTransport // set when the event loop owns the socket
-	as *addrServers
-	id uint64
+	e   *Engine
+	t   transport
+	lt  *loopTransport // set when the event loop owns the socket
+	tls *tlsConn       // a TLS connection (tls.go)
+	as  *addrServers
+	id  uint64
 
 	// Request-time state, from a pool: a connection idle in the event loop holds none.
 	rs  *reqState

@@ -279,8 +279,9 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 		}
 		c.owner.Store(ownerLoop)
 		// Readiness that came while a goroutine had the connection went to that
-		// goroutine: unless it read the socket dry since, look again now.
-		if !c.lt.missed && c.lt.drained && (c.br == nil || c.br.Buffered() == 0) {
+		// goroutine: unless it read the socket dry since, look again now. (TLS:
+		// always, for records crypto/tls holds; see tls.go.)
+		if !c.lt.missed && c.lt.drained && c.tls == nil && (c.br == nil || c.br.Buffered() == 0) {
 			continue
 		}
 		c.lt.missed = false
@@ -412,6 +413,9 @@ func (l *eventLoop) accept(ln *loopListener) {
 			continue
 		}
 		l.conns[int32(fd)] = c
+		if ln.as.tls != nil {
+			c.startTLS(ln.as.tls) // the loop gets it back after the handshake
+		}
 		// The request is read when epoll reports it, as nginx does: the loop accepts
 		// as soon as the handshake ends, usually before the client's first segment, so
 		// a read right away mostly found nothing (one system call more per connection

@@ -1,6 +1,7 @@
 package httpcore
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -25,6 +26,8 @@ type Server struct {
 	wildHead []string // "*.example.com" stored as ".example.com"
 	wildTail []string // "www.example.*" stored as "www.example."
 	regexes  []*pcre.Regexp
+
+	tls *serverTLS // the server's TLS settings, for its addresses with the ssl flag
 }
 
 // Root is the server block's own configuration context.
@@ -38,11 +41,14 @@ type Listen struct {
 	Addr          string // normalised host:port
 	DefaultServer bool
 	Backlog       int
-	Range         hcl.Range
+	// SSL: connections on the address speak TLS (the "ssl" flag; one server's flag
+	// makes the whole address TLS, as in nginx).
+	SSL   bool
+	Range hcl.Range
 }
 
 // ParseListen parses nginx's listen syntax: "127.0.0.1:8080", "8080", "[::1]:80",
-// "*:80", followed by options default_server and backlog=N.
+// "*:80", followed by options default_server, backlog=N, reuseport and ssl.
 func ParseListen(s string, rng hcl.Range) (Listen, error) {
 	f := strings.Fields(s)
 	if len(f) == 0 {
@@ -86,6 +92,8 @@ func ParseListen(s string, rng hcl.Range) (Listen, error) {
 				return Listen{}, conf.Errorf(rng, "invalid backlog in %q", opt)
 			}
 			l.Backlog = n
+		case opt == "ssl":
+			l.SSL = true
 		case opt == "reuseport":
 			// spindle always gives each worker slot its own SO_REUSEPORT socket.
 		default:
@@ -138,6 +146,7 @@ type addrServers struct {
 	listen  Listen
 	servers []*Server
 	def     *Server
+	tls     *tls.Config // TLS address: selects the server's settings by SNI (tls.go)
 }
 
 func (c *Config) addServer(srv *Server) error {
@@ -151,6 +160,14 @@ func (c *Config) addServer(srv *Server) error {
 		for _, other := range as.servers {
 			if other == srv {
 				return conf.Errorf(l.Range, "duplicate listen %s", l.Addr)
+			}
+		}
+		if l.SSL && !as.listen.SSL {
+			as.listen.SSL = true
+			for i := range c.Listens {
+				if c.Listens[i].Addr == l.Addr {
+					c.Listens[i].SSL = true
+				}
 			}
 		}
 		as.servers = append(as.servers, srv)

@@ -2,11 +2,13 @@
 // it opens n connections, sends one request on each and reads the response, then
 // compares the server process's resident memory with the figure given before. With
 // -inflight it does not wait for the responses: the figure is then per request in
-// flight (for a location that takes its time to answer).
+// flight (for a location that takes its time to answer). With -tls the connections
+// are TLS ones.
 package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -26,10 +28,18 @@ func main() {
 	before := flag.Int("before", 0, "its RSS in KiB before the connections")
 	path := flag.String("path", "/hello", "request path")
 	inflight := flag.Bool("inflight", false, "measure with the requests still in flight")
+	useTLS := flag.Bool("tls", false, "connect with TLS (the server's certificate is not checked)")
 	flag.Parse()
 	conns := make([]net.Conn, 0, *n)
 	for i := 0; i < *n; i++ {
 		c, err := net.DialTimeout("tcp", *addr, 5*time.Second)
+		if err == nil && *useTLS {
+			tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+			tc.SetDeadline(time.Now().Add(10 * time.Second))
+			err = tc.Handshake()
+			tc.SetDeadline(time.Time{})
+			c = tc
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "idleconns: connection %d: %v\n", i, err)
 			os.Exit(1)

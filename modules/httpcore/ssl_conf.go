@@ -1,0 +1,375 @@
+package httpcore
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/spindle-server/spindle/conf"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// SSLConf is the TLS configuration of a server (nginx's ngx_http_ssl_module settings,
+// in the http and server contexts). It is applied to the server's addresses that have
+// the ssl flag in their listen.
+type SSLConf struct {
+	Certificates    []string // ssl_certificate: one per key, ECDSA and RSA side by side
+	CertificateKeys []string // ssl_certificate_key, in the same order
+	certRange       hcl.Range
+	keyRange        hcl.Range
+	Protocols       []string // ssl_protocols
+	protoRange      hcl.Range
+	minVersion      uint16
+	maxVersion      uint16
+	Ciphers         string   // ssl_ciphers (TLS 1.2; Go picks TLS 1.3's)
+	cipherSuites    []uint16 // nil: Go's defaults
+	PreferServer    bool     // ssl_prefer_server_ciphers (Go always decides: kept for configs)
+	curves          []tls.CurveID
+	ClientCA        string // ssl_client_certificate
+	clientCARange   hcl.Range
+	VerifyClient    int // verifyOff, verifyOn, verifyOptional, verifyOptionalNoCA
+	VerifyDepth     int
+	SessionTickets  bool
+	SessionTimeout  time.Duration
+	TicketKeyFiles  []string // ssl_session_ticket_key
+	ticketKeyRange  hcl.Range
+	StaplingFile    string // ssl_stapling_file: a DER OCSP response stapled to every handshake
+	staplingRange   hcl.Range
+}
+
+// ssl_verify_client modes.
+const (
+	verifyOff = iota
+	verifyOn
+	verifyOptional
+	verifyOptionalNoCA
+)
+
+// SSLModule holds the TLS directives. The handshakes themselves are the engine's
+// (tls.go): a TLS address belongs to the core as a plain one does.
+var SSLModule = Register(&Module{
+	Name:  "ssl",
+	Order: OrderCore,
+	NewConf: func() any {
+		return &SSLConf{
+			Protocols:      []string{"TLSv1.2", "TLSv1.3"},
+			minVersion:     tls.VersionTLS12,
+			maxVersion:     tls.VersionTLS13,
+			Ciphers:        "HIGH:!aNULL:!MD5",
+			VerifyDepth:    1,
+			SessionTickets: true,
+			SessionTimeout: 5 * time.Minute,
+		}
+	},
+	Directives: []Directive{
+		{Name: "ssl_certificate", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.Strings(c.Attr())
+			sc := c.Conf().(*SSLConf)
+			sc.Certificates, sc.certRange = v, c.Attr().Expr.Range()
+			return err
+		}},
+		{Name: "ssl_certificate_key", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.Strings(c.Attr())
+			sc := c.Conf().(*SSLConf)
+			sc.CertificateKeys, sc.keyRange = v, c.Attr().Expr.Range()
+			return err
+		}},
+		{Name: "ssl_protocols", Context: CtxHTTP | CtxServer, Set: setSSLProtocols},
+		{Name: "ssl_ciphers", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.String(c.Attr())
+			if err != nil {
+				return err
+			}
+			ids, err := parseCiphers(v)
+			if err != nil {
+				return conf.Errorf(c.Attr().Expr.Range(), "ssl_ciphers: %v", err)
+			}
+			sc := c.Conf().(*SSLConf)
+			sc.Ciphers, sc.cipherSuites = v, ids
+			return nil
+		}},
+		{Name: "ssl_prefer_server_ciphers", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.Bool(c.Attr())
+			c.Conf().(*SSLConf).PreferServer = v
+			return err
+		}},
+		{Name: "ssl_ecdh_curve", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.String(c.Attr())
+			if err != nil {
+				return err
+			}
+			curves, err := parseCurves(v)
+			if err != nil {
+				return conf.Errorf(c.Attr().Expr.Range(), "ssl_ecdh_curve: %v", err)
+			}
+			c.Conf().(*SSLConf).curves = curves
+			return nil
+		}},
+		{Name: "ssl_client_certificate", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.String(c.Attr())
+			sc := c.Conf().(*SSLConf)
+			sc.ClientCA, sc.clientCARange = v, c.Attr().Expr.Range()
+			return err
+		}},
+		{Name: "ssl_verify_client", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.StaticValue(c.Attr().Expr)
+			if err != nil {
+				return err
+			}
+			mode := -1
+			switch {
+			case v.Type() == cty.String:
+				switch v.AsString() {
+				case "on":
+					mode = verifyOn
+				case "off":
+					mode = verifyOff
+				case "optional":
+					mode = verifyOptional
+				case "optional_no_ca":
+					mode = verifyOptionalNoCA
+				}
+			case v.Type() == cty.Bool:
+				mode = verifyOff
+				if v.True() {
+					mode = verifyOn
+				}
+			}
+			if mode < 0 {
+				return conf.Errorf(c.Attr().Expr.Range(), "ssl_verify_client must be on, off, optional or optional_no_ca")
+			}
+			c.Conf().(*SSLConf).VerifyClient = mode
+			return nil
+		}},
+		{Name: "ssl_verify_depth", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			n, err := conf.Int(c.Attr())
+			if err == nil && n < 0 {
+				return conf.Errorf(c.Attr().Expr.Range(), "ssl_verify_depth must not be negative")
+			}
+			c.Conf().(*SSLConf).VerifyDepth = n
+			return err
+		}},
+		{Name: "ssl_session_tickets", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.Bool(c.Attr())
+			c.Conf().(*SSLConf).SessionTickets = v
+			return err
+		}},
+		{Name: "ssl_session_timeout", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.Duration(c.Attr())
+			c.Conf().(*SSLConf).SessionTimeout = v
+			return err
+		}},
+		{Name: "ssl_session_ticket_key", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.Strings(c.Attr())
+			sc := c.Conf().(*SSLConf)
+			sc.TicketKeyFiles, sc.ticketKeyRange = v, c.Attr().Expr.Range()
+			return err
+		}},
+		{Name: "ssl_stapling_file", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.String(c.Attr())
+			sc := c.Conf().(*SSLConf)
+			sc.StaplingFile, sc.staplingRange = v, c.Attr().Expr.Range()
+			return err
+		}},
+	},
+	Install:    installSSL,
+	Postconfig: buildTLS,
+})
+
+// SSLConfOf returns the TLS configuration of a server (or of the http block).
+func SSLConfOf(l *Location) *SSLConf { return l.confs[SSLModule.idx].(*SSLConf) }
+
+// sslConf is SSLConfOf for the module's own hooks, found by type: through SSLModule
+// they would make its declaration refer to itself. Load time only.
+func sslConf(l *Location) *SSLConf {
+	for _, c := range l.confs {
+		if sc, ok := c.(*SSLConf); ok {
+			return sc
+		}
+	}
+	return nil
+}
+
+var tlsVersions = map[string]uint16{
+	"TLSv1": tls.VersionTLS10, "TLSv1.1": tls.VersionTLS11, "TLSv1.2": tls.VersionTLS12, "TLSv1.3": tls.VersionTLS13,
+}
+
+// setSSLProtocols: crypto/tls takes a range of versions, so the listed ones must be
+// contiguous (nginx's lists in practice are).
+func setSSLProtocols(c *Cmd) error {
+	vals, err := conf.Strings(c.Attr())
+	if err != nil {
+		return err
+	}
+	var words []string
+	for _, v := range vals {
+		words = append(words, strings.Fields(v)...)
+	}
+	rng := c.Attr().Expr.Range()
+	if len(words) == 0 {
+		return conf.Errorf(rng, "ssl_protocols needs at least one protocol")
+	}
+	var min, max uint16
+	seen := map[uint16]bool{}
+	for _, w := range words {
+		v, ok := tlsVersions[w]
+		if !ok {
+			if w == "SSLv2" || w == "SSLv3" {
+				return conf.Errorf(rng, "ssl_protocols: %s is not supported (TLSv1 to TLSv1.3 are)", w)
+			}
+			return conf.Errorf(rng, "ssl_protocols: unknown protocol %q (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)", w)
+		}
+		seen[v] = true
+		if min == 0 || v < min {
+			min = v
+		}
+		if v > max {
+			max = v
+		}
+	}
+	for v := min; v <= max; v++ {
+		if !seen[v] {
+			return conf.Errorf(rng, "ssl_protocols: the protocols must be a contiguous range of versions (crypto/tls takes a minimum and a maximum)")
+		}
+	}
+	sc := c.Conf().(*SSLConf)
+	sc.Protocols, sc.minVersion, sc.maxVersion, sc.protoRange = words, min, max, rng
+	return nil
+}
+
+// installSSL makes servers that verify client certificates answer requests whose
+// certificate is missing or bad as nginx does (495/496, sent as 400 with nginx's
+// text), per request, with the server the Host header selected.
+func installSSL(l *Location) error {
+	if l.ctx != CtxServer || sslConf(l).VerifyClient == verifyOff {
+		return nil
+	}
+	l.AddInlineHandler(PhasePostRead, OrderCore, checkClientCert)
+	return nil
+}
+
+// buildTLS loads every TLS server's certificates and makes its tls.Config, and one
+// for each TLS address, which picks the server by SNI. Errors point at the directive
+// that names the bad file.
+func buildTLS(cfg *Config) error {
+	var es conf.Errors
+	built := map[*Server]bool{}
+	for _, l := range cfg.Listens {
+		if !l.SSL {
+			continue
+		}
+		as := cfg.byAddr[l.Addr]
+		for _, srv := range as.servers {
+			if built[srv] {
+				continue
+			}
+			built[srv] = true
+			st, err := srv.buildTLS(l)
+			if err != nil {
+				es.Add(l.Range, err)
+				continue
+			}
+			srv.tls = st
+		}
+		if len(es) == 0 {
+			as.tls = addrTLSConfig(cfg, as)
+		}
+	}
+	if len(es) > 0 {
+		return es
+	}
+	return nil
+}
+
+func (srv *Server) buildTLS(l Listen) (*serverTLS, error) {
+	sc := sslConf(srv.root)
+	prefix := srv.cfg.Main.Prefix
+	if len(sc.Certificates) == 0 {
+		return nil, conf.Errorf(l.Range, "no ssl_certificate is defined for the listen ... ssl directive in %s", srv)
+	}
+	if len(sc.CertificateKeys) != len(sc.Certificates) {
+		return nil, conf.Errorf(sc.keyRange, "ssl_certificate_key must name one key for each ssl_certificate (%d certificates, %d keys)", len(sc.Certificates), len(sc.CertificateKeys))
+	}
+	st := &serverTLS{verify: sc.VerifyClient, depth: sc.VerifyDepth, timeout: sc.SessionTimeout}
+	tc := &tls.Config{
+		MinVersion:       sc.minVersion,
+		MaxVersion:       sc.maxVersion,
+		CipherSuites:     sc.cipherSuites,
+		CurvePreferences: sc.curves,
+		// Go decides the order itself (ssl_prefer_server_ciphers is accepted only).
+		SessionTicketsDisabled: !sc.SessionTickets,
+	}
+	var staple []byte
+	if sc.StaplingFile != "" {
+		b, err := os.ReadFile(conf.Resolve(prefix, sc.StaplingFile))
+		if err != nil {
+			return nil, conf.Errorf(sc.staplingRange, "ssl_stapling_file: %v", err)
+		}
+		staple = b
+	}
+	for i, certFile := range sc.Certificates {
+		cert, err := tls.LoadX509KeyPair(conf.Resolve(prefix, certFile), conf.Resolve(prefix, sc.CertificateKeys[i]))
+		if err != nil {
+			return nil, conf.Errorf(sc.certRange, "ssl_certificate %q with key %q: %v", certFile, sc.CertificateKeys[i], err)
+		}
+		cert.OCSPStaple = staple
+		tc.Certificates = append(tc.Certificates, cert)
+	}
+	if sc.VerifyClient != verifyOff {
+		// The handshake asks for a certificate and never fails for it: the request
+		// learns the verdict ($ssl_client_verify) and is answered 400 when the server
+		// requires one, as nginx does.
+		tc.ClientAuth = tls.RequestClientCert
+		if sc.ClientCA == "" && sc.VerifyClient != verifyOptionalNoCA {
+			return nil, conf.Errorf(l.Range, "no ssl_client_certificate for ssl_verify_client in %s", srv)
+		}
+	}
+	if sc.ClientCA != "" {
+		pem, err := os.ReadFile(conf.Resolve(prefix, sc.ClientCA))
+		if err != nil {
+			return nil, conf.Errorf(sc.clientCARange, "ssl_client_certificate: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, conf.Errorf(sc.clientCARange, "ssl_client_certificate %q: no PEM certificate in it", sc.ClientCA)
+		}
+		st.clientCAs = pool
+		tc.ClientCAs = pool
+	}
+	if len(sc.TicketKeyFiles) > 0 {
+		keys, err := readTicketKeys(prefix, sc.TicketKeyFiles)
+		if err != nil {
+			return nil, conf.Errorf(sc.ticketKeyRange, "ssl_session_ticket_key: %v", err)
+		}
+		st.fixedKeys = true
+		tc.SetSessionTicketKeys(keys)
+	}
+	st.config = tc
+	if sc.SessionTickets {
+		st.limitSessions()
+	}
+	return st, nil
+}
+
+// readTicketKeys reads nginx's ticket key files: 80 bytes (AES-256) or 48 bytes
+// (AES-128) of random data each, the first file's key encrypting. crypto/tls takes a
+// 32-byte key and derives its own AES and HMAC keys from it: each file's bytes are
+// hashed into one, so the same files give the same keys in every worker, generation
+// and spindle instance (not tickets OpenSSL-based nginx can read).
+func readTicketKeys(prefix string, files []string) ([][32]byte, error) {
+	var keys [][32]byte
+	for _, f := range files {
+		b, err := os.ReadFile(conf.Resolve(prefix, f))
+		if err != nil {
+			return nil, err
+		}
+		if len(b) != 80 && len(b) != 48 {
+			return nil, errorf("%q must contain 80 or 48 bytes, not %d", f, len(b))
+		}
+		keys = append(keys, ticketKeyFrom(b))
+	}
+	return keys, nil
+}
