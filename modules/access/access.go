@@ -31,31 +31,27 @@ type rule struct {
 	text   string
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the access module.
-var Module = &httpcore.Module{
-	Name:    "access",
-	Order:   httpcore.OrderAccess,
-	NewConf: func() any { return &Conf{} },
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "access",
+	Order: httpcore.OrderAccess,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "allow", Context: ctxAccess, Set: setRules(false)},
 		{Name: "deny", Context: ctxAccess, Set: setRules(true)},
 		{Name: "access_rules", Context: ctxAccess, Set: setRuleList},
 		{Name: "satisfy", Context: ctxAccess, Set: setSatisfy},
 	},
-}
+	Install: install,
+})
 
 const ctxAccess = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
 
-var self *httpcore.Module
-
-func init() {
-	self = Module
-	Module.Install = install
-	httpcore.Register(Module)
-}
-
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if len(c.rules) > 0 {
 		l.AddInlineHandler(httpcore.PhaseAccess, httpcore.OrderAccess, c.check)
 	}
@@ -202,7 +198,7 @@ func (c *Conf) check(r *httpcore.Request) httpcore.Action {
 	for _, rl := range c.rules {
 		if rl.all || (addr.IsValid() && rl.prefix.Contains(addr)) {
 			if rl.deny {
-				if !httpcore.LocConf[Conf](r.Location(), self).SatisfyAny {
+				if !mod.Of(r.Location()).SatisfyAny {
 					r.Logf(httpcore.LogError, "access forbidden by rule")
 				}
 				return Deny(r, 403)
@@ -222,10 +218,10 @@ type reqCtx struct {
 // satisfy any the remaining access handlers are skipped; under satisfy all the next
 // one runs.
 func Allow(r *httpcore.Request) httpcore.Action {
-	if !httpcore.LocConf[Conf](r.Location(), self).SatisfyAny {
+	if !mod.Of(r.Location()).SatisfyAny {
 		return httpcore.Continue
 	}
-	if rc, _ := r.ModuleCtx(self).(*reqCtx); rc != nil && rc.code != 0 {
+	if rc, _ := mod.Ctx(r).(*reqCtx); rc != nil && rc.code != 0 {
 		rc.code = 0
 		// A refusal's challenge no longer applies.
 		r.RespHeader().Del("WWW-Authenticate")
@@ -238,13 +234,13 @@ func Allow(r *httpcore.Request) httpcore.Action {
 // request ends with status; under satisfy any the refusal is remembered (a 401 over
 // a 403) and sent only if no other handler grants access.
 func Deny(r *httpcore.Request, status int) httpcore.Action {
-	if !httpcore.LocConf[Conf](r.Location(), self).SatisfyAny {
+	if !mod.Of(r.Location()).SatisfyAny {
 		return r.Error(status)
 	}
-	rc, _ := r.ModuleCtx(self).(*reqCtx)
+	rc, _ := mod.Ctx(r).(*reqCtx)
 	if rc == nil {
 		rc = &reqCtx{}
-		r.SetModuleCtx(self, rc)
+		mod.SetCtx(r, rc)
 	}
 	if rc.code != 401 {
 		rc.code = status
@@ -253,7 +249,7 @@ func Deny(r *httpcore.Request, status int) httpcore.Action {
 }
 
 func postAccess(r *httpcore.Request) httpcore.Action {
-	rc, _ := r.ModuleCtx(self).(*reqCtx)
+	rc, _ := mod.Ctx(r).(*reqCtx)
 	if rc == nil || rc.code == 0 {
 		return httpcore.Continue
 	}
