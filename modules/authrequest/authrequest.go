@@ -7,7 +7,6 @@ package authrequest
 import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/spindle-server/spindle/conf"
-	"github.com/spindle-server/spindle/modules/access"
 	"github.com/spindle-server/spindle/modules/httpcore"
 )
 
@@ -100,10 +99,6 @@ func setAuthRequestSet(c *httpcore.Cmd) error {
 }
 
 func (c *Conf) handle(r *httpcore.Request) httpcore.Action {
-	// Subrequests skip the access phase, as in nginx.
-	if r.IsSubrequest() {
-		return httpcore.Continue
-	}
 	// The subrequest is a GET without the request body (nginx gives it an empty one)
 	// and shares the request's variables, as nginx's subrequests do.
 	sr, err := r.NewSubrequest(c.URI, &httpcore.SubrequestOptions{HasBody: true, Body: nil, ShareVars: true})
@@ -129,14 +124,14 @@ func (c *Conf) handle(r *httpcore.Request) httpcore.Action {
 	}
 	switch {
 	case status >= 200 && status < 300:
-		return access.Allow(r)
+		return httpcore.NextPhase
 	case status == 401:
 		for _, v := range sr.RespHeader().Values("WWW-Authenticate") {
 			r.RespHeader().Add("WWW-Authenticate", v)
 		}
-		return access.Deny(r, 401)
+		return r.Error(401)
 	case status == 403:
-		return access.Deny(r, 403)
+		return r.Error(403)
 	}
 	r.Logf(httpcore.LogError, "auth request unexpected status: %d", status)
 	return r.Error(500)

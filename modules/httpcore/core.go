@@ -23,6 +23,10 @@ type CoreConf struct {
 	ServerTokens        bool
 	LargeHeaderBuffers  int // number of buffers
 	LargeHeaderBuffer   int // size of one: the longest request line or header line
+	// SatisfyAny is satisfy any: access is granted when any access-phase handler
+	// grants it (see Request.access); satisfy all (the default) needs every handler
+	// that decides to grant it.
+	SatisfyAny bool
 	// LogSubrequest runs the log phase for subrequests too (log_subrequest, a
 	// directive of the access log module).
 	LogSubrequest bool
@@ -64,11 +68,27 @@ var CoreModule = Register(&Module{
 		{Name: "lingering_timeout", Context: CtxAll, Set: SetDuration(func(cc *CoreConf) *time.Duration { return &cc.LingeringTimeout })},
 		{Name: "server_tokens", Context: CtxAll, Set: SetBool(func(cc *CoreConf) *bool { return &cc.ServerTokens })},
 		{Name: "large_client_header_buffers", Context: CtxHTTP | CtxServer, Set: setLargeHeaderBuffers},
+		{Name: "satisfy", Context: CtxHTTP | CtxServer | CtxLocation, Set: setSatisfy},
 	},
 })
 
 // CoreConfOf returns the core configuration of a location.
 func CoreConfOf(l *Location) *CoreConf { return l.confs[CoreModule.idx].(*CoreConf) }
+
+// satisfy = "all" | "any"
+func setSatisfy(c *Cmd) error {
+	v, err := conf.String(c.Attr())
+	if err != nil {
+		return err
+	}
+	switch v {
+	case "all", "any":
+		c.Conf().(*CoreConf).SatisfyAny = v == "any"
+	default:
+		return conf.Errorf(c.Attr().Expr.Range(), "satisfy is \"all\" or \"any\", got %q", v)
+	}
+	return nil
+}
 
 func setListen(c *Cmd) error {
 	vals, err := conf.Strings(c.Attr())
