@@ -59,7 +59,7 @@ type Request struct {
 	status        int
 	respHdr       Header
 	out           []byte
-	headerSent    bool
+	headerSent    bool // status and headers committed (nginx's r->header_sent); the head reaches the connection later (conn.wroteHeader), a subrequest's never
 	finished      bool
 	contentLength int64 // explicit Content-Length, -1 if unknown
 	bodyBytes     int64 // body bytes sent to the client
