@@ -175,10 +175,20 @@ func (c *Conf) check(r *httpcore.Request) httpcore.Action {
 				if !httpcore.CoreConfOf(r.Location()).SatisfyAny {
 					r.Logf(httpcore.LogError, "access forbidden by rule")
 				}
-				return r.Error(403)
+				return Deny(r, 403)
 			}
-			return httpcore.NextPhase
+			return Allow(r)
 		}
 	}
 	return httpcore.Continue
 }
+
+// Allow is an access-phase handler's grant, spelled out: httpcore.NextPhase (nginx's
+// NGX_OK). The core's access checker combines it with the other handlers' verdicts
+// under satisfy.
+func Allow(r *httpcore.Request) httpcore.Action { return httpcore.NextPhase }
+
+// Deny is an access-phase handler's refusal with status, 403 or 401 (with a
+// WWW-Authenticate header set): r.Error(status). Under satisfy any the core sends it
+// only if no other handler grants access.
+func Deny(r *httpcore.Request, status int) httpcore.Action { return r.Error(status) }

@@ -7,6 +7,7 @@ package authrequest
 import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/modules/access"
 	"github.com/spindle-server/spindle/modules/httpcore"
 )
 
@@ -124,14 +125,14 @@ func (c *Conf) handle(r *httpcore.Request) httpcore.Action {
 	}
 	switch {
 	case status >= 200 && status < 300:
-		return httpcore.NextPhase
+		return access.Allow(r)
 	case status == 401:
 		for _, v := range sr.RespHeader().Values("WWW-Authenticate") {
 			r.RespHeader().Add("WWW-Authenticate", v)
 		}
-		return r.Error(401)
+		return access.Deny(r, 401)
 	case status == 403:
-		return r.Error(403)
+		return access.Deny(r, 403)
 	}
 	r.Logf(httpcore.LogError, "auth request unexpected status: %d", status)
 	return r.Error(500)
