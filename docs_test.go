@@ -7,9 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spindle-server/spindle/conf"
 	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/master"
 	"github.com/spindle-server/spindle/modules/httpcore"
+	"github.com/spindle-server/spindle/modules/upstream"
 )
 
 // Every example in conf/README.md must load. A fence's info string says where the
@@ -82,17 +84,17 @@ func TestEveryDirectiveDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := []string{"worker_processes", "worker_cpu_affinity", "worker_shutdown_timeout", "worker_start_timeout",
-		"upgrade_timeout", "worker_rlimit_nofile", "pid", "error_log", "user", "group", "events", "worker_connections", "multi_accept",
-		"http", "server", "location", "if", "include"}
-	for _, m := range httpcore.Modules() {
-		for _, d := range m.Directives {
-			names = append(names, d.Name)
-		}
-	}
+	names := append(conf.Directives(), httpcore.DirectiveNames()...)
 	for _, n := range names {
 		if !strings.Contains(string(doc), "\n### "+n+"\n") {
 			t.Errorf("directive %q has no \"### %s\" section in conf/README.md", n, n)
+		}
+	}
+	// The settings of an upstream block are rows of the upstream section's table.
+	for _, n := range upstream.Settings.Names() {
+		row := regexp.MustCompile("(?m)^\\| [^\n]*`" + regexp.QuoteMeta(n) + "`[^\n]*\\|")
+		if !row.MatchString(string(doc)) {
+			t.Errorf("upstream setting %q has no row in conf/README.md's upstream table", n)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spindle-server/spindle/internal/e2e"
 )
@@ -83,4 +84,61 @@ func TestLuaReload(t *testing.T) {
 	}
 	get("/lua", "v2 from worker true\n")
 	get("/file", "file v2\n")
+}
+
+// satisfy is the core's: access_by_lua's verdict counts with allow/deny's, as in
+// ngx_lua's t/024-access/satisfy.t. Returning or ngx.exit(ngx.OK) grants access,
+// ngx.exit(ngx.DECLINED) leaves it to the others, ngx.exit(403) refuses it; and a
+// subrequest skips the access phase.
+func TestLuaAccessSatisfy(t *testing.T) {
+	loc := func(path, satisfy, rule, lua string) string {
+		return fmt.Sprintf(`
+    location "= %s" {
+      satisfy       = %q
+      %s
+      access_by_lua = %q
+      echo          = "something important"
+    }`, path, satisfy, rule, lua)
+	}
+	config := `
+error_log = { path = "logs/error.log", level = "info" }
+http {
+  server {
+    listen = ["127.0.0.1:{{PORT}}"]` +
+		loc("/return", "any", `deny = "all"`, "return") +
+		loc("/ok", "any", `deny = "all"`, "ngx.exit(ngx.OK)") +
+		loc("/declined", "any", `deny = "all"`, "ngx.exit(ngx.DECLINED)") +
+		loc("/forbidden", "any", `deny = "all"`, "ngx.exit(403)") +
+		loc("/allowed", "any", `allow = "all"`, "ngx.exit(403)") +
+		loc("/all", "all", `allow = "all"`, "ngx.exit(403)") +
+		loc("/all_ok", "all", `allow = "all"`, "return") + `
+    location "= /capture" {
+      content_by_lua = "local res = ngx.location.capture('/forbidden') ngx.print(res.status, ' ', res.body)"
+    }
+  }
+}
+`
+	inst := e2e.Start(t, config, nil)
+	for _, c := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/return", 200, "something important\n"},
+		{"/ok", 200, "something important\n"},
+		{"/declined", 403, ""},
+		{"/forbidden", 403, ""},
+		{"/allowed", 200, "something important\n"},
+		{"/all", 403, ""},
+		{"/all_ok", 200, "something important\n"},
+		{"/capture", 200, "200 something important\n"},
+	} {
+		code, body, err := inst.Get(c.path)
+		if err != nil || code != c.code || (c.body != "" && body != c.body) {
+			t.Errorf("GET %s: %d %q %v; want %d %q", c.path, code, body, err, c.code, c.body)
+		}
+	}
+	if !e2e.WaitFor(5*time.Second, func() bool { return strings.Contains(inst.ErrorLog(), "access forbidden by rule") }) {
+		t.Errorf("no \"access forbidden by rule\" in the error log:\n%s", inst.ErrorLog())
+	}
 }

@@ -118,115 +118,95 @@ func Parse(b *Bundle) (*Config, error) {
 	return c, es.Err()
 }
 
-func attrOnly(it Item) (*hclsyntax.Attribute, error) {
-	if it.Attr == nil {
-		return nil, Errorf(it.Range(), "%q is a setting, write it as %s = value", it.Name, it.Name)
-	}
-	return it.Attr, nil
+// MainDirectives is the directive table of the main context, nginx's core module.
+var MainDirectives = Table[Config]{
+	{Name: "worker_processes", Set: setWorkerProcesses},
+	{Name: "worker_cpu_affinity", Set: (*Config).setAffinity},
+	{Name: "worker_shutdown_timeout", Set: DurationSlot(func(c *Config) *time.Duration { return &c.WorkerShutdownTimeout })},
+	{Name: "worker_start_timeout", Set: DurationSlot(func(c *Config) *time.Duration { return &c.WorkerStartTimeout })},
+	{Name: "upgrade_timeout", Set: DurationSlot(func(c *Config) *time.Duration { return &c.UpgradeTimeout })},
+	{Name: "worker_rlimit_nofile", Set: CountSlot(0, NoMax, func(c *Config) *int { return &c.WorkerRlimitNofile })},
+	{Name: "pid", Set: setPid},
+	{Name: "error_log", Set: (*Config).setErrorLog},
+	{Name: "user", Set: StringSlot(func(c *Config) *string { return &c.User })},
+	{Name: "group", Set: StringSlot(func(c *Config) *string { return &c.Group })},
+	{Name: "events", Block: true, Set: (*Config).setEvents},
+	{Name: "http", Block: true, Set: setHTTP},
+}
+
+// EventsDirectives is the directive table of the events block.
+var EventsDirectives = Table[Config]{
+	{Name: "worker_connections", Set: CountSlot(1, 1<<20, func(c *Config) *int { return &c.WorkerConnections })},
+	{Name: "multi_accept", Set: BoolSlot(func(c *Config) *bool { return &c.MultiAccept })},
+	// Accepted for nginx familiarity: each worker has sockets of its own (no mutex to
+	// take) and spindle always uses epoll.
+	{Name: "accept_mutex", Set: func(*Config, Item) error { return nil }},
+	{Name: "use", Set: func(*Config, Item) error { return nil }},
 }
 
 func (c *Config) set(it Item) error {
-	switch it.Name {
-	case "http":
-		if it.Block == nil {
-			return Errorf(it.Range(), "http must be a block: http { ... }")
-		}
-		if c.HTTP != nil {
-			return Errorf(it.Range(), "http block is duplicate")
-		}
-		if len(it.Block.Labels) > 0 {
-			return Errorf(it.Block.LabelRanges[0], "http block takes no label")
-		}
-		c.HTTP = it.Block
-		return nil
-	case "events":
-		if it.Block == nil {
-			return Errorf(it.Range(), "events must be a block: events { worker_connections = 1024 }")
-		}
-		return c.setEvents(it.Block)
+	return MainDirectives.Apply(c, it, func(it Item) error {
+		return Errorf(it.Range(), "unknown directive %q", it.Name)
+	})
+}
+
+func setHTTP(c *Config, it Item) error {
+	if c.HTTP != nil {
+		return Errorf(it.Range(), "http block is duplicate")
 	}
-	a, err := attrOnly(it)
+	if len(it.Block.Labels) > 0 {
+		return Errorf(it.Block.LabelRanges[0], "http block takes no label")
+	}
+	c.HTTP = it.Block
+	return nil
+}
+
+func setWorkerProcesses(c *Config, it Item) error {
+	a := it.Attr
+	v, err := StaticValue(a.Expr)
 	if err != nil {
 		return err
 	}
-	switch it.Name {
-	case "worker_processes":
-		v, err := StaticValue(a.Expr)
-		if err != nil {
-			return err
-		}
-		if v.Type() == cty.String && v.AsString() == "auto" {
-			c.WorkerProcesses = runtime.NumCPU()
-			return nil
-		}
-		n, err := Int(a)
-		if err != nil {
-			return Errorf(a.Expr.Range(), "worker_processes must be a number or \"auto\"")
-		}
-		if n < 1 || n > 1024 {
-			return Errorf(a.Expr.Range(), "worker_processes must be between 1 and 1024, got %d", n)
-		}
-		c.WorkerProcesses = n
-	case "worker_cpu_affinity":
-		return c.setAffinity(a)
-	case "worker_shutdown_timeout":
-		c.WorkerShutdownTimeout, err = Duration(a)
-	case "worker_start_timeout":
-		c.WorkerStartTimeout, err = Duration(a)
-	case "upgrade_timeout":
-		c.UpgradeTimeout, err = Duration(a)
-	case "worker_rlimit_nofile":
-		c.WorkerRlimitNofile, err = Int(a)
-	case "pid":
-		var s string
-		s, err = String(a)
-		c.Pid = Resolve(c.Prefix, s)
-	case "error_log":
-		return c.setErrorLog(a)
-	case "user":
-		c.User, err = String(a)
-	case "group":
-		c.Group, err = String(a)
-	default:
-		return Errorf(it.Range(), "unknown directive %q", it.Name)
+	if v.Type() == cty.String && v.AsString() == "auto" {
+		c.WorkerProcesses = runtime.NumCPU()
+		return nil
 	}
-	return err
+	n, err := Int(a)
+	if err != nil {
+		return Errorf(a.Expr.Range(), "worker_processes must be a number or \"auto\"")
+	}
+	if n < 1 || n > 1024 {
+		return Errorf(a.Expr.Range(), "worker_processes must be between 1 and 1024, got %d", n)
+	}
+	c.WorkerProcesses = n
+	return nil
 }
 
-func (c *Config) setEvents(b *hclsyntax.Block) error {
+func setPid(c *Config, it Item) error {
+	s, err := String(it.Attr)
+	if err != nil {
+		return err
+	}
+	c.Pid = Resolve(c.Prefix, s)
+	return nil
+}
+
+func (c *Config) setEvents(it Item) error {
+	b := it.Block
 	if len(b.Labels) > 0 {
 		return Errorf(b.LabelRanges[0], "events block takes no label")
 	}
 	items, es := c.Source.Items(b.Body)
 	for _, it := range items {
-		a, err := attrOnly(it)
-		if err != nil {
-			es = append(es, err.(*Error))
-			continue
-		}
-		switch it.Name {
-		case "worker_connections":
-			n, err := Int(a)
-			if err == nil && (n < 1 || n > 1<<20) {
-				err = Errorf(a.Expr.Range(), "worker_connections must be between 1 and 1048576, got %d", n)
-			}
-			es.Add(a.Expr.Range(), err)
-			c.WorkerConnections = n
-		case "multi_accept":
-			v, err := Bool(a)
-			es.Add(a.Expr.Range(), err)
-			c.MultiAccept = v
-		case "accept_mutex", "use":
-			// Accepted for nginx familiarity: each worker has sockets of its own (no
-			// mutex to take) and spindle always uses epoll.
-		default:
-			es = append(es, Errorf(it.Range(), "unknown directive %q in events", it.Name))
-		}
+		es.Add(it.Range(), EventsDirectives.Apply(c, it, func(it Item) error {
+			return Errorf(it.Range(), "unknown directive %q in events", it.Name)
+		}))
 	}
 	return es.Err()
 }
 
-func (c *Config) setAffinity(a *hclsyntax.Attribute) error {
+func (c *Config) setAffinity(it Item) error {
+	a := it.Attr
 	vals, err := Strings(a)
 	if err != nil {
 		return err
@@ -258,7 +238,8 @@ func (c *Config) setAffinity(a *hclsyntax.Attribute) error {
 }
 
 // error_log = "logs/error.log" | "stderr" | { path = "...", level = "warn" }
-func (c *Config) setErrorLog(a *hclsyntax.Attribute) error {
+func (c *Config) setErrorLog(it Item) error {
+	a := it.Attr
 	if _, ok := a.Expr.(*hclsyntax.ObjectConsExpr); !ok {
 		s, err := String(a)
 		if err != nil {

@@ -22,7 +22,6 @@ import (
 	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/signals"
 	"github.com/spindle-server/spindle/systemd"
-	"github.com/spindle-server/spindle/worker"
 	"golang.org/x/sys/unix"
 )
 
@@ -449,11 +448,11 @@ func (m *Master) spawn(g *generation, slot int) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	env := []string{worker.EnvRole + "=worker", "GOMAXPROCS=1"}
+	env := []string{ipc.EnvRole + "=" + ipc.RoleWorker, "GOMAXPROCS=1"}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
-		case k == "NOTIFY_SOCKET", k == "GOMAXPROCS", k == worker.EnvRole, strings.HasPrefix(k, "TABLEFLIP_"), strings.HasPrefix(k, "LISTEN_"):
+		case k == "NOTIFY_SOCKET", k == "GOMAXPROCS", k == ipc.EnvRole, strings.HasPrefix(k, "TABLEFLIP_"), strings.HasPrefix(k, "LISTEN_"):
 			continue
 		}
 		env = append(env, kv)

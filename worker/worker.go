@@ -32,8 +32,8 @@ import (
 // ControlFD is the descriptor number of the control pipe in a worker.
 const ControlFD = 3
 
-// EnvRole marks a process started by the master as a worker.
-const EnvRole = "SPINDLE_ROLE"
+// EnvRole marks a process started by the master as a worker (ipc.EnvRole).
+const EnvRole = ipc.EnvRole
 
 // Run is the worker process's main function; it returns the exit code.
 func Run() int {

@@ -1,8 +1,7 @@
 // Package access is nginx's ngx_http_access_module for spindle: allow and deny by
-// address and CIDR, checked in the order written, the first match deciding; and
-// `satisfy`, which says whether every access-phase module must grant access (all) or
-// one is enough (any). Other access-phase modules (auth_request, scripts) report their
-// verdicts through Allow and Deny so that satisfy applies to them too.
+// address and CIDR, checked in the order written, the first match deciding. Like
+// every access-phase handler it grants (NextPhase), refuses (403) or declines, and the
+// core's `satisfy` combines the verdicts (httpcore's Request.access).
 package access
 
 import (
@@ -20,8 +19,6 @@ import (
 type Conf struct {
 	rules []rule
 	owner *httpcore.Location // the context the rules were written in
-	// SatisfyAny is `satisfy = "any"`.
-	SatisfyAny bool
 }
 
 type rule struct {
@@ -31,36 +28,28 @@ type rule struct {
 	text   string
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the access module.
-var Module = &httpcore.Module{
-	Name:    "access",
-	Order:   httpcore.OrderAccess,
-	NewConf: func() any { return &Conf{} },
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "access",
+	Order: httpcore.OrderAccess,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "allow", Context: ctxAccess, Set: setRules(false)},
 		{Name: "deny", Context: ctxAccess, Set: setRules(true)},
 		{Name: "access_rules", Context: ctxAccess, Set: setRuleList},
-		{Name: "satisfy", Context: ctxAccess, Set: setSatisfy},
 	},
-}
+	Install: install,
+})
 
 const ctxAccess = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
 
-var self *httpcore.Module
-
-func init() {
-	self = Module
-	Module.Install = install
-	httpcore.Register(Module)
-}
-
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if len(c.rules) > 0 {
 		l.AddInlineHandler(httpcore.PhaseAccess, httpcore.OrderAccess, c.check)
-	}
-	if c.SatisfyAny {
-		l.AddInlineHandler(httpcore.PhasePostAccess, httpcore.OrderAccess, postAccess)
 	}
 	return nil
 }
@@ -168,27 +157,7 @@ func parseRule(s string, deny bool) (rule, error) {
 	return r, nil
 }
 
-func setSatisfy(c *httpcore.Cmd) error {
-	v, err := conf.String(c.Attr())
-	if err != nil {
-		return err
-	}
-	switch v {
-	case "all":
-		c.Conf().(*Conf).SatisfyAny = false
-	case "any":
-		c.Conf().(*Conf).SatisfyAny = true
-	default:
-		return conf.Errorf(c.Attr().Expr.Range(), "satisfy is \"all\" or \"any\", got %q", v)
-	}
-	return nil
-}
-
 func (c *Conf) check(r *httpcore.Request) httpcore.Action {
-	// Subrequests skip the access phase, as in nginx.
-	if r.IsSubrequest() {
-		return httpcore.Continue
-	}
 	host := r.RemoteAddr()
 	if ap, err := netip.ParseAddrPort(host); err == nil {
 		host = ap.Addr().String()
@@ -202,7 +171,8 @@ func (c *Conf) check(r *httpcore.Request) httpcore.Action {
 	for _, rl := range c.rules {
 		if rl.all || (addr.IsValid() && rl.prefix.Contains(addr)) {
 			if rl.deny {
-				if !httpcore.LocConf[Conf](r.Location(), self).SatisfyAny {
+				// Under satisfy any the core logs the refusal if nothing grants access.
+				if !httpcore.CoreConfOf(r.Location()).SatisfyAny {
 					r.Logf(httpcore.LogError, "access forbidden by rule")
 				}
 				return Deny(r, 403)
@@ -213,54 +183,12 @@ func (c *Conf) check(r *httpcore.Request) httpcore.Action {
 	return httpcore.Continue
 }
 
-// reqCtx remembers, under satisfy any, the refusal to send if no module grants access.
-type reqCtx struct {
-	code int
-}
+// Allow is an access-phase handler's grant, spelled out: httpcore.NextPhase (nginx's
+// NGX_OK). The core's access checker combines it with the other handlers' verdicts
+// under satisfy.
+func Allow(r *httpcore.Request) httpcore.Action { return httpcore.NextPhase }
 
-// Allow is what an access-phase handler returns when it grants access: under
-// satisfy any the remaining access handlers are skipped; under satisfy all the next
-// one runs.
-func Allow(r *httpcore.Request) httpcore.Action {
-	if !httpcore.LocConf[Conf](r.Location(), self).SatisfyAny {
-		return httpcore.Continue
-	}
-	if rc, _ := r.ModuleCtx(self).(*reqCtx); rc != nil && rc.code != 0 {
-		rc.code = 0
-		// A refusal's challenge no longer applies.
-		r.RespHeader().Del("WWW-Authenticate")
-	}
-	return httpcore.NextPhase
-}
-
-// Deny is what an access-phase handler returns when it refuses access with status
-// (403, or 401 with a WWW-Authenticate header already set): under satisfy all the
-// request ends with status; under satisfy any the refusal is remembered (a 401 over
-// a 403) and sent only if no other handler grants access.
-func Deny(r *httpcore.Request, status int) httpcore.Action {
-	if !httpcore.LocConf[Conf](r.Location(), self).SatisfyAny {
-		return r.Error(status)
-	}
-	rc, _ := r.ModuleCtx(self).(*reqCtx)
-	if rc == nil {
-		rc = &reqCtx{}
-		r.SetModuleCtx(self, rc)
-	}
-	if rc.code != 401 {
-		rc.code = status
-	}
-	return httpcore.Continue
-}
-
-func postAccess(r *httpcore.Request) httpcore.Action {
-	rc, _ := r.ModuleCtx(self).(*reqCtx)
-	if rc == nil || rc.code == 0 {
-		return httpcore.Continue
-	}
-	code := rc.code
-	rc.code = 0
-	if code == 403 {
-		r.Logf(httpcore.LogError, "access forbidden by rule")
-	}
-	return r.Error(code)
-}
+// Deny is an access-phase handler's refusal with status, 403 or 401 (with a
+// WWW-Authenticate header set): r.Error(status). Under satisfy any the core sends it
+// only if no other handler grants access.
+func Deny(r *httpcore.Request, status int) httpcore.Action { return r.Error(status) }

@@ -69,35 +69,34 @@ type fileSpec struct {
 	owner  *logSpec // the log that set the buffering
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf {
+	m := &mainConf{formats: map[string]*format{}, byPath: map[string]*fileSpec{}}
+	ops, err := compileText(CombinedFormat, hcl.Range{})
+	if err != nil {
+		panic(err)
+	}
+	m.formats["combined"] = &format{name: "combined", ops: ops}
+	return &Conf{main: m, logs: []*logSpec{{path: DefaultPath, formatName: "combined"}}}
+})
+
 // Module is the access log module.
-var Module = &httpcore.Module{
+var Module = httpcore.Register(&httpcore.Module{
 	Name:  "access_log",
 	Order: httpcore.OrderAccessLog,
-	NewConf: func() any {
-		m := &mainConf{formats: map[string]*format{}, byPath: map[string]*fileSpec{}}
-		ops, err := compileText(CombinedFormat, hcl.Range{})
-		if err != nil {
-			panic(err)
-		}
-		m.formats["combined"] = &format{name: "combined", ops: ops}
-		return &Conf{main: m, logs: []*logSpec{{path: DefaultPath, formatName: "combined"}}}
-	},
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "log_format", Context: httpcore.CtxHTTP, Block: true, Set: setLogFormat},
 		{Name: "access_log", Context: httpcore.CtxAll, Set: setAccessLog},
 		{Name: "log_subrequest", Context: httpcore.CtxAll, Set: setLogSubrequest},
 	},
-}
-
-func init() {
-	Module.Install = install
-	Module.Postconfig = postconfig
-	Module.InitWorker = initWorker
-	Module.ExitWorker = exitWorker
-	Module.Reopen = reopen
-	Module.Files = files
-	httpcore.Register(Module)
-}
+	Install:    install,
+	Postconfig: postconfig,
+	InitWorker: initWorker,
+	ExitWorker: exitWorker,
+	Reopen:     reopen,
+	Files:      files,
+})
 
 // setLogFormat decodes
 //
@@ -344,16 +343,12 @@ func gzipLevel(s string) (int, bool) {
 }
 
 func setLogSubrequest(c *httpcore.Cmd) error {
-	v, err := conf.Bool(c.Attr())
-	if err == nil {
-		httpcore.CoreConfOf(c.Loc).LogSubrequest = v
-	}
-	return err
+	return conf.BoolSlot(func(cc *httpcore.CoreConf) *bool { return &cc.LogSubrequest })(httpcore.CoreConfOf(c.Loc), c.Item)
 }
 
 // install adds the log-phase handler of every context that logs.
 func install(l *httpcore.Location) error {
-	cf := httpcore.LocConf[Conf](l, Module)
+	cf := mod.Of(l)
 	// The http context serves no request itself: its logs are only inherited.
 	if len(cf.logs) == 0 || l.Context() == httpcore.CtxHTTP {
 		return nil
@@ -369,7 +364,7 @@ func install(l *httpcore.Location) error {
 // postconfig resolves the logs of the whole configuration: formats by name, user
 // variables, and the files, which logs naming the same path share.
 func postconfig(cfg *httpcore.Config) error {
-	m := httpcore.LocConf[Conf](cfg.Root(), Module).main
+	m := mod.Of(cfg.Root()).main
 	var es conf.Errors
 	for _, f := range m.formats {
 		es.Add(f.rng, resolveOps(cfg, f.ops))
@@ -379,7 +374,7 @@ func postconfig(cfg *httpcore.Config) error {
 		if l.Context() == httpcore.CtxHTTP {
 			continue
 		}
-		for _, spec := range httpcore.LocConf[Conf](l, Module).logs {
+		for _, spec := range mod.Of(l).logs {
 			if seen[spec] {
 				continue
 			}
@@ -422,7 +417,7 @@ func resolveLog(cfg *httpcore.Config, m *mainConf, spec *logSpec) error {
 // files lists the access log files, for a master running as root to create them for
 // its workers' user.
 func files(cfg *httpcore.Config) []string {
-	m := httpcore.LocConf[Conf](cfg.Root(), Module).main
+	m := mod.Of(cfg.Root()).main
 	out := make([]string, 0, len(m.files))
 	for _, f := range m.files {
 		out = append(out, f.path)
@@ -432,7 +427,7 @@ func files(cfg *httpcore.Config) []string {
 
 // initWorker opens the log files of this worker.
 func initWorker(cfg *httpcore.Config, w *httpcore.Worker) error {
-	m := httpcore.LocConf[Conf](cfg.Root(), Module).main
+	m := mod.Of(cfg.Root()).main
 	st := &state{cfg: cfg, files: make([]*logFile, len(m.files))}
 	for i, fs := range m.files {
 		lf, err := openLogFile(cfg, fs)
@@ -442,20 +437,20 @@ func initWorker(cfg *httpcore.Config, w *httpcore.Worker) error {
 		}
 		st.files[i] = lf
 	}
-	cfg.SetModuleState(Module, st)
+	mod.SetState(cfg, st)
 	return nil
 }
 
 // exitWorker writes out the buffers and closes the files.
 func exitWorker(cfg *httpcore.Config) {
-	if st, ok := cfg.ModuleState(Module).(*state); ok {
+	if st, ok := mod.State(cfg).(*state); ok {
 		st.close()
 	}
 }
 
 // reopen writes out the buffers and opens the files anew (log rotation, USR1).
 func reopen(cfg *httpcore.Config) {
-	if st, ok := cfg.ModuleState(Module).(*state); ok {
+	if st, ok := mod.State(cfg).(*state); ok {
 		st.reopen()
 	}
 }
@@ -482,7 +477,7 @@ func (st *state) reopen() {
 
 // writeLogs writes the request's line to each of logs.
 func writeLogs(r *httpcore.Request, logs []*logSpec) {
-	st, ok := r.Config().ModuleState(Module).(*state)
+	st, ok := mod.State(r.Config()).(*state)
 	if !ok {
 		return
 	}

@@ -24,26 +24,25 @@ type setVar struct {
 	e       *httpcore.Expr
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the auth_request module.
-var Module = &httpcore.Module{
-	Name:    "auth_request",
-	Order:   httpcore.OrderAuth,
-	NewConf: func() any { return &Conf{} },
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "auth_request",
+	Order: httpcore.OrderAuth,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "auth_request", Context: ctxAuth, Set: setAuthRequest},
 		{Name: "auth_request_set", Context: ctxAuth, Set: setAuthRequestSet},
 	},
-}
+	Install: install,
+})
 
 const ctxAuth = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
 
-func init() {
-	Module.Install = install
-	httpcore.Register(Module)
-}
-
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if c.URI != "" {
 		l.AddHandler(httpcore.PhaseAccess, httpcore.OrderAuth, c.handle)
 	}
@@ -101,10 +100,6 @@ func setAuthRequestSet(c *httpcore.Cmd) error {
 }
 
 func (c *Conf) handle(r *httpcore.Request) httpcore.Action {
-	// Subrequests skip the access phase, as in nginx.
-	if r.IsSubrequest() {
-		return httpcore.Continue
-	}
 	// The subrequest is a GET without the request body (nginx gives it an empty one)
 	// and shares the request's variables, as nginx's subrequests do.
 	sr, err := r.NewSubrequest(c.URI, &httpcore.SubrequestOptions{HasBody: true, Body: nil, ShareVars: true})

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spindle-server/spindle/conf"
 	"github.com/spindle-server/spindle/internal/testserver"
 	_ "github.com/spindle-server/spindle/modules/access"
 	_ "github.com/spindle-server/spindle/modules/authrequest"
@@ -27,20 +26,17 @@ var authCalls atomic.Int64
 
 type authConf struct{ handler string }
 
-var authModule = &httpcore.Module{
-	Name:    "authtest",
-	Order:   httpcore.OrderContent,
-	NewConf: func() any { return &authConf{} },
-	Directives: []httpcore.Directive{{Name: "authtest", Context: httpcore.CtxLocation, Set: func(c *httpcore.Cmd) error {
-		v, err := conf.String(c.Attr())
-		c.Conf().(*authConf).handler = v
-		return err
-	}}},
-}
+var authHandle = httpcore.Define(func() *authConf { return &authConf{} })
 
-func init() {
-	authModule.Install = func(l *httpcore.Location) error {
-		switch httpcore.LocConf[authConf](l, authModule).handler {
+var _ = httpcore.Register(&httpcore.Module{
+	Name:  "authtest",
+	Order: httpcore.OrderContent,
+	Conf:  authHandle,
+	Directives: []httpcore.Directive{
+		{Name: "authtest", Context: httpcore.CtxLocation, Set: httpcore.SetString(func(c *authConf) *string { return &c.handler })},
+	},
+	Install: func(l *httpcore.Location) error {
+		switch authHandle.Of(l).handler {
 		case "auth":
 			return l.SetContent("authtest", authService)
 		case "body":
@@ -54,9 +50,8 @@ func init() {
 			})
 		}
 		return nil
-	}
-	httpcore.Register(authModule)
-}
+	},
+})
 
 func authService(r *httpcore.Request) httpcore.Action {
 	authCalls.Add(1)

@@ -40,11 +40,14 @@ type cmd struct {
 	code    int
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the echo module.
-var Module = &httpcore.Module{
-	Name:    "echo",
-	Order:   httpcore.OrderContent,
-	NewConf: func() any { return &Conf{} },
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "echo",
+	Order: httpcore.OrderContent,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "echo", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: directive(parseEcho)},
 		{Name: "echo_n", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: directive(parseText(false))},
@@ -56,16 +59,12 @@ var Module = &httpcore.Module{
 		{Name: "echo_status", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: directive(parseStatus)},
 		{Name: "echo_read_request_body", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: directive(parseReadBody)},
 	},
-}
-
-func init() {
-	Module.Install = install
-	httpcore.Register(Module)
-}
+	Install: install,
+})
 
 // install makes the echo program the location's content handler.
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if len(c.cmds) == 0 || !c.hasOutput() {
 		return nil
 	}

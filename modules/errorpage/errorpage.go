@@ -32,29 +32,21 @@ type page struct {
 	rng       hcl.Range
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the error_page module.
-var Module = &httpcore.Module{
-	Name:    "error_page",
-	Order:   httpcore.OrderHeaders,
-	NewConf: func() any { return &Conf{} },
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "error_page",
+	Order: httpcore.OrderHeaders,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "error_page", Context: httpcore.CtxAll, Set: setErrorPage},
-		{Name: "recursive_error_pages", Context: httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation, Set: func(c *httpcore.Cmd) error {
-			v, err := conf.Bool(c.Attr())
-			c.Conf().(*Conf).Recursive = v
-			return err
-		}},
+		{Name: "recursive_error_pages", Context: httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.Recursive })},
 	},
-}
-
-var self *httpcore.Module
-
-func init() {
-	self = Module
-	Module.Postconfig = checkNamed
-	httpcore.Register(Module)
-	httpcore.ErrorPageHook = hook
-}
+	Postconfig: checkNamed,
+	ErrorPage:  hook,
+})
 
 // setErrorPage decodes a list of pages, each nginx's arguments as a string or an
 // object:
@@ -256,7 +248,7 @@ func checkNamed(cfg *httpcore.Config) error {
 		if l.Server == nil {
 			continue
 		}
-		for _, p := range httpcore.LocConf[Conf](l, self).pages {
+		for _, p := range mod.Of(l).pages {
 			if !p.uri.IsConst() {
 				continue
 			}
@@ -273,7 +265,7 @@ func checkNamed(cfg *httpcore.Config) error {
 
 // hook answers an error status with the current context's error pages.
 func hook(r *httpcore.Request, status int) (httpcore.Action, bool) {
-	cf := httpcore.LocConf[Conf](r.Location(), self)
+	cf := mod.Of(r.Location())
 	if len(cf.pages) == 0 {
 		return httpcore.Continue, true
 	}

@@ -1,6 +1,7 @@
 package errorpage_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	_ "github.com/spindle-server/spindle/modules/access"
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/errorpage"
+	"github.com/spindle-server/spindle/modules/httpcore"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 	_ "github.com/spindle-server/spindle/modules/static"
 )
@@ -183,4 +185,17 @@ http {
 			t.Errorf("GET %s = %d %q, want %d %q", c.path, r.Status, r.Body, c.status, c.body)
 		}
 	}
+}
+
+// The core has one error page provider: a second module offering one is a programming
+// error caught at registration, as a duplicate directive is.
+func TestSecondErrorPageProviderPanics(t *testing.T) {
+	defer func() {
+		if p := recover(); p == nil || !strings.Contains(fmt.Sprint(p), "ErrorPage provided by error_page and other_error_page") {
+			t.Errorf("registering a second ErrorPage: panic %v", p)
+		}
+	}()
+	httpcore.Register(&httpcore.Module{Name: "other_error_page", ErrorPage: func(*httpcore.Request, int) (httpcore.Action, bool) {
+		return httpcore.Continue, false
+	}})
 }

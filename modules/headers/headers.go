@@ -42,24 +42,23 @@ type expires struct {
 	d    time.Duration // may be negative
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the headers module.
-var Module = &httpcore.Module{
-	Name:    "headers",
-	Order:   httpcore.OrderHeaders,
-	NewConf: func() any { return &Conf{} },
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "headers",
+	Order: httpcore.OrderHeaders,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "add_header", Context: httpcore.CtxAll, Set: setAddHeader},
 		{Name: "expires", Context: httpcore.CtxAll, Set: setExpires},
 	},
-}
-
-func init() {
-	Module.Install = install
-	httpcore.Register(Module)
-}
+	Install: install,
+})
 
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if len(c.headers) > 0 || c.expires.mode != expiresOff {
 		l.AddHeaderFilter(httpcore.OrderHeaders, c.filter)
 	}

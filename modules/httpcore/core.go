@@ -23,6 +23,10 @@ type CoreConf struct {
 	ServerTokens        bool
 	LargeHeaderBuffers  int // number of buffers
 	LargeHeaderBuffer   int // size of one: the longest request line or header line
+	// SatisfyAny is satisfy any: access is granted when any access-phase handler
+	// grants it (see Request.access); satisfy all (the default) needs every handler
+	// that decides to grant it.
+	SatisfyAny bool
 	// LogSubrequest runs the log phase for subrequests too (log_subrequest, a
 	// directive of the access log module).
 	LogSubrequest bool
@@ -52,65 +56,38 @@ var CoreModule = Register(&Module{
 		{Name: "listen", Context: CtxServer, Set: setListen},
 		{Name: "server_name", Context: CtxServer, Set: setServerName},
 		{Name: "internal", Context: CtxLocation, Set: func(c *Cmd) error {
-			v, err := conf.Bool(c.Attr())
-			c.Loc.Internal = v
-			return err
+			return conf.BoolSlot(func(l *Location) *bool { return &l.Internal })(c.Loc, c.Item)
 		}},
-		{Name: "default_type", Context: CtxAll, Set: coreString(func(cc *CoreConf, v string) { cc.DefaultType = v })},
-		{Name: "client_max_body_size", Context: CtxAll, Set: coreSize(func(cc *CoreConf, v int64) { cc.ClientMaxBodySize = v })},
-		{Name: "keepalive_timeout", Context: CtxAll, Set: coreTime(func(cc *CoreConf, v time.Duration) { cc.KeepaliveTimeout = v })},
-		{Name: "keepalive_requests", Context: CtxAll, Set: func(c *Cmd) error {
-			n, err := conf.Int(c.Attr())
-			if err == nil && n < 1 {
-				return conf.Errorf(c.Attr().Expr.Range(), "keepalive_requests must be at least 1")
-			}
-			c.Conf().(*CoreConf).KeepaliveRequests = n
-			return err
-		}},
-		{Name: "client_header_timeout", Context: CtxHTTP | CtxServer, Set: coreTime(func(cc *CoreConf, v time.Duration) { cc.ClientHeaderTimeout = v })},
-		{Name: "client_body_timeout", Context: CtxAll, Set: coreTime(func(cc *CoreConf, v time.Duration) { cc.ClientBodyTimeout = v })},
-		{Name: "send_timeout", Context: CtxAll, Set: coreTime(func(cc *CoreConf, v time.Duration) { cc.SendTimeout = v })},
-		{Name: "lingering_timeout", Context: CtxAll, Set: coreTime(func(cc *CoreConf, v time.Duration) { cc.LingeringTimeout = v })},
-		{Name: "server_tokens", Context: CtxAll, Set: func(c *Cmd) error {
-			v, err := conf.Bool(c.Attr())
-			c.Conf().(*CoreConf).ServerTokens = v
-			return err
-		}},
+		{Name: "default_type", Context: CtxAll, Set: SetString(func(cc *CoreConf) *string { return &cc.DefaultType })},
+		{Name: "client_max_body_size", Context: CtxAll, Set: SetSize(func(cc *CoreConf) *int64 { return &cc.ClientMaxBodySize })},
+		{Name: "keepalive_timeout", Context: CtxAll, Set: SetDuration(func(cc *CoreConf) *time.Duration { return &cc.KeepaliveTimeout })},
+		{Name: "keepalive_requests", Context: CtxAll, Set: SetCount(1, conf.NoMax, func(cc *CoreConf) *int { return &cc.KeepaliveRequests })},
+		{Name: "client_header_timeout", Context: CtxHTTP | CtxServer, Set: SetDuration(func(cc *CoreConf) *time.Duration { return &cc.ClientHeaderTimeout })},
+		{Name: "client_body_timeout", Context: CtxAll, Set: SetDuration(func(cc *CoreConf) *time.Duration { return &cc.ClientBodyTimeout })},
+		{Name: "send_timeout", Context: CtxAll, Set: SetDuration(func(cc *CoreConf) *time.Duration { return &cc.SendTimeout })},
+		{Name: "lingering_timeout", Context: CtxAll, Set: SetDuration(func(cc *CoreConf) *time.Duration { return &cc.LingeringTimeout })},
+		{Name: "server_tokens", Context: CtxAll, Set: SetBool(func(cc *CoreConf) *bool { return &cc.ServerTokens })},
 		{Name: "large_client_header_buffers", Context: CtxHTTP | CtxServer, Set: setLargeHeaderBuffers},
+		{Name: "satisfy", Context: CtxHTTP | CtxServer | CtxLocation, Set: setSatisfy},
 	},
 })
 
 // CoreConfOf returns the core configuration of a location.
 func CoreConfOf(l *Location) *CoreConf { return l.confs[CoreModule.idx].(*CoreConf) }
 
-func coreString(f func(*CoreConf, string)) func(*Cmd) error {
-	return func(c *Cmd) error {
-		v, err := conf.String(c.Attr())
-		if err == nil {
-			f(c.Conf().(*CoreConf), v)
-		}
+// satisfy = "all" | "any"
+func setSatisfy(c *Cmd) error {
+	v, err := conf.String(c.Attr())
+	if err != nil {
 		return err
 	}
-}
-
-func coreSize(f func(*CoreConf, int64)) func(*Cmd) error {
-	return func(c *Cmd) error {
-		v, err := conf.Size(c.Attr())
-		if err == nil {
-			f(c.Conf().(*CoreConf), v)
-		}
-		return err
+	switch v {
+	case "all", "any":
+		c.Conf().(*CoreConf).SatisfyAny = v == "any"
+	default:
+		return conf.Errorf(c.Attr().Expr.Range(), "satisfy is \"all\" or \"any\", got %q", v)
 	}
-}
-
-func coreTime(f func(*CoreConf, time.Duration)) func(*Cmd) error {
-	return func(c *Cmd) error {
-		v, err := conf.Duration(c.Attr())
-		if err == nil {
-			f(c.Conf().(*CoreConf), v)
-		}
-		return err
-	}
+	return nil
 }
 
 func setListen(c *Cmd) error {

@@ -308,7 +308,7 @@ type conn struct {
 	headDeadline bool // client_header_timeout armed for the current head
 	closing      bool
 	released     bool
-	wroteHeader  bool
+	wroteHeader  bool // the head is written to the connection: after Request.headerSent, at the first flush
 	chunked      bool
 	closeAfter   bool
 	lingering    bool
@@ -500,22 +500,22 @@ func (c *conn) serve() {
 
 // runLoop runs a connection for the event loop's leader: the requests it has, inline,
 // until it needs more input (it stays with the loop) or closes. A request that will
-// wait goes to a coroutine of its own (dispatch); one that turns out to wait on the
+// wait goes to a coroutine of its own (handOff); one that turns out to wait on the
 // way makes the calling goroutine that connection's own (leaveLoop). Either way the
 // connection goes back to the loop when it is idle again.
 func (c *conn) runLoop() {
 	c.inLoop = true
 	c.acquireState()
-	dispatched := false
+	handedOff := false
 	defer func() {
 		p := recover()
-		if !dispatched {
+		if !handedOff {
 			c.leaveAfterRun(p)
 		} else if p != nil {
 			panic(p)
 		}
 	}()
-	dispatched = c.run()
+	handedOff = c.run()
 }
 
 // leaveAfterRun ends a stretch of running c, in the loop's leader or in c's own
@@ -579,7 +579,7 @@ const (
 // run serves requests until the connection closes, or (event loop connections) until
 // it waits for more of a request head or goes to a coroutine of its own: then it
 // reports true, and the caller must not touch c any more.
-func (c *conn) run() (dispatched bool) {
+func (c *conn) run() (handedOff bool) {
 	core := CoreConfOf(c.as.def.root)
 	for {
 		switch c.readHead(core) {
@@ -592,7 +592,7 @@ func (c *conn) run() (dispatched bool) {
 		ok := c.prepare()
 		c.predicted, c.waited = nil, false
 		if c.inLoop && ok && c.mayBlock() {
-			c.dispatch(ok)
+			c.handOff(ok)
 			return true
 		}
 		c.process(ok)
@@ -634,9 +634,10 @@ func (c *conn) afterRequest() bool {
 	return true
 }
 
-// dispatch gives a request that will wait, and its connection, to a coroutine of its
-// own; the loop's leader goes on with other connections.
-func (c *conn) dispatch(ok bool) {
+// handOff gives a request that will wait, and its connection, to a coroutine of its
+// own; the loop's leader goes on with other connections. (The event loop's dispatch
+// is something else: it routes one epoll event to its connection.)
+func (c *conn) handOff(ok bool) {
 	c.inLoop = false
 	if c.lt.ready == nil {
 		c.lt.ready = make(chan struct{}, 1)

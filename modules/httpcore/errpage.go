@@ -16,7 +16,3 @@ func BuiltinVar(name string) (exists, writable bool) {
 	}
 	return true, b.set != nil
 }
-
-// UninitializedVarHook, when set, is called when an expression reads a user variable
-// that was not set for the request (the rewrite module's uninitialized_variable_warn).
-var UninitializedVarHook func(r *Request, name string)

@@ -224,6 +224,8 @@ func epollWait(epfd int, events []unix.EpollEvent) int {
 	}
 }
 
+// dispatch routes one epoll event: the loop's wakeup, a listening socket's new
+// connections, or a connection's readiness.
 func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 	switch fd := ev.Fd; {
 	case int(fd) == l.evfd:

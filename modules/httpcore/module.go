@@ -24,7 +24,6 @@ const (
 	CtxServer                       // a server block
 	CtxLocation                     // a location block
 	CtxIf                           // an if block (in a server or location)
-	CtxUpstream                     // an upstream block
 )
 
 // CtxAll is every context that holds location configuration.
@@ -40,8 +39,6 @@ func (c Context) String() string {
 		return "location"
 	case CtxIf:
 		return "if"
-	case CtxUpstream:
-		return "upstream"
 	}
 	return fmt.Sprintf("context(%d)", uint8(c))
 }
@@ -94,6 +91,26 @@ type Module struct {
 	// and in the filter chains; lower runs first. See the Order* constants.
 	Order int
 
+	// Conf is the module's typed handle (Define), through which its functions reach
+	// their configuration, state and request context without naming the Module value
+	// they are part of. It replaces NewConf.
+	Conf handle
+
+	// ErrorPage, set by the one module that provides error pages (error_page), answers
+	// an error status in place of the core's default page. It returns Finished when it
+	// sent a response itself, Redirected after r.InternalRedirect (the core then
+	// processes the request at the new URI), or Continue for the default page of
+	// r.Status(), which it may have changed (a 302 with a Location header). recursive
+	// allows a further error page redirect for the request (recursive_error_pages);
+	// otherwise later errors get the default page. The core stops offering redirects
+	// once the request used up its URI changes.
+	ErrorPage func(r *Request, status int) (a Action, recursive bool)
+
+	// UninitializedVar, set by the one module that reports them (rewrite's
+	// uninitialized_variable_warn), is called when an expression reads a user variable
+	// that was not set for the request.
+	UninitializedVar func(r *Request, name string)
+
 	idx int
 }
 
@@ -121,9 +138,34 @@ type regDirective struct {
 	mod *Module
 }
 
-// Register adds a module; it panics on a duplicate directive name, a programming error
-// caught by every test run.
+// The providers of the core's hooks, each set by the one module that registers it.
+var (
+	errorPageMod *Module
+	uninitMod    *Module
+)
+
+// Register adds a module; it panics on a duplicate directive name or a second provider
+// of a hook (ErrorPage, UninitializedVar), programming errors caught by every test run.
 func Register(m *Module) *Module {
+	if m.Conf != nil {
+		if m.NewConf != nil {
+			panic(fmt.Sprintf("httpcore: module %s sets both Conf and NewConf", m.Name))
+		}
+		m.NewConf = m.Conf.bind(m)
+	}
+	for _, h := range []struct {
+		set  bool
+		prov **Module
+		name string
+	}{{m.ErrorPage != nil, &errorPageMod, "ErrorPage"}, {m.UninitializedVar != nil, &uninitMod, "UninitializedVar"}} {
+		if !h.set {
+			continue
+		}
+		if *h.prov != nil {
+			panic(fmt.Sprintf("httpcore: %s provided by %s and %s", h.name, (*h.prov).Name, m.Name))
+		}
+		*h.prov = m
+	}
 	m.idx = len(registry)
 	registry = append(registry, m)
 	for _, d := range m.Directives {
@@ -139,8 +181,73 @@ func Register(m *Module) *Module {
 	return m
 }
 
+// DirectiveNames lists every directive of the http block and its contexts: the
+// blocks the core reads itself (server, location, if) and every registered module's.
+// The docs test checks that each has a section in conf/README.md.
+func DirectiveNames() []string {
+	names := []string{"server", "location", "if"}
+	for _, m := range registry {
+		for _, d := range m.Directives {
+			names = append(names, d.Name)
+		}
+	}
+	return names
+}
+
 // Modules lists the registered modules in order.
 func Modules() []*Module { return append([]*Module(nil), registry...) }
+
+// handle is what Module.Conf holds: a Handle of some configuration type.
+type handle interface {
+	bind(m *Module) func() any
+}
+
+// Handle is a module's typed handle: declared as a package variable with Define and
+// named in the module's literal (Module.Conf), it gives the module's functions their
+// configuration for a location, their per-worker state and their per-request context.
+// The functions a Module literal names cannot refer to that Module variable (a Go
+// initialization cycle); they refer to the handle instead, whose initializer names no
+// function of the module.
+type Handle[T any] struct {
+	newConf func() *T
+	mod     *Module
+}
+
+// Define returns the handle of a module whose per-location configuration is T, made
+// by newConf (nginx's create_loc_conf; see Module.NewConf for inheritance).
+func Define[T any](newConf func() *T) *Handle[T] { return &Handle[T]{newConf: newConf} }
+
+func (h *Handle[T]) bind(m *Module) func() any {
+	if h.mod != nil {
+		panic(fmt.Sprintf("httpcore: handle of %s used by %s too", h.mod.Name, m.Name))
+	}
+	h.mod = m
+	return func() any { return h.newConf() }
+}
+
+// Module is the module the handle was registered with.
+func (h *Handle[T]) Module() *Module { return h.mod }
+
+// Of returns the module's configuration for location l.
+func (h *Handle[T]) Of(l *Location) *T { return l.confs[h.mod.idx].(*T) }
+
+// Cmd returns the module's configuration in the context of a directive being set.
+func (h *Handle[T]) Cmd(c *Cmd) *T { return c.Loc.confs[h.mod.idx].(*T) }
+
+// Req returns the module's configuration for the location serving r.
+func (h *Handle[T]) Req(r *Request) *T { return h.Of(r.Location()) }
+
+// State returns the per-worker state the module stored with SetState.
+func (h *Handle[T]) State(cfg *Config) any { return cfg.modState[h.mod.idx] }
+
+// SetState stores the module's per-worker runtime state (pools, compiled code).
+func (h *Handle[T]) SetState(cfg *Config, v any) { cfg.modState[h.mod.idx] = v }
+
+// Ctx returns the module's per-request context, as Request.ModuleCtx.
+func (h *Handle[T]) Ctx(r *Request) any { return r.ModuleCtx(h.mod) }
+
+// SetCtx stores the module's per-request context, as Request.SetModuleCtx.
+func (h *Handle[T]) SetCtx(r *Request, v any) { r.SetModuleCtx(h.mod, v) }
 
 // LocConf returns module m's configuration for location l.
 func LocConf[T any](l *Location, m *Module) *T {

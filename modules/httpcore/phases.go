@@ -15,8 +15,8 @@ const (
 	PhaseRewrite                    // rewrite directives of the location, then rewrite_by_lua
 	PhasePostRewrite                // re-run location selection after a rewrite ... last
 	PhasePreaccess                  // limits
-	PhaseAccess                     // allow/deny, auth_request, access_by_lua
-	PhasePostAccess                 // satisfy any/all outcome
+	PhaseAccess                     // allow/deny, auth_request, access_by_lua, decided by satisfy (Request.access)
+	PhasePostAccess                 // after access is granted
 	PhaseTryFiles                   // try_files
 	PhaseContent                    // the location's content handler
 	PhaseLog                        // after the response: access_log, log_by_lua
@@ -290,8 +290,21 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 		}
 	}
 	for p := PhaseRewrite; p < PhaseContent; p++ {
-		if r.parent != nil && (p == PhaseAccess || p == PhasePostAccess) {
-			continue // nginx runs no access checks for subrequests
+		if p == PhaseAccess || p == PhasePostAccess {
+			if r.parent != nil {
+				continue // nginx runs no access checks for subrequests
+			}
+			if p == PhaseAccess {
+				switch a := r.access(); a {
+				case Continue:
+				case Redirected:
+					return r.redirectStage(), true
+				default:
+					r.settle(a)
+					return 0, false
+				}
+				continue
+			}
 		}
 		// An if block may have switched r.loc; its handlers apply from here on.
 	handlers:
@@ -335,6 +348,54 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 	}
 	r.settle(a)
 	return 0, false
+}
+
+// access runs the access phase and decides it, as nginx's core module does
+// (ngx_http_core_access_phase and _post_access_phase). Each handler (allow/deny,
+// auth_request, access_by_lua, ...) answers with
+//
+//   - Continue: it has no opinion (nginx's NGX_DECLINED);
+//   - NextPhase: it grants access (NGX_OK);
+//   - r.Error(403), or r.Error(401) with WWW-Authenticate set: it refuses access;
+//   - anything else (another error, a response of its own, a redirect): that ends the
+//     phase whatever satisfy says.
+//
+// Under satisfy all a refusal ends the request and a grant lets the next handler
+// decide. Under satisfy any a grant ends the phase with access granted; a refusal is
+// remembered (401 over 403, so that the client gets the challenge) and sent only
+// when no handler grants access.
+func (r *Request) access() Action {
+	satisfyAny := CoreConfOf(r.loc).SatisfyAny
+	refused := 0
+	for _, h := range r.loc.run[PhaseAccess] {
+		a := h(r)
+		switch {
+		case a == Continue:
+		case a == NextPhase:
+			if !satisfyAny {
+				continue
+			}
+			if refused != 0 {
+				// A refusal's challenge no longer applies.
+				r.respHdr.Del("WWW-Authenticate")
+			}
+			return Continue
+		case a == Finished && satisfyAny && !r.headerSent && (r.errStatus == 403 || r.errStatus == 401):
+			if refused != 401 {
+				refused = r.errStatus
+			}
+			r.errStatus = 0
+		default:
+			return a
+		}
+	}
+	if refused == 0 {
+		return Continue
+	}
+	if refused == 403 {
+		r.Logf(LogError, "access forbidden by rule")
+	}
+	return r.Error(refused)
 }
 
 // settle finishes the request after a handler returned a.

@@ -59,7 +59,7 @@ type Request struct {
 	status        int
 	respHdr       Header
 	out           []byte
-	headerSent    bool
+	headerSent    bool // status and headers committed (nginx's r->header_sent); the head reaches the connection later (conn.wroteHeader), a subrequest's never
 	finished      bool
 	contentLength int64 // explicit Content-Length, -1 if unknown
 	bodyBytes     int64 // body bytes sent to the client
@@ -610,15 +610,6 @@ func (r *Request) finish() {
 	}
 }
 
-// ErrorPageHook lets the error_page module answer an error status in place of the
-// core's default page. It returns Finished when it sent a response itself, Redirected
-// after r.InternalRedirect (the core then processes the request at the new URI), or
-// Continue for the default page of r.Status(), which the hook may have changed (a 302
-// with a Location header). recursive allows a further error page redirect for the
-// request (recursive_error_pages); otherwise later errors get the default page. The
-// core stops offering redirects once the request used up its URI changes.
-var ErrorPageHook func(r *Request, status int) (a Action, recursive bool)
-
 func (r *Request) sendErrorPage(status int) bool {
 	r.status = status
 	// The status the error response goes out with, unless error_page changes it
@@ -634,8 +625,8 @@ func (r *Request) sendErrorPage(status int) bool {
 	}
 	r.out = r.out[:0]
 	r.contentLength = -1
-	if ErrorPageHook != nil && !r.errPageDone && r.uriChanges <= maxURIChanges {
-		a, recursive := ErrorPageHook(r, status)
+	if errorPageMod != nil && !r.errPageDone && r.uriChanges <= maxURIChanges {
+		a, recursive := errorPageMod.ErrorPage(r, status)
 		r.errPageDone = !recursive
 		switch a {
 		case Finished:

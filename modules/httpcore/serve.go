@@ -88,8 +88,8 @@ func (c *conn) mayBlock() bool {
 }
 
 // The score of Location.waits: +1 for a request that waited, -1 for one that did not,
-// within [0, waitsMax]; at waitsThreshold and above requests are dispatched up front.
-// Requests dispatched that way keep scoring, so a location that stops waiting goes
+// within [0, waitsMax]; at waitsThreshold and above requests are handed off to a
+// coroutine up front (conn.handOff). Requests handed off that way keep scoring, so a location that stops waiting goes
 // back inline after a few requests.
 const (
 	waitsThreshold = 4
@@ -362,28 +362,12 @@ func statusLine(code int) string {
 	return s
 }
 
-// The Date header changes once a second; it is formatted then, not per response.
-var (
-	clockOnce sync.Once
-	dateValue atomic.Pointer[string]
-)
+// dateValue is the Date header, formatted by the clock goroutine (runClock) when the
+// second changes.
+var dateValue atomic.Pointer[string]
 
-func startClock() {
-	clockOnce.Do(func() {
-		coarseNow()
-		updateDate()
-		go func() {
-			for {
-				now := time.Now()
-				time.Sleep(time.Second - time.Duration(now.Nanosecond()))
-				updateDate()
-			}
-		}()
-	})
-}
-
-func updateDate() {
-	s := time.Now().UTC().Format(httpTimeFormat)
+func updateDate(now time.Time) {
+	s := now.UTC().Format(httpTimeFormat)
 	dateValue.Store(&s)
 }
 

@@ -282,24 +282,39 @@ func rawSetsockoptInt(fd, level, opt, value int) {
 	syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&v)), 4, 0)
 }
 
-// A coarse clock for deadlines and idle times: reading the time costs more than a
-// request's worth of parsing on some virtual machines.
+// The worker's clock, one goroutine for two jobs: a coarse time for deadlines and idle
+// times (reading the time costs more than a request's worth of parsing on some
+// virtual machines), refreshed every coarseTick, and the Date header's value, formatted
+// when the second changes rather than per response (httpDate).
 var (
-	coarseOnce sync.Once
-	coarseNs   atomic.Int64
+	clockOnce sync.Once
+	coarseNs  atomic.Int64
 )
 
 const coarseTick = 10 * time.Millisecond
 
 func coarseNow() time.Time {
-	coarseOnce.Do(func() {
-		coarseNs.Store(time.Now().UnixNano())
-		go func() {
-			for {
-				time.Sleep(coarseTick)
-				coarseNs.Store(time.Now().UnixNano())
-			}
-		}()
-	})
+	clockOnce.Do(runClock)
 	return time.Unix(0, coarseNs.Load())
+}
+
+// startClock starts the clock goroutine, if it is not running yet.
+func startClock() { clockOnce.Do(runClock) }
+
+func runClock() {
+	now := time.Now()
+	coarseNs.Store(now.UnixNano())
+	updateDate(now)
+	go func() {
+		sec := now.Unix()
+		for {
+			time.Sleep(coarseTick)
+			now := time.Now()
+			coarseNs.Store(now.UnixNano())
+			if now.Unix() != sec {
+				sec = now.Unix()
+				updateDate(now)
+			}
+		}
+	}()
 }

@@ -484,8 +484,8 @@ func (t *varTable) getter(tr hcl.Traversal) func(r *Request) string {
 		i := t.ref(name, tr.SourceRange())
 		return func(r *Request) string {
 			v, ok := r.UserVar(i)
-			if !ok && UninitializedVarHook != nil {
-				UninitializedVarHook(r, name)
+			if !ok && uninitMod != nil {
+				uninitMod.UninitializedVar(r, name)
 			}
 			return v
 		}
@@ -562,8 +562,8 @@ func (e *Expr) Value(r *Request) (cty.Value, error) {
 			vars[ref.name] = cty.StringVal(ref.b.get(r))
 		case refUser:
 			v, ok := r.UserVar(ref.user)
-			if !ok && UninitializedVarHook != nil {
-				UninitializedVarHook(r, ref.name)
+			if !ok && uninitMod != nil {
+				uninitMod.UninitializedVar(r, ref.name)
 			}
 			vars[ref.name] = cty.StringVal(v)
 		case refPrefix:

@@ -29,19 +29,19 @@ func directives() []httpcore.Directive {
 		httpcore.Directive{Name: "set_by_lua", Context: ctxSet, Block: true, Set: setByLua(false)},
 		httpcore.Directive{Name: "set_by_lua_file", Context: ctxSet, Block: true, Set: setByLua(true)},
 		httpcore.Directive{Name: "lua_package_path", Context: httpcore.CtxHTTP, Set: setPackagePath},
-		httpcore.Directive{Name: "lua_code_cache", Context: httpcore.CtxAll, Set: boolSetting(func(c *Conf, v bool) { c.codeCache = v })},
-		httpcore.Directive{Name: "lua_need_request_body", Context: httpcore.CtxAll, Set: boolSetting(func(c *Conf, v bool) { c.needBody = v })},
+		httpcore.Directive{Name: "lua_code_cache", Context: httpcore.CtxAll, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.codeCache })},
+		httpcore.Directive{Name: "lua_need_request_body", Context: httpcore.CtxAll, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.needBody })},
 		httpcore.Directive{Name: "lua_max_run_time", Context: httpcore.CtxAll, Set: setMaxRunTime},
-		httpcore.Directive{Name: "lua_socket_connect_timeout", Context: httpcore.CtxAll, Set: timeSetting(func(c *Conf, d time.Duration) { c.sock.connectTimeout = d })},
-		httpcore.Directive{Name: "lua_socket_send_timeout", Context: httpcore.CtxAll, Set: timeSetting(func(c *Conf, d time.Duration) { c.sock.sendTimeout = d })},
-		httpcore.Directive{Name: "lua_socket_read_timeout", Context: httpcore.CtxAll, Set: timeSetting(func(c *Conf, d time.Duration) { c.sock.readTimeout = d })},
-		httpcore.Directive{Name: "lua_socket_keepalive_timeout", Context: httpcore.CtxAll, Set: timeSetting(func(c *Conf, d time.Duration) { c.sock.keepaliveTimeout = d })},
-		httpcore.Directive{Name: "lua_socket_pool_size", Context: httpcore.CtxAll, Set: intSetting(1, func(c *Conf, n int) { c.sock.poolSize = n })},
+		httpcore.Directive{Name: "lua_socket_connect_timeout", Context: httpcore.CtxAll, Set: httpcore.SetDuration(func(c *Conf) *time.Duration { return &c.sock.connectTimeout })},
+		httpcore.Directive{Name: "lua_socket_send_timeout", Context: httpcore.CtxAll, Set: httpcore.SetDuration(func(c *Conf) *time.Duration { return &c.sock.sendTimeout })},
+		httpcore.Directive{Name: "lua_socket_read_timeout", Context: httpcore.CtxAll, Set: httpcore.SetDuration(func(c *Conf) *time.Duration { return &c.sock.readTimeout })},
+		httpcore.Directive{Name: "lua_socket_keepalive_timeout", Context: httpcore.CtxAll, Set: httpcore.SetDuration(func(c *Conf) *time.Duration { return &c.sock.keepaliveTimeout })},
+		httpcore.Directive{Name: "lua_socket_pool_size", Context: httpcore.CtxAll, Set: httpcore.SetCount(1, conf.NoMax, func(c *Conf) *int { return &c.sock.poolSize })},
 		httpcore.Directive{Name: "lua_socket_buffer_size", Context: httpcore.CtxAll, Set: setBufferSize},
-		httpcore.Directive{Name: "lua_socket_log_errors", Context: httpcore.CtxAll, Set: boolSetting(func(c *Conf, v bool) { c.sock.logErrors = v })},
-		httpcore.Directive{Name: "lua_max_pending_timers", Context: httpcore.CtxHTTP, Set: intSetting(1, func(c *Conf, n int) { c.main.maxPending = n })},
-		httpcore.Directive{Name: "lua_max_running_timers", Context: httpcore.CtxHTTP, Set: intSetting(1, func(c *Conf, n int) { c.main.maxRunning = n })},
-		httpcore.Directive{Name: "lua_regex_cache_max_entries", Context: httpcore.CtxHTTP, Set: intSetting(0, func(c *Conf, n int) { c.main.regexCacheMax = n })},
+		httpcore.Directive{Name: "lua_socket_log_errors", Context: httpcore.CtxAll, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.sock.logErrors })},
+		httpcore.Directive{Name: "lua_max_pending_timers", Context: httpcore.CtxHTTP, Set: httpcore.SetCount(1, conf.NoMax, func(c *Conf) *int { return &c.main.maxPending })},
+		httpcore.Directive{Name: "lua_max_running_timers", Context: httpcore.CtxHTTP, Set: httpcore.SetCount(1, conf.NoMax, func(c *Conf) *int { return &c.main.maxRunning })},
+		httpcore.Directive{Name: "lua_regex_cache_max_entries", Context: httpcore.CtxHTTP, Set: httpcore.SetCount(0, conf.NoMax, func(c *Conf) *int { return &c.main.regexCacheMax })},
 		httpcore.Directive{Name: "lua_shared_dict", Context: httpcore.CtxHTTP, Set: func(c *httpcore.Cmd) error {
 			return c.Errorf("lua_shared_dict: ngx.shared dictionaries are not implemented yet")
 		}},
@@ -240,40 +240,6 @@ func (m *mainConf) packagePath(prefix string) string {
 	return strings.Trim(p, ";")
 }
 
-func boolSetting(f func(*Conf, bool)) func(*httpcore.Cmd) error {
-	return func(c *httpcore.Cmd) error {
-		v, err := conf.Bool(c.Attr())
-		if err == nil {
-			f(c.Conf().(*Conf), v)
-		}
-		return err
-	}
-}
-
-func timeSetting(f func(*Conf, time.Duration)) func(*httpcore.Cmd) error {
-	return func(c *httpcore.Cmd) error {
-		d, err := conf.Duration(c.Attr())
-		if err == nil {
-			f(c.Conf().(*Conf), d)
-		}
-		return err
-	}
-}
-
-func intSetting(min int, f func(*Conf, int)) func(*httpcore.Cmd) error {
-	return func(c *httpcore.Cmd) error {
-		n, err := conf.Int(c.Attr())
-		if err != nil {
-			return err
-		}
-		if n < min {
-			return conf.Errorf(c.Attr().Expr.Range(), "%s must be at least %d", c.Name(), min)
-		}
-		f(c.Conf().(*Conf), n)
-		return nil
-	}
-}
-
 func setBufferSize(c *httpcore.Cmd) error {
 	n, err := conf.Size(c.Attr())
 	if err != nil {
@@ -292,10 +258,5 @@ func setMaxRunTime(c *httpcore.Cmd) error {
 		c.Conf().(*Conf).maxRunTime = 0
 		return nil
 	}
-	d, err := conf.Duration(c.Attr())
-	if err != nil {
-		return err
-	}
-	c.Conf().(*Conf).maxRunTime = d
-	return nil
+	return httpcore.SetDuration(func(c *Conf) *time.Duration { return &c.maxRunTime })(c)
 }

@@ -76,45 +76,44 @@ type mainConf struct {
 // says otherwise (see the directive's documentation for the cost).
 const defaultMaxRunTime = 30 * time.Second
 
-// Module is the Lua module.
-var Module = &httpcore.Module{
-	Name:  "lua",
-	Order: httpcore.OrderScript,
-	NewConf: func() any {
-		c := &Conf{
-			codeCache:  true,
-			maxRunTime: defaultMaxRunTime,
-			sock: sockConf{
-				connectTimeout:   60 * time.Second,
-				sendTimeout:      60 * time.Second,
-				readTimeout:      60 * time.Second,
-				keepaliveTimeout: 60 * time.Second,
-				poolSize:         30,
-				bufferSize:       4096,
-				logErrors:        true,
-			},
-			main: &mainConf{maxPending: 1024, maxRunning: 256, regexCacheMax: 1024},
-		}
-		c.main.rootConf = c
-		return c
-	},
-	Directives: directives(),
-}
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf {
+	c := &Conf{
+		codeCache:  true,
+		maxRunTime: defaultMaxRunTime,
+		sock: sockConf{
+			connectTimeout:   60 * time.Second,
+			sendTimeout:      60 * time.Second,
+			readTimeout:      60 * time.Second,
+			keepaliveTimeout: 60 * time.Second,
+			poolSize:         30,
+			bufferSize:       4096,
+			logErrors:        true,
+		},
+		main: &mainConf{maxPending: 1024, maxRunning: 256, regexCacheMax: 1024},
+	}
+	c.main.rootConf = c
+	return c
+})
 
-func init() {
-	Module.Install = install
-	Module.InitWorker = initWorker
-	Module.ExitWorker = exitWorker
-	httpcore.Register(Module)
-}
+// Module is the Lua module.
+var Module = httpcore.Register(&httpcore.Module{
+	Name:       "lua",
+	Order:      httpcore.OrderScript,
+	Conf:       mod,
+	Directives: directives(),
+	Install:    install,
+	InitWorker: initWorker,
+	ExitWorker: exitWorker,
+})
 
 func mainConfOf(cfg *httpcore.Config) *mainConf {
-	return httpcore.LocConf[Conf](cfg.Root(), Module).main
+	return mod.Of(cfg.Root()).main
 }
 
 // install adds the location's Lua handlers to its phases and filters.
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if ch := c.chunks[hRewrite]; ch != nil {
 		// Lua handlers start inline in the event loop, as ngx_lua's run in nginx's:
 		// the first call that waits (vm.blocking, light threads) takes the request off
@@ -169,9 +168,9 @@ func initWorker(cfg *httpcore.Config, w *httpcore.Worker) error {
 	if err != nil {
 		return err
 	}
-	cfg.SetModuleState(Module, v)
+	mod.SetState(cfg, v)
 	for _, l := range cfg.Locations() {
-		if !httpcore.LocConf[Conf](l, Module).codeCache {
+		if !mod.Of(l).codeCache {
 			v.logf(logAlert, "lua_code_cache is off; this will hurt performance in %s", l)
 			break
 		}

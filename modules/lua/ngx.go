@@ -273,16 +273,16 @@ type reqData struct {
 }
 
 func dataOf(r *httpcore.Request) *reqData {
-	d, _ := r.ModuleCtx(Module).(*reqData)
+	d, _ := mod.Ctx(r).(*reqData)
 	if d == nil {
 		d = &reqData{}
-		r.SetModuleCtx(Module, d)
+		mod.SetCtx(r, d)
 	}
 	return d
 }
 
 func peekData(r *httpcore.Request) *reqData {
-	d, _ := r.ModuleCtx(Module).(*reqData)
+	d, _ := mod.Ctx(r).(*reqData)
 	return d
 }
 

@@ -46,11 +46,11 @@ func runRewrite(r *httpcore.Request, c *Conf, ch *chunk) httpcore.Action {
 	return runHandler(r, c, ch, phaseRewrite)
 }
 
+// runAccess runs access_by_lua, which the core's access checker combines with the
+// other access handlers under satisfy (subrequests skip the phase, in the core). As
+// ngx_lua's: returning, or ngx.exit(ngx.OK), grants access; ngx.exit(ngx.DECLINED)
+// leaves the decision to the other handlers; ngx.exit(403) or 401 refuses it.
 func runAccess(r *httpcore.Request, c *Conf, ch *chunk) httpcore.Action {
-	// As ngx_lua's access_by_lua, not for subrequests.
-	if r.IsSubrequest() {
-		return httpcore.Continue
-	}
 	return runHandler(r, c, ch, phaseAccess)
 }
 
@@ -69,21 +69,27 @@ func runHandler(r *httpcore.Request, c *Conf, ch *chunk, ph phase) httpcore.Acti
 		return r.Error(500)
 	}
 	v.call(ru, fn, 0)
-	a := ru.result(ph == phaseContent)
+	a := ru.result(ph)
 	ru.free()
 	return a
 }
 
 // result maps how a rewrite, access or content run ended to the core's next step.
-func (ru *run) result(content bool) httpcore.Action {
+func (ru *run) result(ph phase) httpcore.Action {
 	r := ru.r
+	content := ph == phaseContent
+	// An access handler that ends normally grants access (nginx's NGX_OK).
+	done := httpcore.Continue
+	if ph == phaseAccess {
+		done = httpcore.NextPhase
+	}
 	switch ru.exit {
 	case exitNone:
 		// A rewrite or access handler that sent output ended the request.
 		if content || r.HeaderSent() {
 			return httpcore.Finished
 		}
-		return httpcore.Continue
+		return done
 	case exitExec:
 		return r.InternalRedirect(ru.execURI, ru.execArgs)
 	case exitJump:
@@ -104,7 +110,10 @@ func (ru *run) result(content bool) httpcore.Action {
 		if content || r.HeaderSent() {
 			return httpcore.Finished
 		}
-		return httpcore.Continue
+		if code == ngxDeclined {
+			return httpcore.Continue
+		}
+		return done
 	case code == ngxError:
 		if r.HeaderSent() {
 			truncate(r)

@@ -82,7 +82,7 @@ var vms sync.Map // *glua.Global → *vm, for the extension API
 
 // vmOf returns the worker's VM for a request's configuration.
 func vmOf(cfg *httpcore.Config) *vm {
-	v, _ := cfg.ModuleState(Module).(*vm)
+	v, _ := mod.State(cfg).(*vm)
 	return v
 }
 

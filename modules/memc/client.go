@@ -433,13 +433,13 @@ type workerState struct {
 var lazyMu sync.Mutex
 
 func stateOf(cfg *httpcore.Config) *workerState {
-	ws, _ := cfg.ModuleState(Module).(*workerState)
+	ws, _ := mod.State(cfg).(*workerState)
 	if ws == nil {
 		lazyMu.Lock()
 		defer lazyMu.Unlock()
-		if ws, _ = cfg.ModuleState(Module).(*workerState); ws == nil {
+		if ws, _ = mod.State(cfg).(*workerState); ws == nil {
 			ws = &workerState{handles: map[*upstream.Upstream]*Handle{}, stop: make(chan struct{})}
-			cfg.SetModuleState(Module, ws)
+			mod.SetState(cfg, ws)
 			go ws.reaper()
 		}
 	}
@@ -488,7 +488,7 @@ func initWorker(cfg *httpcore.Config, w *httpcore.Worker) error {
 }
 
 func exitWorker(cfg *httpcore.Config) {
-	ws, _ := cfg.ModuleState(Module).(*workerState)
+	ws, _ := mod.State(cfg).(*workerState)
 	if ws == nil {
 		return
 	}

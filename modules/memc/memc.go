@@ -32,38 +32,31 @@ type Conf struct {
 	allowed []string
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the memc module.
-var Module = &httpcore.Module{
-	Name:    "memc",
-	Order:   httpcore.OrderContent,
-	NewConf: func() any { return &Conf{} },
-}
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "memc",
+	Order: httpcore.OrderContent,
+	Conf:  mod,
+	Directives: []httpcore.Directive{
+		{Name: "memc_pass", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: setPass},
+		{Name: "memc_cmd", Context: httpcore.CtxAll, Set: httpcore.SetTemplate(func(c *Conf) **httpcore.Expr { return &c.cmd })},
+		{Name: "memc_key", Context: httpcore.CtxAll, Set: httpcore.SetTemplate(func(c *Conf) **httpcore.Expr { return &c.key })},
+		{Name: "memc_value", Context: httpcore.CtxAll, Set: httpcore.SetTemplate(func(c *Conf) **httpcore.Expr { return &c.value })},
+		{Name: "memc_exptime", Context: httpcore.CtxAll, Set: httpcore.SetTemplate(func(c *Conf) **httpcore.Expr { return &c.exptime })},
+		{Name: "memc_flags", Context: httpcore.CtxAll, Set: httpcore.SetTemplate(func(c *Conf) **httpcore.Expr { return &c.flags })},
+		{Name: "memc_cmds_allowed", Context: httpcore.CtxAll, Set: setAllowed},
+	},
+	Install:    install,
+	InitWorker: initWorker,
+	ExitWorker: exitWorker,
+})
 
 func init() {
-	tmpl := func(f func(*Conf, *httpcore.Expr)) func(*httpcore.Cmd) error {
-		return func(c *httpcore.Cmd) error {
-			e, err := c.AttrExpr()
-			if err == nil {
-				f(c.Conf().(*Conf), e)
-			}
-			return err
-		}
-	}
-	Module.Directives = []httpcore.Directive{
-		{Name: "memc_pass", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: setPass},
-		{Name: "memc_cmd", Context: httpcore.CtxAll, Set: tmpl(func(c *Conf, e *httpcore.Expr) { c.cmd = e })},
-		{Name: "memc_key", Context: httpcore.CtxAll, Set: tmpl(func(c *Conf, e *httpcore.Expr) { c.key = e })},
-		{Name: "memc_value", Context: httpcore.CtxAll, Set: tmpl(func(c *Conf, e *httpcore.Expr) { c.value = e })},
-		{Name: "memc_exptime", Context: httpcore.CtxAll, Set: tmpl(func(c *Conf, e *httpcore.Expr) { c.exptime = e })},
-		{Name: "memc_flags", Context: httpcore.CtxAll, Set: tmpl(func(c *Conf, e *httpcore.Expr) { c.flags = e })},
-		{Name: "memc_cmds_allowed", Context: httpcore.CtxAll, Set: setAllowed},
-	}
-	Module.Install = install
-	Module.InitWorker = initWorker
-	Module.ExitWorker = exitWorker
-	httpcore.Register(Module)
 	httpcore.RegisterVar("memc_flags", func(r *httpcore.Request) string {
-		if st, ok := r.ModuleCtx(Module).(*reqState); ok && st.got {
+		if st, ok := mod.Ctx(r).(*reqState); ok && st.got {
 			return strconv.FormatUint(uint64(st.flags), 10)
 		}
 		return ""
@@ -115,7 +108,7 @@ func setAllowed(c *httpcore.Cmd) error {
 }
 
 func install(l *httpcore.Location) error {
-	mc := httpcore.LocConf[Conf](l, Module)
+	mc := mod.Of(l)
 	if mc.up == nil && mc.passE == nil {
 		return nil
 	}
@@ -330,7 +323,7 @@ func run(h *Handle, cmd, key string, value []byte, exptime int32, flags uint32, 
 		if err != nil {
 			return 0, nil, p, err
 		}
-		r.SetModuleCtx(Module, &reqState{flags: it.Flags, got: true})
+		mod.SetCtx(r, &reqState{flags: it.Flags, got: true})
 		return 200, it.Value, p, nil
 	case "set":
 		return stored(func(c *memcache.Client) error { return c.Set(item) })

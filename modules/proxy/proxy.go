@@ -114,60 +114,50 @@ type target struct {
 	prefix string // the location prefix the URI part replaces
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf {
+	return &Conf{
+		connectTimeout: 60 * time.Second,
+		sendTimeout:    60 * time.Second,
+		readTimeout:    60 * time.Second,
+		next:           nextError | nextTimeout,
+		passReqHeaders: true,
+		passReqBody:    true,
+	}
+})
+
 // Module is the proxy module.
-var Module = &httpcore.Module{
+var Module = httpcore.Register(&httpcore.Module{
 	Name:  "proxy",
 	Order: httpcore.OrderContent,
-	NewConf: func() any {
-		return &Conf{
-			connectTimeout: 60 * time.Second,
-			sendTimeout:    60 * time.Second,
-			readTimeout:    60 * time.Second,
-			next:           nextError | nextTimeout,
-			passReqHeaders: true,
-			passReqBody:    true,
-		}
+	Conf:  mod,
+	Directives: []httpcore.Directive{
+		{Name: "proxy_pass", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: setPass},
+		{Name: "proxy_set_header", Context: httpcore.CtxAll, Set: setHeaders},
+		{Name: "proxy_hide_header", Context: httpcore.CtxAll, Set: httpcore.SetList(func(c *Conf) *[]string { return &c.hide })},
+		{Name: "proxy_pass_header", Context: httpcore.CtxAll, Set: httpcore.SetList(func(c *Conf) *[]string { return &c.passHeaders })},
+		{Name: "proxy_connect_timeout", Context: httpcore.CtxAll, Set: httpcore.SetDuration(func(c *Conf) *time.Duration { return &c.connectTimeout })},
+		{Name: "proxy_send_timeout", Context: httpcore.CtxAll, Set: httpcore.SetDuration(func(c *Conf) *time.Duration { return &c.sendTimeout })},
+		{Name: "proxy_read_timeout", Context: httpcore.CtxAll, Set: httpcore.SetDuration(func(c *Conf) *time.Duration { return &c.readTimeout })},
+		{Name: "proxy_next_upstream", Context: httpcore.CtxAll, Set: setNext},
+		{Name: "proxy_next_upstream_tries", Context: httpcore.CtxAll, Set: httpcore.SetCount(0, conf.NoMax, func(c *Conf) *int { return &c.nextTries })},
+		{Name: "proxy_next_upstream_timeout", Context: httpcore.CtxAll, Set: httpcore.SetDuration(func(c *Conf) *time.Duration { return &c.nextTimeout })},
+		{Name: "proxy_redirect", Context: httpcore.CtxAll, Set: setRedirect},
+		{Name: "proxy_pass_request_headers", Context: httpcore.CtxAll, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.passReqHeaders })},
+		{Name: "proxy_pass_request_body", Context: httpcore.CtxAll, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.passReqBody })},
+		{Name: "proxy_intercept_errors", Context: httpcore.CtxAll, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.intercept })},
 	},
-}
+	Install:    install,
+	InitWorker: initWorker,
+	ExitWorker: exitWorker,
+})
 
 func init() {
-	loc := httpcore.CtxLocation | httpcore.CtxIf
-	Module.Directives = []httpcore.Directive{
-		{Name: "proxy_pass", Context: loc, Set: setPass},
-		{Name: "proxy_set_header", Context: httpcore.CtxAll, Set: setHeaders},
-		{Name: "proxy_hide_header", Context: httpcore.CtxAll, Set: setNames(func(c *Conf, v []string) { c.hide = v })},
-		{Name: "proxy_pass_header", Context: httpcore.CtxAll, Set: setNames(func(c *Conf, v []string) { c.passHeaders = v })},
-		{Name: "proxy_connect_timeout", Context: httpcore.CtxAll, Set: setTime(func(c *Conf, d time.Duration) { c.connectTimeout = d })},
-		{Name: "proxy_send_timeout", Context: httpcore.CtxAll, Set: setTime(func(c *Conf, d time.Duration) { c.sendTimeout = d })},
-		{Name: "proxy_read_timeout", Context: httpcore.CtxAll, Set: setTime(func(c *Conf, d time.Duration) { c.readTimeout = d })},
-		{Name: "proxy_next_upstream", Context: httpcore.CtxAll, Set: setNext},
-		{Name: "proxy_next_upstream_tries", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
-			n, err := conf.Int(c.Attr())
-			if err == nil && n < 0 {
-				return conf.Errorf(c.Attr().Expr.Range(), "proxy_next_upstream_tries must not be negative")
-			}
-			c.Conf().(*Conf).nextTries = n
-			return err
-		}},
-		{Name: "proxy_next_upstream_timeout", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
-			d, err := conf.Duration(c.Attr())
-			c.Conf().(*Conf).nextTimeout = d
-			return err
-		}},
-		{Name: "proxy_redirect", Context: httpcore.CtxAll, Set: setRedirect},
-		{Name: "proxy_pass_request_headers", Context: httpcore.CtxAll, Set: setBool(func(c *Conf, v bool) { c.passReqHeaders = v })},
-		{Name: "proxy_pass_request_body", Context: httpcore.CtxAll, Set: setBool(func(c *Conf, v bool) { c.passReqBody = v })},
-		{Name: "proxy_intercept_errors", Context: httpcore.CtxAll, Set: setBool(func(c *Conf, v bool) { c.intercept = v })},
-	}
-	Module.Install = install
-	Module.InitWorker = initWorker
-	Module.ExitWorker = exitWorker
-	httpcore.Register(Module)
 	registerVars()
 }
 
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if c.pass == nil {
 		return nil
 	}
@@ -176,36 +166,6 @@ func install(l *httpcore.Location) error {
 		return nil
 	}
 	return l.SetContent("proxy", c.handle)
-}
-
-func setTime(f func(*Conf, time.Duration)) func(*httpcore.Cmd) error {
-	return func(c *httpcore.Cmd) error {
-		d, err := conf.Duration(c.Attr())
-		if err != nil {
-			return err
-		}
-		if d <= 0 {
-			return conf.Errorf(c.Attr().Expr.Range(), "%s must be positive", c.Name())
-		}
-		f(c.Conf().(*Conf), d)
-		return nil
-	}
-}
-
-func setBool(f func(*Conf, bool)) func(*httpcore.Cmd) error {
-	return func(c *httpcore.Cmd) error {
-		v, err := conf.Bool(c.Attr())
-		f(c.Conf().(*Conf), v)
-		return err
-	}
-}
-
-func setNames(f func(*Conf, []string)) func(*httpcore.Cmd) error {
-	return func(c *httpcore.Cmd) error {
-		v, err := conf.Strings(c.Attr())
-		f(c.Conf().(*Conf), v)
-		return err
-	}
 }
 
 // setPass parses proxy_pass: "http://upstream_name[/uri]", "http://host:port[/uri]",
@@ -361,13 +321,13 @@ type reqState struct {
 
 func registerVars() {
 	httpcore.RegisterVar("proxy_host", func(r *httpcore.Request) string {
-		if s, ok := r.ModuleCtx(Module).(*reqState); ok {
+		if s, ok := mod.Ctx(r).(*reqState); ok {
 			return s.host
 		}
 		return ""
 	})
 	httpcore.RegisterVar("proxy_port", func(r *httpcore.Request) string {
-		if s, ok := r.ModuleCtx(Module).(*reqState); ok {
+		if s, ok := mod.Ctx(r).(*reqState); ok {
 			return s.port
 		}
 		return ""
@@ -402,13 +362,13 @@ func initWorker(cfg *httpcore.Config, w *httpcore.Worker) error {
 			ws.pools[u] = newPool(u)
 		}
 	}
-	cfg.SetModuleState(Module, ws)
+	mod.SetState(cfg, ws)
 	go ws.reaper()
 	return nil
 }
 
 func exitWorker(cfg *httpcore.Config) {
-	ws, _ := cfg.ModuleState(Module).(*workerState)
+	ws, _ := mod.State(cfg).(*workerState)
 	if ws == nil {
 		return
 	}
@@ -444,13 +404,13 @@ func (ws *workerState) reaper() {
 }
 
 func poolFor(cfg *httpcore.Config, u *upstream.Upstream) *pool {
-	ws, _ := cfg.ModuleState(Module).(*workerState)
+	ws, _ := mod.State(cfg).(*workerState)
 	if ws == nil {
 		lazyMu.Lock()
-		ws, _ = cfg.ModuleState(Module).(*workerState)
+		ws, _ = mod.State(cfg).(*workerState)
 		if ws == nil {
 			initWorker(cfg, nil)
-			ws = cfg.ModuleState(Module).(*workerState)
+			ws = mod.State(cfg).(*workerState)
 		}
 		lazyMu.Unlock()
 	}
@@ -551,7 +511,7 @@ func (c *Conf) handle(r *httpcore.Request) httpcore.Action {
 			return r.Error(500)
 		}
 	}
-	r.SetModuleCtx(Module, &reqState{host: t.host, port: t.port})
+	mod.SetCtx(r, &reqState{host: t.host, port: t.port})
 	q := &request{c: c, r: r, t: t, method: r.Method(), start: time.Now()}
 	q.pl = poolFor(r.Config(), t.up)
 	q.uri = c.upstreamURI(r, t)

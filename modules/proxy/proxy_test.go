@@ -656,6 +656,11 @@ func TestProxyConfigErrors(t *testing.T) {
 		{"upstream \"a\" {\nservers = [\"127.0.0.1:1\"]\nbalance = \"hash\"\n}", "hash balancing needs a key"},
 		{"upstream \"a\" {\nservers = [\"127.0.0.1:1\"]\nread_timeout = \"1s\"\n}", "proxy_read_timeout"},
 	}
+	// nginx's rule for times (ngx_conf_set_msec_slot): "0" is a time, as for the Lua
+	// socket timeouts; for the proxy it means no timeout.
+	if _, err := testserver.BuildString(t, "http {\n server {\n listen = [\"127.0.0.1:0\"]\n proxy_read_timeout = \"0\"\n }\n}\n", nil); err != nil {
+		t.Errorf("proxy_read_timeout = \"0\": %v", err)
+	}
 	for _, c := range upstreamCases {
 		_, err := testserver.BuildString(t, "http {\n"+c.conf+"\n}\n", nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

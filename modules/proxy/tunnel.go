@@ -87,13 +87,15 @@ func pump(srcConn net.Conn, br *bufio.Reader, dst net.Conn, sendTimeout, idle ti
 	defer copyBufs.Put(bp)
 	buf := *bp
 	for {
-		if br.Buffered() == 0 {
+		if br.Buffered() == 0 && idle > 0 { // 0: no timeout, as everywhere in the proxy
 			srcConn.SetReadDeadline(time.Now().Add(idle))
 		}
 		n, err := br.Read(buf)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
-			dst.SetWriteDeadline(time.Now().Add(sendTimeout))
+			if sendTimeout > 0 {
+				dst.SetWriteDeadline(time.Now().Add(sendTimeout))
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}

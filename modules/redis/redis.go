@@ -32,26 +32,24 @@ type Conf struct {
 	body    bool // a query uses the request body
 }
 
-// Module is the redis module.
-var Module = &httpcore.Module{
-	Name:    "redis",
-	Order:   httpcore.OrderContent,
-	NewConf: func() any { return &Conf{} },
-}
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
 
-func init() {
-	loc := httpcore.CtxLocation | httpcore.CtxIf
-	Module.Directives = []httpcore.Directive{
-		{Name: "redis_pass", Context: loc, Set: setPass},
-		{Name: "redis_query", Context: loc, Set: setQuery},
-		{Name: "redis_raw_query", Context: loc, Set: setRaw},
+// Module is the redis module.
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "redis",
+	Order: httpcore.OrderContent,
+	Conf:  mod,
+	Directives: []httpcore.Directive{
+		{Name: "redis_pass", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: setPass},
+		{Name: "redis_query", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: setQuery},
+		{Name: "redis_raw_query", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: setRaw},
 		{Name: "redis_reply", Context: httpcore.CtxAll, Set: setReply},
-	}
-	Module.Install = install
-	Module.InitWorker = initWorker
-	Module.ExitWorker = exitWorker
-	httpcore.Register(Module)
-}
+	},
+	Install:    install,
+	InitWorker: initWorker,
+	ExitWorker: exitWorker,
+})
 
 // own makes the location the owner of the commands: nested locations and if blocks
 // start from their parent's, and a location that sets its own replaces them.
@@ -170,7 +168,7 @@ func setReply(c *httpcore.Cmd) error {
 }
 
 func install(l *httpcore.Location) error {
-	rc := httpcore.LocConf[Conf](l, Module)
+	rc := mod.Of(l)
 	if rc.up == nil && rc.passE == nil {
 		return nil
 	}

@@ -27,44 +27,36 @@ type Conf struct {
 
 const ctxRewrite = httpcore.CtxServer | httpcore.CtxLocation | httpcore.CtxIf
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the rewrite module.
-var Module = &httpcore.Module{
-	Name:    "rewrite",
-	Order:   httpcore.OrderRewrite,
-	NewConf: func() any { return &Conf{} },
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "rewrite",
+	Order: httpcore.OrderRewrite,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "return", Context: ctxRewrite, Set: setReturn},
 		{Name: "rewrite", Context: ctxRewrite, Block: true, Set: setRewrite},
 		{Name: "set", Context: ctxRewrite, Block: true, Set: setSet},
 		{Name: "break", Context: ctxRewrite, Set: setBreak},
-		{Name: "rewrite_log", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
-			v, err := conf.Bool(c.Attr())
-			c.Conf().(*Conf).Log = v
-			return err
-		}},
+		{Name: "rewrite_log", Context: httpcore.CtxAll, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.Log })},
 		{Name: "uninitialized_variable_warn", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
 			v, err := conf.Bool(c.Attr())
-			c.Conf().(*Conf).NoUninitWarn = !v
+			if err == nil {
+				c.Conf().(*Conf).NoUninitWarn = !v
+			}
 			return err
 		}},
 	},
-}
-
-// self is Module, for code reachable from the directives' Set functions (Module's
-// initializer cannot refer to itself).
-var self *httpcore.Module
-
-func init() {
-	self = Module
-	Module.Install = install
-	httpcore.Register(Module)
-	httpcore.UninitializedVarHook = warnUninitialized
-}
+	Install:          install,
+	UninitializedVar: warnUninitialized,
+})
 
 // warnUninitialized is nginx's warning for a variable read before any set gave it a
 // value (it reads as "").
 func warnUninitialized(r *httpcore.Request, name string) {
-	if !httpcore.LocConf[Conf](r.Location(), self).NoUninitWarn {
+	if !mod.Of(r.Location()).NoUninitWarn {
 		r.Logf(httpcore.LogWarn, "using uninitialized %q variable", name)
 	}
 }
@@ -72,7 +64,7 @@ func warnUninitialized(r *httpcore.Request, name string) {
 // install adds the post-rewrite step to contexts whose rewrites may have changed the
 // URI without "last": nginx searches the location again once the rewrite phase is over.
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if c.relocate && (l.Context() == httpcore.CtxLocation || l.Context() == httpcore.CtxIf) {
 		l.AddInlineHandler(httpcore.PhasePostRewrite, httpcore.OrderRewrite, postRewrite)
 	}
@@ -85,19 +77,19 @@ type reqCtx struct {
 }
 
 func setURIChanged(r *httpcore.Request, v bool) {
-	rc, _ := r.ModuleCtx(self).(*reqCtx)
+	rc, _ := mod.Ctx(r).(*reqCtx)
 	if rc == nil {
 		if !v {
 			return
 		}
 		rc = &reqCtx{}
-		r.SetModuleCtx(self, rc)
+		mod.SetCtx(r, rc)
 	}
 	rc.uriChanged = v
 }
 
 func postRewrite(r *httpcore.Request) httpcore.Action {
-	rc, _ := r.ModuleCtx(self).(*reqCtx)
+	rc, _ := mod.Ctx(r).(*reqCtx)
 	if rc == nil || !rc.uriChanged {
 		return httpcore.Continue
 	}

@@ -243,7 +243,7 @@ func (rp *replacement) eval(r *httpcore.Request) (uri, args string, hasArgs, add
 
 func (op *rewriteOp) Run(r *httpcore.Request) httpcore.Action {
 	cur := r.URI()
-	logOn := httpcore.LocConf[Conf](r.Location(), self).Log
+	logOn := mod.Of(r.Location()).Log
 	m := op.re.FindStringSubmatch(cur)
 	if m == nil {
 		if logOn {

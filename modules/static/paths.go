@@ -91,7 +91,7 @@ func (c *Conf) mapURI(r *httpcore.Request, uri string) (target, error) {
 		return t.withRel(uri)
 	case d.regex:
 		full := v
-		if rc, _ := r.ModuleCtx(Module).(*reqCtx); rc != nil && rc.addURI {
+		if rc, _ := mod.Ctx(r).(*reqCtx); rc != nil && rc.addURI {
 			full += uri // try_files found uri under the alias (nginx's add_uri_to_alias)
 		}
 		dir := d.regexDir(v, base)

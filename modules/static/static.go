@@ -41,37 +41,39 @@ const (
 
 const ctxHSL = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf {
+	return &Conf{
+		doc:         &docPath{value: "html"},
+		index:       []indexFile{{name: "index.html"}},
+		types:       defaultTypes,
+		etag:        true,
+		maxRanges:   -1,
+		logNotFound: true,
+	}
+})
+
 // Module is the static module.
-var Module = &httpcore.Module{
+var Module = httpcore.Register(&httpcore.Module{
 	Name:  "static",
 	Order: httpcore.OrderContent,
-	NewConf: func() any {
-		return &Conf{
-			doc:         &docPath{value: "html"},
-			index:       []indexFile{{name: "index.html"}},
-			types:       defaultTypes,
-			etag:        true,
-			maxRanges:   -1,
-			logNotFound: true,
-		}
-	},
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "root", Context: httpcore.CtxAll, Set: setRoot},
 		{Name: "alias", Context: httpcore.CtxLocation, Set: setAlias},
 		{Name: "index", Context: ctxHSL, Set: setIndex},
 		{Name: "try_files", Context: httpcore.CtxServer | httpcore.CtxLocation, Set: setTryFiles},
 		{Name: "types", Context: ctxHSL, Set: setTypes},
-		{Name: "etag", Context: ctxHSL, Set: boolSetter(func(c *Conf, v bool) { c.etag = v })},
+		{Name: "etag", Context: ctxHSL, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.etag })},
 		{Name: "if_modified_since", Context: ctxHSL, Set: setIMS},
-		{Name: "autoindex", Context: ctxHSL, Set: boolSetter(func(c *Conf, v bool) { c.autoindex = v })},
-		{Name: "max_ranges", Context: ctxHSL, Set: setMaxRanges},
-		{Name: "log_not_found", Context: ctxHSL, Set: boolSetter(func(c *Conf, v bool) { c.logNotFound = v })},
+		{Name: "autoindex", Context: ctxHSL, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.autoindex })},
+		{Name: "max_ranges", Context: ctxHSL, Set: httpcore.SetCount(0, conf.NoMax, func(c *Conf) *int { return &c.maxRanges })}, // 0 turns byte ranges off
+		{Name: "log_not_found", Context: ctxHSL, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.logNotFound })},
 	},
-}
+	Install: install,
+})
 
 func init() {
-	Module.Install = install
-	httpcore.Register(Module)
 	httpcore.RegisterVar("document_root", func(r *httpcore.Request) string {
 		v, _, _ := confOf(r).doc.eval(r)
 		return v
@@ -93,7 +95,7 @@ func init() {
 	})
 }
 
-func confOf(r *httpcore.Request) *Conf { return httpcore.LocConf[Conf](r.Location(), Module) }
+func confOf(r *httpcore.Request) *Conf { return mod.Of(r.Location()) }
 
 // defaultTypes is nginx's mime.types as an extension table.
 var defaultTypes = func() map[string]string {
@@ -111,7 +113,7 @@ var defaultTypes = func() map[string]string {
 // handlers everywhere, as nginx's index, autoindex and static handlers, which serve a
 // location that has no content handler of its own.
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if c.doc.prefix == "" {
 		// Contexts that set no root: the default "html" under the prefix.
 		prefix := l.Config().Main.Prefix
@@ -131,16 +133,6 @@ func install(l *httpcore.Location) error {
 	}
 	l.AddInlineHandler(httpcore.PhaseContent, httpcore.OrderContent+30, c.staticHandler)
 	return nil
-}
-
-func boolSetter(f func(*Conf, bool)) func(*httpcore.Cmd) error {
-	return func(c *httpcore.Cmd) error {
-		v, err := conf.Bool(c.Attr())
-		if err == nil {
-			f(c.Conf().(*Conf), v)
-		}
-		return err
-	}
 }
 
 // nginxVar finds nginx's `$name` in the literal text of an expression: HCL reads it as
@@ -212,18 +204,5 @@ func setIMS(c *httpcore.Cmd) error {
 	default:
 		return conf.Errorf(c.Attr().Expr.Range(), "if_modified_since is \"off\", \"exact\" or \"before\", not %q", v)
 	}
-	return nil
-}
-
-// setMaxRanges: max_ranges = 1; 0 turns byte ranges off.
-func setMaxRanges(c *httpcore.Cmd) error {
-	n, err := conf.Int(c.Attr())
-	if err != nil {
-		return err
-	}
-	if n < 0 {
-		return conf.Errorf(c.Attr().Expr.Range(), "max_ranges must not be negative")
-	}
-	c.Conf().(*Conf).maxRanges = n
 	return nil
 }

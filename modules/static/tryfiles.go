@@ -183,7 +183,7 @@ func (c *Conf) tryFilesHandler(r *httpcore.Request) httpcore.Action {
 		if d.alias && d.regex {
 			if !it.dir {
 				r.SetURI(newURI)
-				r.SetModuleCtx(Module, &reqCtx{addURI: true})
+				mod.SetCtx(r, &reqCtx{addURI: true})
 			}
 		} else {
 			r.SetURI(newURI)

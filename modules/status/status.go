@@ -22,20 +22,19 @@ type Conf struct {
 	loc  *httpcore.Location // the location stub_status was written in
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the stub_status module.
-var Module = &httpcore.Module{
-	Name:    "stub_status",
-	Order:   httpcore.OrderContent,
-	NewConf: func() any { return &Conf{} },
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "stub_status",
+	Order: httpcore.OrderContent,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "stub_status", Context: httpcore.CtxLocation | httpcore.CtxIf, Set: setStubStatus},
 	},
-}
-
-func init() {
-	Module.Install = install
-	httpcore.Register(Module)
-}
+	Install: install,
+})
 
 // setStubStatus decodes
 //
@@ -84,7 +83,7 @@ func setStubStatus(c *httpcore.Cmd) error {
 // install makes the status page the content handler of the location that asks for it
 // and of its if blocks; nested locations have their own content.
 func install(l *httpcore.Location) error {
-	cf := httpcore.LocConf[Conf](l, Module)
+	cf := mod.Of(l)
 	if !cf.on {
 		return nil
 	}

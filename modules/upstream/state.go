@@ -27,14 +27,14 @@ type requestState struct {
 }
 
 func stateOf(r *httpcore.Request, create bool) *requestState {
-	if s, ok := r.ModuleCtx(Module).(*requestState); ok {
+	if s, ok := mod.Ctx(r).(*requestState); ok {
 		return s
 	}
 	if !create {
 		return nil
 	}
 	s := &requestState{}
-	r.SetModuleCtx(Module, s)
+	mod.SetCtx(r, s)
 	return s
 }
 

@@ -152,25 +152,26 @@ type registry struct {
 	runtimeMade int
 }
 
+// mod is the module's handle: its configuration, state and request context.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the upstream module.
-var Module = &httpcore.Module{
-	Name:    "upstream",
-	Order:   httpcore.OrderContent - 50,
-	NewConf: func() any { return &Conf{} },
-}
+var Module = httpcore.Register(&httpcore.Module{
+	Name:  "upstream",
+	Order: httpcore.OrderContent - 50,
+	Conf:  mod,
+	Directives: []httpcore.Directive{
+		{Name: "upstream", Context: httpcore.CtxHTTP, Block: true, Set: setUpstream},
+	},
+	InitWorker: initWorker,
+})
 
 func init() {
-	// Set here rather than in the literal: setUpstream refers to Module.
-	Module.Directives = []httpcore.Directive{
-		{Name: "upstream", Context: httpcore.CtxHTTP, Block: true, Set: setUpstream},
-	}
-	Module.InitWorker = initWorker
-	httpcore.Register(Module)
 	registerVars()
 }
 
 func regOf(cfg *httpcore.Config) *registry {
-	c := httpcore.LocConf[Conf](cfg.Root(), Module)
+	c := mod.Of(cfg.Root())
 	if c.reg == nil {
 		c.reg = &registry{byName: map[string]*Upstream{}, implicit: map[string]*Upstream{}, cfg: cfg}
 	}
@@ -372,10 +373,12 @@ func setUpstream(c *httpcore.Cmd) error {
 		}
 		return attrs[keys[i]].NameRange.Start.Byte < attrs[keys[j]].NameRange.Start.Byte
 	})
-	balanceSet := false
+	ub := &upstreamBlock{Upstream: u, cmd: c}
 	for _, k := range keys {
-		a := attrs[k]
-		es.Add(a.Range(), u.setting(c, k, a, &balanceSet))
+		it := conf.Item{Name: k, Attr: attrs[k]}
+		es.Add(it.Range(), Settings.Apply(ub, it, func(it conf.Item) error {
+			return conf.Errorf(it.Range(), "unknown upstream setting %q", it.Name)
+		}))
 	}
 	if attrs["servers"] == nil {
 		es = append(es, conf.Errorf(b.TypeRange, "upstream %q has no servers", name))
@@ -393,179 +396,147 @@ func setUpstream(c *httpcore.Cmd) error {
 	return nil
 }
 
-func (u *Upstream) setting(c *httpcore.Cmd, name string, a *hclsyntax.Attribute, balanceSet *bool) error {
-	redisOnly := func() error {
-		if u.Type != TypeRedis {
-			return conf.Errorf(a.NameRange, "%s is a setting of redis upstreams", name)
+// upstreamBlock is what the settings of one upstream block configure.
+type upstreamBlock struct {
+	*Upstream
+	cmd        *httpcore.Cmd
+	balanceSet bool // balance or hash was written
+}
+
+// Settings is the directive table of an upstream block. The block reads type first,
+// then cluster and sentinel (they change how servers are read), then the rest in
+// source order.
+var Settings = conf.Table[upstreamBlock]{
+	{Name: "type", Set: func(*upstreamBlock, conf.Item) error { return nil }}, // read first by setUpstream
+	{Name: "servers", Set: func(b *upstreamBlock, it conf.Item) error { return b.parseServers(it.Attr.Expr) }},
+	{Name: "balance", Set: setBalance},
+	{Name: "hash", Set: setHash},
+	{Name: "keepalive", Set: conf.CountSlot(0, conf.NoMax, func(b *upstreamBlock) *int { return &b.Keepalive })},
+	{Name: "keepalive_timeout", Set: conf.DurationSlot(func(b *upstreamBlock) *time.Duration { return &b.KeepaliveTimeout })},
+	{Name: "keepalive_requests", Set: conf.CountSlot(1, conf.NoMax, func(b *upstreamBlock) *int { return &b.KeepaliveRequests })},
+	{Name: "connect_timeout", Set: backendTimeout(func(b *upstreamBlock) *time.Duration { return &b.ConnectTimeout })},
+	{Name: "send_timeout", Set: backendTimeout(func(b *upstreamBlock) *time.Duration { return &b.SendTimeout })},
+	{Name: "read_timeout", Set: backendTimeout(func(b *upstreamBlock) *time.Duration { return &b.ReadTimeout })},
+	{Name: "cluster", Set: redisOnly(conf.BoolSlot(func(b *upstreamBlock) *bool { return &b.Cluster }))},
+	{Name: "sentinel", Set: redisOnly(setSentinel)},
+	{Name: "username", Set: redisOnly(conf.StringSlot(func(b *upstreamBlock) *string { return &b.Username }))},
+	{Name: "password", Set: redisOnly(conf.StringSlot(func(b *upstreamBlock) *string { return &b.Password }))},
+	{Name: "db", Set: redisOnly(conf.CountSlot(0, conf.NoMax, func(b *upstreamBlock) *int { return &b.DB }))},
+}
+
+func redisOnly(set conf.Setter[upstreamBlock]) conf.Setter[upstreamBlock] {
+	return func(b *upstreamBlock, it conf.Item) error {
+		if b.Type != TypeRedis {
+			return conf.Errorf(it.Attr.NameRange, "%s is a setting of redis upstreams", it.Name)
 		}
-		return nil
+		return set(b, it)
 	}
-	switch name {
-	case "type":
-		return nil
-	case "servers":
-		return u.parseServers(a.Expr)
-	case "balance":
-		s, err := conf.String(a)
-		if err != nil {
-			return err
+}
+
+// backendTimeout is a timeout of redis and memcached upstreams. Unlike the other
+// times it must be positive: their clients read 0 as "the client's default" (go-redis:
+// 3 s), not as "no timeout".
+func backendTimeout(field func(*upstreamBlock) *time.Duration) conf.Setter[upstreamBlock] {
+	slot := conf.DurationSlot(field)
+	return func(b *upstreamBlock, it conf.Item) error {
+		if b.Type == TypeHTTP {
+			return conf.Errorf(it.Attr.NameRange, "%s is a setting of redis and memcached upstreams; http upstreams use proxy_%s in the location", it.Name, it.Name)
 		}
-		switch s {
-		case "round_robin":
-			u.Balance = RoundRobin
-		case "least_conn":
-			u.Balance = LeastConn
-		case "hash", "consistent_hash":
-			u.Balance = Hash
-			u.Consistent = s == "consistent_hash"
-		default:
-			return conf.Errorf(a.Expr.Range(), "unknown balance %q (expected round_robin, least_conn, hash or consistent_hash)", s)
+		if d, err := conf.Duration(it.Attr); err == nil && d <= 0 {
+			return conf.Errorf(it.Attr.Expr.Range(), "%s must be positive", it.Name)
 		}
-		if *balanceSet && u.Balance != Hash {
-			return conf.Errorf(a.NameRange, "balance = %q conflicts with hash", s)
-		}
-		*balanceSet = true
-	case "hash":
-		if *balanceSet && u.Balance != Hash {
-			return conf.Errorf(a.NameRange, "hash conflicts with balance = %q", u.Balance)
-		}
-		*balanceSet = true
-		u.Balance = Hash
-		keyExpr := hclsyntax.Expression(a.Expr)
-		if obj, ok := a.Expr.(*hclsyntax.ObjectConsExpr); ok {
-			fields, err := conf.ObjectFields(obj)
-			if err != nil {
-				return err
-			}
-			if err := conf.CheckFields(fields, "key", "consistent"); err != nil {
-				return err
-			}
-			keyExpr = nil
-			for _, f := range fields {
-				switch f.Name {
-				case "key":
-					keyExpr = f.Expr
-				case "consistent":
-					v, err := conf.ExprBool(f.Expr)
-					if err != nil {
-						return err
-					}
-					u.Consistent = v
-				}
-			}
-			if keyExpr == nil {
-				return conf.Errorf(a.Expr.Range(), "hash needs a key: hash = { key = \"${...}\", consistent = true }")
-			}
-		}
-		e, err := c.Expr(keyExpr)
-		if err != nil {
-			return err
-		}
-		u.HashKey = e
-	case "keepalive":
-		n, err := conf.Int(a)
-		if err != nil {
-			return err
-		}
-		if n < 0 {
-			return conf.Errorf(a.Expr.Range(), "keepalive must not be negative")
-		}
-		u.Keepalive = n
-	case "keepalive_timeout":
-		d, err := conf.Duration(a)
-		if err != nil {
-			return err
-		}
-		u.KeepaliveTimeout = d
-	case "keepalive_requests":
-		n, err := conf.Int(a)
-		if err != nil {
-			return err
-		}
-		if n < 1 {
-			return conf.Errorf(a.Expr.Range(), "keepalive_requests must be at least 1")
-		}
-		u.KeepaliveRequests = n
-	case "connect_timeout", "send_timeout", "read_timeout":
-		if u.Type == TypeHTTP {
-			return conf.Errorf(a.NameRange, "%s is a setting of redis and memcached upstreams; http upstreams use proxy_%s in the location", name, name)
-		}
-		d, err := conf.Duration(a)
-		if err != nil {
-			return err
-		}
-		if d <= 0 {
-			return conf.Errorf(a.Expr.Range(), "%s must be positive", name)
-		}
-		switch name {
-		case "connect_timeout":
-			u.ConnectTimeout = d
-		case "send_timeout":
-			u.SendTimeout = d
-		default:
-			u.ReadTimeout = d
-		}
-	case "cluster":
-		if err := redisOnly(); err != nil {
-			return err
-		}
-		v, err := conf.Bool(a)
-		if err != nil {
-			return err
-		}
-		u.Cluster = v
-	case "sentinel":
-		if err := redisOnly(); err != nil {
-			return err
-		}
-		fields, err := conf.ObjectFields(a.Expr)
-		if err != nil {
-			return err
-		}
-		if err := conf.CheckFields(fields, "master", "password"); err != nil {
-			return err
-		}
-		for _, f := range fields {
-			s, err := conf.ExprString(f.Expr)
-			if err != nil {
-				return err
-			}
-			if f.Name == "master" {
-				u.SentinelMaster = s
-			} else {
-				u.SentinelPassword = s
-			}
-		}
-		if u.SentinelMaster == "" {
-			return conf.Errorf(a.Expr.Range(), "sentinel needs the master's name: sentinel = { master = \"mymaster\" }")
-		}
-	case "username", "password":
-		if err := redisOnly(); err != nil {
-			return err
-		}
-		s, err := conf.String(a)
-		if err != nil {
-			return err
-		}
-		if name == "username" {
-			u.Username = s
-		} else {
-			u.Password = s
-		}
-	case "db":
-		if err := redisOnly(); err != nil {
-			return err
-		}
-		n, err := conf.Int(a)
-		if err != nil {
-			return err
-		}
-		if n < 0 {
-			return conf.Errorf(a.Expr.Range(), "db must not be negative")
-		}
-		u.DB = n
+		return slot(b, it)
+	}
+}
+
+func setBalance(b *upstreamBlock, it conf.Item) error {
+	a := it.Attr
+	s, err := conf.String(a)
+	if err != nil {
+		return err
+	}
+	switch s {
+	case "round_robin":
+		b.Balance = RoundRobin
+	case "least_conn":
+		b.Balance = LeastConn
+	case "hash", "consistent_hash":
+		b.Balance = Hash
+		b.Consistent = s == "consistent_hash"
 	default:
-		return conf.Errorf(a.NameRange, "unknown upstream setting %q", name)
+		return conf.Errorf(a.Expr.Range(), "unknown balance %q (expected round_robin, least_conn, hash or consistent_hash)", s)
+	}
+	if b.balanceSet && b.Balance != Hash {
+		return conf.Errorf(a.NameRange, "balance = %q conflicts with hash", s)
+	}
+	b.balanceSet = true
+	return nil
+}
+
+func setHash(b *upstreamBlock, it conf.Item) error {
+	a := it.Attr
+	if b.balanceSet && b.Balance != Hash {
+		return conf.Errorf(a.NameRange, "hash conflicts with balance = %q", b.Balance)
+	}
+	b.balanceSet = true
+	b.Balance = Hash
+	keyExpr := hclsyntax.Expression(a.Expr)
+	if obj, ok := a.Expr.(*hclsyntax.ObjectConsExpr); ok {
+		fields, err := conf.ObjectFields(obj)
+		if err != nil {
+			return err
+		}
+		if err := conf.CheckFields(fields, "key", "consistent"); err != nil {
+			return err
+		}
+		keyExpr = nil
+		for _, f := range fields {
+			switch f.Name {
+			case "key":
+				keyExpr = f.Expr
+			case "consistent":
+				v, err := conf.ExprBool(f.Expr)
+				if err != nil {
+					return err
+				}
+				b.Consistent = v
+			}
+		}
+		if keyExpr == nil {
+			return conf.Errorf(a.Expr.Range(), "hash needs a key: hash = { key = \"${...}\", consistent = true }")
+		}
+	}
+	e, err := b.cmd.Expr(keyExpr)
+	if err != nil {
+		return err
+	}
+	b.HashKey = e
+	return nil
+}
+
+// sentinel = { master = "mymaster", password = "..." }
+func setSentinel(b *upstreamBlock, it conf.Item) error {
+	a := it.Attr
+	fields, err := conf.ObjectFields(a.Expr)
+	if err != nil {
+		return err
+	}
+	if err := conf.CheckFields(fields, "master", "password"); err != nil {
+		return err
+	}
+	for _, f := range fields {
+		s, err := conf.ExprString(f.Expr)
+		if err != nil {
+			return err
+		}
+		if f.Name == "master" {
+			b.SentinelMaster = s
+		} else {
+			b.SentinelPassword = s
+		}
+	}
+	if b.SentinelMaster == "" {
+		return conf.Errorf(a.Expr.Range(), "sentinel needs the master's name: sentinel = { master = \"mymaster\" }")
 	}
 	return nil
 }
