@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -317,13 +318,7 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 	if now.Sub(l.lastScan) >= sweepInterval {
 		l.lastScan = now
 		swept = true
-		if !l.sweep(now, me) {
-			l.mu.Lock()
-			l.reaccept = true
-			l.mu.Unlock()
-			l.wake()
-			return true
-		}
+		l.sweep(now)
 	}
 	// A connection closed, or time passed since accept failed (the sweep also
 	// catches places freed by hijacked connections, which the loop does not close).
@@ -341,9 +336,11 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 }
 
 // sweep applies timeouts to the connections the loop holds: the keepalive and header
-// timeouts, and at the end of a drain the grace given to idle connections. It reports
-// false if this goroutine stopped leading meanwhile.
-func (l *eventLoop) sweep(now time.Time, me *leaderToken) bool {
+// timeouts, and at the end of a drain the grace given to idle connections. Every
+// connection that expired is closed in the same sweep: nothing here waits (no response
+// goes to a client that stopped sending, and no lingering close), so the sweep never
+// hands the loop over, however many expire at once.
+func (l *eventLoop) sweep(now time.Time) {
 	grace := l.e.idleGrace
 	for _, c := range l.conns {
 		if c.owner.Load() != ownerLoop {
@@ -352,22 +349,64 @@ func (l *eventLoop) sweep(now time.Time, me *leaderToken) bool {
 		idle := c.br == nil || c.br.Buffered() == 0
 		switch {
 		case c.lt.deadline != 0 && now.UnixNano() > c.lt.deadline:
-			if idle {
-				l.destroy(c)
-			} else {
-				// A request head that never completed.
-				c.inLoop = true
-				c.reject(408, "client timed out reading the request head")
-				if l.leader.Load() != me {
-					return false
-				}
-				c.inLoop = false
+			if !idle {
+				c.headTimedOut()
+			} else if c.requests == 0 && c.e.cfg.log.Enabled(LogInfo) {
+				c.e.cfg.log.Infof("*%d client timed out (110: Connection timed out) while waiting for request, client: %s", c.id, c.remoteAddr())
 			}
+			l.destroy(c)
 		case l.draining && idle && now.Sub(time.Unix(0, c.idleSince.Load())) >= grace:
 			l.destroy(c)
 		}
 	}
-	return true
+}
+
+// reuseSilence is how long a connection that has not sent a whole request head yet
+// (nothing, or part of one) must have been silent before a full worker may close it
+// for a new client; idle keepalive connections are reclaimable at once, as nginx's
+// reusable connections. nginx reclaims a new connection at once too, but a client
+// that just connected sends its head within a round trip: closing it would only move
+// the refusal from one new client to another (a burst of new connections on a worker
+// with a few worker_connections). A head that stopped arriving for a second is a
+// slowloris client more likely than a slow network.
+const reuseSilence = time.Second
+
+// reuseMax bounds the connections closed per reclaim, as ngx_drain_connections does.
+const reuseMax = 32
+
+// reclaim closes the oldest reclaimable connections when the worker is full, as
+// nginx's ngx_drain_connections: up to reuseMax, an eighth of those reclaimable, at
+// least one. It reports how many it closed.
+func (l *eventLoop) reclaim(now time.Time) int {
+	type cand struct {
+		c     *conn
+		since int64
+	}
+	var cands []cand
+	silent := now.Add(-reuseSilence).UnixNano()
+	for _, c := range l.conns {
+		if c.owner.Load() != ownerLoop {
+			continue
+		}
+		since := c.idleSince.Load()
+		if (c.requests == 0 || c.br != nil && c.br.Buffered() > 0) && since > silent {
+			continue // a head still arriving
+		}
+		cands = append(cands, cand{c, since})
+	}
+	if len(cands) == 0 {
+		return 0
+	}
+	e := l.e
+	if sec := now.Unix(); e.reuseLogged.Swap(sec) != sec {
+		e.cfg.log.Warnf("%d worker_connections are not enough, reusing connections", cap(e.sem))
+	}
+	n := max(min(reuseMax, len(cands)/8), 1)
+	sort.Slice(cands, func(i, j int) bool { return cands[i].since < cands[j].since })
+	for _, k := range cands[:n] {
+		l.destroy(k.c)
+	}
+	return n
 }
 
 // accept takes a connection from a listening socket that epoll reported, or with
@@ -378,6 +417,9 @@ func (l *eventLoop) accept(ln *loopListener) {
 		select {
 		case e.sem <- struct{}{}:
 		default:
+			if l.reclaim(coarseNow()) > 0 {
+				continue
+			}
 			l.pauseAccept()
 			if !e.connsLimitLogged.Swap(true) {
 				e.cfg.log.Alertf("%d worker_connections are not enough, new connections wait in the listen queue", cap(e.sem))
@@ -412,6 +454,10 @@ func (l *eventLoop) accept(ln *loopListener) {
 			continue
 		}
 		l.conns[int32(fd)] = c
+		// client_header_timeout counts from the accept, as nginx's post-accept timer:
+		// a client that connects and sends nothing is closed when it ends.
+		c.t.setReadTimeout(CoreConfOf(ln.as.def.root).ClientHeaderTimeout)
+		c.headDeadline = true
 		// The request is read when epoll reports it, as nginx does: the loop accepts
 		// as soon as the handshake ends, usually before the client's first segment, so
 		// a read right away mostly found nothing (one system call more per connection

@@ -2,6 +2,7 @@ package httpcore_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -469,5 +471,184 @@ func TestNoDelayFromTheSecondWrite(t *testing.T) {
 	// Seen by each request's handler, before its response is written.
 	if got := strings.Join(seen, ","); got != "0,0,1" {
 		t.Errorf("TCP_NODELAY before responses 1, 2, 3: %s, want 0,0,1", got)
+	}
+}
+
+const timeoutConf = `
+http {
+  client_header_timeout = "1s"
+  keepalive_timeout     = "30s"
+  server {
+    listen = ["127.0.0.1:0"]
+    location "= /hello" { return = { code = 200, body = "hello\n" } }
+    location "= /body" {
+      client_body_timeout    = "1s"
+      echo_read_request_body = true
+      echo                   = "${request_body}"
+    }
+  }
+}
+`
+
+// closedWithin reads from c until the server closes it, and reports how long that took
+// from start; a response or a wait past limit fails the test.
+func closedWithin(t *testing.T, c net.Conn, start time.Time, limit time.Duration) time.Duration {
+	t.Helper()
+	c.SetReadDeadline(start.Add(limit))
+	b, err := io.ReadAll(c)
+	d := time.Since(start)
+	// A reset is a close too: bytes that arrived after the last read make it one.
+	if len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("after %v: %q %v, want the connection closed without a response", d, b, err)
+	}
+	return d
+}
+
+// client_header_timeout bounds the whole head: hundreds of half-sent heads expiring
+// at once are all closed in the same sweep, a silent connection is closed too, and a
+// client trickling a byte every 200 ms is closed at the timeout, not kept alive by
+// its bytes.
+func TestHeaderTimeoutAsNginx(t *testing.T) {
+	s := testserver.Start(t, timeoutConf)
+	const n = 300
+	start := time.Now()
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\n")
+		conns[i] = c
+	}
+	silent, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	trickle, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trickle.Close()
+	trickleStart := time.Now()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// The delay between bytes is what is under test: each byte arrives well
+		// within the timeout, the head never completes.
+		head := "GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 100)
+		for i := 0; i < len(head); i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			if _, err := trickle.Write([]byte{head[i]}); err != nil {
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var slowest atomic.Int64
+	for _, c := range conns {
+		wg.Add(1)
+		go func(c net.Conn) {
+			defer wg.Done()
+			d := closedWithin(t, c, start, 5*time.Second)
+			for {
+				old := slowest.Load()
+				if int64(d) <= old || slowest.CompareAndSwap(old, int64(d)) {
+					break
+				}
+			}
+		}(c)
+	}
+	if d := closedWithin(t, silent, start, 5*time.Second); d < 900*time.Millisecond || d > 2500*time.Millisecond {
+		t.Errorf("silent connection closed after %v, want about 1s", d)
+	}
+	if d := closedWithin(t, trickle, trickleStart, 5*time.Second); d < 900*time.Millisecond || d > 2500*time.Millisecond {
+		t.Errorf("trickling connection closed after %v, want about 1s", d)
+	}
+	wg.Wait()
+	if d := time.Duration(slowest.Load()); d > 2500*time.Millisecond {
+		t.Errorf("the last of %d half-sent heads closed after %v, want about 1s", n, d)
+	}
+	s.Settle()
+	// Counted as 4xx answers (the access log's 408), though nothing was sent.
+	if got := s.Engine.Counters()["4xx"]; got < n+1 {
+		t.Errorf("%d 4xx counted, want %d", got, n+1)
+	}
+	if r := s.Get("/hello"); r.Status != 200 {
+		t.Errorf("after the timeouts: %d", r.Status)
+	}
+}
+
+// A full worker closes its idle connections, oldest first, for new clients, as
+// nginx's reusable connections: 200 idle keepalive connections against 64
+// worker_connections do not keep /hello out, nor do silent half-sent heads.
+func TestFullWorkerReusesConnections(t *testing.T) {
+	s := testserver.Start(t, timeoutConf, testserver.WithEngineOptions(httpcore.EngineOptions{WorkerConnections: 64}))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var held []net.Conn
+	defer func() {
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	var served atomic.Int64
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", s.Addr)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+				io.ReadAll(resp.Body)
+				served.Add(1)
+			}
+		}()
+	}
+	// Half-sent heads, silent from now on: reclaimable after a second's silence.
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		held = append(held, c)
+		mu.Unlock()
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHo")
+	}
+	wg.Wait()
+	if served.Load() < 64 {
+		t.Errorf("%d of 200 keepalive clients served", served.Load())
+	}
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("/hello %d on a full worker: %v", i, err)
+		}
+		c.Close()
+	}
+	if log := s.ErrorLog(); !strings.Contains(log, "64 worker_connections are not enough, reusing connections") {
+		t.Errorf("no reuse line in the error log:\n%s", log)
 	}
 }
