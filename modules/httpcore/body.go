@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net/http/httputil"
 )
 
 // ErrBodyTooLarge is returned when the request body exceeds client_max_body_size.
@@ -105,7 +104,7 @@ func (w *wireBody) Read(p []byte) (int, error) {
 	var err error
 	if b.chunked {
 		if b.cr == nil {
-			b.cr = httputil.NewChunkedReader(c.reader())
+			b.cr = &chunkedBody{br: c.reader(), limit: b.limit}
 		}
 		n, err = b.cr.Read(p)
 		if err == io.EOF {
@@ -146,9 +145,118 @@ func (w *wireBody) fail(err error) error {
 	if err == ErrBodyTooLarge {
 		w.r.Logf(LogError, "client intended to send too large chunked body")
 	} else if isTimeout(err) {
-		w.r.Logf(LogInfo, "client timed out reading the request body")
+		w.r.Logf(LogInfo, "client timed out (110: Connection timed out) while reading client request body")
 	}
 	return err
+}
+
+// errChunkSize is a chunk size line that is not one: nginx answers 400.
+var errChunkSize = errors.New("client sent invalid chunked body")
+
+// maxChunkSize is nginx's bound on a chunk size (NGX_MAX_OFF_T_VALUE): 2^63 and more
+// is an invalid body at once, not a wait for data that never comes.
+const maxChunkSize = 1<<63 - 1
+
+// chunkedBody decodes a chunked request body. Each chunk's size is checked against
+// client_max_body_size when its size line arrives, as nginx does, so a body announced
+// too large is refused before its data is read.
+type chunkedBody struct {
+	br      *bufio.Reader
+	left    int64 // bytes of the current chunk still to read
+	inChunk bool  // a chunk's data (and its CRLF) is being read
+	total   int64
+	limit   int64 // client_max_body_size, 0: none
+}
+
+func (cb *chunkedBody) Read(p []byte) (int, error) {
+	for cb.left == 0 {
+		if cb.inChunk {
+			if err := readCRLF(cb.br); err != nil {
+				return 0, err
+			}
+			cb.inChunk = false
+		}
+		size, err := readChunkSize(cb.br)
+		if err != nil {
+			return 0, err
+		}
+		if size == 0 {
+			return 0, io.EOF // the caller reads the trailer
+		}
+		if cb.limit > 0 && size > cb.limit-cb.total {
+			return 0, ErrBodyTooLarge
+		}
+		cb.total += size
+		cb.left, cb.inChunk = size, true
+	}
+	if int64(len(p)) > cb.left {
+		p = p[:cb.left]
+	}
+	n, err := cb.br.Read(p)
+	cb.left -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// readChunkSize reads a chunk size line: hex digits, optional extensions (ignored).
+func readChunkSize(br *bufio.Reader) (int64, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return 0, errChunkSize
+	}
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, err
+	}
+	line = bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	line = trimOWS(line)
+	if len(line) == 0 {
+		return 0, errChunkSize
+	}
+	var size int64
+	for _, c := range line {
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, errChunkSize
+		}
+		if size > maxChunkSize/16 {
+			return 0, errChunkSize
+		}
+		size = size*16 + int64(d)
+	}
+	return size, nil
+}
+
+// readCRLF reads the line end after a chunk's data.
+func readCRLF(br *bufio.Reader) error {
+	b, err := br.ReadByte()
+	if err == nil && b == '\r' {
+		b, err = br.ReadByte()
+	}
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if b != '\n' {
+		return errChunkSize
+	}
+	return nil
 }
 
 // skipTrailer consumes the trailer section after the last chunk.

@@ -73,6 +73,12 @@ func TestRequestBodies(t *testing.T) {
 		{"chunked", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nhel\r\n2;ext=1\r\nlo\r\n0\r\nTrailer: x\r\n\r\n", 200, "[hello]\n"},
 		{"too large declared", "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n", 413, ""},
 		{"too large chunked", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + strings.Repeat("x", 2048) + "\r\n0\r\n\r\n", 413, ""},
+		// "Transfer-Encoding:<TAB>chunked": a tab is OWS (RFC 9110).
+		{"TE after a tab", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\tchunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 200, "[abc]\n"},
+		// Refused when the size line arrives, not after waiting for data never sent.
+		{"chunk above client_max_body_size", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n801\r\n", 413, ""},
+		{"chunk size 2^63", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8000000000000000\r\n", 400, ""},
+		{"chunk size overflow", "POST /big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000a\r\n", 400, ""},
 		{"bad chunk size", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, ""},
 		{"larger limit in location", "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\nConnection: close\r\n\r\n" + strings.Repeat("y", 3000), 200, "3000\n"},
 	}

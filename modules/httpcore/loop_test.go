@@ -652,3 +652,26 @@ func TestFullWorkerReusesConnections(t *testing.T) {
 		t.Errorf("no reuse line in the error log:\n%s", log)
 	}
 }
+
+// A body that stops arriving for client_body_timeout ends the request as nginx ends
+// it: the connection closed without a response, 408 counted and logged.
+func TestBodyTimeoutAsNginx(t *testing.T) {
+	s := testserver.Start(t, timeoutConf)
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+	if d := closedWithin(t, c, start, 5*time.Second); d < 900*time.Millisecond || d > 2500*time.Millisecond {
+		t.Errorf("closed after %v, want about 1s", d)
+	}
+	s.Settle()
+	if got := s.Engine.Counters()["4xx"]; got != 1 {
+		t.Errorf("%d 4xx counted, want the 408", got)
+	}
+	if log := s.ErrorLog(); !strings.Contains(log, "client timed out (110: Connection timed out) while reading client request body") {
+		t.Errorf("no timeout line in the error log:\n%s", log)
+	}
+}

@@ -575,6 +575,16 @@ func (r *Request) finalize(status int) {
 	if r.finished {
 		return
 	}
+	if r.parent == nil && !r.headerSent && r.body.err != nil && isTimeout(r.body.err) {
+		// client_body_timeout: as nginx, the connection is closed without a response
+		// (the client stopped sending) and the access log says 408, whatever status
+		// the handler chose for its failed read.
+		r.status = 408
+		r.keepalive = false
+		r.c.abort = true
+		r.finished = true
+		return
+	}
 	if status >= 300 && !r.headerSent && (len(r.out) == 0 || r.errStatus != 0) {
 		r.errStatus = 0
 		if r.sendErrorPage(status) {
