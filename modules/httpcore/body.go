@@ -25,6 +25,10 @@ type bodyState struct {
 	err       error
 }
 
+// bodyFirstBuffer is the buffer a body read starts with: nginx's default
+// client_body_buffer_size on 64-bit systems.
+const bodyFirstBuffer = 16 << 10
+
 func (r *Request) readBody() ([]byte, error) {
 	if r.body.read {
 		return r.body.data, nil
@@ -43,9 +47,12 @@ func (r *Request) readBody() ([]byte, error) {
 	if r.body.streamed {
 		return nil, errors.New("request body is being streamed")
 	}
+	// The buffer grows with the data that arrives, never from the declared length: a
+	// Content-Length of a megabyte followed by three bytes costs what the three bytes
+	// need (100 such requests held 100 MB when it reserved min(length, 1 MB)).
 	var buf bytes.Buffer
 	if r.body.length > 0 {
-		buf.Grow(int(min(r.body.length, 1<<20)))
+		buf.Grow(int(min(r.body.length, bodyFirstBuffer)))
 	}
 	_, err := io.Copy(&buf, r.bodyReader())
 	r.body.streamed = false

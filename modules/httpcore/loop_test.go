@@ -481,6 +481,12 @@ http {
   server {
     listen = ["127.0.0.1:0"]
     location "= /hello" { return = { code = 200, body = "hello\n" } }
+    location "= /upload" {
+      client_max_body_size   = "10m"
+      client_body_timeout    = "20s"
+      echo_read_request_body = true
+      echo                   = "${content_length}"
+    }
     location "= /body" {
       client_body_timeout    = "1s"
       echo_read_request_body = true
@@ -674,4 +680,48 @@ func TestBodyTimeoutAsNginx(t *testing.T) {
 	if log := s.ErrorLog(); !strings.Contains(log, "client timed out (110: Connection timed out) while reading client request body") {
 		t.Errorf("no timeout line in the error log:\n%s", log)
 	}
+}
+
+// A body is buffered as it arrives, not from its declared length: 100 requests that
+// announce a megabyte each and send three bytes cost little (they cost 100 MB when a
+// read reserved min(Content-Length, 1 MB) up front).
+func TestDeclaredBodyLengthCostsNothing(t *testing.T) {
+	s := testserver.Start(t, timeoutConf)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 100
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nabc")
+		conns[i] = c
+	}
+	if !waitFor(5*time.Second, func() bool { return s.Engine.Counters()["writing"] == n }) {
+		t.Fatalf("%d requests reading their bodies, want %d", s.Engine.Counters()["writing"], n)
+	}
+	runtime.GC()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	if grown := int64(during.HeapAlloc) - int64(before.HeapAlloc); grown > 10<<20 {
+		t.Errorf("heap grew %d KB for %d bodies of 3 bytes", grown>>10, n)
+	} else {
+		t.Logf("heap grew %d KB for %d bodies of 3 bytes", grown>>10, n)
+	}
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
