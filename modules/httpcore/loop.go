@@ -156,9 +156,8 @@ func (l *eventLoop) lead() {
 	me := &leaderToken{}
 	l.leader.Store(me)
 	for {
-		if l.maintain(me) {
-			return
-		}
+		// Events first, then timers, as nginx: a connection whose bytes arrived is
+		// read before its timeout is looked at.
 		for len(l.batch) > 0 {
 			ev := l.batch[0]
 			l.batch = l.batch[1:]
@@ -166,6 +165,9 @@ func (l *eventLoop) lead() {
 			if l.leader.Load() != me {
 				return
 			}
+		}
+		if l.maintain(me) {
+			return
 		}
 		if l.leader.Load() != me {
 			return
@@ -349,6 +351,11 @@ func (l *eventLoop) sweep(now time.Time) {
 		idle := c.br == nil || c.br.Buffered() == 0
 		switch {
 		case c.lt.deadline != 0 && now.UnixNano() > c.lt.deadline:
+			if c.lt.unread() {
+				// Bytes arrived that the loop has not read yet (it was busy): as
+				// nginx handles events before timers, they are read first.
+				continue
+			}
 			if !idle {
 				c.headTimedOut()
 			} else if c.requests == 0 && c.e.cfg.log.Enabled(LogInfo) {
@@ -627,6 +634,13 @@ func (t *loopTransport) beforeWrite() {
 	}
 	rawSetsockoptInt(t.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	t.nodelay = true
+}
+
+// unread reports whether the socket has bytes waiting to be read.
+func (t *loopTransport) unread() bool {
+	var b [1]byte
+	n, _, err := unix.Recvfrom(t.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err == nil && n > 0
 }
 
 // notify passes readiness to the goroutine that has the connection.
