@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"sync"
@@ -50,6 +52,10 @@ type eventLoop struct {
 	paused   bool // accepting stopped (worker_connections reached, or accept failed): listeners disarmed
 	draining bool
 	lastScan time.Time
+	// peakConns: the most connections held since memory was last given back;
+	// lastFree: when it was.
+	peakConns int
+	lastFree  time.Time
 
 	leader atomic.Pointer[leaderToken]
 	leadFn func() // l.lead, made once: abdications happen per request
@@ -343,6 +349,7 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 // goes to a client that stopped sending, and no lingering close), so the sweep never
 // hands the loop over, however many expire at once.
 func (l *eventLoop) sweep(now time.Time) {
+	l.giveBackMemory(now)
 	grace := l.e.idleGrace
 	for _, c := range l.conns {
 		if c.owner.Load() != ownerLoop {
@@ -366,6 +373,34 @@ func (l *eventLoop) sweep(now time.Time) {
 			l.destroy(c)
 		}
 	}
+}
+
+// After a burst of connections (an attack of slow clients, a spike) the worker's heap
+// shrinks at the next collection, but an idle worker allocates little and collects
+// rarely (the runtime forces one every two minutes), and the scavenger returns pages
+// slowly: 1,000 slowloris connections left their memory in the worker's RSS after
+// they went. So when a burst of at least burstConns connections has shrunk to a
+// quarter, the worker collects and returns its free memory at once, at most every
+// freeInterval.
+const (
+	burstConns   = 256
+	freeInterval = 10 * time.Second
+)
+
+func (l *eventLoop) giveBackMemory(now time.Time) {
+	n := len(l.conns)
+	l.peakConns = max(l.peakConns, n)
+	if l.peakConns < burstConns || n > l.peakConns/4 || now.Sub(l.lastFree) < freeInterval {
+		return
+	}
+	l.peakConns, l.lastFree = n, now
+	// On its own goroutine: the loop goes on while the collector runs. Two
+	// collections: the first moves the buffer pools' contents to their victim
+	// caches, the second (FreeOSMemory's) frees them and returns the pages.
+	go func() {
+		runtime.GC()
+		debug.FreeOSMemory()
+	}()
 }
 
 // reuseSilence is how long a connection that has not sent a whole request head yet
