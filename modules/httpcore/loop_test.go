@@ -824,3 +824,38 @@ func TestSlowBodiesCostLittleMemory(t *testing.T) {
 		t.Errorf("heap grew %d KB for %d slow bodies", grown>>10, n)
 	}
 }
+
+// Slowloris connections fill a worker: once their heads have been silent for a second
+// they are closed, oldest first, for new clients (nginx kept serving 142 of 149 with
+// 600 of them against 512 worker_connections).
+func TestFullWorkerReclaimsSilentHeads(t *testing.T) {
+	// A long client_header_timeout: the heads are closed to make room, not timed out.
+	conf := strings.Replace(timeoutConf, `client_header_timeout = "1s"`, `client_header_timeout = "60s"`, 1)
+	s := testserver.Start(t, conf, testserver.WithEngineOptions(httpcore.EngineOptions{WorkerConnections: 64}))
+	for i := 0; i < 100; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+	}
+	served := 0
+	start := time.Now()
+	for i := 0; i < 10; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil && resp.StatusCode == 200 {
+			served++
+		}
+		c.Close()
+	}
+	if served != 10 {
+		t.Errorf("%d of 10 clients served beside 100 slowloris connections on 64 worker_connections", served)
+	}
+	t.Logf("10 clients served in %v", time.Since(start))
+}
