@@ -104,11 +104,12 @@ func (r *Request) readBody() ([]byte, error) {
 	f, err := r.bodyTempFile(core)
 	if err != nil {
 		r.Logf(LogCrit, "%v", err)
-		return nil, r.failBody(err)
+		return nil, r.failBody(bodyFileError{err})
 	}
 	r.body.file, r.body.keepFile = f, core.ClientBodyInFileOnly == 1
 	if _, err := f.Write(mem); err != nil {
-		return nil, r.failBody(err)
+		r.Logf(LogCrit, "write() to %q failed: %v", f.Name(), err)
+		return nil, r.failBody(bodyFileError{err})
 	}
 	buf := mem[:cap(mem)]
 	if len(buf) < limit {
@@ -119,7 +120,7 @@ func (r *Request) readBody() ([]byte, error) {
 		if n > 0 {
 			if _, werr := f.Write(buf[:n]); werr != nil {
 				r.Logf(LogCrit, "write() to %q failed: %v", f.Name(), werr)
-				return nil, r.failBody(werr)
+				return nil, r.failBody(bodyFileError{werr})
 			}
 		}
 		if err == io.EOF {
@@ -133,6 +134,13 @@ func (r *Request) readBody() ([]byte, error) {
 	r.body.data, r.body.read = nil, true
 	return nil, nil
 }
+
+// bodyFileError is a failure to write a body's temporary file: the server's fault,
+// answered with 500 as nginx does, whatever status the reader's handler chose.
+type bodyFileError struct{ err error }
+
+func (e bodyFileError) Error() string { return "request body temporary file: " + e.err.Error() }
+func (e bodyFileError) Unwrap() error { return e.err }
 
 // failBody records a body read that failed.
 func (r *Request) failBody(err error) error {

@@ -496,6 +496,12 @@ http {
       echo_read_request_body  = true
       echo                    = "[${request_body}] ${request_body_file}"
     }
+    location "= /nowhere" {
+      client_body_buffer_size = "1k"
+      client_body_temp_path   = "/dev/null/spool"
+      echo_read_request_body  = true
+      echo                    = "${request_body_file}"
+    }
     location "= /keep" {
       client_body_in_file_only = "on"
       echo_read_request_body   = true
@@ -776,8 +782,13 @@ func TestBodyBufferedToFile(t *testing.T) {
 	if b, err := os.ReadFile(name); err != nil || string(b) != "kept" {
 		t.Errorf("kept file: %q %v", b, err)
 	}
+	// A temporary file that cannot be made is the server's fault: 500, logged.
+	raw := testserver.Raw(t, s.Addr, "POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n"+strings.Repeat("n", 5000), 5*time.Second)
+	if !strings.HasPrefix(raw, "HTTP/1.1 500") || !strings.Contains(s.ErrorLog(), "[crit]") {
+		t.Errorf("unwritable client_body_temp_path: %q", raw)
+	}
 	// A chunked body spooled the same way.
-	raw := testserver.Raw(t, s.Addr, "POST /spool HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"+
+	raw = testserver.Raw(t, s.Addr, "POST /spool HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"+
 		fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", 5000, strings.Repeat("c", 5000)), 5*time.Second)
 	if !strings.Contains(raw, "[] "+dir+"/") {
 		t.Errorf("chunked large body: %q", raw)
