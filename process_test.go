@@ -227,6 +227,20 @@ func TestQuitDrainsSlowRequests(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	inst.Signal(syscall.SIGQUIT)
+	// New clients are refused at once, while the slow requests still run.
+	quit := time.Now()
+	if !e2e.WaitFor(2*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", inst.Addr(), 200*time.Millisecond)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	}) {
+		t.Errorf("the port still accepts during the QUIT drain")
+	} else if d := time.Since(quit); d > 600*time.Millisecond {
+		t.Errorf("new clients refused %v after QUIT, want at once", d)
+	}
 	for i := 0; i < 6; i++ {
 		r := <-results
 		if r.err != nil || r.status != 200 || r.body != "start\ndone\n" {
@@ -626,4 +640,128 @@ func hasConnection(pid int) bool {
 	// The control pipe and the listening sockets are sockets too: a worker holds one per
 	// listen address plus the pipe before any connection.
 	return n > 2
+}
+
+const orphanConf = `
+worker_processes        = 1
+worker_shutdown_timeout = "20s"
+error_log               = { path = "logs/error.log", level = "info" }
+http {
+  server {
+    listen = ["127.0.0.1:{{PORT}}"]
+    location "/files/" { root = "html" }
+    location "= /sleep" { echo = ["start", { sleep = "1500ms" }, "done"] }
+  }
+}
+`
+
+// The master's death loses no work: its workers stop accepting and finish what is in
+// flight (three large downloads read slowly, a sleeping request), then exit.
+func TestKillMasterFinishesInFlight(t *testing.T) {
+	const size = 16 << 20
+	inst := e2e.Start(t, orphanConf, &e2e.Options{Files: map[string]string{"html/files/big": strings.Repeat("x", size)}})
+	master := inst.MasterPid()
+	workers := e2e.Workers(master)
+	type result struct {
+		n   int64
+		err error
+	}
+	results := make(chan result, 4)
+	started := make(chan struct{}, 4)
+	for i := 0; i < 3; i++ {
+		go func() {
+			c, err := net.Dial("tcp", inst.Addr())
+			if err != nil {
+				started <- struct{}{}
+				results <- result{0, err}
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			io.WriteString(c, "GET /files/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				started <- struct{}{}
+				results <- result{0, err}
+				return
+			}
+			buf := make([]byte, 64<<10)
+			var n int64
+			for {
+				k, err := resp.Body.Read(buf)
+				n += int64(k)
+				if n >= 1<<20 && n-int64(k) < 1<<20 {
+					started <- struct{}{}
+				}
+				if err != nil {
+					if err == io.EOF {
+						err = nil
+					}
+					results <- result{n, err}
+					return
+				}
+				// A slow reader, so that the download is in flight when the master
+				// dies: the delay is what is under test.
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	go func() {
+		c, err := net.Dial("tcp", inst.Addr())
+		if err != nil {
+			started <- struct{}{}
+			results <- result{0, err}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		io.WriteString(c, "GET /sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		started <- struct{}{}
+		if err != nil {
+			results <- result{0, err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && string(b) != "start\ndone\n" {
+			err = fmt.Errorf("sleeping request: %q", b)
+		}
+		results <- result{int64(len(b)), err}
+	}()
+	for i := 0; i < 4; i++ {
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("requests did not start")
+		}
+	}
+	syscall.Kill(master, syscall.SIGKILL)
+	// New clients are refused once the worker stopped accepting.
+	if !e2e.WaitFor(5*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", inst.Addr(), time.Second)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	}) {
+		t.Errorf("the port still accepts after the master's death")
+	}
+	for i := 0; i < 4; i++ {
+		r := <-results
+		if r.err != nil || (r.n != size && r.n != int64(len("start\ndone\n"))) {
+			t.Errorf("request in flight when the master died: %d bytes, %v", r.n, r.err)
+		}
+	}
+	if !e2e.WaitFor(10*time.Second, func() bool {
+		for _, w := range workers {
+			if e2e.Alive(w) {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Errorf("workers still alive after their requests ended")
+	}
 }

@@ -312,6 +312,17 @@ func (m *Master) onSignal(s os.Signal) (int, bool) {
 func (m *Master) beginStop(fast bool) {
 	if !m.stopping {
 		systemd.Stopping()
+		if !fast {
+			// A real shutdown: the listening sockets close now, as nginx's master
+			// closes them on QUIT, so that new clients are refused at once instead
+			// of waiting in a queue nobody accepts from; the workers close their
+			// copies when they start draining. (A reload's drain keeps them: the
+			// next generation serves on the same sockets. An upgraded master stops
+			// without coming here, and the new master has its own copies.)
+			for _, sk := range m.socks.m {
+				m.socks.close(sk)
+			}
+		}
 	}
 	m.stopping = true
 	for _, p := range m.procs {

@@ -2,7 +2,7 @@
 # Side-by-side benchmarks: spindle against nginx + lua-nginx-module (Debian's packages)
 # on the same workloads, configured from ../shared/anchors/nginx.conf.
 #
-#   scripts/bench.sh [throughput] [memory] [reload] [upgrade] [ceiling]
+#   scripts/bench.sh [throughput] [memory] [reload] [upgrade] [ceiling] [hostile]
 #                                                       (default: throughput memory)
 #
 # throughput: one worker each pinned to CPU 0, wrk -t1 -c100 pinned to CPU 1 (backends
@@ -15,6 +15,12 @@
 # reload:     2 workers each, 20 reloads under wrk load, with a new connection per
 #             request and over keepalive connections; prints requests and errors.
 # upgrade:    3 binary upgrades under the same loads (nginx: USR2, WINCH, QUIT).
+# hostile:    1,000 slowloris connections and 200 slow 1 MB request bodies (a byte every
+#             5 s) against one worker each, beside sequential /hello requests: their
+#             p99 and errors, the worker's RSS idle, at peak and 10 s after
+#             (internal/cmd/hostile; HOSTILE_SLOWLORIS, HOSTILE_BODIES,
+#             HOSTILE_DURATION). The full-worker case (worker_connections reached)
+#             is covered by httpcore's TestFullWorkerReusesConnections.
 # ceiling:    /hello on internal/cmd/nullserver, a server that does nothing but one
 #             read and one write per request, beside nginx and spindle (same pinning,
 #             rounds alternating): the most any server can reach over nginx's rate
@@ -114,6 +120,8 @@ start_nginx() { # workers extra-conf
   sed -e "s#PREFIX#$WORK/nginx#g; s#REDISPORT#$REDISPORT#g; s#MEMCPORT#$MEMCPORT#g; s#\bPORT\b#$NGINXPORT#g" "$ANCHOR" > "$WORK/nginx/nginx.conf"
   # The proxy workload, against the same upstream as spindle's.
   sed -i "s#location = /hello#location = /proxy { proxy_pass http://127.0.0.1:$UPPORT/; proxy_http_version 1.1; proxy_set_header Connection \"\"; }\n        location = /hello#" "$WORK/nginx/nginx.conf"
+  # The hostile mode's slow bodies.
+  sed -i "s#location = /hello#location = /upload { client_max_body_size 10m; echo_read_request_body; echo ok; }\n        location = /hello#" "$WORK/nginx/nginx.conf"
   # The memory mode's Lua request in flight.
   sed -i "s#location = /hello#location = /lua_sleep { content_by_lua_block { ngx.sleep(8) ngx.say(\"ok\") } }\n        location = /hello#" "$WORK/nginx/nginx.conf"
   if [ "${1:-1}" != 1 ]; then
@@ -200,6 +208,12 @@ LOC[memc]='location "= /memc" {
       memc_key  = "foo"
     }'
 LOC[proxy]='location "= /proxy" { proxy_pass = "http://up_pool/" }'
+# hostile: slow request bodies, read whole (nginx gets the same location).
+LOC[upload]='location "= /upload" {
+      client_max_body_size   = "10m"
+      echo_read_request_body = true
+      echo                   = "ok"
+    }'
 
 UPSTREAMS="  upstream \"redis_pool\" {
     type      = \"redis\"
@@ -270,7 +284,7 @@ PY
 SUPPORTED=()
 detect_workloads() {
   mkdir -p "$WORK/spindle/conf" "$WORK/spindle/html"
-  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short redis_short_lua memc proxy lua_sleep; do
+  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short redis_short_lua memc proxy lua_sleep upload; do
     local loc=${LOC[$w]//REDISPORT/$REDISPORT}
     local helpers=("${LOC[moon]}" "${LOC[earth]}")
     [ "$w" = moon ] || [ "$w" = earth ] && helpers=()
@@ -428,6 +442,29 @@ idle_conns() { # worker-pid port n -> bytes per connection
   go run ./internal/cmd/idleconns -addr "127.0.0.1:$2" -n "$3" -hold 3s -pid "$1" -before "$before"
 }
 
+# ---------------------------------------------------------------- hostile clients
+hostile() {
+  [ ${#SUPPORTED[@]} -gt 0 ] || detect_workloads
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  echo
+  echo "hostile clients (${HOSTILE_SLOWLORIS:-1000} slowloris, ${HOSTILE_BODIES:-200} slow 1 MB bodies, ${HOSTILE_DURATION:-20s}) beside /hello, one worker:"
+  start_spindle 1
+  local w; w=$(pgrep -f "spindle: worker process" -P "$(cat "$WORK/spindle/logs/spindle.pid")" | head -1)
+  local s; s=$(hostile_run "$w" "$SPINDLEPORT")
+  stop_spindle
+  start_nginx 1
+  w=$(pgrep -P "$NGINX_MASTER" | head -1)
+  local g; g=$(hostile_run "$w" "$NGINXPORT")
+  stop_nginx
+  echo "  spindle: $s"
+  echo "  nginx:   $g"
+}
+hostile_run() { # worker-pid port -> one line of figures
+  taskset -c 1 go run ./internal/cmd/hostile -addr "127.0.0.1:$2" -pid "$1" \
+    -slowloris "${HOSTILE_SLOWLORIS:-1000}" -bodies "${HOSTILE_BODIES:-200}" \
+    -duration "${HOSTILE_DURATION:-20s}" -after 10s
+}
+
 # ---------------------------------------------------------------- reload / upgrade
 load_with_ops() { # label url op count header
   local label=$1 url=$2 op=$3 count=$4 hdr=${5:-}
@@ -525,6 +562,7 @@ for m in "${MODES[@]}"; do
     memory) memory ;;
     reload) reload ;;
     upgrade) upgrade ;;
+    hostile) hostile ;;
     *) echo "unknown mode $m" >&2; exit 2 ;;
   esac
 done

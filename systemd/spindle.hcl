@@ -17,6 +17,8 @@ events {
 
 http {
   access_log = "/var/log/spindle/access.log"
+  # Request bodies larger than client_body_buffer_size go to files here.
+  client_body_temp_path = "/var/lib/spindle/client_body_temp"
 
   server {
     listen      = ["0.0.0.0:80"]

@@ -194,7 +194,8 @@ func (w *worker) run() int {
 	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGPIPE)
 
 	msgs := make(chan ipc.Message, 16)
-	go w.readControl(msgs)
+	masterGone := make(chan struct{})
+	go w.readControl(msgs, masterGone)
 
 	if err := w.ctl.Send(ipc.Ready{Pid: os.Getpid()}); err != nil {
 		return 1
@@ -217,6 +218,17 @@ func (w *worker) run() int {
 			case ipc.StatusRequest:
 				w.ctl.Send(ipc.Status{ID: m.ID, Counters: w.eng.Counters()})
 			}
+		case <-masterGone:
+			// Nothing in flight is lost with the master: the worker stops accepting
+			// (its copies of the listening sockets close, and with the master's gone
+			// the port refuses new clients) and finishes its requests, within
+			// worker_shutdown_timeout, then exits. No orphan serves on.
+			w.log.Alertf("the master process is gone: finishing the requests in flight, then exiting")
+			timeout := mc.WorkerShutdownTimeout
+			if timeout <= 0 {
+				timeout = orphanShutdownTimeout
+			}
+			return w.drain(timeout)
 		case s := <-sigs:
 			switch s {
 			case syscall.SIGQUIT:
@@ -230,10 +242,16 @@ func (w *worker) run() int {
 	}
 }
 
+// orphanShutdownTimeout bounds the drain of a worker whose master died when
+// worker_shutdown_timeout is not set: requests in flight finish (a large download, a
+// long poll), but a connection that never ends (a WebSocket) does not keep an orphan
+// worker alive.
+const orphanShutdownTimeout = time.Minute
+
 // readControl reads the control pipe. Status replies go straight to their waiters;
-// everything else to the main loop. EOF means the master is gone: exit at once, as
-// every worker must be gone within a second of its master.
-func (w *worker) readControl(msgs chan<- ipc.Message) {
+// everything else to the main loop. EOF means the master is gone: gone is closed, and
+// the main loop drains the worker.
+func (w *worker) readControl(msgs chan<- ipc.Message, gone chan<- struct{}) {
 	for {
 		m, fds, err := w.ctl.Recv()
 		for _, fd := range fds {
@@ -241,22 +259,10 @@ func (w *worker) readControl(msgs chan<- ipc.Message) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				w.log.Alertf("control pipe: %v; exiting", err)
+				w.log.Alertf("control pipe: %v", err)
 			}
-			// The master is gone: exit within the second, after a bounded chance for
-			// modules to write out what they buffer (access logs).
-			done := make(chan struct{})
-			go func() {
-				if w.cfg != nil {
-					w.cfg.ExitWorker()
-				}
-				close(done)
-			}()
-			select {
-			case <-done:
-			case <-time.After(300 * time.Millisecond):
-			}
-			os.Exit(1)
+			close(gone)
+			return
 		}
 		if r, ok := m.(ipc.StatusReply); ok {
 			w.mu.Lock()

@@ -70,6 +70,7 @@ func init() {
 		}
 		return ""
 	})
+	RegisterVar("request_body_file", func(r *Request) string { return r.BodyFile() })
 	RegisterVar("status", func(r *Request) string {
 		if r.status == 0 {
 			return "000"

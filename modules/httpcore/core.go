@@ -1,6 +1,7 @@
 package httpcore
 
 import (
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -27,6 +28,17 @@ type CoreConf struct {
 	// grants it (see Request.access); satisfy all (the default) needs every handler
 	// that decides to grant it.
 	SatisfyAny bool
+	// ClientBodyBufferSize is how much of a request body is kept in memory; a larger
+	// body goes to a temporary file (client_body_buffer_size, nginx's 16k).
+	ClientBodyBufferSize int64
+	// ClientBodyTempPath is the directory of those files; "" is client_body_temp
+	// under the prefix.
+	ClientBodyTempPath string
+	// ClientBodyInFileOnly: 0 off, 1 on (files are kept), 2 clean (removed).
+	ClientBodyInFileOnly int
+	// ClientBodyInSingleBuffer is accepted for nginx configs: a body in memory is
+	// always one buffer here.
+	ClientBodyInSingleBuffer bool
 	// LogSubrequest runs the log phase for subrequests too (log_subrequest, a
 	// directive of the access log module).
 	LogSubrequest bool
@@ -50,6 +62,8 @@ var CoreModule = Register(&Module{
 			ServerTokens:        true,
 			LargeHeaderBuffers:  4,
 			LargeHeaderBuffer:   8 << 10,
+			// nginx's default on 64-bit systems: two pages.
+			ClientBodyBufferSize: 16 << 10,
 		}
 	},
 	Directives: []Directive{
@@ -69,6 +83,35 @@ var CoreModule = Register(&Module{
 		{Name: "server_tokens", Context: CtxAll, Set: SetBool(func(cc *CoreConf) *bool { return &cc.ServerTokens })},
 		{Name: "large_client_header_buffers", Context: CtxHTTP | CtxServer, Set: setLargeHeaderBuffers},
 		{Name: "satisfy", Context: CtxHTTP | CtxServer | CtxLocation, Set: setSatisfy},
+		{Name: "client_body_buffer_size", Context: CtxAll, Set: SetSize(func(cc *CoreConf) *int64 { return &cc.ClientBodyBufferSize })},
+		{Name: "client_body_temp_path", Context: CtxAll, Set: func(c *Cmd) error {
+			v, err := conf.String(c.Attr())
+			if err != nil {
+				return err
+			}
+			if v == "" {
+				return conf.Errorf(c.Attr().Expr.Range(), "client_body_temp_path must not be empty")
+			}
+			if !filepath.IsAbs(v) {
+				v = filepath.Join(c.Config().Main.Prefix, v)
+			}
+			c.Conf().(*CoreConf).ClientBodyTempPath = v
+			return nil
+		}},
+		{Name: "client_body_in_file_only", Context: CtxAll, Set: func(c *Cmd) error {
+			v, err := conf.String(c.Attr())
+			if err != nil {
+				return err
+			}
+			modes := map[string]int{"off": 0, "on": 1, "clean": 2}
+			m, ok := modes[v]
+			if !ok {
+				return conf.Errorf(c.Attr().Expr.Range(), "client_body_in_file_only must be \"on\", \"clean\" or \"off\", not %q", v)
+			}
+			c.Conf().(*CoreConf).ClientBodyInFileOnly = m
+			return nil
+		}},
+		{Name: "client_body_in_single_buffer", Context: CtxAll, Set: SetBool(func(cc *CoreConf) *bool { return &cc.ClientBodyInSingleBuffer })},
 	},
 })
 

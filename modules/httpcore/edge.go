@@ -129,11 +129,13 @@ func scanHead(b []byte, lim headLimits) headScan {
 				return headScan{status: 413, lineDone: true, reason: "Content-Length too large"}
 			}
 		case equalFold(name, "transfer-encoding"):
+			// The value was trimmed of OWS, tabs included, as RFC 9110 5.6.3 allows:
+			// "Transfer-Encoding:<TAB>chunked" is chunked (nginx 1.22 answers it 501).
 			nTE++
 			te = value
 		case equalFold(name, "host"):
 			nHost++
-			if len(value) == 0 || bytes.ContainsAny(value, "/\\ ") {
+			if !validHost(value) {
 				return bad("invalid Host header")
 			}
 		}
@@ -180,8 +182,11 @@ func checkRequestLine(line []byte) headScan {
 	if sp1 <= 0 {
 		return bad("invalid request line")
 	}
+	// A method is upper-case letters, '_' and '-', as nginx parses it: "get" is not
+	// GET but a malformed request (400); a well-formed method nothing knows gets the
+	// handler's answer (405 from static files, as nginx).
 	for _, c := range line[:sp1] {
-		if !tchar[c] {
+		if (c < 'A' || c > 'Z') && c != '_' && c != '-' {
 			return bad("invalid method")
 		}
 	}
@@ -208,6 +213,41 @@ func checkRequestLine(line []byte) headScan {
 		return headScan{status: 505, reason: "unsupported HTTP version"}
 	}
 	return headScan{}
+}
+
+// validHost reports whether a Host value is one nginx accepts (ngx_http_validate_host):
+// no empty label ("..", "a..b"), no '/', '\\' or NUL (they would reach paths built from
+// $host), and a host part left once a trailing dot and the port are dropped (".",
+// ":80" are not hosts). A bracketed IPv6 literal may hold colons.
+func validHost(h []byte) bool {
+	end := len(h) // the host part ends before the port
+	dot := -2     // where the last dot was
+	literal := false
+	for i, c := range h {
+		switch c {
+		case '.':
+			if dot == i-1 {
+				return false
+			}
+			dot = i
+		case ':':
+			if !literal && end == len(h) {
+				end = i
+			}
+		case '[':
+			if i == 0 {
+				literal = true
+			}
+		case ']':
+			literal = false
+		case '/', '\\', 0, ' ':
+			return false
+		}
+	}
+	if dot == end-1 {
+		end--
+	}
+	return end > 0
 }
 
 func equalFold(b []byte, lower string) bool {

@@ -89,6 +89,19 @@ func TestMalformedRequests(t *testing.T) {
 		{"no Host", "GET / HTTP/1.1\r\n\r\n", 400},
 		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
 		{"bad method", "G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		// Methods as nginx parses them: upper-case letters, '_' and '-'.
+		{"lower-case method", "get / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"mixed-case method", "GEt / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"digit in method", "G1T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		// Host values nginx 1.22 rejects (and '\\', which would reach paths).
+		{"Host ..", "GET / HTTP/1.1\r\nHost: ..\r\n\r\n", 400},
+		{"Host a..b", "GET / HTTP/1.1\r\nHost: a..b\r\n\r\n", 400},
+		{"Host .", "GET / HTTP/1.1\r\nHost: .\r\n\r\n", 400},
+		{"Host :80", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400},
+		{"empty Host", "GET / HTTP/1.1\r\nHost: \r\n\r\n", 400},
+		{"Host with /", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
+		{"Host with \\", "GET / HTTP/1.1\r\nHost: a\\b\r\n\r\n", 400},
+		{"Host with NUL", "GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", 400},
 		{"bad version", "GET / HTTP/1.x\r\nHost: a\r\n\r\n", 400},
 		{"HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
 		{"extra space", "GET /  HTTP/1.1\r\nHost: a\r\n\r\n", 400},
@@ -113,6 +126,19 @@ func TestMalformedRequests(t *testing.T) {
 	// The worker carries on.
 	if r := s.Get("/"); r.Status != 200 {
 		t.Fatalf("after malformed requests: %d", r.Status)
+	}
+	// Well-formed unusual values are served, as nginx serves them.
+	for _, req := range []string{
+		"G_T / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: .a\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a.\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a.:80\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n",
+	} {
+		raw := s.Raw(req, 3*time.Second)
+		if resps, _, err := testserver.ReadResponses(raw); err != nil || len(resps) != 1 || resps[0].StatusCode == 400 {
+			t.Errorf("%q: got %q (%v)", req, raw, err)
+		}
 	}
 }
 

@@ -5,6 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
+	"runtime/debug"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -49,6 +52,10 @@ type eventLoop struct {
 	paused   bool // accepting stopped (worker_connections reached, or accept failed): listeners disarmed
 	draining bool
 	lastScan time.Time
+	// peakConns: the most connections held since memory was last given back;
+	// lastFree: when it was.
+	peakConns int
+	lastFree  time.Time
 
 	leader atomic.Pointer[leaderToken]
 	leadFn func() // l.lead, made once: abdications happen per request
@@ -155,9 +162,8 @@ func (l *eventLoop) lead() {
 	me := &leaderToken{}
 	l.leader.Store(me)
 	for {
-		if l.maintain(me) {
-			return
-		}
+		// Events first, then timers, as nginx: a connection whose bytes arrived is
+		// read before its timeout is looked at.
 		for len(l.batch) > 0 {
 			ev := l.batch[0]
 			l.batch = l.batch[1:]
@@ -165,6 +171,9 @@ func (l *eventLoop) lead() {
 			if l.leader.Load() != me {
 				return
 			}
+		}
+		if l.maintain(me) {
+			return
 		}
 		if l.leader.Load() != me {
 			return
@@ -320,13 +329,7 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 	if now.Sub(l.lastScan) >= sweepInterval {
 		l.lastScan = now
 		swept = true
-		if !l.sweep(now, me) {
-			l.mu.Lock()
-			l.reaccept = true
-			l.mu.Unlock()
-			l.wake()
-			return true
-		}
+		l.sweep(now)
 	}
 	// A connection closed, or time passed since accept failed (the sweep also
 	// catches places freed by hijacked connections, which the loop does not close).
@@ -344,9 +347,12 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 }
 
 // sweep applies timeouts to the connections the loop holds: the keepalive and header
-// timeouts, and at the end of a drain the grace given to idle connections. It reports
-// false if this goroutine stopped leading meanwhile.
-func (l *eventLoop) sweep(now time.Time, me *leaderToken) bool {
+// timeouts, and at the end of a drain the grace given to idle connections. Every
+// connection that expired is closed in the same sweep: nothing here waits (no response
+// goes to a client that stopped sending, and no lingering close), so the sweep never
+// hands the loop over, however many expire at once.
+func (l *eventLoop) sweep(now time.Time) {
+	l.giveBackMemory(now)
 	grace := l.e.idleGrace
 	for _, c := range l.conns {
 		if c.owner.Load() != ownerLoop {
@@ -355,22 +361,102 @@ func (l *eventLoop) sweep(now time.Time, me *leaderToken) bool {
 		idle := c.br == nil || c.br.Buffered() == 0
 		switch {
 		case c.lt.deadline != 0 && now.UnixNano() > c.lt.deadline:
-			if idle {
-				l.destroy(c)
-			} else {
-				// A request head that never completed.
-				c.inLoop = true
-				c.reject(408, "client timed out reading the request head")
-				if l.leader.Load() != me {
-					return false
-				}
-				c.inLoop = false
+			if now.UnixNano()-c.lt.deadline < int64(time.Second) && c.lt.unread() {
+				// Bytes arrived that the loop has not read yet (it was busy): as
+				// nginx handles events before timers, they are read first (for a
+				// second at most: a connection whose bytes are never read still
+				// ends).
+				continue
 			}
+			if !idle {
+				c.headTimedOut()
+			} else if c.requests == 0 && c.e.cfg.log.Enabled(LogInfo) {
+				c.e.cfg.log.Infof("*%d client timed out (110: Connection timed out) while waiting for request, client: %s", c.id, c.remoteAddr())
+			}
+			l.destroy(c)
 		case l.draining && idle && now.Sub(time.Unix(0, c.idleSince.Load())) >= grace:
 			l.destroy(c)
 		}
 	}
-	return true
+}
+
+// After a burst of connections (an attack of slow clients, a spike) the worker's heap
+// shrinks at the next collection, but an idle worker allocates little and collects
+// rarely (the runtime forces one every two minutes), and the scavenger returns pages
+// slowly: 1,000 slowloris connections left their memory in the worker's RSS after
+// they went. So when a burst of at least burstConns connections has shrunk to a
+// quarter, the worker collects and returns its free memory at once, at most every
+// freeInterval (1,000 slowloris connections: RSS 14.3 MB idle, 20.3 MB with them,
+// 15.2 MB a few seconds after they went).
+const (
+	burstConns   = 256
+	freeInterval = 10 * time.Second
+)
+
+// giveBackMemory returns the worker's free memory to the system after a burst of
+// connections has gone (see burstConns).
+func (l *eventLoop) giveBackMemory(now time.Time) {
+	n := len(l.conns)
+	l.peakConns = max(l.peakConns, n)
+	if l.peakConns < burstConns || n > l.peakConns/4 || now.Sub(l.lastFree) < freeInterval {
+		return
+	}
+	l.peakConns, l.lastFree = n, now
+	// On its own goroutine: the loop goes on while the collector runs. Two
+	// collections: the first moves the buffer pools' contents to their victim
+	// caches, the second (FreeOSMemory's) frees them and returns the pages.
+	go func() {
+		runtime.GC()
+		debug.FreeOSMemory()
+	}()
+}
+
+// reuseSilence is how long a connection that has not sent a whole request head yet
+// (nothing, or part of one) must have been silent before a full worker may close it
+// for a new client; idle keepalive connections are reclaimable at once, as nginx's
+// reusable connections. nginx reclaims a new connection at once too, but a client
+// that just connected sends its head within a round trip: closing it would only move
+// the refusal from one new client to another (a burst of new connections on a worker
+// with a few worker_connections). A head that stopped arriving for a second is a
+// slowloris client more likely than a slow network.
+const reuseSilence = time.Second
+
+// reuseMax bounds the connections closed per reclaim, as ngx_drain_connections does.
+const reuseMax = 32
+
+// reclaim closes the oldest reclaimable connections when the worker is full, as
+// nginx's ngx_drain_connections: up to reuseMax, an eighth of those reclaimable, at
+// least one. It reports how many it closed.
+func (l *eventLoop) reclaim(now time.Time) int {
+	type cand struct {
+		c     *conn
+		since int64
+	}
+	var cands []cand
+	silent := now.Add(-reuseSilence).UnixNano()
+	for _, c := range l.conns {
+		if c.owner.Load() != ownerLoop {
+			continue
+		}
+		since := c.idleSince.Load()
+		if (c.requests == 0 || c.br != nil && c.br.Buffered() > 0) && since > silent {
+			continue // a head still arriving
+		}
+		cands = append(cands, cand{c, since})
+	}
+	if len(cands) == 0 {
+		return 0
+	}
+	e := l.e
+	if sec := now.Unix(); e.reuseLogged.Swap(sec) != sec {
+		e.cfg.log.Warnf("%d worker_connections are not enough, reusing connections", cap(e.sem))
+	}
+	n := max(min(reuseMax, len(cands)/8), 1)
+	sort.Slice(cands, func(i, j int) bool { return cands[i].since < cands[j].since })
+	for _, k := range cands[:n] {
+		l.destroy(k.c)
+	}
+	return n
 }
 
 // accept takes a connection from a listening socket that epoll reported, or with
@@ -381,6 +467,9 @@ func (l *eventLoop) accept(ln *loopListener) {
 		select {
 		case e.sem <- struct{}{}:
 		default:
+			if l.reclaim(coarseNow()) > 0 {
+				continue
+			}
 			l.pauseAccept()
 			if !e.connsLimitLogged.Swap(true) {
 				e.cfg.log.Alertf("%d worker_connections are not enough, new connections wait in the listen queue", cap(e.sem))
@@ -415,6 +504,10 @@ func (l *eventLoop) accept(ln *loopListener) {
 			continue
 		}
 		l.conns[int32(fd)] = c
+		// client_header_timeout counts from the accept, as nginx's post-accept timer:
+		// a client that connects and sends nothing is closed when it ends.
+		c.t.setReadTimeout(CoreConfOf(ln.as.def.root).ClientHeaderTimeout)
+		c.headDeadline = true
 		if ln.as.tls != nil {
 			c.startTLS(ln.as.tls) // the loop gets it back after the handshake
 		}
@@ -587,6 +680,13 @@ func (t *loopTransport) beforeWrite() {
 	}
 	rawSetsockoptInt(t.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	t.nodelay = true
+}
+
+// unread reports whether the socket has bytes waiting to be read.
+func (t *loopTransport) unread() bool {
+	var b [1]byte
+	n, _, err := unix.Recvfrom(t.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err == nil && n > 0
 }
 
 // notify passes readiness to the goroutine that has the connection.

@@ -2,14 +2,18 @@ package httpcore_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -470,4 +474,399 @@ func TestNoDelayFromTheSecondWrite(t *testing.T) {
 	if got := strings.Join(seen, ","); got != "0,0,1" {
 		t.Errorf("TCP_NODELAY before responses 1, 2, 3: %s, want 0,0,1", got)
 	}
+}
+
+const timeoutConf = `
+http {
+  client_header_timeout = "1s"
+  keepalive_timeout     = "30s"
+  server {
+    listen = ["127.0.0.1:0"]
+    location "= /hello" { return = { code = 200, body = "hello\n" } }
+    location "= /upload" {
+      client_max_body_size   = "10m"
+      client_body_timeout    = "20s"
+      echo_read_request_body = true
+      echo                   = "${content_length}"
+    }
+    location "= /spool" {
+      client_max_body_size    = "10m"
+      client_body_buffer_size = "1k"
+      client_body_temp_path   = "spool"
+      echo_read_request_body  = true
+      echo                    = "[${request_body}] ${request_body_file}"
+    }
+    location "= /nowhere" {
+      client_body_buffer_size = "1k"
+      client_body_temp_path   = "/dev/null/spool"
+      echo_read_request_body  = true
+      echo                    = "${request_body_file}"
+    }
+    location "= /keep" {
+      client_body_in_file_only = "on"
+      echo_read_request_body   = true
+      echo                     = "[${request_body}] ${request_body_file}"
+    }
+    location "= /body" {
+      client_body_timeout    = "1s"
+      echo_read_request_body = true
+      echo                   = "${request_body}"
+    }
+  }
+}
+`
+
+// closedWithin reads from c until the server closes it, and reports how long that took
+// from start; a response or a wait past limit fails the test.
+func closedWithin(t *testing.T, c net.Conn, start time.Time, limit time.Duration) time.Duration {
+	t.Helper()
+	c.SetReadDeadline(start.Add(limit))
+	b, err := io.ReadAll(c)
+	d := time.Since(start)
+	// A reset is a close too: bytes that arrived after the last read make it one.
+	if len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("after %v: %q %v, want the connection closed without a response", d, b, err)
+	}
+	return d
+}
+
+// client_header_timeout bounds the whole head: hundreds of half-sent heads expiring
+// at once are all closed in the same sweep, a silent connection is closed too, and a
+// client trickling a byte every 200 ms is closed at the timeout, not kept alive by
+// its bytes.
+func TestHeaderTimeoutAsNginx(t *testing.T) {
+	s := testserver.Start(t, timeoutConf)
+	const n = 300
+	start := time.Now()
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\n")
+		conns[i] = c
+	}
+	silent, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	trickle, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trickle.Close()
+	trickleStart := time.Now()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// The delay between bytes is what is under test: each byte arrives well
+		// within the timeout, the head never completes.
+		head := "GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 100)
+		for i := 0; i < len(head); i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			if _, err := trickle.Write([]byte{head[i]}); err != nil {
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var slowest atomic.Int64
+	for _, c := range conns {
+		wg.Add(1)
+		go func(c net.Conn) {
+			defer wg.Done()
+			d := closedWithin(t, c, start, 5*time.Second)
+			for {
+				old := slowest.Load()
+				if int64(d) <= old || slowest.CompareAndSwap(old, int64(d)) {
+					break
+				}
+			}
+		}(c)
+	}
+	if d := closedWithin(t, silent, start, 5*time.Second); d < 900*time.Millisecond || d > 2500*time.Millisecond {
+		t.Errorf("silent connection closed after %v, want about 1s", d)
+	}
+	if d := closedWithin(t, trickle, trickleStart, 5*time.Second); d < 900*time.Millisecond || d > 2500*time.Millisecond {
+		t.Errorf("trickling connection closed after %v, want about 1s", d)
+	}
+	wg.Wait()
+	if d := time.Duration(slowest.Load()); d > 2500*time.Millisecond {
+		t.Errorf("the last of %d half-sent heads closed after %v, want about 1s", n, d)
+	}
+	s.Settle()
+	// Counted as 4xx answers (the access log's 408), though nothing was sent.
+	if got := s.Engine.Counters()["4xx"]; got < n+1 {
+		t.Errorf("%d 4xx counted, want %d", got, n+1)
+	}
+	if r := s.Get("/hello"); r.Status != 200 {
+		t.Errorf("after the timeouts: %d", r.Status)
+	}
+}
+
+// A full worker closes its idle connections, oldest first, for new clients, as
+// nginx's reusable connections: 200 idle keepalive connections against 64
+// worker_connections do not keep /hello out, nor do silent half-sent heads.
+func TestFullWorkerReusesConnections(t *testing.T) {
+	s := testserver.Start(t, timeoutConf, testserver.WithEngineOptions(httpcore.EngineOptions{WorkerConnections: 64}))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var held []net.Conn
+	defer func() {
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	var served atomic.Int64
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", s.Addr)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+				io.ReadAll(resp.Body)
+				served.Add(1)
+			}
+		}()
+	}
+	// Half-sent heads, silent from now on: reclaimable after a second's silence.
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		held = append(held, c)
+		mu.Unlock()
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHo")
+	}
+	wg.Wait()
+	if served.Load() < 64 {
+		t.Errorf("%d of 200 keepalive clients served", served.Load())
+	}
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("/hello %d on a full worker: %v", i, err)
+		}
+		c.Close()
+	}
+	if log := s.ErrorLog(); !strings.Contains(log, "64 worker_connections are not enough, reusing connections") {
+		t.Errorf("no reuse line in the error log:\n%s", log)
+	}
+}
+
+// A body that stops arriving for client_body_timeout ends the request as nginx ends
+// it: the connection closed without a response, 408 counted and logged.
+func TestBodyTimeoutAsNginx(t *testing.T) {
+	s := testserver.Start(t, timeoutConf)
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+	if d := closedWithin(t, c, start, 5*time.Second); d < 900*time.Millisecond || d > 2500*time.Millisecond {
+		t.Errorf("closed after %v, want about 1s", d)
+	}
+	s.Settle()
+	if got := s.Engine.Counters()["4xx"]; got != 1 {
+		t.Errorf("%d 4xx counted, want the 408", got)
+	}
+	if log := s.ErrorLog(); !strings.Contains(log, "client timed out (110: Connection timed out) while reading client request body") {
+		t.Errorf("no timeout line in the error log:\n%s", log)
+	}
+}
+
+// A body is buffered as it arrives, not from its declared length: 100 requests that
+// announce a megabyte each and send three bytes cost little (they cost 100 MB when a
+// read reserved min(Content-Length, 1 MB) up front).
+func TestDeclaredBodyLengthCostsNothing(t *testing.T) {
+	s := testserver.Start(t, timeoutConf)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 100
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nabc")
+		conns[i] = c
+	}
+	if !waitFor(5*time.Second, func() bool { return s.Engine.Counters()["writing"] == n }) {
+		t.Fatalf("%d requests reading their bodies, want %d", s.Engine.Counters()["writing"], n)
+	}
+	runtime.GC()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	if grown := int64(during.HeapAlloc) - int64(before.HeapAlloc); grown > 10<<20 {
+		t.Errorf("heap grew %d KB for %d bodies of 3 bytes", grown>>10, n)
+	} else {
+		t.Logf("heap grew %d KB for %d bodies of 3 bytes", grown>>10, n)
+	}
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// A body larger than client_body_buffer_size goes to a temporary file under
+// client_body_temp_path, removed after the request ($request_body is empty then, as
+// nginx's); client_body_in_file_only = "on" puts every body in a file and keeps it.
+func TestBodyBufferedToFile(t *testing.T) {
+	s := testserver.Start(t, timeoutConf)
+	post := func(path, body string) string {
+		t.Helper()
+		raw := testserver.Raw(t, s.Addr, fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", path, len(body), body), 5*time.Second)
+		_, bodies, err := testserver.ReadResponses(raw)
+		if err != nil || len(bodies) != 1 {
+			t.Fatalf("POST %s: %q %v", path, raw, err)
+		}
+		return bodies[0]
+	}
+	if got := post("/spool", "small"); got != "[small] \n" {
+		t.Errorf("small body: %q, want it in memory", got)
+	}
+	big := strings.Repeat("0123456789", 10000)
+	got := post("/spool", big)
+	dir := filepath.Join(s.Prefix, "spool")
+	if !strings.HasPrefix(got, "[] "+dir+"/") {
+		t.Fatalf("large body: %q, want a file under %s", got, dir)
+	}
+	s.Settle()
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("temporary files left: %v %v", entries, err)
+	}
+	got = post("/keep", "kept")
+	name := strings.TrimSpace(strings.TrimPrefix(got, "[] "))
+	if !strings.HasPrefix(name, filepath.Join(s.Prefix, "client_body_temp")+"/") {
+		t.Fatalf("client_body_in_file_only: %q", got)
+	}
+	s.Settle()
+	if b, err := os.ReadFile(name); err != nil || string(b) != "kept" {
+		t.Errorf("kept file: %q %v", b, err)
+	}
+	// A temporary file that cannot be made is the server's fault: 500, logged.
+	raw := testserver.Raw(t, s.Addr, "POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n"+strings.Repeat("n", 5000), 5*time.Second)
+	if !strings.HasPrefix(raw, "HTTP/1.1 500") || !strings.Contains(s.ErrorLog(), "[crit]") {
+		t.Errorf("unwritable client_body_temp_path: %q", raw)
+	}
+	// A chunked body spooled the same way.
+	raw = testserver.Raw(t, s.Addr, "POST /spool HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"+
+		fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", 5000, strings.Repeat("c", 5000)), 5*time.Second)
+	if !strings.Contains(raw, "[] "+dir+"/") {
+		t.Errorf("chunked large body: %q", raw)
+	}
+}
+
+// 200 slow 1 MB bodies cost a buffer each (client_body_buffer_size, 16 KB by
+// default), not their size: the part received is in temporary files (nginx held them in 2 MB; reading them whole held 416 MB).
+func TestSlowBodiesCostLittleMemory(t *testing.T) {
+	s := testserver.Start(t, timeoutConf)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n, sent = 200, 64 << 10
+	part := strings.Repeat("x", sent)
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"+part)
+	}
+	dir := filepath.Join(s.Prefix, "client_body_temp") // the default client_body_temp_path
+	spooled := func() int64 {
+		var total int64
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if fi, err := e.Info(); err == nil {
+				total += fi.Size()
+			}
+		}
+		return total
+	}
+	if !waitFor(10*time.Second, func() bool { return spooled() == n*sent }) {
+		t.Fatalf("%d bytes spooled, want %d", spooled(), n*sent)
+	}
+	runtime.GC()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	grown := int64(during.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap grew %d KB for %d bodies with %d KB received each", grown>>10, n, sent>>10)
+	if grown > 20<<20 {
+		t.Errorf("heap grew %d KB for %d slow bodies", grown>>10, n)
+	}
+}
+
+// Slowloris connections fill a worker: once their heads have been silent for a second
+// they are closed, oldest first, for new clients (nginx kept serving 142 of 149 with
+// 600 of them against 512 worker_connections).
+func TestFullWorkerReclaimsSilentHeads(t *testing.T) {
+	// A long client_header_timeout: the heads are closed to make room, not timed out.
+	conf := strings.Replace(timeoutConf, `client_header_timeout = "1s"`, `client_header_timeout = "60s"`, 1)
+	s := testserver.Start(t, conf, testserver.WithEngineOptions(httpcore.EngineOptions{WorkerConnections: 64}))
+	for i := 0; i < 100; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+	}
+	served := 0
+	start := time.Now()
+	for i := 0; i < 10; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil && resp.StatusCode == 200 {
+			served++
+		}
+		c.Close()
+	}
+	if served != 10 {
+		t.Errorf("%d of 10 clients served beside 100 slowloris connections on 64 worker_connections", served)
+	}
+	t.Logf("10 clients served in %v", time.Since(start))
 }

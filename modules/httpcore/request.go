@@ -575,6 +575,20 @@ func (r *Request) finalize(status int) {
 	if r.finished {
 		return
 	}
+	if r.parent == nil && !r.headerSent && r.body.err != nil && isTimeout(r.body.err) {
+		// client_body_timeout: as nginx, the connection is closed without a response
+		// (the client stopped sending) and the access log says 408, whatever status
+		// the handler chose for its failed read.
+		r.status = 408
+		r.keepalive = false
+		r.c.abort = true
+		r.finished = true
+		return
+	}
+	var fe bodyFileError
+	if r.parent == nil && status >= 400 && r.body.err != nil && errors.As(r.body.err, &fe) {
+		status = 500 // the body could not be buffered: not the client's fault
+	}
 	if status >= 300 && !r.headerSent && (len(r.out) == 0 || r.errStatus != 0) {
 		r.errStatus = 0
 		if r.sendErrorPage(status) {
@@ -681,7 +695,22 @@ func StatusText(code int) string {
 
 // Body reads the whole request body (bounded by client_max_body_size: a larger body
 // makes it return ErrBodyTooLarge, answered with 413).
-func (r *Request) Body() ([]byte, error) { return r.readBody() }
+//
+// A body larger than client_body_buffer_size is read into a temporary file (see
+// BodyFile); Body then reads it back whole, for the callers that need it in one
+// piece. BodyReader streams it instead.
+func (r *Request) Body() ([]byte, error) { return r.bodyWhole() }
+
+// BodyFile is the name of the temporary file holding the request body once it was
+// read and found larger than client_body_buffer_size (or with
+// client_body_in_file_only), or "" when the body is in memory (nginx's
+// $request_body_file, ngx.req.get_body_file).
+func (r *Request) BodyFile() string {
+	if b := r.mainBody(); b.read && b.file != nil {
+		return b.file.Name()
+	}
+	return ""
+}
 
 // BodyReader streams the request body without buffering it (proxying uploads). It
 // may be used once, instead of Body.

@@ -148,6 +148,7 @@ func (c *conn) endRequest() {
 	c.logPending = false
 	defer c.e.writing.Add(-1)
 	c.req.runLog()
+	c.req.body.dropFile()
 }
 
 // runLog runs the log phase of a finished request, once.
@@ -162,6 +163,7 @@ func (r *Request) runLog() {
 }
 
 func (r *Request) reset() {
+	r.body.dropFile()
 	caps := r.caps[:0]
 	out := r.out[:0]
 	hdr := r.respHdr

@@ -34,7 +34,7 @@ func (v *vm) installReq(ngx *glua.LTable) {
 		"read_body":     v.reqReadBody,
 		"discard_body":  v.reqDiscardBody,
 		"get_body_data": v.reqGetBodyData,
-		"get_body_file": func(L *glua.LState) int { L.Push(glua.LNil); return 1 },
+		"get_body_file": v.reqGetBodyFile,
 		"set_body_data": v.reqSetBodyData,
 		"set_uri":       v.reqSetURI,
 		"http_version": func(L *glua.LState) int {
@@ -285,7 +285,8 @@ func (v *vm) reqDiscardBody(L *glua.LState) int {
 func (v *vm) reqGetBodyData(L *glua.LState) int {
 	_, r := v.request(L)
 	d := peekData(r)
-	if d == nil || !d.bodyRead {
+	if d == nil || !d.bodyRead || r.BodyFile() != "" {
+		// As OpenResty: nil when the body was buffered to a file (get_body_file).
 		L.Push(glua.LNil)
 		return 1
 	}
@@ -345,5 +346,18 @@ func (v *vm) reqRawHeader(L *glua.LState) int {
 	})
 	sb.WriteString("\r\n")
 	L.Push(glua.LString(sb.String()))
+	return 1
+}
+
+// reqGetBodyFile is ngx.req.get_body_file: the temporary file holding the body read
+// by ngx.req.read_body when it was larger than client_body_buffer_size, else nil.
+func (v *vm) reqGetBodyFile(L *glua.LState) int {
+	_, r := v.request(L)
+	d := peekData(r)
+	if name := r.BodyFile(); d != nil && d.bodyRead && name != "" {
+		L.Push(glua.LString(name))
+		return 1
+	}
+	L.Push(glua.LNil)
 	return 1
 }

@@ -121,3 +121,29 @@ func TestRequest(t *testing.T) {
 		t.Errorf("raw header: %q", r.Body)
 	}
 }
+
+// A body larger than client_body_buffer_size is in a file, as in OpenResty:
+// get_body_data is nil, get_body_file names the file with the whole body; a small
+// body is in memory.
+func TestRequestBodyInFile(t *testing.T) {
+	s := serve(t, "", `
+    client_body_buffer_size = "1k"
+    location "= /file" {
+      content_by_lua = <<-LUA
+        ngx.req.read_body()
+        local name = ngx.req.get_body_file()
+        local data = ngx.req.get_body_data()
+        if name then
+          local f = io.open(name, "rb")
+          local body = f:read("*a")
+          f:close()
+          ngx.say("file ", #body, " ", body:sub(1, 3), " data ", tostring(data))
+        else
+          ngx.say("memory ", data)
+        end
+      LUA
+    }
+`)
+	check(t, s.Do("POST", "/file", "small"), 200, "memory small\n")
+	check(t, s.Do("POST", "/file", "abc"+strings.Repeat("x", 5000)), 200, "file 5003 abc data nil\n")
+}

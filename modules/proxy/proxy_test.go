@@ -872,3 +872,60 @@ http {
 		t.Errorf("active connections after shutdown: %d", n)
 	}
 }
+
+// One dead server among live ones costs no request: a refused connection, or one
+// reset before the server answered anything, moves on to the next server, for
+// concurrent requests too, and while the dead server is probed again after
+// fail_timeout.
+func TestProxyDeadServerCostsNothing(t *testing.T) {
+	good := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") })
+	// A server that accepts and resets at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	s := testserver.Start(t, cfg(`
+http {
+  upstream "refused" {
+    servers = ["DEAD fail_timeout=100ms", "GOOD"]
+  }
+  upstream "reset" {
+    servers = ["RESET fail_timeout=100ms", "GOOD"]
+  }
+  server {
+    listen = ["127.0.0.1:0"]
+    location "/refused" { proxy_pass = "http://refused" }
+    location "/reset" { proxy_pass = "http://reset" }
+  }
+}`, "DEAD", deadAddr(t), "RESET", ln.Addr().String(), "GOOD", good.addr))
+	for _, path := range []string{"/refused", "/reset"} {
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		for w := 0; w < 10; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 10; i++ {
+					if resp := s.Get(path); resp.Status != 200 || resp.Body != "good" {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if n := failed.Load(); n != 0 {
+			t.Errorf("%s: %d of 100 proxied GETs failed with one of two servers dead", path, n)
+		}
+	}
+}

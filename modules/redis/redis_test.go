@@ -818,3 +818,42 @@ http {
 		t.Errorf("pipeline after a restart: %d %q", resp.Status, resp.Body)
 	}
 }
+
+// A restarted redis is used by the next request: go-redis's pool stops dialling after
+// as many failed dials as it has connections and probes once a second; the handle
+// dials itself and replaces the client when the server is back.
+func TestRedisBackAtOnceAfterRestart(t *testing.T) {
+	rd := backends.StartRedis(t)
+	s := testserver.Start(t, cfg(`
+http {
+  upstream "rd" {
+    type      = "redis"
+    servers   = ["{RD}"]
+    keepalive = 4
+  }
+  server {
+    listen = ["127.0.0.1:0"]
+    location "= /incr" {
+      redis_pass  = "rd"
+      redis_query = ["incr", "n"]
+      redis_reply = "value"
+    }
+  }
+}`, "{RD}", rd.Addr()))
+	if resp := s.Get("/incr"); resp.Status != 200 {
+		t.Fatalf("INCR: %d %q", resp.Status, resp.Body)
+	}
+	rd.Stop()
+	// Enough failed dials to trip the pool's breaker (4 connections).
+	for i := 0; i < 10; i++ {
+		if resp := s.Get("/incr"); resp.Status != 502 {
+			t.Errorf("INCR with redis stopped: %d, want 502", resp.Status)
+		}
+	}
+	rd.Start()
+	for i := 0; i < 5; i++ {
+		if resp := s.Get("/incr"); resp.Status != 200 || resp.Body != strconv.Itoa(i+1) {
+			t.Errorf("INCR %d right after the restart: %d %q", i, resp.Status, resp.Body)
+		}
+	}
+}
