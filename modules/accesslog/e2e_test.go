@@ -194,10 +194,7 @@ http {
 }
 `, nil)
 	load := e2e.StartLoad(inst.Addr(), "/load", 8, false)
-	deadline := time.Now().Add(20 * time.Second)
-	for load.Answered() < 3000 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	e2e.WaitFor(20*time.Second, func() bool { return load.Answered() >= 3000 })
 	res := load.Stop()
 	t.Logf("load: %v", res)
 	if res.Failed != 0 || res.Requests == 0 {

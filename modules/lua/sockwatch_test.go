@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/netutil"
 )
 
@@ -56,11 +57,7 @@ func TestHangupWatch(t *testing.T) {
 	ic.pooled = time.Now()
 	p.put("k", ic, 4)
 	peer.Close()
-	deadline := time.Now().Add(2 * time.Second)
-	for !ic.hup.Load() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if !ic.hup.Load() {
+	if !e2e.WaitFor(2*time.Second, ic.hup.Load) {
 		t.Fatal("the peer's close was not seen")
 	}
 	if got, _ := p.get(key); got != nil {
@@ -79,7 +76,7 @@ func TestHangupWatch(t *testing.T) {
 	p.put("k", ic2, 4)
 	ic2.pooled = time.Now().Add(-2 * peekAfter)
 	peer2.Write([]byte("unasked"))
-	time.Sleep(50 * time.Millisecond)
+	e2e.WaitFor(2*time.Second, func() bool { return !netutil.Alive(ic2.conn) }) // the data has come
 	if got, _ := p.get(key); got != nil {
 		t.Errorf("get handed out a connection with unread data")
 	}
@@ -98,11 +95,7 @@ func TestHangupWatch(t *testing.T) {
 	p.watch.mu.Unlock()
 	peerOlder.Close()
 	peerNewer.Close()
-	deadline = time.Now().Add(2 * time.Second)
-	for !newer.hup.Load() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if !newer.hup.Load() {
+	if !e2e.WaitFor(2*time.Second, newer.hup.Load) {
 		t.Fatal("the peer's close was not seen")
 	}
 	if older.hup.Load() {

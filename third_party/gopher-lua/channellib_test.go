@@ -190,7 +190,6 @@ func TestChannelSelect3(t *testing.T) {
 	ch := make(chan LValue)
 	wg.Add(2)
 	go receiver(ch)
-	time.Sleep(1)
 	go sender(ch)
 	wg.Wait()
 }
@@ -238,7 +237,7 @@ func TestChannelSendReceive1(t *testing.T) {
           assert(ok)
           assert(v == "1")
         `)
-		time.Sleep(1 * time.Second)
+		// The receive waits for the sender's close.
 		errorIfScriptFail(t, L, `
           local ok, v = ch:receive()
           assert(not ok)
