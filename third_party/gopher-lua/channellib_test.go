@@ -87,8 +87,7 @@ func TestChannelSelect1(t *testing.T) {
 			panic(err)
 		}
 		ch <- LString("3")
-		quit <- LTrue
-		time.Sleep(1 * time.Second)
+		quit <- LTrue // taken by the receiver before the close below
 		close(ch)
 	}
 
@@ -271,7 +270,7 @@ func TestCancelChannelReceive(t *testing.T) {
 		L.SetGlobal("ch", LChannel(make(chan LValue)))
 		errorIfScriptNotFail(t, L, `ch:receive()`, context.Canceled.Error())
 	}()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a cancel while the script waits in the channel operation is under test
 	cancel()
 	<-done
 }
@@ -287,7 +286,7 @@ func TestCancelChannelReceive2(t *testing.T) {
 		L.SetGlobal("ch", LChannel(make(chan LValue)))
 		errorIfScriptNotFail(t, L, `channel.select({"|<-", ch})`, context.Canceled.Error())
 	}()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a cancel while the script waits in the channel operation is under test
 	cancel()
 	<-done
 }
