@@ -1,8 +1,10 @@
 // Package pool keeps a worker's idle connections to backends between requests: the
-// proxy module's upstream keepalive, the memc module's servers and Lua cosockets'
-// setkeepalive share it, and one sweeper per worker closes the connections whose
-// idle time ran out (nginx arms a timer per idle connection; a sweep a second costs
-// one goroutine for the worker, not one per connection or per pool).
+// proxy module's upstream keepalive and Lua cosockets' setkeepalive share it, and one
+// sweeper per worker closes the connections whose idle time ran out (nginx arms a
+// timer per idle connection; a sweep a second costs one goroutine for the worker, not
+// one per connection or per pool). The memc module's connections stay in its
+// memcached client's free list, which owns their buffers; the same sweeper sweeps
+// them (Register).
 //
 // A pool holds connections under keys: an upstream's server (proxy), an address or a
 // named pool (cosockets). It bounds them per key (lua's pool_size), in all (nginx's
