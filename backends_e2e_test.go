@@ -190,12 +190,13 @@ http {
 	}{{"/redis", rd.RedisClients}, {"/memc", mc.MemcachedConnections}} {
 		load := e2e.StartLoad(inst.Addr(), c.path, 64, true)
 		peak := 0
-		for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		// Sample the backend's connections while 3,000 requests are answered.
+		e2e.WaitFor(30*time.Second, func() bool {
 			if n, err := c.count(); err == nil && n > peak {
 				peak = n
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return load.Answered() >= 3000
+		})
 		res := load.Stop()
 		t.Logf("%s, 64 clients: %v; backend connections at most %d", c.path, res, peak)
 		if res.Failed != 0 || res.Requests == 0 {

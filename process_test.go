@@ -55,9 +55,16 @@ func TestReloadsUnderLoad(t *testing.T) {
 				if !strings.Contains(out, "ready") {
 					t.Errorf("reload %d: output %q", i, out)
 				}
-				time.Sleep(50 * time.Millisecond)
+				// The load goes on between reloads: each generation serves some of it.
+				served := load.Answered()
+				if !e2e.WaitFor(10*time.Second, func() bool { return load.Answered() >= served+50 }) {
+					t.Fatalf("reload %d: the load stalled at %d answers", i, served)
+				}
 			}
-			time.Sleep(200 * time.Millisecond)
+			served := load.Answered()
+			if !e2e.WaitFor(10*time.Second, func() bool { return load.Answered() >= served+200 }) {
+				t.Fatalf("the load stalled after the last reload at %d answers", served)
+			}
 			res := load.Stop()
 			t.Logf("20 reloads: %v", res)
 			if res.Failed != 0 {
@@ -115,7 +122,9 @@ func TestKillWorkerUnderLoad(t *testing.T) {
 	inst := e2e.Start(t, helloConf(2, "ok"), nil)
 	master := inst.MasterPid()
 	load := e2e.StartLoad(inst.Addr(), "/hello", 8, true)
-	time.Sleep(300 * time.Millisecond)
+	if !e2e.WaitFor(10*time.Second, func() bool { return load.Answered() >= 100 }) {
+		t.Fatalf("no load before the kill: %d answers", load.Answered())
+	}
 	before := e2e.Workers(master)
 	victim := before[0]
 	syscall.Kill(victim, syscall.SIGKILL)
@@ -126,7 +135,7 @@ func TestKillWorkerUnderLoad(t *testing.T) {
 		t.Fatalf("worker %d not respawned: %v", victim, e2e.Workers(master))
 	}
 	served := load.Answered()
-	time.Sleep(500 * time.Millisecond)
+	e2e.WaitFor(10*time.Second, func() bool { return load.Answered()-served >= 100 })
 	res := load.Stop()
 	t.Logf("kill -9 of a worker: %v", res)
 	if res.Requests-served < 100 {
@@ -205,27 +214,50 @@ error_log        = { path = "logs/error.log", level = "info" }
 http {
   server {
     listen = ["127.0.0.1:{{PORT}}"]
-    location "= /slow" { echo = ["start", { sleep = "1s" }, "done"] }
+    location "= /slow" { echo = ["start", { flush = true }, { sleep = "1s" }, "done"] }
     location "= /hello" { echo = "%s" }
   }
 }
 `
 
+// slowResult is the outcome of a /slow request of slowConf.
+type slowResult struct {
+	status int
+	body   string
+	err    error
+}
+
+// startSlow sends GET /slow and returns once the response's head has come, flushed
+// before the handler's sleep: the request is then in flight in a worker. The result
+// comes on the channel.
+func startSlow(t *testing.T, addr string) <-chan slowResult {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		c.Close()
+		t.Fatalf("GET /slow: %v", err)
+	}
+	out := make(chan slowResult, 1)
+	go func() {
+		defer c.Close()
+		b, err := io.ReadAll(resp.Body)
+		out <- slowResult{resp.StatusCode, string(b), err}
+	}()
+	return out
+}
+
 func TestQuitDrainsSlowRequests(t *testing.T) {
 	inst := e2e.Start(t, fmt.Sprintf(slowConf, "v1"), nil)
-	type result struct {
-		status int
-		body   string
-		err    error
-	}
-	results := make(chan result, 6)
+	var results []<-chan slowResult
 	for i := 0; i < 6; i++ {
-		go func() {
-			status, body, err := inst.Get("/slow")
-			results <- result{status, body, err}
-		}()
+		results = append(results, startSlow(t, inst.Addr()))
 	}
-	time.Sleep(300 * time.Millisecond)
 	inst.Signal(syscall.SIGQUIT)
 	// New clients are refused at once, while the slow requests still run.
 	quit := time.Now()
@@ -241,8 +273,8 @@ func TestQuitDrainsSlowRequests(t *testing.T) {
 	} else if d := time.Since(quit); d > 600*time.Millisecond {
 		t.Errorf("new clients refused %v after QUIT, want at once", d)
 	}
-	for i := 0; i < 6; i++ {
-		r := <-results
+	for _, ch := range results {
+		r := <-ch
 		if r.err != nil || r.status != 200 || r.body != "start\ndone\n" {
 			t.Errorf("slow request during QUIT: %d %q %v", r.status, r.body, r.err)
 		}
@@ -278,9 +310,7 @@ func TestDrainClosesKeepaliveGracefully(t *testing.T) {
 	if resp, body := get("/hello"); resp.Close || body != "v1\n" {
 		t.Fatalf("first request: close=%v %q", resp.Close, body)
 	}
-	slow := make(chan string, 1)
-	go func() { _, body, _ := inst.Get("/slow"); slow <- body }()
-	time.Sleep(100 * time.Millisecond)
+	slow := startSlow(t, inst.Addr())
 	inst.WriteConfig(fmt.Sprintf(slowConf, "v2"))
 	if out, code := inst.Spindle("-s", "reload"); code != 0 {
 		t.Fatalf("reload: %s", out)
@@ -290,8 +320,8 @@ func TestDrainClosesKeepaliveGracefully(t *testing.T) {
 	if !resp.Close || body != "v1\n" {
 		t.Errorf("request on a draining keepalive connection: close=%v %q", resp.Close, body)
 	}
-	if b := <-slow; b != "start\ndone\n" {
-		t.Errorf("slow request across the reload: %q", b)
+	if r := <-slow; r.body != "start\ndone\n" {
+		t.Errorf("slow request across the reload: %q %v", r.body, r.err)
 	}
 	if _, body, _ := inst.Get("/hello"); body != "v2\n" {
 		t.Errorf("new connection after reload: %q", body)
@@ -309,8 +339,16 @@ func TestWorkerConnections(t *testing.T) {
 		}
 		defer c.Close()
 		held = append(held, c)
+		// An answer shows the worker has taken the connection; it stays open, idle.
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("held connection %d: %v", i, err)
+		}
+		io.ReadAll(resp.Body)
+		c.SetDeadline(time.Time{})
 	}
-	time.Sleep(100 * time.Millisecond)
 	// The third connection waits in the listen queue: no answer while both are held.
 	third, err := net.Dial("tcp", inst.Addr())
 	if err != nil {
@@ -511,7 +549,11 @@ func TestReloadChangesWorkerCount(t *testing.T) {
 	if !e2e.WaitFor(10*time.Second, func() bool { return len(e2e.Workers(master)) == 1 }) {
 		t.Fatalf("workers after reload to 1: %v", e2e.Workers(master))
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The load goes on against the one worker left.
+	served := load.Answered()
+	if !e2e.WaitFor(10*time.Second, func() bool { return load.Answered() >= served+100 }) {
+		t.Errorf("the load stalled after shrinking to 1 worker at %d answers", served)
+	}
 	res := load.Stop()
 	t.Logf("worker count changes under load: %v", res)
 	// Connections queued on the retired slots' sockets when they close are lost (the

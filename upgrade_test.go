@@ -61,7 +61,13 @@ func TestUpgradesUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Both loads go on against the last master's workers.
+	served, servedNew := load.Answered(), loadNew.Answered()
+	if !e2e.WaitFor(10*time.Second, func() bool {
+		return load.Answered() >= served+100 && loadNew.Answered() >= servedNew+20
+	}) {
+		t.Errorf("the load stalled after the last upgrade: %d / %d answers", load.Answered(), loadNew.Answered())
+	}
 	res, resNew := load.Stop(), loadNew.Stop()
 	t.Logf("3 upgrades, keepalive: %v", res)
 	t.Logf("3 upgrades, new connection per request: %v", resNew)

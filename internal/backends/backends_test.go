@@ -4,6 +4,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/spindle-server/spindle/internal/e2e"
 )
 
 func TestRedisStartStopCounts(t *testing.T) {
@@ -20,8 +22,8 @@ func TestRedisStartStopCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	time.Sleep(50 * time.Millisecond)
-	if n, _ := r.RedisClients(); n != 1 {
+	if !e2e.WaitFor(5*time.Second, func() bool { n, _ := r.RedisClients(); return n == 1 }) {
+		n, _ := r.RedisClients()
 		t.Fatalf("clients with one open connection: %d", n)
 	}
 	r.Stop()
@@ -45,8 +47,8 @@ func TestMemcachedCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	time.Sleep(50 * time.Millisecond)
-	if n, _ := m.MemcachedConnections(); n != 1 {
+	if !e2e.WaitFor(5*time.Second, func() bool { n, _ := m.MemcachedConnections(); return n == 1 }) {
+		n, _ := m.MemcachedConnections()
 		t.Fatalf("connections with one open: %d", n)
 	}
 	if s, err := Memcached(m.Addr(), "version"); err != nil || len(s) < 8 {

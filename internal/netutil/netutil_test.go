@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spindle-server/spindle/internal/e2e"
 )
 
 func TestAlive(t *testing.T) {
@@ -28,15 +30,14 @@ func TestAlive(t *testing.T) {
 		t.Errorf("open idle connection reported dead")
 	}
 	s.Write([]byte("x"))
-	time.Sleep(50 * time.Millisecond)
-	if Alive(c) {
+	// Alive only peeks: polling it until the byte arrives consumes nothing.
+	if e2e.WaitFor(5*time.Second, func() bool { return !Alive(c) }); Alive(c) {
 		t.Errorf("connection with unsolicited data reported alive")
 	}
 	buf := make([]byte, 1)
 	c.Read(buf)
 	s.Close()
-	time.Sleep(50 * time.Millisecond)
-	if Alive(c) {
+	if e2e.WaitFor(5*time.Second, func() bool { return !Alive(c) }); Alive(c) {
 		t.Errorf("connection closed by the peer reported alive")
 	}
 }

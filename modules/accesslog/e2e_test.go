@@ -43,17 +43,16 @@ func getBothWorkers(t *testing.T, inst *e2e.Instance, path string, start int) in
 	t.Helper()
 	seen := map[string]bool{}
 	n := 0
-	deadline := time.Now().Add(20 * time.Second)
-	for len(seen) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("requests reached only workers %v", seen)
-		}
+	if !e2e.WaitFor(20*time.Second, func() bool {
 		status, body, err := inst.Get(fmt.Sprintf("%s/%d", path, start+n))
 		if err != nil || status != 200 {
 			t.Fatalf("GET %s: %d %v", path, status, err)
 		}
 		seen[strings.TrimSpace(body)] = true
 		n++
+		return len(seen) == 2
+	}) {
+		t.Fatalf("requests reached only workers %v", seen)
 	}
 	return n
 }
@@ -194,10 +193,7 @@ http {
 }
 `, nil)
 	load := e2e.StartLoad(inst.Addr(), "/load", 8, false)
-	deadline := time.Now().Add(20 * time.Second)
-	for load.Answered() < 3000 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	e2e.WaitFor(20*time.Second, func() bool { return load.Answered() >= 3000 })
 	res := load.Stop()
 	t.Logf("load: %v", res)
 	if res.Failed != 0 || res.Requests == 0 {

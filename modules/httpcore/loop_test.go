@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 	"github.com/spindle-server/spindle/modules/httpcore"
 )
@@ -60,9 +61,9 @@ func TestIdleConnectionsCostNoGoroutine(t *testing.T) {
 		}
 		io.ReadAll(resp.Body)
 	}
-	time.Sleep(100 * time.Millisecond)
 	// The test's own client side holds no goroutines either: the count may only
-	// move by a few (timers, pools).
+	// move by a few (timers, pools) once the goroutines that served are gone.
+	e2e.WaitFor(5*time.Second, func() bool { return runtime.NumGoroutine()-before <= 20 })
 	if after := runtime.NumGoroutine(); after-before > 20 {
 		t.Errorf("%d goroutines for 300 idle connections (before: %d)", after-before, before)
 	}
@@ -80,7 +81,10 @@ func TestWaitingRequestsDoNotBlockTheLoop(t *testing.T) {
 			slow <- s.Get("/slow").Body
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	// The inline requests run while all 20 sleep in their handlers.
+	if !e2e.WaitFor(5*time.Second, func() bool { return s.Engine.Counters()["writing"] >= 20 }) {
+		t.Fatalf("slow requests in flight: %v", s.Engine.Counters())
+	}
 	start := time.Now()
 	for i := 0; i < 50; i++ {
 		if r := s.Get("/fast"); r.Body != "fast\n" {
@@ -104,16 +108,18 @@ func TestWaitingRequestsDoNotBlockTheLoop(t *testing.T) {
 func TestLoopPartialInput(t *testing.T) {
 	s := testserver.Start(t, loopConf)
 	c, br := dial(t, s.Addr)
-	for _, part := range []string{"GET /fa", "st HTTP/1.1\r\nHo", "st: x\r\n", "\r\n"} {
-		io.WriteString(c, part)
-		time.Sleep(30 * time.Millisecond)
+	trickle := func(parts ...string) {
+		for _, part := range parts {
+			io.WriteString(c, part)
+			// The delay is what is under test: each part arrives in a read of its own.
+			time.Sleep(30 * time.Millisecond)
+		}
 	}
+	trickle("GET /fa", "st HTTP/1.1\r\nHo", "st: x\r\n", "\r\n")
 	if b := readBody(t, br); b != "fast\n" {
 		t.Fatalf("trickled head: %q", b)
 	}
-	io.WriteString(c, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
-	time.Sleep(50 * time.Millisecond)
-	io.WriteString(c, "world")
+	trickle("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello", "world")
 	if b := readBody(t, br); b != "helloworld\n" {
 		t.Fatalf("late body: %q", b)
 	}
@@ -312,11 +318,12 @@ func init() {
 				return httpcore.Finished
 			}
 			r.Blocking()
+			// The handler's work, which the loop must not wait for, is a real delay.
+			work := time.Millisecond
 			if r.Args() == "long" {
-				time.Sleep(1500 * time.Millisecond)
-			} else {
-				time.Sleep(time.Millisecond)
+				work = 1500 * time.Millisecond
 			}
+			time.Sleep(work)
 			r.WriteString("left\n")
 			return httpcore.Finished
 		})

@@ -6,17 +6,18 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"github.com/spindle-server/spindle/internal/netutil"
 	"io"
 	"net"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
+	"github.com/spindle-server/spindle/internal/netutil"
+	connpool "github.com/spindle-server/spindle/internal/pool"
 	"github.com/spindle-server/spindle/modules/httpcore"
 	glua "github.com/yuin/gopher-lua"
 )
@@ -178,8 +179,8 @@ func (s *tcpSock) logErr(format string, args ...any) {
 // closeConn closes the connection and forgets the buffer.
 func (s *tcpSock) closeConn() {
 	if s.conn != nil {
-		if s.ic != nil && s.run.v.pools.watch != nil {
-			s.run.v.pools.watch.remove(s.ic)
+		if s.ic != nil {
+			s.run.v.pools.Forget(s.ic)
 		}
 		s.conn.Close()
 		s.conn, s.raw, s.isTLS, s.verifiedName, s.ic = nil, nil, false, "", nil
@@ -264,9 +265,9 @@ func (v *vm) sockConnect(L *glua.LState) int {
 	// Connecting a connected socket closes its connection first, as ngx_lua does.
 	s.closeConn()
 	s.poolSize, s.reused, s.timedOut = poolSize, 0, false
-	if ic, pkey := v.pools.get(key); ic != nil {
+	if ic, pkey := getPooled(v.pools, key); ic != nil {
 		s.key = pkey
-		s.conn, s.raw, s.isTLS, s.reused, s.verifiedName = ic.conn, ic.raw, ic.tls, ic.reused+1, ic.verifiedName
+		s.conn, s.raw, s.isTLS, s.reused, s.verifiedName = ic.conn, ic.entry.Raw, ic.tls, ic.reused+1, ic.verifiedName
 		s.ic = ic
 		L.Push(lOne)
 		return 1
@@ -778,15 +779,11 @@ func (v *vm) sockSetKeepalive(L *glua.LState) int {
 	if ic == nil {
 		ic = new(idleConn)
 	}
-	ic.conn, ic.raw, ic.tls, ic.reused, ic.verifiedName = s.conn, s.raw, s.isTLS, s.reused, s.verifiedName
-	ic.pooled = time.Now()
-	ic.expires = time.Time{}
-	if timeout > 0 {
-		ic.expires = ic.pooled.Add(timeout)
-	}
+	ic.conn, ic.entry.Raw, ic.tls, ic.reused, ic.verifiedName = s.conn, s.raw, s.isTLS, s.reused, s.verifiedName
+	key := s.key
 	s.conn, s.raw, s.isTLS, s.verifiedName, s.ic = nil, nil, false, "", nil
 	s.dropBuffer()
-	v.pools.put(s.key, ic, size)
+	v.pools.Put(key, ic, size, timeout)
 	L.Push(lOne)
 	return 1
 }
@@ -853,172 +850,35 @@ func (v *vm) sockSetOption(L *glua.LState) int {
 
 // The worker's connection pools.
 
-type sockPools struct {
-	mu      sync.Mutex
-	m       map[string]*sockPool
-	janitor bool
-	stop    chan struct{}
-	watch   *hupWatch // nil: every reuse peeks
+// sockPools are a VM's cosocket pools, keyed "host:port", "unix:/path" or by the
+// pool option. A connection pooled less than a second ago is handed out on the
+// strength of the hang-up watch alone; one idle longer is peeked too, for data that
+// came unasked.
+type sockPools = connpool.Pool[string, *idleConn]
+
+func newSockPools() *sockPools {
+	return connpool.New[string, *idleConn](connpool.Options{Watch: true, PeekAfter: time.Second})
 }
 
-// peekAfter is how long a connection may have been idle in its pool and still be
-// handed out on the strength of the hang-up watch alone; one idle longer is peeked
-// too (alive), for data that came unasked.
-const peekAfter = time.Second
-
-type sockPool struct {
-	key  string
-	size int
-	idle []*idleConn // oldest first
+// getPooled takes the most recently pooled live connection for key, and gives the
+// pool's copy of the key.
+func getPooled(p *sockPools, key []byte) (*idleConn, string) {
+	// key is the VM's scratch buffer, unchanged while Get looks it up and kept by
+	// nothing: a string of its bytes costs no copy.
+	ic, pkey, _ := p.Get(unsafe.String(unsafe.SliceData(key), len(key)))
+	return ic, pkey
 }
 
 // idleConn is a pooled connection. It goes back and forth between its pool and the
 // cosockets that take it (tcpSock.ic) for the connection's life.
 type idleConn struct {
 	conn         net.Conn
-	raw          syscall.RawConn
 	tls          bool
 	verifiedName string
 	reused       int
-	expires      time.Time // zero: never
-	pooled       time.Time // when it was last put in its pool
-
-	peek   func(fd uintptr) bool // alive's check, made once
-	peekOK bool
-
-	// The hang-up watch (hupWatch): watched while in its set; hup once the peer
-	// closed or reset the connection.
-	watched bool
-	fd      int32
-	gen     uint32
-	hup     atomic.Bool
+	entry        connpool.Entry
 }
 
-func newSockPools() *sockPools {
-	return &sockPools{m: map[string]*sockPool{}, stop: make(chan struct{}), watch: newHupWatch()}
-}
-
-// discard closes a pooled connection.
-func (p *sockPools) discard(ic *idleConn) {
-	if p.watch != nil {
-		p.watch.remove(ic)
-	}
-	ic.conn.Close()
-}
-
-// get takes the most recently pooled live connection for key, and gives the pool's
-// copy of the key.
-func (p *sockPools) get(key []byte) (*idleConn, string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	sp := p.m[string(key)]
-	if sp == nil {
-		return nil, ""
-	}
-	now := time.Now()
-	for n := len(sp.idle); n > 0; n = len(sp.idle) {
-		ic := sp.idle[n-1]
-		sp.idle[n-1] = nil
-		sp.idle = sp.idle[:n-1]
-		switch {
-		case ic.hup.Load(), !ic.expires.IsZero() && now.After(ic.expires):
-		case ic.watched && now.Sub(ic.pooled) < peekAfter, ic.alive():
-			return ic, sp.key
-		}
-		p.discard(ic)
-	}
-	return nil, ""
-}
-
-// put pools a connection; a full pool closes its least recently used one.
-func (p *sockPools) put(key string, ic *idleConn, size int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	sp := p.m[key]
-	if sp == nil {
-		sp = &sockPool{key: key, size: size}
-		p.m[key] = sp
-	}
-	if p.watch != nil {
-		p.watch.add(ic)
-	}
-	if len(sp.idle) >= sp.size {
-		p.discard(sp.idle[0])
-		copy(sp.idle, sp.idle[1:])
-		sp.idle[len(sp.idle)-1] = nil
-		sp.idle = sp.idle[:len(sp.idle)-1]
-	}
-	sp.idle = append(sp.idle, ic)
-	if !p.janitor {
-		p.janitor = true
-		go p.sweep()
-	}
-}
-
-// sweep closes the pooled connections whose keepalive timeout passed.
-func (p *sockPools) sweep() {
-	tk := time.NewTicker(time.Second)
-	defer tk.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-tk.C:
-		}
-		now := time.Now()
-		p.mu.Lock()
-		for _, sp := range p.m {
-			keep := sp.idle[:0]
-			for _, ic := range sp.idle {
-				if !ic.expires.IsZero() && now.After(ic.expires) {
-					p.discard(ic)
-					continue
-				}
-				keep = append(keep, ic)
-			}
-			for i := len(keep); i < len(sp.idle); i++ {
-				sp.idle[i] = nil
-			}
-			sp.idle = keep
-		}
-		p.mu.Unlock()
-	}
-}
-
-func (p *sockPools) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.stop:
-	default:
-		close(p.stop)
-	}
-	for k, sp := range p.m {
-		for _, ic := range sp.idle {
-			p.discard(ic)
-		}
-		delete(p.m, k)
-	}
-	if p.watch != nil {
-		p.watch.close()
-	}
-}
-
-// alive checks that a pooled connection was neither closed by the peer nor sent
-// data nobody asked for, without blocking: a peek that would block is the good case.
-func (ic *idleConn) alive() bool {
-	if ic.raw == nil {
-		return true
-	}
-	if ic.peek == nil {
-		ic.peek = func(fd uintptr) bool {
-			var b [1]byte
-			_, _, e := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			ic.peekOK = e == syscall.EAGAIN
-			return true
-		}
-	}
-	ic.peekOK = false
-	err := ic.raw.Read(ic.peek)
-	return err == nil && ic.peekOK
-}
+// PoolEntry and ClosePooled make idleConn a pooled connection.
+func (ic *idleConn) PoolEntry() *connpool.Entry { return &ic.entry }
+func (ic *idleConn) ClosePooled()               { ic.conn.Close() }

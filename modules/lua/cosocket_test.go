@@ -86,7 +86,7 @@ func lineServer(c net.Conn) {
 		switch {
 		case len(f) == 3 && f[0] == "delay":
 			ms, _ := strconv.Atoi(f[1])
-			time.Sleep(time.Duration(ms) * time.Millisecond)
+			time.Sleep(time.Duration(ms) * time.Millisecond) // a slow reply: timeouts are under test
 			fmt.Fprintf(c, "echo: %s\r\n", f[2])
 		case line == "close":
 			return
@@ -295,15 +295,24 @@ func TestCosocket(t *testing.T) {
 	check(t, s.Get("/pool_named?port="+ka.port()), 200, "reused: 0\n")
 	check(t, s.Get("/pool_named?port="+ka.port()), 200, "reused: 1\n")
 
-	// A pooled connection the server closed is noticed at the next connect.
+	// A pooled connection the server closed is noticed at the next connect. The
+	// server closes a connection when told to, after the handler pooled it.
+	release, closedOne, done := make(chan struct{}), make(chan struct{}, 2), make(chan struct{})
 	closer := startTCP(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
 		br := bufio.NewReader(c)
 		br.ReadString('\n')
 		c.Write([]byte("bye\n"))
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-release:
+			c.Close()
+			closedOne <- struct{}{}
+		case <-done:
+		}
 	})
+	t.Cleanup(func() { close(done) })
 	check(t, s.Get("/keepalive?port="+closer.port()), 200, "reused: 0\nbye\nkeepalive: 1\nafter: closed\n")
-	time.Sleep(150 * time.Millisecond)
+	release <- struct{}{}
+	<-closedOne
 	check(t, s.Get("/keepalive?port="+closer.port()), 200, "reused: 0\nbye\nkeepalive: 1\nafter: closed\n")
 
 	check(t, s.Get("/dubious?port="+p), 200, "nilconnection in dubious state\n")

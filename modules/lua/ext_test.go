@@ -16,7 +16,7 @@ func init() {
 		lib := L.NewTable()
 		lib.RawSetString("slow", L.NewFunction(func(L *glua.LState) int {
 			d := time.Duration(float64(L.CheckNumber(1)) * float64(time.Second))
-			lua.Blocking(L, "spindle.testlib.slow", func() { time.Sleep(d) })
+			lua.Blocking(L, "spindle.testlib.slow", func() { time.Sleep(d) }) // a blocking call's real duration is under test
 			uri := "none"
 			if r := lua.CurrentRequest(L); r != nil {
 				uri = r.URI()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spindle-server/spindle/internal/backends"
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 )
 
@@ -59,7 +60,10 @@ func TestMemoryPerInflightRequest(t *testing.T) {
 	measure := func(path string) float64 {
 		base := memInUse()
 		conns := hold(t, s.Addr, path, n)
-		time.Sleep(400 * time.Millisecond) // every request in its handler
+		// Every request in its handler.
+		if !e2e.WaitFor(10*time.Second, func() bool { return s.Engine.Counters()["writing"] >= n }) {
+			t.Fatalf("%s: requests in flight: %v", path, s.Engine.Counters())
+		}
 		used := memInUse()
 		for _, c := range conns {
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -197,7 +201,7 @@ func TestBuffersAcrossWaits(t *testing.T) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		io.WriteString(c, "POST /body_after HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello")
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the wait between the parts is what is under test
 		io.WriteString(c, "world")
 		raw, _ := io.ReadAll(c)
 		if !strings.HasSuffix(string(raw), "\r\n\r\nbody: helloworld\n") {

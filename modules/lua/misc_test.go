@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spindle-server/spindle/internal/e2e"
+	"github.com/spindle-server/spindle/internal/testserver"
 )
 
 // Cases in the spirit of t/077-sleep.t, t/106-timer.t, t/093-uthread-spawn.t,
@@ -195,12 +198,8 @@ func TestMisc(t *testing.T) {
 	s := serve(t, "", miscConf, testserverFiles(miscFiles))
 	check(t, s.Get("/sleep"), 200, "true\n")
 	check(t, s.Get("/timer"), 200, "created: 1 pending: 1\n")
-	deadline := time.Now().Add(3 * time.Second)
-	var r = s.Get("/timer_result")
-	for strings.HasPrefix(r.Body, "nil") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-		r = s.Get("/timer_result")
-	}
+	var r *testserver.Response
+	e2e.WaitFor(3*time.Second, func() bool { r = s.Get("/timer_result"); return !strings.HasPrefix(r.Body, "nil") })
 	check(t, r, 200, "on time x1 | connection refused | no request found | running: 0\n")
 	check(t, s.Get("/every"), 200, "true\ntrue\n")
 	check(t, s.Get("/threads"), 200,

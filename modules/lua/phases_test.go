@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spindle-server/spindle/internal/e2e"
 )
 
 // Cases in the spirit of t/001-set.t, t/023-rewrite/*.t, t/024-access/*.t,
@@ -228,10 +230,7 @@ func TestPhases(t *testing.T) {
 		t.Errorf("ngx.sleep in set_by_lua: %d %q", r.Status, r.Body)
 	}
 	// The log phase runs after the response is sent; wait for its line.
-	deadline := time.Now().Add(2 * time.Second)
-	for !strings.Contains(s.ErrorLog(), "log capture:") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	e2e.WaitFor(2*time.Second, func() bool { return strings.Contains(s.ErrorLog(), "log capture:") })
 	checkLog(t, s, "log phase sees ctx: rewrite status 200",
 		"log capture: ", "API disabled in the context of log_by_lua*",
 		"API disabled in the context of set_by_lua*")
@@ -271,10 +270,7 @@ func TestLogPhaseOfRejectedRequest(t *testing.T) {
 	if !strings.Contains(raw, " 400 Bad Request") {
 		t.Fatalf("responses:\n%s", raw)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for !strings.Contains(s.ErrorLog(), "logged 400") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	e2e.WaitFor(2*time.Second, func() bool { return strings.Contains(s.ErrorLog(), "logged 400") })
 	checkLog(t, s, "logged 200 [GET / HTTP/1.1] a", "logged 400 [GET /x HTTP/1.1] nil")
 	noErrors(t, s)
 }
@@ -298,9 +294,6 @@ func TestLogPhaseAfterResponse(t *testing.T) {
 	if took > 300*time.Millisecond {
 		t.Errorf("the response took %v: it waited for the log phase", took)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(s.ErrorLog(), "slow log phase done") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	e2e.WaitFor(5*time.Second, func() bool { return strings.Contains(s.ErrorLog(), "slow log phase done") })
 	checkLog(t, s, "slow log phase done")
 }

@@ -139,7 +139,7 @@ func (v *vm) close() {
 	default:
 		close(v.stop)
 	}
-	v.pools.closeAll()
+	v.pools.Close()
 	vms.Delete(v.L.G)
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/lua"
@@ -36,24 +37,18 @@ func check(t *testing.T, r *testserver.Response, status int, body string) {
 // written after the response).
 func checkLog(t *testing.T, s *testserver.Server, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		log := s.ErrorLog()
-		missing := ""
+	var log, missing string
+	if !e2e.WaitFor(2*time.Second, func() bool {
+		log, missing = s.ErrorLog(), ""
 		for _, w := range want {
 			if !strings.Contains(log, w) {
 				missing = w
-				break
+				return false
 			}
 		}
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("error log lacks %q:\n%s", missing, log)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		return true
+	}) {
+		t.Errorf("error log lacks %q:\n%s", missing, log)
 	}
 }
 

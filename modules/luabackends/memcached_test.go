@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spindle-server/spindle/internal/backends"
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 )
 
@@ -124,8 +125,10 @@ tostring string:spindle.memcached("mc")
 	if raw, err := backends.Memcached(mc.Addr(), "get a%20key"); err != nil || !strings.Contains(raw, "spaced") {
 		t.Errorf("escaped key: %q %v", raw, err)
 	}
-	time.Sleep(2100 * time.Millisecond)
-	check(t, s.Get("/expired"), 200, "nil\n")
+	// memcached counts expiry in whole seconds: wait for the key's to pass.
+	var r *testserver.Response
+	e2e.WaitFor(5*time.Second, func() bool { r = s.Get("/expired"); return r.Body == "nil\n" })
+	check(t, r, 200, "nil\n")
 	check(t, s.Get("/errors"), 200, `content_by_lua(spindle.hcl:87):2: bad argument #1 to 'get' (key expected (string or number), got nil)
 content_by_lua(spindle.hcl:87):3: bad argument #2 to 'set' (value expected (string, number or array of them), got boolean)
 content_by_lua(spindle.hcl:87):4: bad argument #3 to 'set' (exptime expected (integer))
@@ -186,16 +189,12 @@ func TestMemcachedFaultsPhasesTimers(t *testing.T) {
 	if got := r.Header.Get("X-Err"); !strings.HasSuffix(got, "API disabled in the context of header_filter_by_lua*") {
 		t.Errorf("header filter: %q", got)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		raw, _ := backends.Memcached(mc.Addr(), "get from_timer")
-		if strings.Contains(raw, "v seen by a timer") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the timer's set: %q", raw)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var raw string
+	if !e2e.WaitFor(5*time.Second, func() bool {
+		raw, _ = backends.Memcached(mc.Addr(), "get from_timer")
+		return strings.Contains(raw, "v seen by a timer")
+	}) {
+		t.Fatalf("the timer's set: %q", raw)
 	}
 
 	mc.Pause()

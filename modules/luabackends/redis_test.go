@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spindle-server/spindle/internal/backends"
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 )
 
@@ -369,16 +370,10 @@ body_filter: body_filter_by_lua(spindle.hcl:42):3: API disabled in the context o
 // waitRedis waits until key holds want.
 func waitRedis(t *testing.T, rd *backends.Process, key, want string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		v, err := rd.Cmd("GET", key)
-		if err == nil && v == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis %s: %q %v, want %q", key, v, err, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var v string
+	var err error
+	if !e2e.WaitFor(5*time.Second, func() bool { v, err = rd.Cmd("GET", key); return err == nil && v == want }) {
+		t.Fatalf("redis %s: %q %v, want %q", key, v, err, want)
 	}
 }
 
@@ -484,7 +479,10 @@ func TestRedisBackendDown(t *testing.T) {
 		start := time.Now()
 		done := make(chan *testserver.Response, 1)
 		go func() { done <- getResp(s, "/get"+c.query) }()
-		time.Sleep(50 * time.Millisecond)
+		// /other runs while /get waits on redis.
+		if !e2e.WaitFor(time.Second, func() bool { return s.Engine.Counters()["writing"] >= 1 }) {
+			t.Errorf("/get%s not in flight: %v", c.query, s.Engine.Counters())
+		}
 		if r := getResp(s, "/other"); r == nil || r.Body != "other\n" {
 			t.Errorf("another request while redis hangs: %+v", r)
 		}
@@ -538,16 +536,9 @@ func getResp(s *testserver.Server, path string) *testserver.Response {
 // waitBody waits until path answers body (a backend coming back).
 func waitBody(t *testing.T, s *testserver.Server, path, body string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r := getResp(s, path)
-		if r != nil && r.Body == body {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %+v, want %q", path, r, body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var r *testserver.Response
+	if !e2e.WaitFor(5*time.Second, func() bool { r = getResp(s, path); return r != nil && r.Body == body }) {
+		t.Fatalf("%s: %+v, want %q", path, r, body)
 	}
 }
 

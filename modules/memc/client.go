@@ -17,6 +17,7 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/spindle-server/spindle/internal/netutil"
+	connpool "github.com/spindle-server/spindle/internal/pool"
 	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/modules/upstream"
 )
@@ -59,9 +60,9 @@ type server struct {
 	addr    net.Addr
 	client  *memcache.Client
 	sem     chan struct{}
-	ops     atomic.Int64 // calls made, for the reaper
-	seenOps int64        // ops at the reaper's last look
-	idleAt  time.Time    // when the reaper first saw no new calls
+	ops     atomic.Int64 // calls made, for the sweep (reap)
+	seenOps int64        // ops at the last sweep
+	idleAt  time.Time    // when a sweep first saw no new calls
 	u       *upstream.Upstream
 	gets    getBatcher
 }
@@ -77,7 +78,14 @@ func (s oneServer) dialer(u *upstream.Upstream) func(ctx context.Context, networ
 		if err != nil {
 			return nil, err
 		}
-		return &mcConn{Conn: nc, timeout: u.ReadTimeout}, nil
+		c := &mcConn{Conn: nc, timeout: u.ReadTimeout}
+		if sc, ok := nc.(syscall.Conn); ok {
+			if c.raw, err = sc.SyscallConn(); err != nil {
+				nc.Close()
+				return nil, err
+			}
+		}
+		return c, nil
 	}
 }
 
@@ -92,6 +100,8 @@ var errStale = errors.New("memcached: pooled connection closed by the server")
 // sent into a dead socket.
 type mcConn struct {
 	net.Conn
+	raw     syscall.RawConn
+	peek    netutil.Peeker
 	timeout time.Duration
 	last    time.Time
 	stale   bool
@@ -99,7 +109,7 @@ type mcConn struct {
 
 func (c *mcConn) SetDeadline(t time.Time) error {
 	now := t.Add(-c.timeout)
-	if !c.last.IsZero() && now.Sub(c.last) > time.Second && !netutil.Alive(c.Conn) {
+	if !c.last.IsZero() && now.Sub(c.last) > time.Second && !c.peek.Alive(c.raw) {
 		c.stale = true
 	}
 	c.last = now
@@ -217,8 +227,8 @@ func (h *Handle) Close() {
 }
 
 // reap drops the idle connections of servers unused for keepalive_timeout
-// (gomemcache never closes idle connections by itself). It runs every second; calls
-// only bump a counter.
+// (gomemcache never closes idle connections by itself). The worker's sweeper runs it
+// every second; calls only bump a counter.
 func (h *Handle) reap(now time.Time) {
 	for _, s := range h.servers {
 		if s.client == nil {
@@ -422,12 +432,12 @@ func admin(u *upstream.Upstream, p *upstream.Peer, line string) (string, error) 
 	}
 }
 
-// workerState holds a worker's handles.
+// workerState holds a worker's handles. The worker's sweeper (internal/pool) sweeps
+// their idle connections.
 type workerState struct {
 	mu      sync.Mutex
 	handles map[*upstream.Upstream]*Handle
 	closed  bool
-	stop    chan struct{}
 }
 
 var lazyMu sync.Mutex
@@ -438,9 +448,9 @@ func stateOf(cfg *httpcore.Config) *workerState {
 		lazyMu.Lock()
 		defer lazyMu.Unlock()
 		if ws, _ = mod.State(cfg).(*workerState); ws == nil {
-			ws = &workerState{handles: map[*upstream.Upstream]*Handle{}, stop: make(chan struct{})}
+			ws = &workerState{handles: map[*upstream.Upstream]*Handle{}}
 			mod.SetState(cfg, ws)
-			go ws.reaper()
+			connpool.Register(ws)
 		}
 	}
 	return ws
@@ -460,20 +470,12 @@ func (ws *workerState) handle(u *upstream.Upstream) (*Handle, error) {
 	return h, nil
 }
 
-func (ws *workerState) reaper() {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ws.stop:
-			return
-		case now := <-t.C:
-			ws.mu.Lock()
-			for _, h := range ws.handles {
-				h.reap(now)
-			}
-			ws.mu.Unlock()
-		}
+// Sweep drops the idle connections of the servers unused for keepalive_timeout.
+func (ws *workerState) Sweep(now time.Time) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, h := range ws.handles {
+		h.reap(now)
 	}
 }
 
@@ -496,7 +498,7 @@ func exitWorker(cfg *httpcore.Config) {
 	defer ws.mu.Unlock()
 	if !ws.closed {
 		ws.closed = true
-		close(ws.stop)
+		connpool.Unregister(ws)
 	}
 	for _, h := range ws.handles {
 		h.Close()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/spindle-server/spindle/internal/backends"
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/modules/memc"
@@ -160,9 +161,9 @@ func TestMemcCommands(t *testing.T) {
 	if resp := s.Get("/memc?cmd=get&key=e"); resp.Status != 200 {
 		t.Errorf("before expiry: %d", resp.Status)
 	}
-	time.Sleep(2100 * time.Millisecond)
-	if resp := s.Get("/memc?cmd=get&key=e"); resp.Status != 404 {
-		t.Errorf("after expiry: %d", resp.Status)
+	// memcached counts expiry in whole seconds: wait for the item's to pass.
+	if !e2e.WaitFor(5*time.Second, func() bool { return s.Get("/memc?cmd=get&key=e").Status == 404 }) {
+		t.Errorf("after expiry: %d", s.Get("/memc?cmd=get&key=e").Status)
 	}
 }
 
@@ -295,12 +296,14 @@ http {
 		}(i)
 	}
 	maxConns := 0
-	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+	// Sample memcached's connections while 2,000 requests are served.
+	base := s.Engine.Counters()["requests"]
+	e2e.WaitFor(30*time.Second, func() bool {
 		if n, err := mcd.MemcachedConnections(); err == nil && n > maxConns {
 			maxConns = n
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return s.Engine.Counters()["requests"]-base >= 2000
+	})
 	close(stop)
 	wg.Wait()
 	t.Logf("64 concurrent clients: at most %d memcached connections", maxConns)
@@ -495,6 +498,8 @@ func TestMemcRestartBetweenRequests(t *testing.T) {
 	}
 	mcd.Stop()
 	mcd.Start()
+	// The pause is under test: a connection idle for over a second is checked before
+	// reuse.
 	time.Sleep(1100 * time.Millisecond)
 	for _, path := range []string{"/memc?cmd=add&key=a&val=1", "/memc?cmd=incr&key=a&val=1", "/memc?cmd=delete&key=a"} {
 		if resp := s.Get(path); resp.Status >= 300 {
@@ -554,12 +559,13 @@ func TestMemcGetBatching(t *testing.T) {
 		}(i)
 	}
 	maxConns := 0
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+	// Sample memcached's connections while 500 gets are answered.
+	e2e.WaitFor(30*time.Second, func() bool {
 		if n, err := mcd.MemcachedConnections(); err == nil && n > maxConns {
 			maxConns = n
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return total.Load() >= 500
+	})
 	close(stop)
 	wg.Wait()
 	t.Logf("%d gets from 48 clients, at most %d memcached connections", total.Load(), maxConns)

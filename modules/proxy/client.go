@@ -12,9 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spindle-server/spindle/internal/netutil"
+	connpool "github.com/spindle-server/spindle/internal/pool"
 	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/modules/upstream"
 )
@@ -28,8 +31,8 @@ type upConn struct {
 	bw       *bufio.Writer
 	peer     *upstream.Peer
 	requests int
-	idleAt   time.Time
 	rto, wto time.Duration
+	entry    connpool.Entry
 }
 
 const (
@@ -46,6 +49,9 @@ var (
 
 func newUpConn(nc net.Conn, p *upstream.Peer) *upConn {
 	c := &upConn{nc: nc, peer: p}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.entry.Raw, _ = sc.SyscallConn()
+	}
 	c.br = upReaders.Get().(*bufio.Reader)
 	c.br.Reset(deadlineReader{c})
 	c.bw = upWriters.Get().(*bufio.Writer)
@@ -92,134 +98,42 @@ func (c *upConn) free() {
 
 // pool keeps a worker's idle connections to one upstream: at most keepalive of them
 // (nginx's keepalive), each for at most keepalive_timeout, each used for at most
-// keepalive_requests requests.
+// keepalive_requests requests; every reuse peeks at the connection first.
 type pool struct {
 	u       *upstream.Upstream
-	mu      sync.Mutex
-	idle    map[*upstream.Peer][]*upConn
-	n       int
-	closed  bool
-	created int64 // connections dialed, for tests
+	idle    *connpool.Pool[*upstream.Peer, *upConn]
+	created atomic.Int64 // connections dialed, for tests
 }
 
 func newPool(u *upstream.Upstream) *pool {
-	return &pool{u: u, idle: map[*upstream.Peer][]*upConn{}}
+	return &pool{u: u, idle: connpool.New[*upstream.Peer, *upConn](connpool.Options{Max: u.Keepalive})}
 }
+
+// PoolEntry and ClosePooled make upConn a pooled connection.
+func (c *upConn) PoolEntry() *connpool.Entry { return &c.entry }
+func (c *upConn) ClosePooled()               { c.close() }
 
 // get returns an idle connection to p, or nil.
 func (pl *pool) get(p *upstream.Peer) *upConn {
-	now := time.Now()
-	for {
-		pl.mu.Lock()
-		list := pl.idle[p]
-		if len(list) == 0 {
-			pl.mu.Unlock()
-			return nil
-		}
-		c := list[len(list)-1]
-		list[len(list)-1] = nil
-		pl.idle[p] = list[:len(list)-1]
-		pl.n--
-		pl.mu.Unlock()
-		if now.Sub(c.idleAt) < pl.u.KeepaliveTimeout && netutil.Alive(c.nc) {
-			return c
-		}
-		c.close()
-	}
+	c, _, _ := pl.idle.Get(p)
+	return c
 }
 
 // put keeps c for reuse, or closes it when the pool is full or closed; the oldest
 // idle connection makes room for it, as nginx's cache evicts its least recently used.
 func (pl *pool) put(c *upConn) {
-	if pl.u.Keepalive == 0 || c.requests >= pl.u.KeepaliveRequests {
+	if pl.u.Keepalive == 0 || c.requests >= pl.u.KeepaliveRequests || pl.u.KeepaliveTimeout <= 0 {
 		c.close()
 		return
 	}
-	c.idleAt = time.Now()
 	c.nc.SetDeadline(time.Time{})
-	pl.mu.Lock()
-	if pl.closed {
-		pl.mu.Unlock()
-		c.close()
-		return
-	}
-	var evict *upConn
-	if pl.n >= pl.u.Keepalive {
-		evict = pl.takeOldestLocked()
-	}
-	pl.idle[c.peer] = append(pl.idle[c.peer], c)
-	pl.n++
-	pl.mu.Unlock()
-	if evict != nil {
-		evict.close()
-	}
-}
-
-func (pl *pool) takeOldestLocked() *upConn {
-	var oldest *upConn
-	var op *upstream.Peer
-	for p, list := range pl.idle {
-		if len(list) > 0 && (oldest == nil || list[0].idleAt.Before(oldest.idleAt)) {
-			oldest, op = list[0], p
-		}
-	}
-	if oldest == nil {
-		return nil
-	}
-	list := pl.idle[op]
-	copy(list, list[1:])
-	list[len(list)-1] = nil
-	pl.idle[op] = list[:len(list)-1]
-	pl.n--
-	return oldest
-}
-
-// reap closes connections idle for longer than keepalive_timeout.
-func (pl *pool) reap(now time.Time) {
-	var expired []*upConn
-	pl.mu.Lock()
-	for p, list := range pl.idle {
-		keep := list[:0]
-		for _, c := range list {
-			if now.Sub(c.idleAt) >= pl.u.KeepaliveTimeout {
-				expired = append(expired, c)
-				pl.n--
-			} else {
-				keep = append(keep, c)
-			}
-		}
-		for i := len(keep); i < len(list); i++ {
-			list[i] = nil
-		}
-		pl.idle[p] = keep
-	}
-	pl.mu.Unlock()
-	for _, c := range expired {
-		c.close()
-	}
+	pl.idle.Put(c.peer, c, 0, pl.u.KeepaliveTimeout)
 }
 
 // Idle is the number of idle connections kept.
-func (pl *pool) Idle() int {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	return pl.n
-}
+func (pl *pool) Idle() int { return pl.idle.Len() }
 
-func (pl *pool) close() {
-	pl.mu.Lock()
-	pl.closed = true
-	var all []*upConn
-	for p, list := range pl.idle {
-		all = append(all, list...)
-		delete(pl.idle, p)
-	}
-	pl.n = 0
-	pl.mu.Unlock()
-	for _, c := range all {
-		c.close()
-	}
-}
+func (pl *pool) close() { pl.idle.Close() }
 
 // dial connects to p within timeout.
 func (pl *pool) dial(p *upstream.Peer, timeout time.Duration) (*upConn, error) {
@@ -227,9 +141,7 @@ func (pl *pool) dial(p *upstream.Peer, timeout time.Duration) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pl.mu.Lock()
-	pl.created++
-	pl.mu.Unlock()
+	pl.created.Add(1)
 	return newUpConn(nc, p), nil
 }
 

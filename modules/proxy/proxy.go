@@ -350,20 +350,18 @@ func addXForwardedFor(r *httpcore.Request) string {
 type workerState struct {
 	mu    sync.Mutex
 	pools map[*upstream.Upstream]*pool
-	stop  chan struct{}
 }
 
 var lazyMu sync.Mutex
 
 func initWorker(cfg *httpcore.Config, w *httpcore.Worker) error {
-	ws := &workerState{pools: map[*upstream.Upstream]*pool{}, stop: make(chan struct{})}
+	ws := &workerState{pools: map[*upstream.Upstream]*pool{}}
 	for _, u := range upstream.All(cfg) {
 		if u.Type == upstream.TypeHTTP {
 			ws.pools[u] = newPool(u)
 		}
 	}
 	mod.SetState(cfg, ws)
-	go ws.reaper()
 	return nil
 }
 
@@ -372,34 +370,10 @@ func exitWorker(cfg *httpcore.Config) {
 	if ws == nil {
 		return
 	}
-	close(ws.stop)
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	for _, p := range ws.pools {
 		p.close()
-	}
-}
-
-// reaper closes idle upstream connections past keepalive_timeout, as nginx's
-// per-connection timers do.
-func (ws *workerState) reaper() {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ws.stop:
-			return
-		case now := <-t.C:
-			ws.mu.Lock()
-			pools := make([]*pool, 0, len(ws.pools))
-			for _, p := range ws.pools {
-				pools = append(pools, p)
-			}
-			ws.mu.Unlock()
-			for _, p := range pools {
-				p.reap(now)
-			}
-		}
 	}
 }
 
@@ -428,9 +402,7 @@ func poolFor(cfg *httpcore.Config, u *upstream.Upstream) *pool {
 // for an upstream and how many connections it has dialed.
 func PoolStats(cfg *httpcore.Config, u *upstream.Upstream) (idle int, dialed int64) {
 	p := poolFor(cfg, u)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.n, p.created
+	return p.Idle(), p.created.Load()
 }
 
 // hop-by-hop headers are not passed in either direction (RFC 9110 7.6.1), nor are the

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/modules/proxy"
@@ -93,13 +94,7 @@ func (b *backend) restart() {
 	b.t.Helper()
 	var ln net.Listener
 	var err error
-	for i := 0; i < 50; i++ {
-		if ln, err = net.Listen("tcp", b.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	if !e2e.WaitFor(time.Second, func() bool { ln, err = net.Listen("tcp", b.addr); return err == nil }) {
 		b.t.Fatal(err)
 	}
 	b.serve(ln)
@@ -293,7 +288,7 @@ func proxyPoolStats(s *testserver.Server, name string) (int, int64) {
 
 func TestProxyFailures(t *testing.T) {
 	slow := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(2 * time.Second)
+		<-r.Context().Done() // no answer until the proxy gives up and closes
 		io.WriteString(w, "late")
 	})
 	s := testserver.Start(t, cfg(`
@@ -418,7 +413,9 @@ http {
 	if n := accepts.Load(); n != 1 {
 		t.Errorf("the failed server was tried %d times within fail_timeout, want 1", n)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Once fail_timeout has passed, a request probes the server (and fails again),
+	// and the requests that follow go to the good one.
+	e2e.WaitFor(5*time.Second, func() bool { s.Get("/"); return accepts.Load() >= 2 })
 	for i := 0; i < 4; i++ {
 		s.Get("/")
 	}

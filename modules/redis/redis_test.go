@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spindle-server/spindle/internal/backends"
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 	_ "github.com/spindle-server/spindle/modules/proxy"
 	"github.com/spindle-server/spindle/modules/redis"
@@ -230,16 +231,9 @@ http {
 // waitOK polls path until it answers 200 (a pool recovering after a restart).
 func waitOK(t *testing.T, s *testserver.Server, path string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp := s.Get(path)
-		if resp.Status == 200 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not recover: %d %q", path, resp.Status, resp.Body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var resp *testserver.Response
+	if !e2e.WaitFor(10*time.Second, func() bool { resp = s.Get(path); return resp.Status == 200 }) {
+		t.Fatalf("%s did not recover: %d %q", path, resp.Status, resp.Body)
 	}
 }
 
@@ -335,13 +329,13 @@ func loadAndWatch(t *testing.T, s *testserver.Server, paths []string, n int, d t
 		}(i)
 	}
 	maxSeen := 0
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	// Sample for d: the load's length, not a wait for something to happen.
+	e2e.WaitFor(d, func() bool {
 		if v, err := count(); err == nil && v > maxSeen {
 			maxSeen = v
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
 	close(stop)
 	wg.Wait()
 	return maxSeen, bad.Load()
@@ -501,21 +495,15 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ok := true
+	if !e2e.WaitFor(20*time.Second, func() bool {
 		for _, n := range nodes {
 			if st, _ := n.Cmd("CLUSTER", "INFO"); !strings.Contains(st, "cluster_state:ok") || !strings.Contains(st, "cluster_known_nodes:3") {
-				ok = false
+				return false
 			}
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster did not form")
-		}
-		time.Sleep(100 * time.Millisecond)
+		return true
+	}) {
+		t.Fatalf("cluster did not form")
 	}
 	s := testserver.Start(t, cfg(`
 http {
@@ -779,8 +767,8 @@ http {
 	}
 }
 
-// After redis restarts, the pooled connections are dead; a command after a pause is
-// not lost to them, even one that must not run twice.
+// After redis restarts, the pooled connections are dead; a command is not lost to
+// them, even one that must not run twice.
 func TestRedisRestartBetweenRequests(t *testing.T) {
 	rd := backends.StartRedis(t)
 	s := testserver.Start(t, cfg(`
@@ -808,9 +796,10 @@ http {
 		s.Get("/incr")
 		s.Get("/pipe")
 	}
+	// Stop returns once redis-server has exited: the kernel has closed its end of
+	// every pooled connection, and the pool's health check at the next command sees it.
 	rd.Stop()
 	rd.Start()
-	time.Sleep(1100 * time.Millisecond)
 	if resp := s.Get("/incr"); resp.Status != 200 || resp.Body != "1" {
 		t.Errorf("INCR after a restart: %d %q", resp.Status, resp.Body)
 	}

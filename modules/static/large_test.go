@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 )
 
@@ -100,11 +101,13 @@ func TestLargeFileKeepalive(t *testing.T) {
 		}
 		return resp, string(b)
 	}
+	// The client's slowness and its idling are what is under test: real delays.
+	pause := func(d time.Duration) { time.Sleep(d) }
 	// Pipelined: big, HEAD big, small, a range, big through a subrequest.
 	io.WriteString(c, req("GET", "/big.txt")+req("HEAD", "/big.txt")+req("GET", "/small.txt")+
 		req("GET", "/big.txt", "Range: bytes=10-19")+req("GET", "/sub"))
 	// Let the server fill the socket and wait on it.
-	time.Sleep(300 * time.Millisecond)
+	pause(300 * time.Millisecond)
 	for i, want := range []struct {
 		method, body string
 		status       int
@@ -116,15 +119,14 @@ func TestLargeFileKeepalive(t *testing.T) {
 	}
 	// Idle past send_timeout: the deadline armed while waiting must not fail the next
 	// response.
-	time.Sleep(1500 * time.Millisecond)
 	for _, path := range []string{"/small.txt", "/big.txt", "/sub"} {
+		pause(1500 * time.Millisecond)
 		io.WriteString(c, req("GET", path))
-		time.Sleep(200 * time.Millisecond)
+		pause(200 * time.Millisecond)
 		resp, body := read("GET")
 		if resp.StatusCode != 200 || len(body) == 0 {
 			t.Fatalf("%s after idling: status %d, %d bytes", path, resp.StatusCode, len(body))
 		}
-		time.Sleep(1500 * time.Millisecond)
 	}
 }
 
@@ -142,15 +144,11 @@ func TestLargeFileSendTimeout(t *testing.T) {
 	}
 	io.WriteString(c, "GET /big.txt HTTP/1.1\r\nHost: h\r\n\r\n")
 	start := time.Now()
-	time.Sleep(200 * time.Millisecond)
-	if n := s.Engine.Counters()["writing"]; n != 1 {
-		t.Fatalf("%d requests being written, want the one", n)
+	if !e2e.WaitFor(5*time.Second, func() bool { return s.Engine.Counters()["writing"] == 1 }) {
+		t.Fatalf("%d requests being written, want the one", s.Engine.Counters()["writing"])
 	}
-	for s.Engine.Counters()["active"] != 0 {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("the server still holds a connection whose client stopped reading: %v", s.Engine.Counters())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !e2e.WaitFor(10*time.Second, func() bool { return s.Engine.Counters()["active"] == 0 }) {
+		t.Fatalf("the server still holds a connection whose client stopped reading: %v", s.Engine.Counters())
 	}
 	if d := time.Since(start); d < time.Second {
 		t.Errorf("connection closed after %v, before send_timeout", d)

@@ -176,17 +176,16 @@ http {
 `, nil)
 	perWorker := map[string]int{}
 	n := 0
-	deadline := time.Now().Add(20 * time.Second)
-	for len(perWorker) < 2 || n < 20 {
-		if time.Now().After(deadline) {
-			t.Fatalf("requests reached only workers %v", perWorker)
-		}
+	if !e2e.WaitFor(20*time.Second, func() bool {
 		code, body, err := inst.Get(fmt.Sprintf("/r/%d", n))
 		if err != nil || code != 200 {
 			t.Fatalf("GET: %d %v", code, err)
 		}
 		perWorker[strings.TrimSpace(body)]++
 		n++
+		return len(perWorker) == 2 && n >= 20
+	}) {
+		t.Fatalf("requests reached only workers %v", perWorker)
 	}
 	if code, _, _ := inst.Get("/missing"); code != 404 {
 		t.Fatalf("/missing: %d", code)

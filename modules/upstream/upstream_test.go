@@ -108,7 +108,7 @@ func TestFailTimeoutAndProbe(t *testing.T) {
 			t.Fatalf("failed server picked within fail_timeout")
 		}
 	}
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(250 * time.Millisecond) // fail_timeout passing is what is under test
 	// One probe after fail_timeout; while it runs the server stays out.
 	tr := u.Tries(nil)
 	var probe *upstream.Peer

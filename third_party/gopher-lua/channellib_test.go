@@ -87,8 +87,7 @@ func TestChannelSelect1(t *testing.T) {
 			panic(err)
 		}
 		ch <- LString("3")
-		quit <- LTrue
-		time.Sleep(1 * time.Second)
+		quit <- LTrue // taken by the receiver before the close below
 		close(ch)
 	}
 
@@ -190,7 +189,6 @@ func TestChannelSelect3(t *testing.T) {
 	ch := make(chan LValue)
 	wg.Add(2)
 	go receiver(ch)
-	time.Sleep(1)
 	go sender(ch)
 	wg.Wait()
 }
@@ -238,7 +236,7 @@ func TestChannelSendReceive1(t *testing.T) {
           assert(ok)
           assert(v == "1")
         `)
-		time.Sleep(1 * time.Second)
+		// The receive waits for the sender's close.
 		errorIfScriptFail(t, L, `
           local ok, v = ch:receive()
           assert(not ok)
@@ -272,7 +270,7 @@ func TestCancelChannelReceive(t *testing.T) {
 		L.SetGlobal("ch", LChannel(make(chan LValue)))
 		errorIfScriptNotFail(t, L, `ch:receive()`, context.Canceled.Error())
 	}()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a cancel while the script waits in the channel operation is under test
 	cancel()
 	<-done
 }
@@ -288,7 +286,7 @@ func TestCancelChannelReceive2(t *testing.T) {
 		L.SetGlobal("ch", LChannel(make(chan LValue)))
 		errorIfScriptNotFail(t, L, `channel.select({"|<-", ch})`, context.Canceled.Error())
 	}()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a cancel while the script waits in the channel operation is under test
 	cancel()
 	<-done
 }

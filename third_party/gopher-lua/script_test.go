@@ -101,6 +101,7 @@ func allocFinalizerUserData(L *LState) int {
 }
 
 func sleep(L *LState) int {
+	// The script's poll for finalizers: the pause lets the finalizer goroutine run.
 	time.Sleep(time.Duration(L.CheckInt(1)) * time.Millisecond)
 	return 0
 }

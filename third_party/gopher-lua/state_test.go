@@ -437,7 +437,7 @@ func TestContextCancel(t *testing.T) {
 	    sleep(3)
 	  `)
 	}()
-	time.Sleep(1 * time.Second)
+	time.Sleep(1 * time.Second) // a cancel while the script runs is under test
 	cancel()
 	err := <-errch
 	errorIfNil(t, err)

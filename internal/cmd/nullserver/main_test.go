@@ -36,12 +36,7 @@ func TestServesKeepalive(t *testing.T) {
 	}()
 	var c net.Conn
 	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err = net.Dial("tcp", addr); err == nil {
-			break
-		}
-	}
-	if err != nil {
+	if !e2e.WaitFor(10*time.Second, func() bool { c, err = net.Dial("tcp", addr); return err == nil }) {
 		t.Fatal(err)
 	}
 	defer c.Close()
