@@ -289,6 +289,8 @@ func TestTLSReloadsAndUpgradesUnderLoad(t *testing.T) {
 			t.Fatalf("upgrade %d: old master %d still running", i, old)
 		}
 	}
+	// The last generation serves the load for a while too: traffic after an upgrade is
+	// under test, not only traffic during one.
 	time.Sleep(200 * time.Millisecond)
 	res, resFresh := keep.Stop(), fresh.Stop()
 	t.Logf("10 reloads and 2 upgrades over TLS, keepalive: %v", res)

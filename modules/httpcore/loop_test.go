@@ -728,7 +728,7 @@ func TestDeclaredBodyLengthCostsNothing(t *testing.T) {
 		io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nabc")
 		conns[i] = c
 	}
-	if !waitFor(5*time.Second, func() bool { return s.Engine.Counters()["writing"] == n }) {
+	if !e2e.WaitFor(5*time.Second, func() bool { return s.Engine.Counters()["writing"] == n }) {
 		t.Fatalf("%d requests reading their bodies, want %d", s.Engine.Counters()["writing"], n)
 	}
 	runtime.GC()
@@ -739,18 +739,6 @@ func TestDeclaredBodyLengthCostsNothing(t *testing.T) {
 	} else {
 		t.Logf("heap grew %d KB for %d bodies of 3 bytes", grown>>10, n)
 	}
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return true
 }
 
 // A body larger than client_body_buffer_size goes to a temporary file under
@@ -830,7 +818,7 @@ func TestSlowBodiesCostLittleMemory(t *testing.T) {
 		}
 		return total
 	}
-	if !waitFor(10*time.Second, func() bool { return spooled() == n*sent }) {
+	if !e2e.WaitFor(10*time.Second, func() bool { return spooled() == n*sent }) {
 		t.Fatalf("%d bytes spooled, want %d", spooled(), n*sent)
 	}
 	runtime.GC()
