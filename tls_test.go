@@ -220,7 +220,17 @@ func TestTLSWithCurlAndOpenSSL(t *testing.T) {
 		}
 	}
 	s := newTLSSetup(t)
-	inst := e2e.Start(t, s.conf(1, ""), nil)
+	static := t.TempDir()
+	page := strings.Repeat("0123456789abcdef", 200<<10/16) // 200 KB: above sendfile's threshold
+	if err := os.WriteFile(filepath.Join(static, "page.html"), []byte(page), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inst := e2e.Start(t, s.conf(1, fmt.Sprintf(`client_max_body_size = "4m"
+    location "/static/" { alias = "%s/" }
+    location "= /upload" {
+      echo_read_request_body = true
+      echo                   = "${content_length} ${request_body}"
+    }`, static)), nil)
 	port := fmt.Sprint(inst.Port)
 	run := func(name string, args ...string) string {
 		t.Helper()
@@ -239,6 +249,21 @@ func TestTLSWithCurlAndOpenSSL(t *testing.T) {
 	out = run("curl", "-sS", "--max-time", "10", "--cacert", s.ca.File, "--resolve", "a.test:"+port+":127.0.0.1", "--tlsv1.2", "--tls-max", "1.2", "https://a.test:"+port+"/vars")
 	if !strings.HasPrefix(out, "a|on|https|TLSv1.2|ECDHE-ECDSA-") {
 		t.Errorf("curl with TLS 1.2 to a.test: %q", out)
+	}
+	// A static file goes through crypto/tls (no sendfile), and a large body comes in
+	// as 16 KB records read by the request's coroutine.
+	out = run("curl", "-sS", "--max-time", "20", "--cacert", s.ca.File, "--resolve", "a.test:"+port+":127.0.0.1", "https://a.test:"+port+"/static/page.html")
+	if out != page {
+		t.Errorf("a 200 KB static file over TLS: %d bytes, want %d", len(out), len(page))
+	}
+	body := strings.Repeat("x", 1<<20)
+	bodyFile := filepath.Join(static, "body")
+	if err := os.WriteFile(bodyFile, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = run("curl", "-sS", "--max-time", "20", "--cacert", s.ca.File, "--resolve", "a.test:"+port+":127.0.0.1", "--data-binary", "@"+bodyFile, "https://a.test:"+port+"/upload")
+	if out != fmt.Sprint(len(body))+" "+body+"\n" {
+		t.Errorf("a 1 MB request body over TLS: got %d bytes back", len(out))
 	}
 	out = run("openssl", "s_client", "-quiet", "-connect", "127.0.0.1:"+port, "-servername", "b.test", "-CAfile", s.ca.File, "-verify_return_error")
 	if !strings.Contains(out, "b|on|https|TLSv1.3|") {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"syscall"
@@ -428,9 +429,12 @@ func (c *conn) serveTLS() {
 	c.serve()
 }
 
-// peekByte waits for the connection's first byte without taking it.
+// peekByte waits for the connection's first byte without taking it. A connection that
+// sent nothing is closed after client_header_timeout, or after the idle grace once the
+// worker drains, as the loop closes an idle plain one.
 func (c *conn) peekByte() (byte, error) {
 	var b [1]byte
+	deadline := time.Now().Add(c.lt.rtimeout)
 	for {
 		n, _, err := unix.Recvfrom(c.lt.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		switch {
@@ -440,8 +444,16 @@ func (c *conn) peekByte() (byte, error) {
 			return 0, errors.New("closed")
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
-			if err := c.lt.waitReady(c.lt.rtimeout); err != nil {
-				return 0, err
+			left := time.Until(deadline)
+			if left <= 0 || c.e.draining.Load() && time.Since(time.Unix(0, c.idleSince.Load())) >= c.e.idleGrace {
+				return 0, os.ErrDeadlineExceeded
+			}
+			if err := c.lt.waitReady(min(left, sweepInterval)); err != nil {
+				select {
+				case <-c.lt.l.expireCh:
+					return 0, err // worker_shutdown_timeout
+				default:
+				}
 			}
 		default:
 			return 0, err
