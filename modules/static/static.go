@@ -28,6 +28,7 @@ type Conf struct {
 	autoindex   bool
 	maxRanges   int // -1: no limit
 	logNotFound bool
+	gzipStatic  gzipStaticMode
 }
 
 // imsMode is if_modified_since.
@@ -66,6 +67,7 @@ var Module = &httpcore.Module{
 		{Name: "autoindex", Context: ctxHSL, Set: boolSetter(func(c *Conf, v bool) { c.autoindex = v })},
 		{Name: "max_ranges", Context: ctxHSL, Set: setMaxRanges},
 		{Name: "log_not_found", Context: ctxHSL, Set: boolSetter(func(c *Conf, v bool) { c.logNotFound = v })},
+		{Name: "gzip_static", Context: httpcore.CtxAll, Set: setGzipStatic},
 	},
 }
 
