@@ -65,6 +65,7 @@ http {
     ssl_client_certificate = "%s"
     ssl_verify_client      = "optional"
     location "= /vars" { return = { code = 200, body = "b|%s\n" } }
+    location "= /cert" { return = { code = 200, body = "${ssl_client_cert}" } }
   }
 }
 `, workers, s.aEC, s.aRSA, s.aECKey, s.aRKey, extraA, tlsVarsBody, s.bEC, s.bECKey, s.ca.File, tlsVarsBody)
@@ -167,6 +168,10 @@ func TestTLSServersAndVariables(t *testing.T) {
 		_, body, _ := tlsGet(t, addr, "b.test", "/vars", cfg)
 		if !strings.Contains(body, "|SUCCESS|CN=alice,O=spindle tests") {
 			t.Errorf("a client certificate from the CA: %q", body)
+		}
+		if _, pemTabbed, _ := tlsGet(t, addr, "b.test", "/cert", cfg); !strings.HasPrefix(pemTabbed, "-----BEGIN CERTIFICATE-----\n\t") ||
+			!strings.HasSuffix(pemTabbed, "\n\t-----END CERTIFICATE-----") {
+			t.Errorf("$ssl_client_cert: %q", pemTabbed)
 		}
 		// Go's client sends only certificates from the CAs the server names: force it.
 		cfg.Certificates = nil
@@ -482,5 +487,99 @@ func TestTLSSessionTicketSettings(t *testing.T) {
 	time.Sleep(3500 * time.Millisecond)
 	if _, reused := who(t, short.Addr(), cfg); reused != "." {
 		t.Errorf("ssl_session_timeout 2s: a 3.5 s old ticket resumed")
+	}
+}
+
+// More of the TLS settings and paths: a WebSocket proxied from a TLS connection (the
+// connection leaves the loop with crypto/tls's state), OCSP stapling from a file,
+// ssl_protocols, $ssl_client_cert, TLS 1.2 session resumption.
+func TestTLSTunnelStaplingProtocols(t *testing.T) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	go func() {
+		for {
+			c, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				buf := make([]byte, 4096)
+				for {
+					n, err := br.Read(buf)
+					if n > 0 {
+						c.Write([]byte(strings.ToUpper(string(buf[:n]))))
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	s := newTLSSetup(t)
+	staple := filepath.Join(t.TempDir(), "ocsp.der")
+	if err := os.WriteFile(staple, []byte("an OCSP response, as far as the client knows"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inst := e2e.Start(t, s.conf(1, fmt.Sprintf(`ssl_stapling_file = "%s"
+    ssl_protocols     = ["TLSv1.3"]
+    location "/ws" { proxy_pass = "http://%s" }`, staple, backend.Addr())), nil)
+	cfg := &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool}
+
+	c, err := tls.Dial("tcp", inst.Addr(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if string(c.ConnectionState().OCSPResponse) != "an OCSP response, as far as the client knows" {
+		t.Errorf("stapled OCSP response: %q", c.ConnectionState().OCSPResponse)
+	}
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(c)
+	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 101") {
+		t.Fatalf("upgrade over TLS: %q", line)
+	}
+	for {
+		if line, err := br.ReadString('\n'); err != nil || line == "\r\n" {
+			break
+		}
+	}
+	for _, msg := range []string{"hello", "over tls"} {
+		io.WriteString(c, msg)
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != strings.ToUpper(msg) {
+			t.Fatalf("tunnel over TLS: %q, %v", got, err)
+		}
+	}
+
+	old := &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool, MaxVersion: tls.VersionTLS12}
+	if c, err := tls.Dial("tcp", inst.Addr(), old); err == nil {
+		c.Close()
+		t.Errorf("ssl_protocols TLSv1.3: a TLS 1.2 client was served")
+	}
+
+	// b.test: TLS 1.2 with tickets, and the client certificate as a variable.
+	code, body, _ := tlsGet(t, inst.Addr(), "b.test", "/vars", &tls.Config{ServerName: "b.test", RootCAs: s.ca.Pool,
+		MaxVersion: tls.VersionTLS12, Certificates: []tls.Certificate{s.client}})
+	if code != 200 || !strings.Contains(body, "|TLSv1.2|") {
+		t.Errorf("TLS 1.2 on b.test: %d %q", code, body)
+	}
+	two := &tls.Config{ServerName: "b.test", RootCAs: s.ca.Pool, MaxVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	tlsGet(t, inst.Addr(), "b.test", "/vars", two)
+	if _, body, cs := tlsGet(t, inst.Addr(), "b.test", "/vars", two); !cs.DidResume || !strings.Contains(body, "|r|") {
+		t.Errorf("TLS 1.2 resumption: resumed %v, %q", cs.DidResume, body)
 	}
 }
