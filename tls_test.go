@@ -583,3 +583,24 @@ func TestTLSTunnelStaplingProtocols(t *testing.T) {
 		t.Errorf("TLS 1.2 resumption: resumed %v, %q", cs.DidResume, body)
 	}
 }
+
+// Workers that drop root still load a private key only root can read: the
+// configuration is built before the privileges go, as nginx's master reads keys.
+func TestTLSKeyReadableByRootOnly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	s := newTLSSetup(t)
+	for _, f := range []string{s.aECKey, s.aRKey, s.bECKey} {
+		os.Chmod(f, 0o600)
+	}
+	inst := e2eStartWithMode(t, strings.Replace(s.conf(2, ""), "worker_processes", "user = \"nobody\"\nworker_processes", 1))
+	for _, w := range e2e.Workers(inst.MasterPid()) {
+		if uid := procUID(w); uid != 65534 {
+			t.Errorf("worker %d uid %d, want 65534 (nobody)", w, uid)
+		}
+	}
+	if code, body, _ := tlsGet(t, inst.Addr(), "a.test", "/hello", &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool}); code != 200 || body != "hello a\n" {
+		t.Errorf("GET /hello: %d %q", code, body)
+	}
+}
