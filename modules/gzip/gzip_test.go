@@ -27,7 +27,10 @@ http {
     gzip_comp_level = 5
     gzip_buffers    = "16 8k"
     gzip_disable    = ["msie6", "^NoGzip/"]
-    location "= /small" { return = { code = 200, body = "tiny\n" } }
+    location "= /small" {
+      default_type = "text/html"
+      return       = { code = 200, body = "tiny\n" }
+    }
     location "= /json" {
       default_type = "application/json"
       return       = { code = 200, body = "{\"padding\": \"${arg.pad}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}" }
