@@ -535,6 +535,7 @@ func TestTLSTunnelStaplingProtocols(t *testing.T) {
 	}
 	inst := e2e.Start(t, s.conf(1, fmt.Sprintf(`ssl_stapling_file = "%s"
     ssl_protocols     = ["TLSv1.3"]
+    client_header_timeout = "1s"
     location "/ws" { proxy_pass = "http://%s" }`, staple, backend.Addr())), nil)
 	cfg := &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool}
 
@@ -563,6 +564,21 @@ func TestTLSTunnelStaplingProtocols(t *testing.T) {
 		if _, err := io.ReadFull(br, got); err != nil || string(got) != strings.ToUpper(msg) {
 			t.Fatalf("tunnel over TLS: %q, %v", got, err)
 		}
+	}
+
+	// A client that connects and never starts its handshake is closed after
+	// client_header_timeout (1 s here: the wait is what is under test).
+	silent, err := net.Dial("tcp", inst.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	n, err := silent.Read(make([]byte, 1))
+	t.Logf("a silent client was closed after %v", time.Since(start))
+	if err != io.EOF || time.Since(start) > 5*time.Second {
+		t.Errorf("a silent client: read %d, %v after %v (want the server's close after about 1 s)", n, err, time.Since(start))
 	}
 
 	old := &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool, MaxVersion: tls.VersionTLS12}
