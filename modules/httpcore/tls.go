@@ -52,9 +52,12 @@ import (
 //     answers would-block, so a request pipelined behind another one, or behind the
 //     handshake's last flight, is found in those buffers.
 //   - When a coroutine hands a TLS connection back, the loop runs it at once instead of
-//     waiting for an event (eventLoop.maintain): the coroutine's reads may have left
-//     whole records in crypto/tls. That costs one tls.Conn.Read that finds nothing,
-//     without a system call when the socket was read dry (drained).
+//     waiting for an event (eventLoop.maintain). The handshake reads records until it
+//     is done, not until crypto/tls is empty: a request that came in the segment of
+//     the client's Finished waits there (readiness reported to the coroutine meanwhile
+//     marks the connection too, but the loop does not depend on that bookkeeping for
+//     bytes it cannot see). It costs one tls.Conn.Read that finds nothing, without a
+//     system call when the socket was read dry (drained).
 //
 // An idle TLS keepalive connection costs the plain connection's struct, a tls.Conn with
 // its keys and buffers (rawInput keeps the capacity of the largest record read: about
