@@ -129,16 +129,6 @@ func (st *serverTLS) limitSessions() {
 // bytes) into the 32-byte key crypto/tls derives its ticket keys from.
 func ticketKeyFrom(b []byte) [32]byte { return sha256.Sum256(b) }
 
-// HasTLS reports whether any listen address of the configuration has the ssl flag.
-func (c *Config) HasTLS() bool {
-	for _, l := range c.Listens {
-		if l.SSL {
-			return true
-		}
-	}
-	return false
-}
-
 // SetSessionTicketKeys gives every TLS server the session ticket keys, the first one
 // encrypting new tickets, all of them decrypting (crypto/tls Config.SetSessionTicketKeys):
 // the master makes them and sends them to every worker of every generation, so that a
