@@ -395,6 +395,7 @@ throughput() {
     "memc /memc /memc - 1.2"
     "proxy /proxy /proxy - -"
     "https /hello /hello - 1.0"
+    "https_close /hello /hello Connection:close 1.0"
     "gzip /page.html /page.html Accept-Encoding:gzip 1.0"
   )
   # cpu0/req: CPU 0's busy time per request (the worker's user and system time and the
@@ -415,9 +416,10 @@ throughput() {
     [ "$hdr" = - ] && hdr="" || hdr=${hdr/:/: }
     # A workload whose location loads but fails at run time (a module not built yet
     # behind it) is skipped too.
-    # https: the TLS ports, keepalive (wrk resumes sessions when it reconnects).
+    # https: the TLS ports; https_close: a new connection per request, whose
+    # handshake resumes the session (wrk reuses it).
     local surl="http://127.0.0.1:$SPINDLEPORT$spath" nurl="http://127.0.0.1:$NGINXPORT$npath"
-    if [ "$name" = https ]; then
+    if [ "$base" = https ]; then
       surl="https://127.0.0.1:$SPINDLETLSPORT$spath" nurl="https://127.0.0.1:$NGINXTLSPORT$npath"
     fi
     start_spindle 1
