@@ -667,8 +667,14 @@ func (r *Request) sendErrorPage(status int) bool {
 		return true
 	}
 	r.respHdr.Set("Content-Type", "text/html")
-	r.out = AppendErrorPage(r.out, status)
-	r.SendHeader()
+	if len(r.loc.bfilters) > 0 {
+		// Through the body filters, as any body (a gzip filter compresses it).
+		r.SendHeader()
+		r.Write(AppendErrorPage(nil, status))
+	} else {
+		r.out = AppendErrorPage(r.out, status)
+		r.SendHeader()
+	}
 	r.finish()
 	return true
 }

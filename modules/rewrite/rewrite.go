@@ -208,6 +208,9 @@ func (op *returnOp) Run(r *httpcore.Request) httpcore.Action {
 		r.Logf(httpcore.LogError, "return: %v", err)
 		return r.Error(500)
 	}
+	// The length is known before the header filters run, as nginx's return sets it
+	// (gzip_min_length looks at it).
+	r.SetContentLength(int64(len(body)))
 	r.WriteString(body)
 	return httpcore.Finished
 }
