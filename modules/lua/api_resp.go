@@ -84,10 +84,12 @@ func (v *vm) headerNewIndex(L *glua.LState) int {
 	default:
 		L.ArgError(3, "string, number, table or nil expected")
 	}
-	for _, s := range vals {
-		if strings.ContainsAny(s, "\r\n") {
-			L.RaiseError("invalid header value %q: CR and LF are not allowed", s)
-		}
+	// As ngx_lua (t/016-resp-header.t TEST 87-93): the bytes that could end or split
+	// the line are %-escaped, in the name and in every value, and reading the header
+	// back gives what goes on the wire.
+	name = httpcore.EscapeHeaderName(name)
+	for i, s := range vals {
+		vals[i] = httpcore.EscapeHeaderValue(s)
 	}
 	if strings.EqualFold(name, "Content-Length") {
 		n := int64(-1)
