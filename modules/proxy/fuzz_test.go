@@ -1,12 +1,7 @@
 package proxy_test
 
 import (
-	"bufio"
-	"bytes"
-	"io"
-	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -15,51 +10,6 @@ import (
 	"github.com/spindle-server/spindle/modules/httpcore"
 	_ "github.com/spindle-server/spindle/modules/lua"
 )
-
-// rawBackend is a loopback HTTP server that sees the exact bytes of each request head:
-// for /r/ it answers with the header line its arguments n and v give, byte for byte,
-// and closes; otherwise it answers with the request head it received as the body, on
-// a connection kept alive until its client closes it.
-func rawBackend(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveRaw(c)
-		}
-	}()
-	return ln.Addr().String()
-}
-
-func serveRaw(c net.Conn) {
-	defer c.Close()
-	br := bufio.NewReader(c)
-	for {
-		var head []byte
-		for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			head = append(head, line...)
-		}
-		target := strings.SplitN(string(head), " ", 3)
-		if len(target) == 3 && strings.HasPrefix(target[1], "/r/") {
-			q, _ := url.ParseQuery(strings.SplitN(target[1], "?", 2)[1])
-			io.WriteString(c, "HTTP/1.1 200 OK\r\n"+q.Get("n")+": "+q.Get("v")+"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-			return
-		}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(head))+"\r\n\r\n")
-		c.Write(head)
-	}
-}
 
 const fuzzConf = `
 http {
@@ -120,7 +70,7 @@ func FuzzUpstreamRequestHead(f *testing.F) {
 	} {
 		f.Add(s.mode, s.name, s.value)
 	}
-	be := rawBackend(f)
+	be := headcheck.Backend(f)
 	s := testserver.Start(f, strings.ReplaceAll(fuzzConf, "BE", be))
 	f.Fuzz(func(t *testing.T, mode uint8, name, value string) {
 		if len(name) > 300 || len(value) > 300 {
@@ -191,7 +141,7 @@ func FuzzUpstreamResponseHead(f *testing.F) {
 	} {
 		f.Add(s[0], s[1])
 	}
-	be := rawBackend(f)
+	be := headcheck.Backend(f)
 	s := testserver.Start(f, strings.ReplaceAll(fuzzConf, "BE", be))
 	f.Fuzz(func(t *testing.T, name, value string) {
 		if len(name) > 300 || len(value) > 300 {
