@@ -24,6 +24,7 @@ http {
         ngx.header["header: value\rfoo:bar\nbar:foo"] = "xx"
         ngx.header.x_value = "value\rfoo:bar\nbar:foo"
         ngx.header["foo"] = { "foo\nxx:bar", "bar\rxxx:foo" }
+        require("ngx.resp").add_header("foo", "a\r\nInjected: yes")
         ngx.say("foo")
       LUA
     }
@@ -123,12 +124,13 @@ func TestHeaderInjection(t *testing.T) {
 		status       int
 		want         []line
 	}{
-		// lua-nginx-module t/016-resp-header.t TEST 87-93
+		// lua-nginx-module t/016-resp-header.t TEST 87-93; ngx.resp.add_header
 		{"ngx.header", "/lua/header", 200, []line{
 			{Name: "header%3A%20value%0Dfoo%3Abar%0Abar%3Afoo", Value: "xx"},
 			{Name: "x-value", Value: "value%0Dfoo:bar%0Abar:foo"},
 			{Name: "Foo", Value: "foo%0Axx:bar"},
 			{Name: "Foo", Value: "bar%0Dxxx:foo"},
+			{Name: "Foo", Value: "a%0D%0AInjected: yes"},
 		}},
 		// t/022-redirect.t TEST 18: an error, and no Location
 		{"ngx.redirect", "/lua/redirect", 500, nil},
