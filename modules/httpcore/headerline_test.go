@@ -1,6 +1,11 @@
 package httpcore
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/spindle-server/spindle/internal/headcheck"
+)
 
 // The escape tables are ngx_lua's (ngx_http_lua_util.c, NGX_HTTP_LUA_ESCAPE_HEADER_NAME
 // and _VALUE) and nginx's NGX_ESCAPE_URI, byte for byte.
@@ -85,4 +90,61 @@ func BenchmarkAppendHeaderLine(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		buf, _, _ = AppendHeaderLine(buf[:0], "Cache-Control", "public, max-age=3600, stale-while-revalidate=60")
 	}
+}
+
+// FuzzAppendHeaderLine: whatever the name and value, the line parses as exactly one
+// header field with a strict HTTP/1.1 parser, holding the escaped name and value; and
+// where the input had no '%' of its own, %-decoding the field gives back the bytes
+// that were set (the value without the spaces and tabs around it).
+func FuzzAppendHeaderLine(f *testing.F) {
+	for _, s := range [][2]string{
+		{"X-A", "v"},
+		{"X-A: v\r\nInjected", "1\r\nB: 2"},
+		{"\x00\x7f\xff", "\x00\x01\t\x7f\xff"},
+		{"", "v"},
+		{"X", " \t "},
+		{"%0D", "%0A"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, name, value string) {
+		out, escaped, ok := AppendHeaderLine(nil, name, value)
+		if !ok {
+			if name != "" || len(out) != 0 {
+				t.Fatalf("(%q, %q) dropped: %q", name, value, out)
+			}
+			return
+		}
+		h, _, err := headcheck.ParseResponse(append(append([]byte("HTTP/1.1 200 OK\r\n"), out...), "\r\n"...))
+		if err != nil {
+			t.Fatalf("(%q, %q) -> %q: %v", name, value, out, err)
+		}
+		if len(h.Fields) != 1 {
+			t.Fatalf("(%q, %q) -> %q: %d fields", name, value, out, len(h.Fields))
+		}
+		gotName, gotValue := h.Fields[0].Name, h.Fields[0].Value
+		if gotName != EscapeHeaderName(name) || gotValue != strings.Trim(EscapeHeaderValue(value), " \t") {
+			t.Fatalf("(%q, %q) -> %q", name, value, out)
+		}
+		if !strings.Contains(name+value, "%") && (percentDecode(gotName) != name || percentDecode(gotValue) != strings.Trim(value, " \t")) {
+			t.Fatalf("(%q, %q) -> %q: decodes to (%q, %q)", name, value, out, percentDecode(gotName), percentDecode(gotValue))
+		}
+		if escaped == (string(out) == name+": "+value+"\r\n") {
+			t.Fatalf("(%q, %q) -> %q: escaped reported %v", name, value, out, escaped)
+		}
+	})
+}
+
+// percentDecode decodes every %XX.
+func percentDecode(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]) {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }
