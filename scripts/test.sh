@@ -20,6 +20,13 @@ go vet ./...
 # Integration tests start real processes; -p 1 keeps packages from competing for the
 # two cores while they count failed requests under load.
 go test -count=1 -p 1 -timeout 20m "$@" ./...
+# The header writer's fuzz tests (no request can add a header line) run a few seconds
+# each beyond their checked-in corpus; -fuzz takes one target per run.
+for target in modules/httpcore:FuzzAppendHeaderLine modules/lua:FuzzLuaResponseHeaders \
+  modules/headers:FuzzTemplateHeaders modules/proxy:FuzzUpstreamRequestHead \
+  modules/proxy:FuzzUpstreamResponseHead; do
+  go test -run '^$' -fuzz "^${target##*:}\$" -fuzztime 5s "./${target%%:*}/"
+done
 # spindle's copy of gopher-lua is a module of its own (third_party/gopher-lua/SPINDLE.md):
 # its upstream suite and the tests of spindle's changes to it.
 (cd third_party/gopher-lua && go test -count=1 -timeout 5m .)

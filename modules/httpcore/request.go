@@ -74,6 +74,7 @@ type Request struct {
 	subDepth      int
 	subCount      int
 	caps          []string
+	capsDecoded   bool // caps come from the decoded URI
 	vars          []userVar
 	ctx           []any
 	start         time.Time
@@ -469,10 +470,18 @@ func (r *Request) Capture(n int) string {
 func (r *Request) Captures() []string { return r.caps }
 
 // SetCaptures replaces the captures (regex matches done by modules).
-func (r *Request) SetCaptures(c []string) { r.caps = append(r.caps[:0], c...) }
+func (r *Request) SetCaptures(c []string) {
+	r.caps, r.capsDecoded = append(r.caps[:0], c...), false
+}
+
+// SetURICaptures replaces the captures with those of a regex matched against the
+// decoded URI (rewrite's): redirect targets escape them (Expr.RedirectString).
+func (r *Request) SetURICaptures(c []string) {
+	r.caps, r.capsDecoded = append(r.caps[:0], c...), true
+}
 
 func (r *Request) setCaps(idx []int) {
-	r.caps = r.caps[:0]
+	r.caps, r.capsDecoded = r.caps[:0], true
 	for i := 0; i+1 < len(idx); i += 2 {
 		if idx[i] < 0 {
 			r.caps = append(r.caps, "")

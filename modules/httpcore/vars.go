@@ -244,8 +244,9 @@ type Expr struct {
 }
 
 type exprPart struct {
-	lit string
-	get func(r *Request) string
+	lit     string
+	get     func(r *Request) string
+	decoded uint8 // decodedNever, decodedAlways, decodedCaptures (headerline.go)
 }
 
 // rootRef is a root variable an expression references, with the namespace keys used.
@@ -446,7 +447,7 @@ func (t *varTable) fastParts(src hclsyntax.Expression) []exprPart {
 			if g == nil {
 				return nil
 			}
-			parts = append(parts, exprPart{get: g})
+			parts = append(parts, exprPart{get: g, decoded: decodedKind(x.Traversal.RootName())})
 		default:
 			return nil
 		}
