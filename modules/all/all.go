@@ -5,6 +5,7 @@ import (
 	// The standard modules, registered by their init functions.
 	_ "github.com/spindle-server/spindle/modules/access"
 	_ "github.com/spindle-server/spindle/modules/accesslog"
+	_ "github.com/spindle-server/spindle/modules/authbasic"
 	_ "github.com/spindle-server/spindle/modules/authrequest"
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/errorpage"
