@@ -87,8 +87,9 @@ type Request struct {
 }
 
 type userVar struct {
-	val string
-	set bool
+	val  string
+	set  bool
+	busy bool // being computed (DefineVar): a second use is a cycle
 }
 
 // Config is the configuration serving the request.
