@@ -9,6 +9,7 @@ import (
 	_ "github.com/spindle-server/spindle/modules/authrequest"
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/errorpage"
+	_ "github.com/spindle-server/spindle/modules/geo"
 	_ "github.com/spindle-server/spindle/modules/headers"
 	_ "github.com/spindle-server/spindle/modules/lua"
 	_ "github.com/spindle-server/spindle/modules/luabackends"
