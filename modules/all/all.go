@@ -18,6 +18,7 @@ import (
 	_ "github.com/spindle-server/spindle/modules/proxy"
 	_ "github.com/spindle-server/spindle/modules/redis"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
+	_ "github.com/spindle-server/spindle/modules/splitclients"
 	_ "github.com/spindle-server/spindle/modules/static"
 	_ "github.com/spindle-server/spindle/modules/status"
 	_ "github.com/spindle-server/spindle/modules/upstream"
