@@ -16,6 +16,7 @@ import (
 	_ "github.com/spindle-server/spindle/modules/mapvar"
 	_ "github.com/spindle-server/spindle/modules/memc"
 	_ "github.com/spindle-server/spindle/modules/proxy"
+	_ "github.com/spindle-server/spindle/modules/realip"
 	_ "github.com/spindle-server/spindle/modules/redis"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 	_ "github.com/spindle-server/spindle/modules/splitclients"
