@@ -22,5 +22,6 @@ import (
 	_ "github.com/spindle-server/spindle/modules/splitclients"
 	_ "github.com/spindle-server/spindle/modules/static"
 	_ "github.com/spindle-server/spindle/modules/status"
+	_ "github.com/spindle-server/spindle/modules/subfilter"
 	_ "github.com/spindle-server/spindle/modules/upstream"
 )
