@@ -352,7 +352,9 @@ func (l *eventLoop) sweep(now time.Time, me *leaderToken) bool {
 		idle := c.br == nil || c.br.Buffered() == 0
 		switch {
 		case c.lt.deadline != 0 && now.UnixNano() > c.lt.deadline:
-			if idle {
+			if idle || c.proxyWanted {
+				// Idle, or still without its PROXY protocol header: closed without an
+				// answer, as nginx closes both.
 				l.destroy(c)
 			} else {
 				// A request head that never completed.

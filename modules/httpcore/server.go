@@ -38,11 +38,13 @@ type Listen struct {
 	Addr          string // normalised host:port
 	DefaultServer bool
 	Backlog       int
+	// ProxyProtocol: connections start with a PROXY protocol header (proxyproto.go).
+	ProxyProtocol bool
 	Range         hcl.Range
 }
 
 // ParseListen parses nginx's listen syntax: "127.0.0.1:8080", "8080", "[::1]:80",
-// "*:80", followed by options default_server and backlog=N.
+// "*:80", followed by options default_server, backlog=N and proxy_protocol.
 func ParseListen(s string, rng hcl.Range) (Listen, error) {
 	f := strings.Fields(s)
 	if len(f) == 0 {
@@ -86,6 +88,8 @@ func ParseListen(s string, rng hcl.Range) (Listen, error) {
 				return Listen{}, conf.Errorf(rng, "invalid backlog in %q", opt)
 			}
 			l.Backlog = n
+		case opt == "proxy_protocol":
+			l.ProxyProtocol = true
 		case opt == "reuseport":
 			// spindle always gives each worker slot its own SO_REUSEPORT socket.
 		default:
@@ -149,6 +153,15 @@ func (c *Config) addServer(srv *Server) error {
 			}
 		}
 		as.servers = append(as.servers, srv)
+		if l.ProxyProtocol {
+			// An option of the socket: one server asking for it is enough, as in nginx.
+			as.listen.ProxyProtocol = true
+			for i := range c.Listens {
+				if c.Listens[i].Addr == l.Addr {
+					c.Listens[i].ProxyProtocol = true
+				}
+			}
+		}
 		if l.DefaultServer {
 			if as.def != nil && as.listen.DefaultServer {
 				return conf.Errorf(l.Range, "a duplicate default server for %s", l.Addr)

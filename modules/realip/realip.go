@@ -1,6 +1,6 @@
 // Package realip is nginx's ngx_http_realip_module for spindle: behind a trusted proxy
 // or load balancer, the client's address is the one the proxy reports in a header
-// (X-Real-IP, X-Forwarded-For, any other). It changes
+// (X-Real-IP, X-Forwarded-For, any other) or in the PROXY protocol header. It changes
 // remote_addr and remote_port for the rest of the request, so that access rules, geo,
 // limits and the logs see the real client; realip_remote_addr and realip_remote_port
 // keep the connection's own.
@@ -18,10 +18,13 @@ import (
 
 // Conf is the module's per-context configuration.
 type Conf struct {
-	from      *forwarded.Trusted
-	owner     *httpcore.Location // the context set_real_ip_from was written in
-	header    string             // the header that carries the address
-	recursive bool
+	from   *forwarded.Trusted
+	owner  *httpcore.Location // the context set_real_ip_from was written in
+	header string             // the header that carries the address
+	// proxyProtocol: real_ip_header = "proxy_protocol", the address of the
+	// connection's PROXY protocol header (listen ... proxy_protocol).
+	proxyProtocol bool
+	recursive     bool
 }
 
 // Module is the realip module.
@@ -99,10 +102,9 @@ func setHeader(c *httpcore.Cmd) error {
 	if h == "" || strings.ContainsAny(h, " :\t") {
 		return conf.Errorf(c.Attr().Expr.Range(), "real_ip_header needs a header name or \"proxy_protocol\"")
 	}
-	if h == "proxy_protocol" {
-		return conf.Errorf(c.Attr().Expr.Range(), "real_ip_header: the PROXY protocol is not supported yet")
-	}
-	c.Conf().(*Conf).header = h
+	cf := c.Conf().(*Conf)
+	cf.proxyProtocol = h == "proxy_protocol"
+	cf.header = h
 	return nil
 }
 
@@ -123,6 +125,12 @@ func (c *Conf) handle(r *httpcore.Request) httpcore.Action {
 	peer, _ := netip.ParseAddr(host) // invalid for a unix socket peer
 	var list string
 	switch {
+	case c.proxyProtocol:
+		a, p, ok := r.ProxyProtocol()
+		if !ok {
+			return httpcore.Continue
+		}
+		list = net.JoinHostPort(a, p)
 	case strings.EqualFold(c.header, "X-Forwarded-For"):
 		list = strings.Join(r.HeaderValues("X-Forwarded-For"), ", ")
 	default:

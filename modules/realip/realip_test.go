@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,5 +165,59 @@ func TestRealIPE2E(t *testing.T) {
 	}
 	if status, _ := get(t, inst.Addr(), "127.0.0.1", "/denied/", "X-Forwarded-For: 203.0.113.9"); status != 403 {
 		t.Errorf("deny: %d", status)
+	}
+}
+
+// real_ip_header = "proxy_protocol" behind a load balancer speaking the PROXY protocol,
+// through the spindle binary: the address from the header is the client's for access
+// rules and the access log.
+func TestRealIPProxyProtocolE2E(t *testing.T) {
+	inst := e2e.Start(t, `
+http {
+  log_format "addr" { format = "$remote_addr:$remote_port $realip_remote_addr $proxy_protocol_addr $request_uri" }
+  access_log = "logs/access.log addr"
+  server {
+    listen           = ["127.0.0.1:{{PORT}} proxy_protocol"]
+    set_real_ip_from = ["127.0.0.0/8"]
+    real_ip_header   = "proxy_protocol"
+    location "/" {
+      deny = "192.0.2.66"
+      echo = "${remote_addr}|${remote_port}|${realip_remote_addr}"
+    }
+  }
+}
+`, nil)
+	send := func(header, path string) string {
+		c, err := net.DialTimeout("tcp", inst.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, header+"GET "+path+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	if resp := send("PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n", "/a"); !strings.HasSuffix(resp, "\r\n\r\n192.0.2.1|56324|127.0.0.1\n") {
+		t.Errorf("v1: %q", resp)
+	}
+	v2 := "\r\n\r\n\x00\r\nQUIT\n\x21\x21\x00\x24" + string(netip.MustParseAddr("2001:db8::7").AsSlice()) + string(netip.MustParseAddr("2001:db8::1").AsSlice()) + "\x10\x01\x01\xbb"
+	if resp := send(v2, "/b"); !strings.HasSuffix(resp, "\r\n\r\n2001:db8::7|4097|127.0.0.1\n") {
+		t.Errorf("v2: %q", resp)
+	}
+	if resp := send("PROXY TCP4 192.0.2.66 198.51.100.1 1 443\r\n", "/denied"); !strings.HasPrefix(resp, "HTTP/1.1 403") {
+		t.Errorf("deny: %q", resp)
+	}
+	if resp := send("", "/no-header"); resp != "" {
+		t.Errorf("without a PROXY header: %q", resp)
+	}
+	var log string
+	e2e.WaitFor(5*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(inst.Prefix, "logs/access.log"))
+		log = string(b)
+		return strings.Contains(log, "/denied")
+	})
+	if !strings.Contains(log, "192.0.2.1:56324 127.0.0.1 192.0.2.1 /a\n") || !strings.Contains(log, "192.0.2.66:1 127.0.0.1 192.0.2.66 /denied\n") {
+		t.Errorf("access log:\n%s", log)
 	}
 }
