@@ -215,13 +215,10 @@ func (t *table) get(r *httpcore.Request) string {
 		for _, n := range e.named {
 			r.SetUserVar(n.index, caps[n.group])
 		}
-		// The value sees the match's captures as re[N]; the request's own (from its
-		// location) are back once it is computed.
-		saved := append([]string(nil), r.Captures()...)
+		// As nginx documents: the match's captures replace the request's re[N], for the
+		// value and for the directives that use them afterwards.
 		r.SetCaptures(caps)
-		v := eval(r, e.value)
-		r.SetCaptures(saved)
-		return v
+		return eval(r, e.value)
 	}
 	if t.def != nil {
 		return eval(r, t.def)

@@ -67,7 +67,7 @@ http {
     location "/" {
       echo = "name=${name} mobile=${mobile} new=${new} chained=${chained}"
     }
-    location "~ ^/loc/(.*)$" {
+    location "~ ^/(?:loc|n)/(.*)$" {
       echo = "new=${new} loc=${re[1]}"
     }
     location "/v/" {
@@ -124,9 +124,13 @@ func TestMapRegexes(t *testing.T) {
 	if r := s.Get("/", "Host: example.com", "User-Agent: Opera Mini"); !strings.Contains(r.Body, "chained=example-opera") {
 		t.Errorf("chained map: %q", r.Body)
 	}
-	// The map's captures do not replace the location's.
+	// A map that did not match leaves the location's captures alone; one that matched
+	// replaces them, as nginx documents.
 	if r := s.Get("/loc/u/7"); r.Body != "new=none loc=u/7\n" {
-		t.Errorf("location captures after a map: %q", r.Body)
+		t.Errorf("location captures after a map that did not match: %q", r.Body)
+	}
+	if r := s.Get("/n/abc/rest"); r.Body != "new=named-abc-rest loc=abc\n" {
+		t.Errorf("location captures after a map that matched: %q", r.Body)
 	}
 }
 
