@@ -217,3 +217,25 @@ func TestGeoE2E(t *testing.T) {
 		t.Errorf("%q", body)
 	}
 }
+
+// The networks may live in a file of their own (nginx's include conf/geo.conf).
+func TestGeoInclude(t *testing.T) {
+	s := testserver.Start(t, `
+http {
+  geo "country" {
+    source  = arg.ip
+    default = "ZZ"
+    include = ["conf/geo.hcl"]
+  }
+  server {
+    listen = ["127.0.0.1:0"]
+    location "/" { echo = "${country}" }
+  }
+}
+`, testserver.WithFiles(map[string]string{"conf/geo.hcl": "values = {\n  \"10.2.0.0/16\" = \"RU\"\n  \"192.168.2.0/24\" = \"RU\"\n}\n"}))
+	for ip, want := range map[string]string{"10.2.3.4": "RU\n", "192.168.2.9": "RU\n", "192.168.3.9": "ZZ\n"} {
+		if r := s.Get("/?ip=" + ip); r.Body != want {
+			t.Errorf("%s: %q, want %q", ip, r.Body, want)
+		}
+	}
+}
