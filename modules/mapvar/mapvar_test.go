@@ -10,6 +10,7 @@ import (
 	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 	_ "github.com/spindle-server/spindle/modules/echo"
+	_ "github.com/spindle-server/spindle/modules/lua"
 	_ "github.com/spindle-server/spindle/modules/mapvar"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 )
@@ -202,5 +203,51 @@ http {
 	}
 	if r := s.Get("/", "Host: b.test"); r.Body != "site=none\n" {
 		t.Errorf("%q", r.Body)
+	}
+}
+
+// A map variable is a variable like the core's: in HCL expressions, in if conditions,
+// in Lua's ngx.var, and `set` can change it.
+func TestMapVariableEverywhere(t *testing.T) {
+	s := testserver.Start(t, `
+http {
+  map "mobile" {
+    source  = http.user_agent
+    default = "0"
+    values  = { "~*mobile" = "1" }
+  }
+  server {
+    listen = ["127.0.0.1:0"]
+    location "= /expr" {
+      echo = "${mobile == "1" ? "phone" : "desktop"} ${upper(mobile)}"
+    }
+    location "= /if" {
+      if {
+        cond   = mobile == "1"
+        return = { code = 200, body = "if saw a phone\n" }
+      }
+      return = { code = 200, body = "if saw no phone\n" }
+    }
+    location "= /lua" {
+      content_by_lua = "ngx.say('lua ', ngx.var.mobile)"
+    }
+    location "= /set" {
+      set { mobile = "forced" }
+      echo = "${mobile}"
+    }
+  }
+}
+`)
+	for _, c := range []struct{ path, ua, want string }{
+		{"/expr", "Mobile Safari", "phone 1\n"},
+		{"/expr", "curl", "desktop 0\n"},
+		{"/if", "Mobile Safari", "if saw a phone\n"},
+		{"/if", "curl", "if saw no phone\n"},
+		{"/lua", "Mobile Safari", "lua 1\n"},
+		{"/set", "Mobile Safari", "forced\n"},
+	} {
+		if r := s.Get(c.path, "User-Agent: "+c.ua); r.Body != c.want {
+			t.Errorf("%s %q: %q, want %q", c.path, c.ua, r.Body, c.want)
+		}
 	}
 }
