@@ -55,3 +55,24 @@ func replaceFold(s, old, repl string, n int) string {
 	b.WriteString(s)
 	return b.String()
 }
+
+// BenchmarkFilter streams a 64 KB HTML piece with two strings to find (replaced once
+// each, then looked for no more; and every occurrence).
+func BenchmarkFilter(b *testing.B) {
+	piece := []byte(strings.Repeat(`<p>text <a href="http://127.0.0.1:8080/x">link</a></p>`+"\n", 64<<10/56))
+	for _, once := range []bool{true, false} {
+		b.Run(map[bool]string{true: "once", false: "all"}[once], func(b *testing.B) {
+			b.SetBytes(int64(len(piece)))
+			st := &state{once: once}
+			for _, p := range [][2]string{{`<a href="http://127.0.0.1:8080/`, `<a href="/`}, {`<img src="http://127.0.0.1:8080/`, `<img src="/`}} {
+				st.pats = append(st.pats, []byte(lowerASCII(p[0])))
+				st.repls = append(st.repls, []byte(p[1]))
+				st.max = max(st.max, len(p[0]))
+			}
+			st.left = len(st.pats)
+			for b.Loop() {
+				st.filter(piece, false)
+			}
+		})
+	}
+}

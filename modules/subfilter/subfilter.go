@@ -5,6 +5,7 @@ package subfilter
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -152,6 +153,7 @@ type state struct {
 	carry []byte // the end of the last piece, which may begin a match
 	max   int    // the longest pattern
 	lower []byte // scratch: the lowercased window
+	next  []int  // scratch: per pattern, its next occurrence (see filter)
 }
 
 func (c *Conf) headerFilter(r *httpcore.Request) error {
@@ -221,16 +223,29 @@ func (st *state) filter(chunk []byte, last bool) []byte {
 	}
 	st.lower = appendLower(st.lower[:0], data)
 	low := st.lower
-	var out []byte
+	out := make([]byte, 0, len(data))
 	pos := 0
+	// next[i] is where pattern i next occurs at or after pos (-1: nowhere in this
+	// piece), searched again only once pos has passed it: a pattern that does not occur
+	// costs one scan per piece, not one per replacement of another.
+	st.next = st.next[:0]
+	for range st.pats {
+		st.next = append(st.next, -2)
+	}
 	for pos < len(data) && st.left > 0 {
 		at, which := -1, -1
 		for i, p := range st.pats {
 			if p == nil {
 				continue
 			}
-			if j := bytes.Index(low[pos:], p); j >= 0 && (at < 0 || pos+j < at) {
-				at, which = pos+j, i
+			if n := st.next[i]; n == -2 || n >= 0 && n < pos {
+				st.next[i] = -1
+				if j := bytes.Index(low[pos:], p); j >= 0 {
+					st.next[i] = pos + j
+				}
+			}
+			if n := st.next[i]; n >= 0 && (at < 0 || n < at) {
+				at, which = n, i
 			}
 		}
 		if at < 0 {
@@ -270,11 +285,13 @@ func (st *state) partial(low []byte) int {
 }
 
 func appendLower(dst, s []byte) []byte {
-	for _, c := range s {
+	n := len(dst)
+	dst = slices.Grow(dst, len(s))[:n+len(s)]
+	for i, c := range s {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		dst = append(dst, c)
+		dst[n+i] = c
 	}
 	return dst
 }
