@@ -48,6 +48,28 @@ func TestVerifyHtpasswdSchemes(t *testing.T) {
 	if ok, _ := authbasic.Verify("$1$abcdefgh$rwnEbRiN0agqVgZBovWNQ/", "hellO"); ok {
 		t.Errorf("$1$ accepted a wrong password")
 	}
+	// SHA-crypt, as glibc's crypt(3) (Python's crypt module) and openssl passwd -5/-6
+	// wrote these, default and custom rounds, a salt cut to 16 characters.
+	for _, c := range [][2]string{
+		{"Hello world!", "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"},
+		{"", "$5$saltstring$FdNfA4gXqvCeO6iZs7G/.wwwoywYZqo0l1pwmfWaBA7"},
+		{"a very much longer text to encrypt.  This one even stretches over morethan one line.", "$5$saltstring$GyTEZtFuSijnDwgZAdeQeFYSkAzF3f3QpZGhkJUrWWD"},
+		{"Hello world!", "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1"},
+		{"", "$6$saltstring$kyGrqt6gmjAdtFLPrflEFifSYLCWWq1pyx95SvqinLDy2UHmj0sTF0MSLMwxPFZc3tu5kQckI8fks0zOPda3n1"},
+		{"Hello world!", "$5$rounds=10000$saltstringsaltst$3xv.VbSHBb41AL9AvLeujZkZRBAwqFMz2.opqey6IcA"},
+		{"a very much longer text to encrypt.  This one even stretches over morethan one line.", "$5$rounds=10000$saltstringsaltst$vtDfoBYAWGilWl5IHXVp/LaeP.43tehWv5zLhKQm8t5"},
+		{"Hello world!", "$6$rounds=1400$anotherlongsalts$5FGyu8c4BZDX4wJgs0Un26YOw2XibT5eTkHF1I1aP3QqStoJI9BHD2YPJYsAjEePVGUyBjdZxcNqMWlrrbIOC."},
+		{"", "$6$rounds=5000$toolongsaltstrin$mEk6h65w6YJghTxPobcTXEXio3kCcFxikGjKlfCGsts65XqUQQjutrYFb5zITX.AKQuKz9de1j8Bl0FT0KT5L/"},
+		{"Hello", "$5$saltstring$jfZe1.O5rA9aUKHLYLEqMjNCNYEqmZMJ.KAMmcgZPz5"},
+		{"Hello", "$6$saltstring$aQzKv7HhksN4CNT5HySRdxOEHxZvlWWP2je/lOgbrHx5iLYj3NJfVnC287n/dwkODYWL1.LZUdO9vX84fkCna/"},
+	} {
+		if ok, err := authbasic.Verify(c[1], c[0]); !ok || err != nil {
+			t.Errorf("%s refused %q: %v", c[1], c[0], err)
+		}
+		if ok, _ := authbasic.Verify(c[1], c[0]+"x"); ok {
+			t.Errorf("%s accepted %q", c[1], c[0]+"x")
+		}
+	}
 	// {SSHA}: base64(sha1(password+salt)+salt); "{SSHA}" of "pw" with salt "salt".
 	if ok, err := authbasic.Verify("{SSHA}K/qCHdTzr1rftXNEV4Ob7XsySBlzYWx0", "pw"); !ok || err != nil {
 		t.Errorf("{SSHA} refused: %v", err)

@@ -13,14 +13,15 @@ import (
 )
 
 // errScheme is the answer for password hashes no scheme below covers: traditional DES
-// crypt (htpasswd -d) and glibc's $5$/$6$ SHA-crypt, which nginx verifies with the
-// system's crypt(3) and no maintained Go library implements.
-var errScheme = errors.New("unsupported password scheme (supported: bcrypt $2y$, $apr1$, $1$, {SHA}, {SSHA}, {PLAIN})")
+// crypt (htpasswd -d, 56-bit keys truncated to 8 characters) and yescrypt ($y$), which
+// nginx verifies with the system's crypt(3) and no maintained Go library implements.
+var errScheme = errors.New("unsupported password scheme (supported: bcrypt $2y$, $apr1$, $1$, $5$, $6$, {SHA}, {SSHA}, {PLAIN})")
 
 // Verify reports whether password matches an htpasswd password field: bcrypt
 // ($2y$, $2b$, $2a$, what `htpasswd -B` writes), Apache's MD5 ($apr1$, `htpasswd -m`,
-// the default) and FreeBSD's MD5-crypt ($1$) it derives from, {SHA} (`htpasswd -s`),
-// {SSHA} and {PLAIN} — nginx's ngx_crypt schemes.
+// the default) and FreeBSD's MD5-crypt ($1$) it derives from, SHA-crypt ($5$, $6$),
+// {SHA} (`htpasswd -s`), {SSHA} and {PLAIN}: nginx's ngx_crypt schemes and the common
+// ones of crypt(3).
 func Verify(hash, password string) (bool, error) {
 	switch {
 	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
@@ -33,6 +34,8 @@ func Verify(hash, password string) (bool, error) {
 		return equal(md5Crypt(password, hash[len("$apr1$"):], "$apr1$"), hash), nil
 	case strings.HasPrefix(hash, "$1$"):
 		return equal(md5Crypt(password, hash[len("$1$"):], "$1$"), hash), nil
+	case strings.HasPrefix(hash, "$5$"), strings.HasPrefix(hash, "$6$"):
+		return equal(shaCrypt(password, hash[3:], hash[:3]), hash), nil
 	case strings.HasPrefix(hash, "{PLAIN}"):
 		return equal(password, hash[len("{PLAIN}"):]), nil
 	case strings.HasPrefix(hash, "{SHA}"):
