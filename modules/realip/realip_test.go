@@ -157,7 +157,7 @@ func TestRealIPConfigErrors(t *testing.T) {
 	}
 }
 
-// The spindle binary, with a unix-socket-free setup: a trusted loopback proxy.
+// The spindle binary behind a trusted loopback proxy.
 func TestRealIPE2E(t *testing.T) {
 	inst := e2e.Start(t, strings.Replace(realipConf, `"127.0.0.1:0"`, `"127.0.0.1:{{PORT}}"`, 1), nil)
 	if _, body := get(t, inst.Addr(), "127.0.0.1", "/", "X-Forwarded-For: 198.51.100.7, 192.168.1.20"); !strings.HasPrefix(body, "198.51.100.7||127.0.0.1|true") {
