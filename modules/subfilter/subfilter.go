@@ -57,7 +57,20 @@ func install(l *httpcore.Location) error {
 	}
 	l.AddHeaderFilter(Module.Order, c.headerFilter)
 	l.AddBodyFilter(Module.Order, bodyFilter)
+	l.AddInlineHandler(httpcore.PhasePreaccess, Module.Order, noRanges)
 	return nil
+}
+
+// noRanges drops a request's Range: a byte range of the original body is not one of
+// the filtered body, and nginx answers a filtered response whole (its range filter
+// sees no length). The content type is known only once the response starts, so every
+// request of the location is answered whole, which HTTP allows for any response.
+func noRanges(r *httpcore.Request) httpcore.Action {
+	if r.Header("Range") != "" {
+		r.SetHeader("Range", "")
+		r.SetHeader("If-Range", "")
+	}
+	return httpcore.Continue
 }
 
 // sub_filter = { "string" = "replacement", ... }: strings and replacements are

@@ -85,6 +85,10 @@ func TestSubFilterOnce(t *testing.T) {
 	if cl := r.Header.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(r.Body)) {
 		t.Errorf("Content-Length %s for %d bytes", cl, len(r.Body))
 	}
+	// A byte range of the file is not one of the filtered body: the answer is whole.
+	if r := s.Get("/index.html", "Host: example.com", "Range: bytes=0-9"); r.Status != 200 || r.Body != want {
+		t.Errorf("Range: %d %q", r.Status, r.Body)
+	}
 	for _, h := range []string{"Last-Modified", "ETag", "Accept-Ranges"} {
 		if v := r.Header.Get(h); v != "" {
 			t.Errorf("%s: %q", h, v)
