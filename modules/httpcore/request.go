@@ -45,6 +45,7 @@ type Request struct {
 	// (for the log phase): $request.
 	rejectedLine string
 	absHost      string // host of an absolute-form request target
+	realAddr     string // main: the client address set by SetRemoteAddr
 	http10       bool
 	hdr          *fasthttp.RequestHeader // parsed headers (shared with the parent by subrequests)
 	hdrOverlay   *Header                 // main: headers changed by modules; sub: its own headers once changed
@@ -88,8 +89,9 @@ type Request struct {
 }
 
 type userVar struct {
-	val string
-	set bool
+	val  string
+	set  bool
+	busy bool // being computed (DefineVar): a second use is a cycle
 }
 
 // Config is the configuration serving the request.
@@ -316,13 +318,29 @@ func (r *Request) Cookie(name string) (string, bool) {
 	return "", false
 }
 
-// RemoteAddr is the client's address as "ip:port".
+// RemoteAddr is the client's address as "ip:port" (a bare "ip" when a module set an
+// address without a port).
 func (r *Request) RemoteAddr() string {
+	if r.main != nil && r.main.realAddr != "" {
+		return r.main.realAddr
+	}
+	return r.ConnRemoteAddr()
+}
+
+// ConnRemoteAddr is the address of the peer of the connection, whatever SetRemoteAddr
+// made RemoteAddr.
+func (r *Request) ConnRemoteAddr() string {
 	if r.c == nil {
 		return ""
 	}
 	return r.c.remoteAddr()
 }
+
+// SetRemoteAddr makes addr ("ip:port" or "ip") the client's address for the rest of
+// the request and its subrequests, in variables, access checks and logs: the realip
+// module's address from a trusted proxy, as nginx's realip replaces the connection's
+// address until the request ends.
+func (r *Request) SetRemoteAddr(addr string) { r.main.realAddr = addr }
 
 // LocalAddr is the server address the connection was accepted on.
 func (r *Request) LocalAddr() string {
