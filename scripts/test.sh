@@ -13,6 +13,10 @@ for pkg_file in lua-nginx-redis:/usr/share/lua/5.1/nginx/redis.lua lua-nginx-mem
   pkg=${pkg_file%%:*} file=${pkg_file##*:}
   [ -e "$file" ] || need+=("$pkg")
 done
+# cgo against Debian's LuaJIT (internal/luajit), and the Lua modules its tests load.
+for pkg in gcc pkg-config libluajit2-5.1-dev lua-cjson lua-resty-lrucache; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "scripts/test.sh: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

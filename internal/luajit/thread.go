@@ -1,0 +1,167 @@
+package luajit
+
+/*
+#include <stdlib.h>
+#include "engine.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// A Thread is a Lua coroutine: what ngx_lua runs a request's handler on. It is
+// anchored in the VM's registry from NewThread to CloseThread, so a suspended
+// coroutine that nothing in Lua refers to stays alive while its request waits.
+type Thread struct {
+	co     *C.lua_State
+	ref    C.int
+	status Status
+
+	// Limit bounds the time the thread runs Lua code, summed over its resumes
+	// (waiting between them does not count): lua_max_run_time. 0: no limit.
+	Limit time.Duration
+
+	used        atomic.Int64 // ticks run in finished resumes
+	from        atomic.Int64 // the tick the current resume started at
+	interrupted atomic.Int64 // the tick the watchdog interrupted it at, 0 if not
+	stuck       atomic.Bool
+}
+
+// Status is where a Thread is.
+type Status int
+
+// A Thread is ready (not run yet), suspended (it yielded), finished (returned) or
+// dead (ended with an error).
+const (
+	Ready Status = iota
+	Suspended
+	Finished
+	Dead
+)
+
+// Status says where t is.
+func (t *Thread) Status() Status { return t.status }
+
+// NewThread makes a coroutine that runs fn when first resumed.
+func (s *State) NewThread(fn Ref) (*Thread, error) {
+	if err := s.entry(); err != nil {
+		return nil, err
+	}
+	t := &Thread{}
+	rc := C.sp_newthread(s.c, C.int(fn), &t.co, &t.ref)
+	s.blen = 0
+	if rc != 0 {
+		return nil, s.error(rc)
+	}
+	return t, nil
+}
+
+// CloseThread drops t's anchor: the coroutine is garbage once Lua does not refer
+// to it. A request's coroutine is closed when the request ends, finished or not.
+func (s *State) CloseThread(t *Thread) {
+	s.check()
+	if t.co != nil {
+		C.sp_unref(s.c, t.ref)
+		t.co = nil
+		t.status = Dead
+	}
+}
+
+// Resume runs t until it yields, returns or fails, with the values pushed as the
+// arguments of its function (first resume) or the results of the Func that
+// yielded. It returns t's new status; the values it yielded or returned can then
+// be read with N and the Arg methods. An error (a *Error) leaves t Dead.
+func (s *State) Resume(t *Thread) (Status, error) {
+	if err := s.entry(); err != nil {
+		return t.status, err
+	}
+	if t.co == nil || t.status >= Finished {
+		s.c.nout = 0
+		s.blen = 0
+		return t.status, fmt.Errorf("luajit: resume of a %s thread", [...]string{"ready", "suspended", "finished", "dead"}[t.status])
+	}
+	vm := s.vm
+	vm.gen++
+	if vm.gen == 0 {
+		vm.gen = 1
+	}
+	gen := vm.gen
+	if t.Limit > 0 {
+		t.from.Store(vm.tick.Load())
+		vm.runGen.Store(gen)
+		vm.running.Store(t)
+		if t.interrupted.Load() != 0 {
+			vm.interrupt(t, gen) // out of time already: it stops at once
+		}
+	}
+	rc := C.sp_resume(s.c, t.co, s.c.nout, C.int(gen))
+	s.blen = 0
+	if t.Limit > 0 {
+		vm.running.Store(nil)
+		t.used.Add(vm.tick.Load() - t.from.Load())
+	}
+	switch rc {
+	case C.LUA_YIELD:
+		t.status = Suspended
+		return Suspended, nil
+	case 0:
+		t.status = Finished
+		return Finished, nil
+	}
+	t.status = Dead
+	err := s.error(rc)
+	if t.interrupted.Load() != 0 && rc == C.LUA_ERRRUN {
+		err.(*Error).Code = ErrTimeout
+	}
+	return Dead, err
+}
+
+// watchdog counts ticks and interrupts the thread being resumed once it has run
+// past its Limit. Resume only reads the tick count and stores the running thread,
+// so a limit costs a few atomic operations per resume; see the package comment.
+func (vm *VM) watchdog() {
+	defer close(vm.done)
+	tk := time.NewTicker(vm.opts.Tick)
+	defer tk.Stop()
+	for {
+		select {
+		case <-vm.stop:
+			return
+		case <-tk.C:
+		}
+		now := vm.tick.Add(1)
+		t := vm.running.Load()
+		if t == nil {
+			continue
+		}
+		gen := vm.runGen.Load()
+		if vm.running.Load() != t {
+			continue
+		}
+		ran := time.Duration(t.used.Load()+now-t.from.Load()) * vm.opts.Tick
+		if ran < t.Limit {
+			continue
+		}
+		at := t.interrupted.Load()
+		if at == 0 {
+			t.interrupted.Store(now)
+			vm.interrupt(t, gen)
+			continue
+		}
+		if vm.opts.OnStuck != nil && time.Duration(now-at)*vm.opts.Tick >= vm.opts.StuckAfter && !t.stuck.Swap(true) {
+			vm.opts.OnStuck(t, ran)
+		}
+	}
+}
+
+// interrupt makes the resume numbered gen fail with the limit's message at its next
+// interpreted instruction (see sp_interrupt).
+func (vm *VM) interrupt(t *Thread, gen int32) {
+	msg := C.CString(fmt.Sprintf("run time limit (%v) exceeded", t.Limit))
+	C.sp_interrupt(vm.c, C.int(gen), msg)
+	C.free(unsafe.Pointer(msg))
+}
