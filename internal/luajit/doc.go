@@ -38,9 +38,13 @@
 // from another thread; luajit.c does it from a signal handler), which raises the
 // error at the next instruction the interpreter runs, again after any pcall that
 // catches it. Nothing is checked per instruction while no thread is over its
-// limit. LuaJIT does not call hooks in compiled code: a loop that LuaJIT compiled
-// and that never leaves its trace cannot be interrupted; the watchdog then calls
-// Options.OnStuck, and the worker should exit (its master starts another).
+// limit. LuaJIT does not call hooks in compiled code, so the trampoline checks
+// too (one load and compare per call): a compiled loop that calls any Go function
+// fails at that call, and the compiler is turned off until the resume ends, so code
+// that catches the error runs in the interpreter and is stopped by the hook. Only
+// a compiled loop that calls no Go function and never leaves its trace cannot be
+// interrupted; the watchdog then calls Options.OnStuck, and the worker should exit
+// (its master starts another). TestRunTimeLimit covers each case.
 //
 // # Limits of LuaJIT this package works around
 //

@@ -79,6 +79,7 @@ sp_vm *sp_new(int id, size_t memlimit) {
 		return NULL;
 	}
 	lua_atpanic(vm->L, sp_panic);
+	vm->jiton = 1;
 	if (lua_cpcall(vm->L, sp_init_p, vm) != 0) {
 		lua_close(vm->L);
 		free(vm);
@@ -175,6 +176,17 @@ static int sp_trampoline(lua_State *L) {
 	int n = lua_gettop(L);
 	if (n > SP_MAXVALS)
 		return luaL_error(L, "too many arguments (%d; at most %d)", n, SP_MAXVALS);
+	if (vm->gen != 0 && __atomic_load_n(&vm->target, __ATOMIC_RELAXED) == vm->gen) {
+		// Past its run time limit, in code that may be compiled (hooks do not fire
+		// in traces): the compiler is turned off until the resume ends, so the
+		// code that catches this error runs in the interpreter, where the hook
+		// raises it again.
+		if (vm->jiton && !vm->jitpaused) {
+			luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+			vm->jitpaused = 1;
+		}
+		return luaL_error(L, "%s", vm->killmsg);
+	}
 	sp_marshal(L, vm, 1, n);
 	vm->nout = 0;
 	vm->cur = L;
@@ -313,6 +325,10 @@ static void sp_enter(sp_vm *vm) {
 }
 
 static void sp_leave(sp_vm *vm) {
+	if (vm->jitpaused) {
+		luaJIT_setmode(vm->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+		vm->jitpaused = 0;
+	}
 	if (__atomic_load_n(&vm->hooked, __ATOMIC_ACQUIRE)) {
 		lua_sethook(vm->L, NULL, 0, 0);
 		__atomic_store_n(&vm->hooked, 0, __ATOMIC_RELEASE);
@@ -494,7 +510,10 @@ static void sp_hook(lua_State *L, lua_Debug *ar) {
 	}
 	// The hook stays set: a pcall that catches this error raises it again at its
 	// next instruction, so the run ends whatever it catches.
-	luaL_error(L, "%s", vm->killmsg);
+	luaL_where(L, 0); // in a hook, level 0 is the Lua function running
+	lua_pushstring(L, vm->killmsg);
+	lua_concat(L, 2);
+	lua_error(L);
 }
 
 // sp_interrupt is called by the watchdog, from another thread, while the owner runs
@@ -524,6 +543,7 @@ void sp_gc(sp_vm *vm) {
 int sp_jit(sp_vm *vm, int on) {
 	sp_enter(vm);
 	int ok = luaJIT_setmode(vm->L, 0, LUAJIT_MODE_ENGINE | (on ? LUAJIT_MODE_ON : LUAJIT_MODE_OFF));
+	vm->jiton = on;
 	sp_leave(vm);
 	return ok;
 }

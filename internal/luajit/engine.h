@@ -65,6 +65,8 @@ typedef struct sp_vm {
 	int target;
 	int hooked;
 	char killmsg[96];
+	int jiton;     // the compiler is on (sp_jit)
+	int jitpaused; // turned off by the trampoline for a resume past its limit
 
 	// The allocator with a limit (0: LuaJIT's own allocator, no limit).
 	size_t mem, memlimit;
