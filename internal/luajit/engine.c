@@ -403,6 +403,16 @@ int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref) {
 	return rc;
 }
 
+// sp_reuse readies a coroutine that returned normally to run fnref: LuaJIT resumes
+// a coroutine whose stack is empty and that has no frame left, as a new one. No
+// allocation: the stack is empty and has its minimum room.
+void sp_reuse(sp_vm *vm, lua_State *co, int fnref) {
+	sp_enter(vm);
+	lua_settop(co, 0);
+	lua_rawgeti(co, LUA_REGISTRYINDEX, fnref);
+	sp_leave(vm);
+}
+
 // sp_unref drops a registry reference (a chunk, a thread); no allocation.
 void sp_unref(sp_vm *vm, int ref) {
 	sp_enter(vm);

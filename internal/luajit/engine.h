@@ -92,6 +92,7 @@ int sp_register(sp_vm *vm, int fid, const char *name, size_t len);
 int sp_load(sp_vm *vm, const char *name, const char *code, size_t len, int *ref);
 int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref);
 void sp_unref(sp_vm *vm, int ref);
+void sp_reuse(sp_vm *vm, lua_State *co, int fnref);
 int sp_resume(sp_vm *vm, lua_State *co, int nargs, int gen);
 int sp_call(sp_vm *vm, int fnref, int nargs);
 void sp_interrupt(sp_vm *vm, int gen, const char *msg);

@@ -53,6 +53,7 @@ type VM struct {
 	id    int
 	funcs []Func
 	opts  Options
+	idle  []*Thread // finished coroutines kept for reuse
 
 	// The watchdog: ticks since New, the thread being resumed and the number of
 	// that resume (see sp_interrupt).

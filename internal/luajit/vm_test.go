@@ -420,3 +420,73 @@ func TestPackagePaths(t *testing.T) {
 }
 
 var _ = time.Second
+
+func TestFinishedThreadsAreReused(t *testing.T) {
+	vm := newVM(t, Options{})
+	s := vm.Lock()
+	defer s.Unlock()
+	s.Register("wait", func(s *State) error { s.Yield(); return nil })
+	a, _ := s.Load("a.lua", "local x = ... return 'a' .. x")
+	b, _ := s.Load("b.lua", "local x, y = ... wait() return 'b' .. x .. y, coroutine.running() ~= nil")
+	th, _ := s.NewThread(a)
+	s.PushString("1")
+	if st, err := s.Resume(th); st != Finished || err != nil {
+		t.Fatal(st, err)
+	}
+	expect(t, values(s), "a1")
+	s.CloseThread(th)
+	th2, _ := s.NewThread(b)
+	if th2 != th {
+		t.Fatal("a finished coroutine was not reused")
+	}
+	s.PushString("2")
+	s.PushString("3")
+	if st, err := s.Resume(th2); st != Suspended || err != nil {
+		t.Fatal(st, err)
+	}
+	if st, err := s.Resume(th2); st != Finished || err != nil {
+		t.Fatal(st, err)
+	}
+	expect(t, values(s), "b23", true)
+	s.CloseThread(th2)
+	// A thread that failed is not reused.
+	th3, _ := s.NewThread(a)
+	if _, err := s.Resume(th3); err == nil {
+		t.Fatal("concatenating nil succeeded")
+	}
+	s.CloseThread(th3)
+	if th4, _ := s.NewThread(a); th4 == th3 {
+		t.Fatal("a dead coroutine was reused")
+	}
+}
+
+// The Lua memory a request waiting in a handler holds: its coroutine with a few
+// locals (issue 16's budget for a Lua request in flight is 6 KB in all).
+func TestMemoryPerSuspendedThread(t *testing.T) {
+	vm := newVM(t, Options{})
+	s := vm.Lock()
+	defer s.Unlock()
+	s.Register("wait", func(s *State) error { s.Yield(); return nil })
+	fn, _ := s.Load("wait.lua", `local args, headers = {a = "1"}, {host = "example.com"}
+		local data = wait()
+		return data`)
+	s.Collect()
+	before := s.MemoryInUse()
+	const n = 10000
+	ths := make([]*Thread, n)
+	for i := range ths {
+		ths[i], _ = s.NewThread(fn)
+		if st, err := s.Resume(ths[i]); st != Suspended || err != nil {
+			t.Fatal(st, err)
+		}
+	}
+	s.Collect()
+	per := (s.MemoryInUse() - before) / n
+	t.Logf("Lua heap per suspended request: %d bytes", per)
+	if per > 6<<10 {
+		t.Fatalf("%d bytes per suspended coroutine", per)
+	}
+	for _, th := range ths {
+		s.CloseThread(th)
+	}
+}
