@@ -231,3 +231,55 @@ func BenchmarkStringHandlerGopherLua(b *testing.B) {
 		L.Pop(4)
 	}
 }
+
+// A call to a Go function that takes and returns nothing, through the trampoline.
+func BenchmarkCallbackNop(b *testing.B) {
+	s := benchState(b)
+	fn := load(b, s, `local n, nop = ..., nop for i = 1, n do nop() end`)
+	th, _ := s.NewThread(fn)
+	b.ReportAllocs()
+	cpuPerOp(b)
+	b.ResetTimer()
+	s.PushInt(b.N)
+	if _, err := s.Resume(th); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// A call through LuaJIT's FFI to a C function (what lua-resty-core's calls into
+// ngx_lua's C cost).
+func BenchmarkFFICallC(b *testing.B) {
+	s := benchState(b)
+	fn := load(b, s, `local ffi = require "ffi"
+		ffi.cdef[[size_t strlen(const char *s);]]
+		local n, strlen = ..., ffi.C.strlen
+		for i = 1, n do strlen("x") end`)
+	th, _ := s.NewThread(fn)
+	cpuPerOp(b)
+	b.ResetTimer()
+	s.PushInt(b.N)
+	if _, err := s.Resume(th); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// A call through LuaJIT's FFI straight to an exported Go function (spGoCall, here
+// calling the nop function): what lua-resty-core's ngx_http_lua_ffi_* would cost
+// written in Go.
+func BenchmarkFFICallGo(b *testing.B) {
+	s := benchState(b)
+	fn := load(b, s, `local ffi = require "ffi"
+		local n, addr, vmid, fid = ...
+		local call = ffi.cast("int (*)(int, int)", addr)
+		for i = 1, n do call(vmid, fid) end`)
+	th, _ := s.NewThread(fn)
+	cpuPerOp(b)
+	b.ResetTimer()
+	s.PushInt(b.N)
+	s.PushPointer(goCallAddr())
+	s.PushInt(s.VM().id)
+	s.PushInt(2) // nop: the third function benchState registers
+	if _, err := s.Resume(th); err != nil {
+		b.Fatal(err)
+	}
+}

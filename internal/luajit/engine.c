@@ -160,7 +160,14 @@ static void sp_pushout(lua_State *L, sp_vm *vm) {
 	}
 }
 
+// sp_outalloc says whether pushing vm->out needs a protected call: a string may
+// fail to allocate under a memory limit (a protected call costs ~270 ns here,
+// twice a yield/resume round trip). Without a limit, LuaJIT's allocator fails
+// only when the process is out of memory, and the push is unprotected as in
+// ngx_lua (an error there reaches sp_panic).
 static int sp_outalloc(sp_vm *vm) {
+	if (vm->memlimit == 0)
+		return vm->nout > 8;
 	for (int i = 0; i < vm->nout; i++)
 		if (vm->out[i].type == LUA_TSTRING)
 			return 1;
@@ -557,3 +564,6 @@ int sp_jit(sp_vm *vm, int on) {
 	sp_leave(vm);
 	return ok;
 }
+
+// sp_gocall_addr is spGoCall's address, for the FFI benchmark.
+void *sp_gocall_addr(void) { return (void *)spGoCall; }

@@ -99,5 +99,6 @@ void sp_interrupt(sp_vm *vm, int gen, const char *msg);
 int sp_gccount(sp_vm *vm);
 void sp_gc(sp_vm *vm);
 int sp_jit(sp_vm *vm, int on);
+void *sp_gocall_addr(void);
 
 #endif

@@ -275,6 +275,15 @@ func TestOutOfMemoryFailsTheCall(t *testing.T) {
 		}
 		expect(t, got, 1002.0)
 	}
+	// Strings passed to a resume under a limit are pushed in a protected call.
+	fn, _ := s.Load("arg.lua", "local a, b = ... return a .. b")
+	th, _ := s.NewThread(fn)
+	s.PushString("x")
+	s.PushString(strings.Repeat("y", 100))
+	if st, err := s.Resume(th); st != Finished || err != nil || len(s.String(0)) != 101 {
+		t.Fatal(st, err)
+	}
+	s.CloseThread(th)
 	// On the main state too.
 	err := s.DoString("hog.lua", "local t = {} for i = 1, 1e8 do t[i] = {i} end")
 	var le *Error
