@@ -56,7 +56,12 @@ func load(b *testing.B, s *State, code string) Ref {
 
 // A request's fixed cost: a new coroutine, a resume, one callback, the coroutine
 // dropped.
-func BenchmarkThreadResumeCallback(b *testing.B) {
+func BenchmarkThreadResumeCallback(b *testing.B) { benchThreadResumeCallback(b, 0) }
+
+// The same with a run time limit: what lua_max_run_time costs per resume.
+func BenchmarkThreadResumeCallbackLimit(b *testing.B) { benchThreadResumeCallback(b, 30*time.Second) }
+
+func benchThreadResumeCallback(b *testing.B, limit time.Duration) {
 	s := benchState(b)
 	fn := load(b, s, `say("hello, world")`)
 	b.ReportAllocs()
@@ -66,6 +71,7 @@ func BenchmarkThreadResumeCallback(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		th.Limit = limit
 		if _, err := s.Resume(th); err != nil {
 			b.Fatal(err)
 		}

@@ -192,6 +192,7 @@ static int sp_trampoline(lua_State *L) {
 			luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
 			vm->jitpaused = 1;
 		}
+		vm->killed = 1;
 		return luaL_error(L, "%s", vm->killmsg);
 	}
 	sp_marshal(L, vm, 1, n);
@@ -444,8 +445,7 @@ int sp_resume(sp_vm *vm, lua_State *co, int nargs, int gen) {
 	sp_enter(vm);
 	sp_collect(vm);
 	vm->gen = gen;
-	if (gen != 0 && __atomic_load_n(&vm->target, __ATOMIC_ACQUIRE) == gen)
-		lua_sethook(vm->L, sp_hook, LUA_MASKCOUNT, 1); // over its budget already
+	vm->killed = 0;
 	if (lua_status(co) == LUA_YIELD)
 		lua_settop(co, 0); // the values it yielded, read already
 	vm->nout = nargs;
@@ -527,6 +527,7 @@ static void sp_hook(lua_State *L, lua_Debug *ar) {
 	}
 	// The hook stays set: a pcall that catches this error raises it again at its
 	// next instruction, so the run ends whatever it catches.
+	vm->killed = 1;
 	luaL_where(L, 0); // in a hook, level 0 is the Lua function running
 	lua_pushstring(L, vm->killmsg);
 	lua_concat(L, 2);

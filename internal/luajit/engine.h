@@ -64,6 +64,7 @@ typedef struct sp_vm {
 	int gen;
 	int target;
 	int hooked;
+	int killed; // the resume in progress was stopped by its limit
 	char killmsg[96];
 	int jiton;     // the compiler is on (sp_jit)
 	int jitpaused; // turned off by the trampoline for a resume past its limit

@@ -133,3 +133,25 @@ func TestRunTimeLimitCompiledLoop(t *testing.T) {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 }
+
+// The watchdog never takes one resume's figures for another's: short resumes of
+// reused threads (closed, their Limit reset, taken again) while it ticks fast.
+func TestRunTimeLimitReusedThreads(t *testing.T) {
+	vm := newVM(t, Options{Tick: time.Millisecond})
+	s := vm.Lock()
+	defer s.Unlock()
+	s.Register("nop", func(s *State) error { return nil })
+	fn, _ := s.Load("short.lua", "nop()")
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for n := 0; time.Now().Before(deadline); n++ {
+		th, err := s.NewThread(fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		th.Limit = time.Minute
+		if _, err := s.Resume(th); err != nil {
+			t.Fatalf("resume %d: %v", n, err)
+		}
+		s.CloseThread(th)
+	}
+}

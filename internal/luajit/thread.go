@@ -8,7 +8,6 @@ import "C"
 
 import (
 	"fmt"
-	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -25,10 +24,7 @@ type Thread struct {
 	// (waiting between them does not count): lua_max_run_time. 0: no limit.
 	Limit time.Duration
 
-	used        atomic.Int64 // ticks run in finished resumes
-	from        atomic.Int64 // the tick the current resume started at
-	interrupted atomic.Int64 // the tick the watchdog interrupted it at, 0 if not
-	stuck       atomic.Bool
+	used int64 // ticks run in its finished resumes
 }
 
 // Status is where a Thread is.
@@ -80,10 +76,7 @@ func (s *State) CloseThread(t *Thread) {
 	if t.co != nil && t.status == Finished && len(s.vm.idle) < maxIdleThreads {
 		t.status = Ready
 		t.Limit = 0
-		t.used.Store(0)
-		t.from.Store(0)
-		t.interrupted.Store(0)
-		t.stuck.Store(false)
+		t.used = 0
 		s.vm.idle = append(s.vm.idle, t)
 		return
 	}
@@ -113,19 +106,24 @@ func (s *State) Resume(t *Thread) (Status, error) {
 		vm.gen = 1
 	}
 	gen := vm.gen
+	var from int64
 	if t.Limit > 0 {
-		t.from.Store(vm.tick.Load())
-		vm.runGen.Store(gen)
+		// Published for the watchdog, gen last (see watchdog).
+		from = vm.tick.Load()
+		vm.runStart.Store(from - t.used)
+		vm.runLimit.Store(int64(t.Limit))
 		vm.running.Store(t)
-		if t.interrupted.Load() != 0 {
-			vm.interrupt(t, gen) // out of time already: it stops at once
+		vm.runGen.Store(gen)
+		if time.Duration(t.used)*vm.opts.Tick >= t.Limit {
+			vm.interrupt(gen, t.Limit) // out of time already: it stops at once
 		}
 	}
 	rc := C.sp_resume(s.c, t.co, s.c.nout, C.int(gen))
 	s.blen = 0
 	if t.Limit > 0 {
+		vm.runGen.Store(0)
 		vm.running.Store(nil)
-		t.used.Add(vm.tick.Load() - t.from.Load())
+		t.used += vm.tick.Load() - from
 	}
 	switch rc {
 	case C.LUA_YIELD:
@@ -137,19 +135,22 @@ func (s *State) Resume(t *Thread) (Status, error) {
 	}
 	t.status = Dead
 	err := s.error(rc)
-	if t.interrupted.Load() != 0 && rc == C.LUA_ERRRUN {
+	if s.c.killed != 0 && rc == C.LUA_ERRRUN {
 		err.(*Error).Code = ErrTimeout
 	}
 	return Dead, err
 }
 
-// watchdog counts ticks and interrupts the thread being resumed once it has run
-// past its Limit. Resume only reads the tick count and stores the running thread,
-// so a limit costs a few atomic operations per resume; see the package comment.
+// watchdog counts ticks and interrupts the resume in progress once its thread has
+// run past its Limit. Resume only reads the tick count and publishes the resume
+// (its number last, so the watchdog, which reads it first and again last, never
+// mixes two resumes); a limit costs a few atomic operations per resume.
 func (vm *VM) watchdog() {
 	defer close(vm.done)
 	tk := time.NewTicker(vm.opts.Tick)
 	defer tk.Stop()
+	var interrupted int32 // the resume interrupted last
+	var at int64          // when
 	for {
 		select {
 		case <-vm.stop:
@@ -157,34 +158,34 @@ func (vm *VM) watchdog() {
 		case <-tk.C:
 		}
 		now := vm.tick.Add(1)
-		t := vm.running.Load()
-		if t == nil {
-			continue
-		}
 		gen := vm.runGen.Load()
-		if vm.running.Load() != t {
+		if gen == 0 {
 			continue
 		}
-		ran := time.Duration(t.used.Load()+now-t.from.Load()) * vm.opts.Tick
-		if ran < t.Limit {
+		start, limit, t := vm.runStart.Load(), time.Duration(vm.runLimit.Load()), vm.running.Load()
+		if vm.runGen.Load() != gen {
 			continue
 		}
-		at := t.interrupted.Load()
-		if at == 0 {
-			t.interrupted.Store(now)
-			vm.interrupt(t, gen)
+		ran := time.Duration(now-start) * vm.opts.Tick
+		if ran < limit {
 			continue
 		}
-		if vm.opts.OnStuck != nil && time.Duration(now-at)*vm.opts.Tick >= vm.opts.StuckAfter && !t.stuck.Swap(true) {
+		if interrupted != gen {
+			interrupted, at = gen, now
+			vm.interrupt(gen, limit)
+			continue
+		}
+		if vm.opts.OnStuck != nil && at != 0 && time.Duration(now-at)*vm.opts.Tick >= vm.opts.StuckAfter {
+			at = 0 // once per resume
 			vm.opts.OnStuck(t, ran)
 		}
 	}
 }
 
 // interrupt makes the resume numbered gen fail with the limit's message at its next
-// interpreted instruction (see sp_interrupt).
-func (vm *VM) interrupt(t *Thread, gen int32) {
-	msg := C.CString(fmt.Sprintf("run time limit (%v) exceeded", t.Limit))
+// interpreted instruction or call to Go (see sp_interrupt).
+func (vm *VM) interrupt(gen int32, limit time.Duration) {
+	msg := C.CString(fmt.Sprintf("run time limit (%v) exceeded", limit))
 	C.sp_interrupt(vm.c, C.int(gen), msg)
 	C.free(unsafe.Pointer(msg))
 }

@@ -57,12 +57,14 @@ type VM struct {
 
 	// The watchdog: ticks since New, the thread being resumed and the number of
 	// that resume (see sp_interrupt).
-	tick    atomic.Int64
-	running atomic.Pointer[Thread]
-	runGen  atomic.Int32
-	gen     int32
-	stop    chan struct{}
-	done    chan struct{}
+	tick     atomic.Int64
+	runGen   atomic.Int32 // the resume in progress of a thread with a limit, 0 if none
+	runStart atomic.Int64 // the tick it would have started at had it run at once
+	runLimit atomic.Int64 // its thread's Limit
+	running  atomic.Pointer[Thread]
+	gen      int32
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // vms finds a VM from the id that the C trampoline passes to spGoCall: a plain
