@@ -46,6 +46,15 @@
 // interrupted; the watchdog then calls Options.OnStuck, and the worker should exit
 // (its master starts another). TestRunTimeLimit covers each case.
 //
+// # Costs
+//
+// Measured on a shared 2-core machine (CPU time per operation; SPINDLE.md has the
+// table): a request's fixed cost (a reused coroutine, a resume, one callback) 332
+// ns; a yield/resume round trip 265 ns; each further Lua->Go call ~130 ns (Go's
+// C->Go transition is ~85 of it); VM.Lock+Unlock 6.7 ns uncontended; a run time
+// limit nothing measurable. Issue 16's string handler runs in 48.6 us against
+// gopher-lua's 765 us. A suspended request holds 725 bytes of Lua heap.
+//
 // # Limits of LuaJIT this package works around
 //
 // LuaJIT does not bound the C stack used by nested coroutine.resume calls (about
