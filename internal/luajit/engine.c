@@ -154,6 +154,9 @@ static void sp_pushout(lua_State *L, sp_vm *vm) {
 		case LUA_TLIGHTUSERDATA:
 			lua_pushlightuserdata(L, (void *)v->s);
 			break;
+		case SP_TREF:
+			lua_rawgeti(L, LUA_REGISTRYINDEX, v->ref);
+			break;
 		default:
 			lua_pushnil(L);
 		}
@@ -196,10 +199,31 @@ static int sp_trampoline(lua_State *L) {
 		return luaL_error(L, "%s", vm->killmsg);
 	}
 	sp_marshal(L, vm, 1, n);
+	int refs = lua_toboolean(L, lua_upvalueindex(3));
+	if (refs) {
+		// Tables, functions, userdata and coroutines are anchored for Go, which
+		// keeps the references it wants (State.Ref); the others are dropped below.
+		luaL_checkstack(L, 1, "no room for a reference");
+		for (int i = 0; i < n; i++) {
+			sp_val *v = &vm->in[i];
+			v->keep = 0;
+			v->ref = LUA_NOREF;
+			if (v->type >= LUA_TTABLE) {
+				lua_pushvalue(L, i + 1);
+				v->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+			}
+		}
+	}
 	vm->nout = 0;
 	vm->cur = L;
 	int r = spGoCall(vm->id, fid);
 	vm->cur = NULL;
+	if (refs) {
+		// vm->in is as it was: Go cannot enter the VM during the call.
+		for (int i = 0; i < n; i++)
+			if (vm->in[i].ref != LUA_NOREF && !vm->in[i].keep)
+				luaL_unref(L, LUA_REGISTRYINDEX, vm->in[i].ref);
+	}
 	if (r == SP_CB_ERROR) {
 		// out[0] is the message; the position is the Lua code that called.
 		luaL_where(L, 1);
@@ -224,7 +248,8 @@ static int sp_register_p(lua_State *L) {
 	const char *name = vm->argstr;
 	lua_pushlightuserdata(L, vm);
 	lua_pushinteger(L, fid);
-	lua_pushcclosure(L, sp_trampoline, 2);
+	lua_pushboolean(L, vm->refs);
+	lua_pushcclosure(L, sp_trampoline, 3);
 	int fn = lua_gettop(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->funcref);
 	lua_pushvalue(L, fn);
@@ -345,9 +370,10 @@ static void sp_leave(sp_vm *vm) {
 	__atomic_store_n(&vm->busy, 0, __ATOMIC_RELEASE);
 }
 
-int sp_register(sp_vm *vm, int fid, const char *name, size_t len) {
+int sp_register(sp_vm *vm, int fid, const char *name, size_t len, int refs) {
 	sp_enter(vm);
 	sp_collect(vm);
+	vm->refs = refs;
 	vm->arg = fid;
 	vm->argstr = name;
 	vm->arglen = len;
@@ -419,6 +445,25 @@ void sp_reuse(sp_vm *vm, lua_State *co, int fnref) {
 	lua_settop(co, 0);
 	lua_rawgeti(co, LUA_REGISTRYINDEX, fnref);
 	sp_leave(vm);
+}
+
+// sp_thread returns the coroutine that the registry reference ref holds, or NULL.
+lua_State *sp_thread(sp_vm *vm, int ref) {
+	sp_enter(vm);
+	lua_rawgeti(vm->L, LUA_REGISTRYINDEX, ref);
+	lua_State *co = lua_tothread(vm->L, -1);
+	// Its status as Go's Status: ready (0), suspended, finished, dead (3).
+	if (co == NULL)
+		vm->arg = 0;
+	else if (lua_status(co) == LUA_YIELD)
+		vm->arg = 1;
+	else if (lua_status(co) != 0)
+		vm->arg = 3;
+	else
+		vm->arg = lua_gettop(co) > 0 ? 0 : 2;
+	lua_settop(vm->L, 0);
+	sp_leave(vm);
+	return co;
 }
 
 // sp_unref drops a registry reference (a chunk, a thread); no allocation.

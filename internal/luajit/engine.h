@@ -16,16 +16,18 @@
 #define SP_MAXVALS 32
 
 // Value types beyond Lua's own.
-#define SP_TOTHER 100 // a table, function, full userdata or thread: only its type crosses
+#define SP_TREF 101 // Go to Lua: the value a registry reference holds
 
 // A value crossing the boundary. Strings point into Lua (valid while the value is on
 // a Lua stack) or into the VM's buffer (Go to Lua, valid until the next crossing).
 typedef struct sp_val {
-	int32_t type; // LUA_TNIL, LUA_TBOOLEAN, LUA_TLIGHTUSERDATA, LUA_TNUMBER, LUA_TSTRING, SP_TOTHER
+	int32_t type; // lua_type's, or SP_TREF
 	uint32_t len; // string length
 	double n;     // number, or boolean (0/1)
 	const char *s; // string bytes (Lua to Go), light userdata
 	size_t off;   // string offset in buf (Go to Lua)
+	int32_t ref;  // a registry reference: of an argument (functions registered with refs), or SP_TREF's
+	int32_t keep; // Go keeps the argument's reference
 } sp_val;
 
 // Outcomes of sp_resume and sp_call besides Lua's codes.
@@ -80,6 +82,7 @@ typedef struct sp_vm {
 
 	// Arguments of the protected helpers.
 	int arg;
+	int refs; // sp_register: anchor the function's arguments
 	const char *argstr, *argname;
 	size_t arglen;
 	lua_State *from;
@@ -89,7 +92,8 @@ typedef struct sp_vm {
 sp_vm *sp_new(int id, size_t memlimit);
 void sp_close(sp_vm *vm);
 int sp_grow(sp_vm *vm, size_t need);
-int sp_register(sp_vm *vm, int fid, const char *name, size_t len);
+int sp_register(sp_vm *vm, int fid, const char *name, size_t len, int refs);
+lua_State *sp_thread(sp_vm *vm, int ref);
 int sp_load(sp_vm *vm, const char *name, const char *code, size_t len, int *ref);
 int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref);
 void sp_unref(sp_vm *vm, int ref);

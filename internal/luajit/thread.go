@@ -7,6 +7,7 @@ package luajit
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -61,6 +62,20 @@ func (s *State) NewThread(fn Ref) (*Thread, error) {
 		return nil, s.error(rc)
 	}
 	return t, nil
+}
+
+// ThreadOf makes a Thread of the coroutine that r holds (one Lua made with
+// coroutine.create and a Func kept with Ref: a light thread); the Thread owns r
+// from then on, and CloseThread drops it.
+func (s *State) ThreadOf(r Ref) (*Thread, error) {
+	if err := s.entry(); err != nil {
+		return nil, err
+	}
+	co := C.sp_thread(s.c, C.int(r))
+	if co == nil {
+		return nil, errors.New("luajit: not a coroutine")
+	}
+	return &Thread{co: co, ref: C.int(r), status: [...]Status{Ready, Suspended, Finished, Dead}[s.c.arg]}, nil
 }
 
 // maxIdleThreads bounds the coroutines kept for reuse. A coroutine that returned

@@ -260,12 +260,25 @@ func (s *State) VM() *VM { return s.vm }
 // Register makes fn callable from Lua as the global name, or a field of nested
 // tables for a dotted name ("ngx.req.get_method"; missing tables are created).
 func (s *State) Register(name string, fn Func) error {
+	return s.register(name, fn, 0)
+}
+
+// RegisterRefs is Register for a function that takes tables, functions, coroutines
+// or full userdata and keeps some of them (ngx.timer.at's callback, a light
+// thread's coroutine, a request's ngx.ctx): the trampoline anchors each such
+// argument in the registry for the call, and drops the ones fn did not keep with
+// Ref. It costs a registry slot per such argument and call.
+func (s *State) RegisterRefs(name string, fn Func) error {
+	return s.register(name, fn, 1)
+}
+
+func (s *State) register(name string, fn Func, refs C.int) error {
 	if err := s.entry(); err != nil {
 		return err
 	}
 	fid := len(s.vm.funcs)
 	s.vm.funcs = append(s.vm.funcs, fn)
-	rc := C.sp_register(s.c, C.int(fid), (*C.char)(unsafe.Pointer(unsafe.StringData(name))), C.size_t(len(name)))
+	rc := C.sp_register(s.c, C.int(fid), (*C.char)(unsafe.Pointer(unsafe.StringData(name))), C.size_t(len(name)), refs)
 	s.blen = 0
 	if rc != 0 {
 		return s.error(rc)
@@ -292,10 +305,33 @@ func (s *State) Load(name, code string) (Ref, error) {
 	return Ref(ref), nil
 }
 
-// Unref drops a Ref.
+// Unref drops a Ref. Not in a Func (it is an entry into the VM).
 func (s *State) Unref(r Ref) {
-	s.check()
+	if err := s.entry(); err != nil {
+		panic(err)
+	}
 	C.sp_unref(s.c, C.int(r))
+}
+
+// Ref keeps argument i of a Func registered with RegisterRefs (a table, function,
+// coroutine or full userdata) beyond the call, and returns its reference: the value
+// stays alive until Unref (or CloseThread of ThreadOf's thread). ok is false for
+// other arguments.
+func (s *State) Ref(i int) (r Ref, ok bool) {
+	s.check()
+	v := s.val(i)
+	if s.inCall == 0 || v == nil || v._type < C.LUA_TTABLE || v.ref == C.LUA_NOREF {
+		return 0, false
+	}
+	v.keep = 1
+	return Ref(v.ref), true
+}
+
+// PushRef pushes the value r holds.
+func (s *State) PushRef(r Ref) {
+	v := s.push()
+	v._type = C.SP_TREF
+	v.ref = C.int32_t(r)
 }
 
 // Call calls the chunk or function r on the VM's main state with the values pushed
