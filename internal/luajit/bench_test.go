@@ -289,3 +289,26 @@ func BenchmarkFFICallGo(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// A Go function returning a table of 10 string headers (ngx.req.get_headers).
+func BenchmarkCallbackTable(b *testing.B) {
+	s := benchState(b)
+	names := []string{"host", "user-agent", "accept", "accept-encoding", "accept-language", "connection", "cookie", "referer", "x-forwarded-for", "x-request-id"}
+	s.Register("headers", func(s *State) error {
+		s.PushTable(len(names))
+		for _, n := range names {
+			s.PushString(n)
+			s.PushString("a value of some 24 bytes")
+		}
+		return nil
+	})
+	fn := load(b, s, `local n, headers = ..., headers for i = 1, n do local h = headers() end`)
+	th, _ := s.NewThread(fn)
+	b.ReportAllocs()
+	cpuPerOp(b)
+	b.ResetTimer()
+	s.PushInt(b.N)
+	if _, err := s.Resume(th); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -73,8 +73,15 @@ sp_vm *sp_new(int id, size_t memlimit) {
 		return NULL;
 	vm->id = id;
 	vm->memlimit = memlimit;
+	vm->outcap = 64;
+	vm->out = malloc((size_t)vm->outcap * sizeof *vm->out);
+	if (vm->out == NULL) {
+		free(vm);
+		return NULL;
+	}
 	vm->L = memlimit ? lua_newstate(sp_alloc, vm) : luaL_newstate();
 	if (vm->L == NULL) {
+		free(vm->out);
 		free(vm);
 		return NULL;
 	}
@@ -82,6 +89,7 @@ sp_vm *sp_new(int id, size_t memlimit) {
 	vm->jiton = 1;
 	if (lua_cpcall(vm->L, sp_init_p, vm) != 0) {
 		lua_close(vm->L);
+		free(vm->out);
 		free(vm);
 		return NULL;
 	}
@@ -91,6 +99,7 @@ sp_vm *sp_new(int id, size_t memlimit) {
 void sp_close(sp_vm *vm) {
 	lua_close(vm->L);
 	free(vm->buf);
+	free(vm->out);
 	free(vm);
 }
 
@@ -137,30 +146,77 @@ static void sp_marshal(lua_State *L, sp_vm *vm, int from, int n) {
 	vm->nin = n;
 }
 
-// sp_pushout pushes vm->out onto L (which has the room).
-static void sp_pushout(lua_State *L, sp_vm *vm) {
-	for (int i = 0; i < vm->nout; i++) {
-		sp_val *v = &vm->out[i];
-		switch (v->type) {
-		case LUA_TBOOLEAN:
-			lua_pushboolean(L, v->n != 0);
-			break;
-		case LUA_TNUMBER:
-			lua_pushnumber(L, v->n);
-			break;
-		case LUA_TSTRING:
-			lua_pushlstring(L, vm->buf + v->off, v->len);
-			break;
-		case LUA_TLIGHTUSERDATA:
-			lua_pushlightuserdata(L, (void *)v->s);
-			break;
-		case SP_TREF:
-			lua_rawgeti(L, LUA_REGISTRYINDEX, v->ref);
-			break;
-		default:
-			lua_pushnil(L);
-		}
+// sp_pushone pushes the value that starts at vm->out[*i] (a table takes the slots
+// of its keys and values after it) and moves *i past it.
+static void sp_pushone(lua_State *L, sp_vm *vm, int *i) {
+	if (*i >= vm->nout) {
+		lua_pushnil(L);
+		return;
 	}
+	sp_val *v = &vm->out[(*i)++];
+	switch (v->type) {
+	case LUA_TBOOLEAN:
+		lua_pushboolean(L, v->n != 0);
+		break;
+	case LUA_TNUMBER:
+		lua_pushnumber(L, v->n);
+		break;
+	case LUA_TSTRING:
+		lua_pushlstring(L, vm->buf + v->off, v->len);
+		break;
+	case LUA_TLIGHTUSERDATA:
+		lua_pushlightuserdata(L, (void *)v->s);
+		break;
+	case SP_TREF:
+		lua_rawgeti(L, LUA_REGISTRYINDEX, v->ref);
+		break;
+	case SP_TTABLE: {
+		int n = (int)v->len;
+		luaL_checkstack(L, 3, "tables nested too deep");
+		lua_createtable(L, 0, n);
+		for (int k = 0; k < n; k++) {
+			sp_pushone(L, vm, i);
+			sp_pushone(L, vm, i);
+			if (lua_isnil(L, -2) || (lua_type(L, -2) == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
+				lua_pop(L, 2); // not a key: nil or NaN
+			else
+				lua_rawset(L, -3);
+		}
+		break;
+	}
+	case SP_TARRAY: {
+		int n = (int)v->len;
+		luaL_checkstack(L, 2, "tables nested too deep");
+		lua_createtable(L, n, 0);
+		for (int k = 1; k <= n; k++) {
+			sp_pushone(L, vm, i);
+			lua_rawseti(L, -2, k);
+		}
+		break;
+	}
+	default:
+		lua_pushnil(L);
+	}
+}
+
+// sp_pushout pushes vm->out onto L (which has room for vm->nout values) and
+// returns how many values it pushed (tables count once).
+static int sp_pushout(lua_State *L, sp_vm *vm) {
+	int n = 0;
+	for (int i = 0; i < vm->nout; n++)
+		sp_pushone(L, vm, &i);
+	return n;
+}
+
+// sp_growout doubles vm->out.
+int sp_growout(sp_vm *vm) {
+	int cap = vm->outcap * 2;
+	sp_val *out = realloc(vm->out, (size_t)cap * sizeof *out);
+	if (out == NULL)
+		return 0;
+	vm->out = out;
+	vm->outcap = cap;
+	return 1;
 }
 
 // sp_outalloc says whether pushing vm->out needs a protected call: a string may
@@ -172,7 +228,7 @@ static int sp_outalloc(sp_vm *vm) {
 	if (vm->memlimit == 0)
 		return vm->nout > 8;
 	for (int i = 0; i < vm->nout; i++)
-		if (vm->out[i].type == LUA_TSTRING)
+		if (vm->out[i].type == LUA_TSTRING || vm->out[i].type == SP_TTABLE || vm->out[i].type == SP_TARRAY)
 			return 1;
 	return vm->nout > 8;
 }
@@ -231,11 +287,10 @@ static int sp_trampoline(lua_State *L) {
 		lua_concat(L, 2);
 		return lua_error(L);
 	}
-	int nret = vm->nout;
 	// On a yield, leave room for the values a resume passes back without growing the
 	// stack then (sp_resume pushes them unprotected when they cannot allocate).
-	luaL_checkstack(L, nret + (r == SP_CB_YIELD ? 8 : 0), "too many results");
-	sp_pushout(L, vm);
+	luaL_checkstack(L, vm->nout + (r == SP_CB_YIELD ? 8 : 0), "too many results");
+	int nret = sp_pushout(L, vm);
 	if (r == SP_CB_YIELD)
 		return lua_yield(L, nret);
 	return nret;
@@ -479,22 +534,22 @@ static void sp_hook(lua_State *L, lua_Debug *ar);
 static int sp_pushargs_p(lua_State *L) {
 	sp_vm *vm = lua_touserdata(L, 1);
 	luaL_checkstack(vm->from, vm->nout, "too many arguments");
-	sp_pushout(vm->from, vm);
+	vm->arg = sp_pushout(vm->from, vm);
 	return 0;
 }
 
 // sp_resume resumes co with the nargs values of vm->out. The values it yields or
 // returns are described in vm->in (they stay on co's stack until the next resume);
 // an error leaves its message and traceback in vm->in[0].
-int sp_resume(sp_vm *vm, lua_State *co, int nargs, int gen) {
+int sp_resume(sp_vm *vm, lua_State *co, int gen) {
 	sp_enter(vm);
 	sp_collect(vm);
 	vm->gen = gen;
 	vm->killed = 0;
 	if (lua_status(co) == LUA_YIELD)
 		lua_settop(co, 0); // the values it yielded, read already
-	vm->nout = nargs;
-	if (nargs > 0) {
+	int nargs = 0;
+	if (vm->nout > 0) {
 		if (sp_outalloc(vm)) {
 			vm->from = co;
 			int rc = lua_cpcall(vm->L, sp_pushargs_p, vm);
@@ -503,9 +558,10 @@ int sp_resume(sp_vm *vm, lua_State *co, int nargs, int gen) {
 				sp_leave(vm);
 				return rc;
 			}
+			nargs = vm->arg;
 		} else {
-			lua_checkstack(co, nargs); // room is there: the trampoline left it
-			sp_pushout(co, vm);
+			lua_checkstack(co, vm->nout); // room is there: the trampoline left it
+			nargs = sp_pushout(co, vm);
 		}
 	}
 	int rc = lua_resume(co, nargs);
@@ -530,8 +586,8 @@ static int sp_call_p(lua_State *L) {
 	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->msghref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->arg);
 	luaL_checkstack(L, vm->nout, "too many arguments");
-	sp_pushout(L, vm);
-	vm->errcode = lua_pcall(L, vm->nout, LUA_MULTRET, base + 1);
+	int nargs = sp_pushout(L, vm);
+	vm->errcode = lua_pcall(L, nargs, LUA_MULTRET, base + 1);
 	if (vm->errcode == LUA_ERRMEM)
 		lua_gc(L, LUA_GCCOLLECT, 0);
 	int n = lua_gettop(L) - base - 1;
@@ -544,11 +600,10 @@ static int sp_call_p(lua_State *L) {
 
 // sp_call calls the chunk or function fnref on the main state (init code, not a
 // request): a yield in it is an error.
-int sp_call(sp_vm *vm, int fnref, int nargs) {
+int sp_call(sp_vm *vm, int fnref) {
 	sp_enter(vm);
 	sp_collect(vm);
 	vm->arg = fnref;
-	vm->nout = nargs;
 	int rc = lua_cpcall(vm->L, sp_call_p, vm);
 	if (rc != 0)
 		sp_errinfo(vm, vm->L, rc);

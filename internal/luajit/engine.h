@@ -16,7 +16,9 @@
 #define SP_MAXVALS 32
 
 // Value types beyond Lua's own.
-#define SP_TREF 101 // Go to Lua: the value a registry reference holds
+#define SP_TREF 101   // Go to Lua: the value a registry reference holds
+#define SP_TTABLE 102 // Go to Lua: a table of the len key/value pairs in the next slots
+#define SP_TARRAY 103 // Go to Lua: an array of the len values in the next slots
 
 // A value crossing the boundary. Strings point into Lua (valid while the value is on
 // a Lua stack) or into the VM's buffer (Go to Lua, valid until the next crossing).
@@ -48,8 +50,8 @@ typedef struct sp_vm {
 
 	sp_val in[SP_MAXVALS]; // Lua to Go: callback arguments, resume/call results, error texts
 	int nin;
-	sp_val out[SP_MAXVALS]; // Go to Lua: callback results, resume/call arguments
-	int nout;
+	sp_val *out; // Go to Lua: callback results, resume/call arguments (tables' contents included)
+	int nout, outcap;
 	char *buf; // the bytes of Go strings in out
 	size_t bufcap;
 	lua_State *cur; // the coroutine calling Go, during a callback
@@ -98,8 +100,9 @@ int sp_load(sp_vm *vm, const char *name, const char *code, size_t len, int *ref)
 int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref);
 void sp_unref(sp_vm *vm, int ref);
 void sp_reuse(sp_vm *vm, lua_State *co, int fnref);
-int sp_resume(sp_vm *vm, lua_State *co, int nargs, int gen);
-int sp_call(sp_vm *vm, int fnref, int nargs);
+int sp_resume(sp_vm *vm, lua_State *co, int gen);
+int sp_growout(sp_vm *vm);
+int sp_call(sp_vm *vm, int fnref);
 void sp_interrupt(sp_vm *vm, int gen, const char *msg);
 int sp_gccount(sp_vm *vm);
 void sp_gc(sp_vm *vm);

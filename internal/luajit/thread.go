@@ -133,7 +133,7 @@ func (s *State) Resume(t *Thread) (Status, error) {
 			vm.interrupt(gen, t.Limit) // out of time already: it stops at once
 		}
 	}
-	rc := C.sp_resume(s.c, t.co, s.c.nout, C.int(gen))
+	rc := C.sp_resume(s.c, t.co, C.int(gen))
 	s.blen = 0
 	if t.Limit > 0 {
 		vm.runGen.Store(0)

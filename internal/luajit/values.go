@@ -108,17 +108,39 @@ func (s *State) Pointer(i int) unsafe.Pointer {
 }
 
 // The values that go to Lua: a Func's results, or the arguments of the next Resume
-// or Call. Push copies strings into the VM's buffer (C memory, grown when needed),
-// so nothing is allocated per value.
+// or Call (65,536 slots at most, tables' contents included). Push
+// copies strings into the VM's buffer (C memory, grown when needed), so nothing is
+// allocated per value.
 
 func (s *State) push() *C.sp_val {
 	s.check()
 	n := int(s.c.nout)
-	if n >= MaxValues {
-		panic("luajit: more than MaxValues values pushed")
+	if n >= int(s.c.outcap) {
+		if n >= maxSlots || C.sp_growout(s.c) == 0 {
+			panic("luajit: too many values pushed")
+		}
 	}
 	s.c.nout++
-	return &s.c.out[n]
+	return (*C.sp_val)(unsafe.Add(unsafe.Pointer(s.c.out), uintptr(n)*unsafe.Sizeof(C.sp_val{})))
+}
+
+// maxSlots bounds the values pushed at once, tables' contents included.
+const maxSlots = 1 << 16
+
+// PushTable pushes a table made of the n key/value pairs pushed next: key, value,
+// key, value... (a value may be a table itself; nil or NaN keys are skipped). It
+// costs no Lua call: the trampoline or Resume builds the table.
+func (s *State) PushTable(n int) {
+	v := s.push()
+	v._type = C.SP_TTABLE
+	v.len = C.uint32_t(n)
+}
+
+// PushArray pushes a table made of the n values pushed next, at 1..n.
+func (s *State) PushArray(n int) {
+	v := s.push()
+	v._type = C.SP_TARRAY
+	v.len = C.uint32_t(n)
 }
 
 // PushNil pushes nil.

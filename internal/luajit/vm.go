@@ -341,7 +341,7 @@ func (s *State) Call(r Ref) error {
 	if err := s.entry(); err != nil {
 		return err
 	}
-	rc := C.sp_call(s.c, C.int(r), C.int(s.c.nout))
+	rc := C.sp_call(s.c, C.int(r))
 	s.blen = 0
 	if rc != 0 {
 		return s.error(rc)
