@@ -521,6 +521,14 @@ lua_State *sp_thread(sp_vm *vm, int ref) {
 	return co;
 }
 
+// sp_setexdata sets co's exdata (OpenResty's LuaJIT: what thread.exdata() returns
+// in Lua, lua-resty-core's request pointer).
+void sp_setexdata(sp_vm *vm, lua_State *co, uintptr_t h) {
+	sp_enter(vm);
+	lua_setexdata(co, (void *)h);
+	sp_leave(vm);
+}
+
 // sp_unref drops a registry reference (a chunk, a thread); no allocation.
 void sp_unref(sp_vm *vm, int ref) {
 	sp_enter(vm);

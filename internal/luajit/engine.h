@@ -96,6 +96,7 @@ void sp_close(sp_vm *vm);
 int sp_grow(sp_vm *vm, size_t need);
 int sp_register(sp_vm *vm, int fid, const char *name, size_t len, int refs);
 lua_State *sp_thread(sp_vm *vm, int ref);
+void sp_setexdata(sp_vm *vm, lua_State *co, uintptr_t h);
 int sp_load(sp_vm *vm, const char *name, const char *code, size_t len, int *ref);
 int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref);
 void sp_unref(sp_vm *vm, int ref);

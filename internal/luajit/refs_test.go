@@ -106,3 +106,20 @@ func TestRefs(t *testing.T) {
 		t.Fatal("ThreadOf of no coroutine succeeded")
 	}
 }
+
+func TestExdata(t *testing.T) {
+	vm := newVM(t, Options{})
+	s := vm.Lock()
+	defer s.Unlock()
+	// thread.exdata returns a void* cdata (it needs the ffi module loaded, as
+	// lua-resty-core has it).
+	fn, _ := s.Load("exdata.lua", `local ffi = require "ffi"
+		local exdata = require "thread.exdata"
+		return tonumber(ffi.cast("uintptr_t", exdata()))`)
+	th, _ := s.NewThread(fn)
+	s.SetExdata(th, 0x1234)
+	if st, err := s.Resume(th); st != Finished || err != nil {
+		t.Fatal(st, err)
+	}
+	expect(t, values(s), float64(0x1234))
+}

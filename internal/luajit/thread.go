@@ -78,6 +78,17 @@ func (s *State) ThreadOf(r Ref) (*Thread, error) {
 	return &Thread{co: co, ref: C.int(r), status: [...]Status{Ready, Suspended, Finished, Dead}[s.c.arg]}, nil
 }
 
+// SetExdata sets what `require "thread.exdata"` returns in t's Lua code (a feature
+// of OpenResty's LuaJIT), as a light userdata: lua-resty-core's request pointer.
+// h is a handle (an index, or the address of C memory), never Go memory. A reused
+// thread keeps it until set again.
+func (s *State) SetExdata(t *Thread, h uintptr) {
+	if err := s.entry(); err != nil {
+		panic(err)
+	}
+	C.sp_setexdata(s.c, t.co, C.uintptr_t(h))
+}
+
 // maxIdleThreads bounds the coroutines kept for reuse. A coroutine that returned
 // normally is reused by NewThread: creating one (lua_newthread, its stack, a
 // registry slot) and collecting it later was 60% of a minimal request's cost.

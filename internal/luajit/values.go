@@ -23,9 +23,10 @@ const (
 	TypeFunction      Type = C.LUA_TFUNCTION
 	TypeUserdata      Type = C.LUA_TUSERDATA
 	TypeThread        Type = C.LUA_TTHREAD
+	TypeCdata         Type = 10 // LuaJIT's FFI data (lua_type's LUA_TCDATA, not in lua.h)
 )
 
-var typeNames = [...]string{"nil", "boolean", "userdata", "number", "string", "table", "function", "userdata", "thread"}
+var typeNames = [...]string{"nil", "boolean", "userdata", "number", "string", "table", "function", "userdata", "thread", "proto", "cdata"}
 
 func (t Type) String() string {
 	if t >= 0 && int(t) < len(typeNames) {
