@@ -16,7 +16,9 @@
 // and written in place from Go, so a call is one C->Go transition and allocates
 // nothing on either side; strings from Go are copied into a C buffer that grows
 // when needed. A Go error or panic is raised as a Lua error by the trampoline
-// after Go has returned.
+// after Go has returned. Tables go to Lua as a run of keys and values the
+// trampoline assembles (PushTable); tables, functions and coroutines come to Go as
+// registry references for the functions that keep them (RegisterRefs).
 //
 // # One owner
 //

@@ -28,6 +28,7 @@ const (
 
 var typeNames = [...]string{"nil", "boolean", "userdata", "number", "string", "table", "function", "userdata", "thread", "proto", "cdata"}
 
+// String is the type's name, as Lua's type() says it.
 func (t Type) String() string {
 	if t >= 0 && int(t) < len(typeNames) {
 		return typeNames[t]

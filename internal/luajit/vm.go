@@ -409,6 +409,7 @@ type Error struct {
 	Traceback string
 }
 
+// Error is the message with its traceback, as ngx_lua logs a handler's error.
 func (e *Error) Error() string {
 	if e.Traceback == "" {
 		return e.Message
