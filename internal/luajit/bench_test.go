@@ -1,6 +1,8 @@
 package luajit
 
 import (
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -305,6 +307,37 @@ func BenchmarkCallbackTable(b *testing.B) {
 	fn := load(b, s, `local n, headers = ..., headers for i = 1, n do local h = headers() end`)
 	th, _ := s.NewThread(fn)
 	b.ReportAllocs()
+	cpuPerOp(b)
+	b.ResetTimer()
+	s.PushInt(b.N)
+	if _, err := s.Resume(th); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// A Lua segment of about a millisecond, then a call to Go, under GOMAXPROCS=1:
+// alone, and with another goroutine busy on the CPU meanwhile. sysmon gives the P
+// to that goroutine during the segment; the call into Go then waits for the P
+// until the scheduler preempts it (up to 10 ms). Correct (the VM stays owned), but
+// the callback's latency is coupled to the worker's other goroutines.
+func BenchmarkLongLuaThenCallback(b *testing.B) { benchLongLua(b, false) }
+
+func BenchmarkLongLuaThenCallbackBusyGoroutine(b *testing.B) { benchLongLua(b, true) }
+
+func benchLongLua(b *testing.B, busy bool) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := benchState(b)
+	fn := load(b, s, `local n = ... for i = 1, n do local x = 0 for j = 1, 100000 do x = x + j % 3 end nop() end`)
+	var stop atomic.Bool
+	defer stop.Store(true)
+	if busy {
+		go func() {
+			for !stop.Load() {
+			}
+		}()
+		runtime.Gosched()
+	}
+	th, _ := s.NewThread(fn)
 	cpuPerOp(b)
 	b.ResetTimer()
 	s.PushInt(b.N)
