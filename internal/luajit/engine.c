@@ -492,16 +492,6 @@ int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref) {
 	return rc;
 }
 
-// sp_reuse readies a coroutine that returned normally to run fnref: LuaJIT resumes
-// a coroutine whose stack is empty and that has no frame left, as a new one. No
-// allocation: the stack is empty and has its minimum room.
-void sp_reuse(sp_vm *vm, lua_State *co, int fnref) {
-	sp_enter(vm);
-	lua_settop(co, 0);
-	lua_rawgeti(co, LUA_REGISTRYINDEX, fnref);
-	sp_leave(vm);
-}
-
 // sp_thread returns the coroutine that the registry reference ref holds, or NULL.
 lua_State *sp_thread(sp_vm *vm, int ref) {
 	sp_enter(vm);
@@ -549,13 +539,20 @@ static int sp_pushargs_p(lua_State *L) {
 // sp_resume resumes co with the nargs values of vm->out. The values it yields or
 // returns are described in vm->in (they stay on co's stack until the next resume);
 // an error leaves its message and traceback in vm->in[0].
-int sp_resume(sp_vm *vm, lua_State *co, int gen) {
+int sp_resume(sp_vm *vm, lua_State *co, int fnref, int gen) {
 	sp_enter(vm);
 	sp_collect(vm);
 	vm->gen = gen;
 	vm->killed = 0;
-	if (lua_status(co) == LUA_YIELD)
+	if (fnref != LUA_NOREF) {
+		// A reused coroutine's first resume: its function, on an empty stack
+		// (LuaJIT resumes a coroutine that returned and has no frame left as a new
+		// one; no allocation).
+		lua_settop(co, 0);
+		lua_rawgeti(co, LUA_REGISTRYINDEX, fnref);
+	} else if (lua_status(co) == LUA_YIELD) {
 		lua_settop(co, 0); // the values it yielded, read already
+	}
 	int nargs = 0;
 	if (vm->nout > 0) {
 		if (sp_outalloc(vm)) {
@@ -673,6 +670,3 @@ int sp_jit(sp_vm *vm, int on) {
 	sp_leave(vm);
 	return ok;
 }
-
-// sp_gocall_addr is spGoCall's address, for the FFI benchmark.
-void *sp_gocall_addr(void) { return (void *)spGoCall; }

@@ -100,14 +100,12 @@ void sp_setexdata(sp_vm *vm, lua_State *co, uintptr_t h);
 int sp_load(sp_vm *vm, const char *name, const char *code, size_t len, int *ref);
 int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref);
 void sp_unref(sp_vm *vm, int ref);
-void sp_reuse(sp_vm *vm, lua_State *co, int fnref);
-int sp_resume(sp_vm *vm, lua_State *co, int gen);
+int sp_resume(sp_vm *vm, lua_State *co, int fnref, int gen);
 int sp_growout(sp_vm *vm);
 int sp_call(sp_vm *vm, int fnref);
 void sp_interrupt(sp_vm *vm, int gen, const char *msg);
 int sp_gccount(sp_vm *vm);
 void sp_gc(sp_vm *vm);
 int sp_jit(sp_vm *vm, int on);
-void *sp_gocall_addr(void);
 
 #endif
