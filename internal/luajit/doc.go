@@ -51,7 +51,7 @@
 // # Costs
 //
 // Measured on a shared 2-core machine (CPU time per operation; SPINDLE.md has the
-// table): a request's fixed cost (a reused coroutine, a resume, one callback) 332
+// table): a request's fixed cost (a reused coroutine, a resume, one callback) 265
 // ns; a yield/resume round trip 265 ns; each further Lua->Go call ~130 ns (Go's
 // C->Go transition is ~85 of it); VM.Lock+Unlock 6.7 ns uncontended; a run time
 // limit nothing measurable. Issue 16's string handler runs in 48.6 us against
