@@ -84,9 +84,7 @@ func (s *State) ThreadOf(r Ref) (*Thread, error) {
 // h is a handle (an index, or the address of C memory), never Go memory. A reused
 // thread keeps it until set again.
 func (s *State) SetExdata(t *Thread, h uintptr) {
-	if err := s.entry(); err != nil {
-		panic(err)
-	}
+	s.mustEnter()
 	C.sp_setexdata(s.c, t.co, C.uintptr_t(h))
 }
 
@@ -99,7 +97,7 @@ const maxIdleThreads = 64
 // to it, or is kept for reuse if it returned normally. A request's coroutine is
 // closed when the request ends, finished or not; t must not be used after.
 func (s *State) CloseThread(t *Thread) {
-	s.check()
+	s.mustEnter()
 	if t.co != nil && t.status == Finished && len(s.vm.idle) < maxIdleThreads {
 		t.status = Ready
 		t.Limit = 0

@@ -407,6 +407,22 @@ func TestNestedEntryIsRefused(t *testing.T) {
 	if nested != ErrNested {
 		t.Fatalf("nested entry: %v", nested)
 	}
+	// The entries that return no error panic, which the trampoline turns into a
+	// Lua error; the VM and the main state's stack are left as they were.
+	s.Register("collect", func(s *State) error { s.Collect(); return nil })
+	err := s.DoString("init.lua", "local a, b = 1, 2\ncollect()\n")
+	var le *Error
+	if !errors.As(err, &le) || le.Message != "init.lua:2: go panic: "+ErrNested.Error() {
+		t.Fatalf("Collect in a callback: %v", err)
+	}
+	got, err := runThread(t, s, "after.lua", "return 40 + 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, 42.0)
+	if vm.Violations() != 0 {
+		t.Fatal("an entry from a callback reached the C side")
+	}
 }
 
 func TestPackagePaths(t *testing.T) {
