@@ -64,6 +64,10 @@ static int sp_init_p(lua_State *L) {
 	vm->msghref = luaL_ref(L, LUA_REGISTRYINDEX);
 	vm->hold = lua_newthread(L);
 	vm->holdref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_createtable(L, 0, 1); // { __index = _G }: per-request environments
+	lua_pushvalue(L, LUA_GLOBALSINDEX);
+	lua_setfield(L, -2, "__index");
+	vm->envmetaref = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
 }
 
@@ -487,6 +491,47 @@ int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref) {
 	} else {
 		*co = vm->from;
 		*ref = vm->arg;
+	}
+	sp_leave(vm);
+	return rc;
+}
+
+// sp_sandbox_p readies a coroutine (vm->from, or a new one) to run a new closure of
+// the factory vm->arg, whose environment is a new table that reads through to the
+// globals: ngx_lua's per-request globals (its "closure factory").
+static int sp_sandbox_p(lua_State *L) {
+	sp_vm *vm = lua_touserdata(L, 1);
+	lua_State *co = vm->from;
+	if (co == NULL) {
+		co = lua_newthread(L);
+		vm->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->arg);
+	lua_call(L, 0, 1); // the factory returns the handler's closure
+	lua_createtable(L, 0, 0);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->envmetaref);
+	lua_setmetatable(L, -2);
+	lua_setfenv(L, -2);
+	lua_settop(co, 0);
+	lua_xmove(L, co, 1);
+	vm->from = co;
+	return 0;
+}
+
+int sp_sandbox(sp_vm *vm, int factory, lua_State **co, int *ref) {
+	sp_enter(vm);
+	sp_collect(vm);
+	vm->arg = factory;
+	vm->from = *co;
+	vm->ref = LUA_NOREF;
+	int rc = lua_cpcall(vm->L, sp_sandbox_p, vm);
+	if (rc != 0) {
+		sp_errinfo(vm, vm->L, rc);
+		if (*co == NULL && vm->ref != LUA_NOREF)
+			luaL_unref(vm->L, LUA_REGISTRYINDEX, vm->ref); // the new coroutine
+	} else if (*co == NULL) {
+		*co = vm->from;
+		*ref = vm->ref;
 	}
 	sp_leave(vm);
 	return rc;

@@ -81,9 +81,11 @@ typedef struct sp_vm {
 	int funcref; // the table of Go functions by id
 	int msghref; // sp_msgh
 	int holdref; // hold
+	int envmetaref; // { __index = _G }
 
 	// Arguments of the protected helpers.
 	int arg;
+	int ref;
 	int refs; // sp_register: anchor the function's arguments
 	const char *argstr, *argname;
 	size_t arglen;
@@ -96,6 +98,7 @@ void sp_close(sp_vm *vm);
 int sp_grow(sp_vm *vm, size_t need);
 int sp_register(sp_vm *vm, int fid, const char *name, size_t len, int refs);
 lua_State *sp_thread(sp_vm *vm, int ref);
+int sp_sandbox(sp_vm *vm, int factory, lua_State **co, int *ref);
 void sp_setexdata(sp_vm *vm, lua_State *co, uintptr_t h);
 int sp_load(sp_vm *vm, const char *name, const char *code, size_t len, int *ref);
 int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref);

@@ -93,6 +93,41 @@ func (s *State) SetExdata(t *Thread, h uintptr) {
 // registry slot) and collecting it later was 60% of a minimal request's cost.
 const maxIdleThreads = 64
 
+// LoadSandboxed compiles code as Load does, as the body of a function (a "closure
+// factory", as ngx_lua caches handlers: "return function(...) " code "\nend", so
+// line numbers stay), for NewSandboxedThread.
+func (s *State) LoadSandboxed(name, code string) (Ref, error) {
+	return s.Load(name, "return function(...) "+code+"\nend")
+}
+
+// NewSandboxedThread makes a coroutine that runs a new closure of a chunk loaded
+// with LoadSandboxed, with globals of its own: a new table that reads through to
+// the shared globals, so what a handler assigns to a global stays its own, as in
+// ngx_lua. It costs a closure and a table per thread.
+func (s *State) NewSandboxedThread(factory Ref) (*Thread, error) {
+	if err := s.entry(); err != nil {
+		return nil, err
+	}
+	vm := s.vm
+	var t *Thread
+	if n := len(vm.idle); n > 0 {
+		t = vm.idle[n-1]
+		vm.idle = vm.idle[:n-1]
+	} else {
+		t = &Thread{fn: C.LUA_NOREF}
+	}
+	rc := C.sp_sandbox(s.c, C.int(factory), &t.co, &t.ref)
+	s.blen = 0
+	if rc != 0 {
+		if t.co != nil {
+			vm.idle = append(vm.idle, t) // still ready for reuse
+		}
+		return nil, s.error(rc)
+	}
+	t.fn = C.LUA_NOREF
+	return t, nil
+}
+
 // CloseThread drops t's anchor: the coroutine is garbage once Lua does not refer
 // to it, or is kept for reuse if it returned normally. A request's coroutine is
 // closed when the request ends, finished or not; t must not be used after.
