@@ -11,8 +11,9 @@
 #include <lualib.h>
 #include <luajit.h>
 
-// At most this many values cross the boundary at once: callback arguments and
-// results, resume arguments and results.
+// At most this many values cross from Lua to Go at once: a callback's arguments,
+// what a resume or call returns. Go to Lua, vm->out grows (tables' contents take
+// slots too).
 #define SP_MAXVALS 32
 
 // Value types beyond Lua's own.
@@ -23,8 +24,8 @@
 // A value crossing the boundary. Strings point into Lua (valid while the value is on
 // a Lua stack) or into the VM's buffer (Go to Lua, valid until the next crossing).
 typedef struct sp_val {
-	int32_t type; // lua_type's, or SP_TREF
-	uint32_t len; // string length
+	int32_t type; // lua_type's, or SP_TREF, SP_TTABLE, SP_TARRAY
+	uint32_t len; // string length; pairs of SP_TTABLE, values of SP_TARRAY
 	double n;     // number, or boolean (0/1)
 	const char *s; // string bytes (Lua to Go), light userdata
 	size_t off;   // string offset in buf (Go to Lua)

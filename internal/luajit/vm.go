@@ -404,7 +404,8 @@ const (
 	ErrTimeout ErrorCode = 1000
 )
 
-// MaxValues is how many values cross between Go and Lua at once.
+// MaxValues is how many values cross from Lua to Go at once: a Func's arguments,
+// what a Resume or Call returns.
 const MaxValues = C.SP_MAXVALS
 
 // An Error is a Lua error: its message ("file:line: message" for a runtime error)
