@@ -23,6 +23,8 @@ func (m *Master) reload() {
 	if cfg.Pid != m.pidFile {
 		m.log.Warnf("pid file path changed to %s; it takes effect after a restart", cfg.Pid)
 	}
+	m.acmeLoad(cfg)
+	m.acmeStart(cfg)
 	g, err := m.startGeneration(bundle, cfg)
 	if err != nil {
 		m.reloadFailed(err.Error())
@@ -52,6 +54,7 @@ func (m *Master) finishReload() {
 	m.record("reload", true, msg, g.id)
 	systemd.Ready(msg)
 	m.retireGenerations()
+	m.acmeRetire(m.cfg)
 	m.afterReload()
 }
 
@@ -73,6 +76,7 @@ func (m *Master) reloadFailed(reason string) {
 	m.log.Errorf("%s", msg)
 	m.record("reload", false, msg, 0)
 	systemd.Ready("reload failed: " + reason)
+	m.acmeRetire(m.cfg)
 	m.afterReload()
 }
 
@@ -152,6 +156,7 @@ func (m *Master) onUpgrade(err error) {
 	// The new master announced itself to systemd; this one must not say STOPPING,
 	// which systemd would take for the whole service.
 	m.stopping = true
+	m.acmeRetire(nil) // the new master keeps the certificates now
 	for _, p := range m.procs {
 		m.quit(p)
 	}
