@@ -151,6 +151,20 @@ func TestACMEHTTP01(t *testing.T) {
 		t.Errorf("%d certificates obtained, want 1 (the reload restarted the manager?)", n)
 	}
 
+	// A reload that adds a name orders the new set's certificate, served without a
+	// further reload; the old set's renewal stops.
+	inst.WriteConfig(acmeConf(ca, 2, `"http-01"`, "20m", append(names, "e.spindle.test")...))
+	if out, code := inst.Spindle("-s", "reload"); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	cert = waitServed(t, ca, roots, "e.spindle.test", 60*time.Second, anyCert)
+	if c := served(t, ca, roots, "a.spindle.test"); c == nil || !c.Equal(cert) {
+		t.Error("the new certificate does not serve the other names")
+	}
+	if n := strings.Count(inst.ErrorLog(), "acme: obtained a certificate"); n != 2 {
+		t.Errorf("%d certificates obtained, want 2", n)
+	}
+
 	// An upgrade's new master serves the stored certificate, the CA being down.
 	ca.Stop()
 	old := inst.MasterPid()
@@ -204,7 +218,7 @@ func TestACMETLSALPN01RenewalAndFailure(t *testing.T) {
 	}
 
 	ca.Stop()
-	retry := regexp.MustCompile(`\[error\] .*acme: .*; retrying in 1m0s`)
+	retry := regexp.MustCompile(`\[error\] .*acme: .*; retrying in 1m0s, at 20\d\d-\d\d-\d\dT`)
 	if !e2e.WaitFor(30*time.Second, func() bool { return retry.MatchString(inst.ErrorLog()) }) {
 		t.Fatalf("no failed renewal with its retry time in the error log:\n%s", inst.ErrorLog())
 	}
@@ -278,5 +292,52 @@ acme {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s:\ngot %v\nwant %q", c.body, err, c.want)
 		}
+	}
+}
+
+// Until the first certificate arrives a server with ssl_acme fails the handshake for
+// its names, or serves its ssl_certificate when it has one; the failed order is
+// logged with its retry time.
+func TestACMENoCertificateYet(t *testing.T) {
+	dir := t.TempDir()
+	ca := e2e.NewCA(t, dir, "ca")
+	standIn, standInKey, _ := ca.Issue("standin", e2e.ECDSA, false, "b.spindle.test")
+	tlsPort := e2e.FreePort(t)
+	inst := e2e.Start(t, fmt.Sprintf(`
+worker_processes = 1
+error_log        = { path = "logs/error.log", level = "info" }
+http {
+  acme {
+    directory = "https://127.0.0.1:%d/dir"
+  }
+  server {
+    listen      = ["127.0.0.1:{{PORT}}", "127.0.0.1:%d ssl"]
+    server_name = ["a.spindle.test"]
+    ssl_acme    = true
+  }
+  server {
+    listen              = ["127.0.0.1:%d ssl"]
+    server_name         = ["b.spindle.test"]
+    ssl_acme            = true
+    ssl_certificate     = %q
+    ssl_certificate_key = %q
+    location "= /hello" { return = { code = 200, body = "hello b\n" } }
+  }
+}
+`, e2e.FreePort(t), tlsPort, tlsPort, standIn, standInKey), nil)
+	addr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
+	_, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "a.spindle.test", InsecureSkipVerify: true})
+	if err == nil || !strings.Contains(err.Error(), "internal error") {
+		t.Errorf("handshake for a name without its certificate: %v, want a TLS alert", err)
+	}
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(ca.File)
+	pool.AppendCertsFromPEM(pem)
+	if code, body, _ := tlsGet(t, addr, "b.spindle.test", "/hello", &tls.Config{ServerName: "b.spindle.test", RootCAs: pool}); code != 200 || body != "hello b\n" {
+		t.Errorf("the stand-in ssl_certificate: %d %q", code, body)
+	}
+	retry := regexp.MustCompile(`\[error\] .*acme: registering the account at https://127\.0\.0\.1:\d+/dir: .*; retrying in 1m0s, at `)
+	if !e2e.WaitFor(20*time.Second, func() bool { return retry.MatchString(inst.ErrorLog()) }) {
+		t.Errorf("no failed order with its retry time in the error log:\n%s", inst.ErrorLog())
 	}
 }
