@@ -289,7 +289,10 @@ func (m *Master) acmeOpen(c *acmeChallenge) {
 			m.log.Alertf("sending an ACME challenge to worker %d: %v", p.pid, err)
 			continue
 		}
-		c.waiting[p.pid] = true
+		// A draining worker takes no new connections, and reads no more messages.
+		if !p.quitting {
+			c.waiting[p.pid] = true
+		}
 	}
 	m.acme.open[c.msg.ID] = c
 	if len(c.waiting) == 0 {
