@@ -91,7 +91,9 @@ func TestACMEHTTP01(t *testing.T) {
 	roots := ca.Roots(t)
 	// Before the certificate: the handshake fails rather than present something the
 	// client cannot verify (checked against any root).
+	start := time.Now()
 	cert := waitServed(t, ca, roots, "c.spindle.test", 60*time.Second, anyCert)
+	t.Logf("a certificate for 4 names served %s after the start", time.Since(start).Round(time.Millisecond))
 	for _, n := range names {
 		if err := cert.VerifyHostname(n); err != nil {
 			t.Errorf("the certificate does not cover %s: %v", n, err)
@@ -191,7 +193,9 @@ func TestACMETLSALPN01RenewalAndFailure(t *testing.T) {
 	inst := e2e.Start(t, acmeConf(ca, 2, `"tls-alpn-01"`, "59m55s", "alpn.spindle.test"), &e2e.Options{Port: ca.HTTPPort})
 	workers := e2e.Workers(inst.MasterPid())
 	roots := ca.Roots(t)
+	start := time.Now()
 	first := waitServed(t, ca, roots, "alpn.spindle.test", 60*time.Second, anyCert)
+	t.Logf("a certificate over TLS-ALPN-01 served %s after the start", time.Since(start).Round(time.Millisecond))
 	if logb, _ := os.ReadFile(filepath.Join(inst.Prefix, "logs/access.log")); strings.Contains(string(logb), "acme-challenge") {
 		t.Errorf("HTTP-01 was used:\n%s", logb)
 	}
@@ -207,6 +211,7 @@ func TestACMETLSALPN01RenewalAndFailure(t *testing.T) {
 	}
 
 	renewed := waitServed(t, ca, roots, "alpn.spindle.test", 60*time.Second, func(c *x509.Certificate) bool { return !c.Equal(first) })
+	t.Logf("the renewal served %s after the first certificate was issued (due 5 s after)", time.Since(first.NotBefore).Round(time.Millisecond))
 	if renewed.NotBefore.Before(first.NotBefore) {
 		t.Errorf("the renewal is older than the first certificate")
 	}
