@@ -44,10 +44,9 @@ type acmeState struct {
 	certs    map[string]ipc.ACMECertificate // by certificate key: what the workers serve
 	open     map[uint64]*acmeChallenge      // challenges the workers were asked to answer
 	seq      atomic.Uint64                  // challenge IDs
-	// The ACME part of the configuration read last, built once for acmeLoad,
-	// acmeStart and acmeRetire.
-	setupOf *conf.Config
-	setup   *acmeSetup
+	// The ACME part of the configurations in use (the serving one and one being
+	// loaded), taken from the build startGeneration makes anyway.
+	setups map[*conf.Config]*acmeSetup
 }
 
 type acmeTask struct {
@@ -76,19 +75,30 @@ type acmeSetup struct {
 
 func (m *Master) acmeOf(cfg *conf.Config) (*acmeSetup, error) {
 	m.acmeInit()
-	if m.acme.setupOf == cfg {
-		return m.acme.setup, nil
+	if setup, ok := m.acme.setups[cfg]; ok {
+		return setup, nil
 	}
 	hcfg, err := httpcore.Build(cfg)
 	if err != nil {
 		return nil, err
 	}
+	m.acmeNote(cfg, hcfg)
+	return m.acme.setups[cfg], nil
+}
+
+// acmeNote notes the ACME part of a configuration the master built, and reads the
+// stored certificates it asks for that the master has none of yet, so that the
+// workers about to start serve them from their first handshake.
+func (m *Master) acmeNote(cfg *conf.Config, hcfg *httpcore.Config) {
+	m.acmeInit()
 	var setup *acmeSetup
 	if s, certs := hcfg.ACME(); s != nil && len(certs) > 0 {
 		setup = &acmeSetup{settings: s, certs: certs}
 	}
-	m.acme.setupOf, m.acme.setup = cfg, setup
-	return setup, nil
+	m.acme.setups[cfg] = setup
+	if setup != nil {
+		m.acmeLoad(setup)
+	}
 }
 
 func fingerprint(s *httpcore.ACMESettings) string {
@@ -100,6 +110,7 @@ func (m *Master) acmeInit() {
 		m.acme = &acmeState{
 			accounts: map[string]*acme.Manager{}, running: map[string]*acmeTask{},
 			certs: map[string]ipc.ACMECertificate{}, open: map[uint64]*acmeChallenge{},
+			setups: map[*conf.Config]*acmeSetup{},
 		}
 	}
 }
@@ -150,13 +161,8 @@ func (m *Master) account(s *httpcore.ACMESettings) (*acme.Manager, error) {
 	return a, nil
 }
 
-// acmeLoad reads the stored certificates of a configuration that the master has none
-// for yet, so that the workers it starts serve them from their first handshake.
-func (m *Master) acmeLoad(cfg *conf.Config) {
-	setup, err := m.acmeOf(cfg)
-	if err != nil || setup == nil {
-		return
-	}
+// acmeLoad reads the stored certificates the master has none of yet.
+func (m *Master) acmeLoad(setup *acmeSetup) {
 	a, err := m.account(setup.settings)
 	if err != nil {
 		m.log.Errorf("acme: %v", err)
@@ -222,6 +228,11 @@ func (m *Master) acmeRetire(cfg *conf.Config) {
 		if !keep[id] {
 			t.cancel()
 			delete(m.acme.running, id)
+		}
+	}
+	for c := range m.acme.setups {
+		if c != cfg {
+			delete(m.acme.setups, c)
 		}
 	}
 }

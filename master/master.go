@@ -146,7 +146,6 @@ func (m *Master) run() int {
 	m.upg = upg
 	m.socks = newSockets(upg)
 	m.loadTicketKeys()
-	m.acmeLoad(cfg)
 
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH,
@@ -355,6 +354,7 @@ func (m *Master) startGeneration(bundle *conf.Bundle, cfg *conf.Config) (*genera
 	if err != nil {
 		return nil, err
 	}
+	m.acmeNote(cfg, hcfg)
 	data, err := bundle.Encode()
 	if err != nil {
 		return nil, err

@@ -23,13 +23,12 @@ func (m *Master) reload() {
 	if cfg.Pid != m.pidFile {
 		m.log.Warnf("pid file path changed to %s; it takes effect after a restart", cfg.Pid)
 	}
-	m.acmeLoad(cfg)
-	m.acmeStart(cfg)
 	g, err := m.startGeneration(bundle, cfg)
 	if err != nil {
 		m.reloadFailed(err.Error())
 		return
 	}
+	m.acmeStart(cfg)
 	m.pending = g
 	m.workersHalted = false
 	g.timer = time.AfterFunc(cfg.WorkerStartTimeout, func() { m.events <- event{gen: g} })
