@@ -101,7 +101,7 @@ func (m *Master) acmeNote(cfg *conf.Config, hcfg *httpcore.Config) {
 	}
 }
 
-func fingerprint(s *httpcore.ACMESettings) string {
+func acmeFingerprint(s *httpcore.ACMESettings) string {
 	return fmt.Sprintf("%s|%s|%s|%s|%s|%s", s.Directory, s.Email, strings.Join(s.Challenges, ","), s.CARoot, s.Storage, s.RenewBefore)
 }
 
@@ -115,9 +115,9 @@ func (m *Master) acmeInit() {
 	}
 }
 
-// account returns the manager of the settings' account, made on first use.
-func (m *Master) account(s *httpcore.ACMESettings) (*acme.Manager, error) {
-	fp := fingerprint(s)
+// acmeAccount returns the manager of the settings' account, made on first use.
+func (m *Master) acmeAccount(s *httpcore.ACMESettings) (*acme.Manager, error) {
+	fp := acmeFingerprint(s)
 	if a := m.acme.accounts[fp]; a != nil {
 		return a, nil
 	}
@@ -163,7 +163,7 @@ func (m *Master) account(s *httpcore.ACMESettings) (*acme.Manager, error) {
 
 // acmeLoad reads the stored certificates the master has none of yet.
 func (m *Master) acmeLoad(setup *acmeSetup) {
-	a, err := m.account(setup.settings)
+	a, err := m.acmeAccount(setup.settings)
 	if err != nil {
 		m.log.Errorf("acme: %v", err)
 		return
@@ -185,12 +185,12 @@ func (m *Master) acmeStart(cfg *conf.Config) {
 	if err != nil || setup == nil {
 		return
 	}
-	a, err := m.account(setup.settings)
+	a, err := m.acmeAccount(setup.settings)
 	if err != nil {
 		m.log.Errorf("acme: %v", err)
 		return
 	}
-	fp := fingerprint(setup.settings)
+	fp := acmeFingerprint(setup.settings)
 	for _, c := range setup.certs {
 		id := fp + "|" + c.Key()
 		if m.acme.running[id] != nil {
@@ -218,7 +218,7 @@ func (m *Master) acmeRetire(cfg *conf.Config) {
 	keep := map[string]bool{}
 	if cfg != nil {
 		if setup, err := m.acmeOf(cfg); err == nil && setup != nil {
-			fp := fingerprint(setup.settings)
+			fp := acmeFingerprint(setup.settings)
 			for _, c := range setup.certs {
 				keep[fp+"|"+c.Key()] = true
 			}
@@ -357,7 +357,7 @@ func (m *Master) acmeClose(match func(ipc.ACMEChallenge) bool) {
 // event loop.
 type acmeChallenger struct{ m *Master }
 
-func challengeMsg(ch acme.Challenge) (ipc.ACMEChallenge, error) {
+func acmeChallengeMsg(ch acme.Challenge) (ipc.ACMEChallenge, error) {
 	msg := ipc.ACMEChallenge{Kind: ch.Type, Domain: ch.Domain, Token: ch.Token, KeyAuth: ch.KeyAuth}
 	if ch.Cert != nil {
 		key, err := x509.MarshalPKCS8PrivateKey(ch.Cert.PrivateKey)
@@ -369,13 +369,13 @@ func challengeMsg(ch acme.Challenge) (ipc.ACMEChallenge, error) {
 	return msg, nil
 }
 
-func sameChallenge(a, b ipc.ACMEChallenge) bool {
+func sameACMEChallenge(a, b ipc.ACMEChallenge) bool {
 	return a.Kind == b.Kind && a.Domain == b.Domain && a.Token == b.Token
 }
 
 // Present returns once every worker serves the answer, or after acmePresentWait.
 func (c *acmeChallenger) Present(ch acme.Challenge) error {
-	msg, err := challengeMsg(ch)
+	msg, err := acmeChallengeMsg(ch)
 	if err != nil {
 		return err
 	}
@@ -396,7 +396,7 @@ func (c *acmeChallenger) Present(ch acme.Challenge) error {
 
 // CleanUp withdraws the answer from every worker.
 func (c *acmeChallenger) CleanUp(ch acme.Challenge) {
-	msg, _ := challengeMsg(ch)
+	msg, _ := acmeChallengeMsg(ch)
 	m := c.m
-	m.events <- event{acme: func() { m.acmeClose(func(o ipc.ACMEChallenge) bool { return sameChallenge(o, msg) }) }}
+	m.events <- event{acme: func() { m.acmeClose(func(o ipc.ACMEChallenge) bool { return sameACMEChallenge(o, msg) }) }}
 }

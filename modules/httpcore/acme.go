@@ -40,7 +40,7 @@ type acmeState struct {
 	alpn  atomic.Pointer[map[string]*tls.Certificate] // by domain
 }
 
-func load[V any](p *atomic.Pointer[map[string]V], k string) (V, bool) {
+func acmeLoadMap[V any](p *atomic.Pointer[map[string]V], k string) (V, bool) {
 	if m := p.Load(); m != nil {
 		v, ok := (*m)[k]
 		return v, ok
@@ -49,8 +49,8 @@ func load[V any](p *atomic.Pointer[map[string]V], k string) (V, bool) {
 	return zero, false
 }
 
-// update publishes a copy of the map with k set to v (or deleted).
-func update[V any](p *atomic.Pointer[map[string]V], k string, v V, del bool) {
+// acmeStoreMap publishes a copy of the map with k set to v (or deleted).
+func acmeStoreMap[V any](p *atomic.Pointer[map[string]V], k string, v V, del bool) {
 	n := map[string]V{}
 	if m := p.Load(); m != nil {
 		for kk, vv := range *m {
@@ -65,7 +65,7 @@ func update[V any](p *atomic.Pointer[map[string]V], k string, v V, del bool) {
 	p.Store(&n)
 }
 
-func certificate(chain [][]byte, key []byte) (*tls.Certificate, error) {
+func acmeCert(chain [][]byte, key []byte) (*tls.Certificate, error) {
 	if len(chain) == 0 {
 		return nil, errors.New("no certificate")
 	}
@@ -92,13 +92,13 @@ func (c *Config) SetACMECertificate(names []string, chain [][]byte, key []byte) 
 	if st == nil {
 		return nil
 	}
-	cert, err := certificate(chain, key)
+	cert, err := acmeCert(chain, key)
 	if err != nil {
 		return fmt.Errorf("ACME certificate for %s: %w", strings.Join(names, ", "), err)
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	update(&st.certs, acmeKey(names), cert, false)
+	acmeStoreMap(&st.certs, acmeKey(names), cert, false)
 	return nil
 }
 
@@ -115,16 +115,16 @@ func (c *Config) SetACMEChallenge(kind, domain, token, keyAuth string, chain [][
 	defer st.mu.Unlock()
 	switch kind {
 	case "http-01":
-		update(&st.http, token, http01Answer{domain, keyAuth}, remove)
+		acmeStoreMap(&st.http, token, http01Answer{domain, keyAuth}, remove)
 	case "tls-alpn-01":
 		var cert *tls.Certificate
 		if !remove {
 			var err error
-			if cert, err = certificate(chain, key); err != nil {
+			if cert, err = acmeCert(chain, key); err != nil {
 				return fmt.Errorf("TLS-ALPN-01 certificate for %s: %w", domain, err)
 			}
 		}
-		update(&st.alpn, domain, cert, remove)
+		acmeStoreMap(&st.alpn, domain, cert, remove)
 	default:
 		return fmt.Errorf("unknown ACME challenge type %q", kind)
 	}
@@ -139,7 +139,7 @@ func answerHTTP01(r *Request) Action {
 		return Continue
 	}
 	st := acmeRoot(r.Server.cfg).state
-	a, ok := load(&st.http, uri[len(acmeHTTP01Prefix):])
+	a, ok := acmeLoadMap(&st.http, uri[len(acmeHTTP01Prefix):])
 	if !ok || (r.Method() != "GET" && r.Method() != "HEAD") {
 		return Continue
 	}
@@ -164,7 +164,7 @@ func (srv *Server) acmeCertificate(tc *tls.Config) {
 	ac := acmeMod.Of(srv.root)
 	cfg := srv.cfg
 	tc.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		if cert, ok := load(&acmeRoot(cfg).state.certs, ac.key); ok {
+		if cert, ok := acmeLoadMap(&acmeRoot(cfg).state.certs, ac.key); ok {
 			return cert, nil
 		}
 		if len(tc.Certificates) > 0 {
@@ -186,7 +186,7 @@ func alpnConfig(cfg *Config, hello *tls.ClientHelloInfo) (tc *tls.Config, ok boo
 	if st == nil {
 		return nil, true, errors.New("acme-tls/1 without ACME")
 	}
-	cert, found := load(&st.alpn, strings.ToLower(hello.ServerName))
+	cert, found := acmeLoadMap(&st.alpn, strings.ToLower(hello.ServerName))
 	if !found {
 		return nil, true, fmt.Errorf("no TLS-ALPN-01 challenge open for %q", hello.ServerName)
 	}
