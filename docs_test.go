@@ -97,4 +97,11 @@ func TestEveryDirectiveDocumented(t *testing.T) {
 			t.Errorf("upstream setting %q has no row in conf/README.md's upstream table", n)
 		}
 	}
+	// The settings of the acme block likewise.
+	for _, n := range httpcore.ACMESettingsTable.Names() {
+		row := regexp.MustCompile("(?m)^\\| `" + regexp.QuoteMeta(n) + "` \\|")
+		if !row.MatchString(string(doc)) {
+			t.Errorf("acme setting %q has no row in conf/README.md's acme table", n)
+		}
+	}
 }

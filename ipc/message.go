@@ -56,6 +56,11 @@ type Config struct {
 	Listeners  []Listener `json:"listeners"`
 	// TicketKeys are the TLS session ticket keys, newest first (see TicketKeys).
 	TicketKeys [][]byte `json:"ticket_keys,omitempty"`
+	// ACMECertificates and ACMEChallenges are what the master obtained and the
+	// challenges it has open (ipc/acme.go), so a worker started between two
+	// deliveries serves the same as the others.
+	ACMECertificates []ACMECertificate `json:"acme_certificates,omitempty"`
+	ACMEChallenges   []ACMEChallenge   `json:"acme_challenges,omitempty"`
 }
 
 // TicketKeys carries the TLS session ticket keys the master made, newest first: the
@@ -177,6 +182,9 @@ func Decode(f Frame) (Message, error) {
 		if err == nil {
 			err = checkTicketKeys(v.TicketKeys)
 		}
+		if err == nil {
+			err = checkACME(v.ACMECertificates, v.ACMEChallenges)
+		}
 		m = v
 	case TTicketKeys:
 		var v TicketKeys
@@ -210,7 +218,10 @@ func Decode(f Frame) (Message, error) {
 		err = json.Unmarshal(f.Payload, &v)
 		m = v
 	default:
-		return nil, fmt.Errorf("ipc: unknown message type %d", uint8(f.Type))
+		var ok bool
+		if m, err, ok = decodeACME(f); !ok {
+			return nil, fmt.Errorf("ipc: unknown message type %d", uint8(f.Type))
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ipc: malformed %v message: %w", f.Type, err)

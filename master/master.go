@@ -67,6 +67,7 @@ type Master struct {
 	statusWaits map[uint64]*statusWait
 
 	tickets *ticketKeys // TLS session ticket keys (tickets.go)
+	acme    *acmeState  // automatic certificates (acme.go)
 }
 
 type generation struct {
@@ -104,6 +105,7 @@ type event struct {
 	status  *statusWait
 	// ticketTick: time to look at the TLS session ticket keys' age
 	ticketTick bool
+	acme       func() // automatic certificates: run on the loop (acme.go)
 }
 
 type respawn struct {
@@ -184,6 +186,7 @@ func (m *Master) run() int {
 		m.events <- event{upgExit: true}
 	}()
 	m.startTicketTimer()
+	m.acmeStart(cfg)
 	return m.loop()
 }
 
@@ -247,6 +250,8 @@ func (m *Master) loop() int {
 			m.finishStatus(ev.status)
 		case ev.ticketTick:
 			m.onTicketTick()
+		case ev.acme != nil:
+			ev.acme()
 		case ev.upg != nil:
 			m.onUpgrade(*ev.upg)
 		case ev.upgExit:
@@ -360,6 +365,7 @@ func (m *Master) startGeneration(bundle *conf.Bundle, cfg *conf.Config) (*genera
 	if err != nil {
 		return nil, err
 	}
+	m.acmeNote(cfg, hcfg)
 	data, err := bundle.Encode()
 	if err != nil {
 		return nil, err
@@ -497,7 +503,9 @@ func (m *Master) spawn(g *generation, slot int) (*proc, error) {
 			ls = append(ls, ipc.Listener{Addr: s.addr})
 		}
 	}
-	if err := ctl.Send(ipc.Config{Generation: g.id, Slot: slot, Bundle: g.bundle, Listeners: ls, TicketKeys: m.tickets.Keys}, fds...); err != nil {
+	acmeCerts, acmeChallenges := m.acmeConfig()
+	if err := ctl.Send(ipc.Config{Generation: g.id, Slot: slot, Bundle: g.bundle, Listeners: ls, TicketKeys: m.tickets.Keys,
+		ACMECertificates: acmeCerts, ACMEChallenges: acmeChallenges}, fds...); err != nil {
 		m.log.Alertf("sending config to worker %d: %v", pid, err)
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
@@ -547,6 +555,8 @@ func (m *Master) onMessage(p *proc, msg ipc.Message) {
 		m.startStatus(p, msg.ID)
 	case ipc.Status:
 		m.collectStatus(p, msg)
+	case ipc.ACMEChallengeAck:
+		m.acmeAck(p, msg.ID)
 	default:
 		m.log.Warnf("unexpected %v from worker %d", msg.Type(), p.pid)
 	}
@@ -559,6 +569,7 @@ func (m *Master) onExit(p *proc, st *os.ProcessState) {
 	p.exited = true
 	p.ctl.Close()
 	delete(m.procs, p.pid)
+	m.acmeGone(p)
 	how := describeExit(st)
 	g := p.gen
 	if p.quitting || m.stopping || g != m.cur && g != m.pending {

@@ -28,6 +28,7 @@ func (m *Master) reload() {
 		m.reloadFailed(err.Error())
 		return
 	}
+	m.acmeStart(cfg)
 	m.pending = g
 	m.workersHalted = false
 	g.timer = time.AfterFunc(cfg.WorkerStartTimeout, func() { m.events <- event{gen: g} })
@@ -52,6 +53,7 @@ func (m *Master) finishReload() {
 	m.record("reload", true, msg, g.id)
 	systemd.Ready(msg)
 	m.retireGenerations()
+	m.acmeRetire(m.cfg)
 	m.afterReload()
 }
 
@@ -73,6 +75,7 @@ func (m *Master) reloadFailed(reason string) {
 	m.log.Errorf("%s", msg)
 	m.record("reload", false, msg, 0)
 	systemd.Ready("reload failed: " + reason)
+	m.acmeRetire(m.cfg)
 	m.afterReload()
 }
 
@@ -152,6 +155,7 @@ func (m *Master) onUpgrade(err error) {
 	// The new master announced itself to systemd; this one must not say STOPPING,
 	// which systemd would take for the whole service.
 	m.stopping = true
+	m.acmeRetire(nil) // the new master keeps the certificates now
 	for _, p := range m.procs {
 		m.quit(p)
 	}

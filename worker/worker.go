@@ -172,6 +172,7 @@ func (w *worker) run() int {
 	}
 	cfg.SetLog(w.log)
 	cfg.SetSessionTicketKeys(cm.TicketKeys)
+	w.initACME(cfg, cm)
 	w.cfg = cfg
 	w.exiting = make(chan struct{})
 	w.eng = httpcore.NewEngine(cfg, httpcore.EngineOptions{
@@ -217,6 +218,8 @@ func (w *worker) run() int {
 				w.reopen()
 			case ipc.TicketKeys:
 				cfg.SetSessionTicketKeys(m.Keys)
+			case ipc.ACMECertificate, ipc.ACMEChallenge:
+				w.acme(cfg, m)
 			case ipc.StatusRequest:
 				w.ctl.Send(ipc.Status{ID: m.ID, Counters: w.eng.Counters()})
 			}

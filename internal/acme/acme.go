@@ -392,7 +392,7 @@ func (m *Manager) Maintain(ctx context.Context, names []string, deliver func(*tl
 		if ctx.Err() != nil {
 			return
 		}
-		m.cfg.Logf("error", "%v; retrying in %s", err, backoff)
+		m.cfg.Logf("error", "%v; retrying in %s, at %s", err, backoff, time.Now().Add(backoff).Format(time.RFC3339))
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():

@@ -2,23 +2,14 @@ package acme
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,144 +17,8 @@ import (
 	"time"
 
 	"github.com/spindle-server/spindle/internal/e2e"
+	"github.com/spindle-server/spindle/internal/pebble"
 )
-
-var (
-	toolsOnce sync.Once
-	toolsDir  string
-	toolsErr  error
-)
-
-// tools builds pebble and pebble-challtestsrv (go.mod's tool dependencies) once per
-// test process.
-func tools(t *testing.T) string {
-	t.Helper()
-	toolsOnce.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
-		if toolsDir, toolsErr = os.MkdirTemp("", "spindle-pebble-"); toolsErr != nil {
-			return
-		}
-		for _, p := range []string{"pebble", "pebble-challtestsrv"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(toolsDir, p), "github.com/letsencrypt/pebble/v2/cmd/"+p)
-			cmd.Dir = root
-			if out, err := cmd.CombinedOutput(); err != nil {
-				toolsErr = fmt.Errorf("go build %s: %v\n%s", p, err, out)
-				return
-			}
-		}
-	})
-	if toolsErr != nil {
-		t.Fatal(toolsErr)
-	}
-	return toolsDir
-}
-
-// ca is a pebble ACME server on loopback that resolves every name to 127.0.0.1
-// through a pebble-challtestsrv DNS server, and validates on HTTPPort and TLSPort.
-type ca struct {
-	Directory         string
-	HTTPPort, TLSPort int
-	Client            *http.Client // trusts pebble's listener
-	mgmt              string
-}
-
-func startCA(t *testing.T, validity time.Duration) *ca {
-	t.Helper()
-	bin := tools(t)
-	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t, "127.0.0.1")
-	os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600)
-	os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o600)
-	c := &ca{HTTPPort: e2e.FreePort(t), TLSPort: e2e.FreePort(t)}
-	dnsPort, listen, mgmt := e2e.FreePort(t), e2e.FreePort(t), e2e.FreePort(t)
-	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", listen),
-		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmt),
-		"certificate":             filepath.Join(dir, "cert.pem"),
-		"privateKey":              filepath.Join(dir, "key.pem"),
-		"httpPort":                c.HTTPPort,
-		"tlsPort":                 c.TLSPort,
-		"keyAlgorithm":            "ecdsa",
-		"retryAfter":              map[string]int{"authz": 1, "order": 1},
-		"profiles": map[string]any{"default": map[string]any{
-			"description": "test", "validityPeriod": int(validity.Seconds())}},
-	}}
-	b, _ := json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "pebble.json"), b, 0o600)
-
-	run := func(name string, env []string, args ...string) {
-		cmd := exec.Command(filepath.Join(bin, name), args...)
-		cmd.Env = append(os.Environ(), env...)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			if t.Failed() {
-				t.Logf("%s output:\n%s", name, out.String())
-			}
-		})
-	}
-	run("pebble-challtestsrv", nil, "-http01", "", "-https01", "", "-doh", "", "-tlsalpn01", "",
-		"-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort), "-management", fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t)),
-		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "")
-	run("pebble", []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
-		"-config", filepath.Join(dir, "pebble.json"), "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
-
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	c.Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	c.Directory = fmt.Sprintf("https://127.0.0.1:%d/dir", listen)
-	c.mgmt = fmt.Sprintf("https://127.0.0.1:%d", mgmt)
-	if !e2e.WaitFor(10*time.Second, func() bool {
-		resp, err := c.Client.Get(c.Directory)
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	}) {
-		t.Fatal("pebble did not come up")
-	}
-	return c
-}
-
-// roots returns the pool of pebble's issuing roots, to verify what it issued.
-func (c *ca) roots(t *testing.T) *x509.CertPool {
-	t.Helper()
-	pool := x509.NewCertPool()
-	resp, err := c.Client.Get(c.mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if !pool.AppendCertsFromPEM(b) {
-		t.Fatalf("no root from pebble: %q", b)
-	}
-	return pool
-}
-
-func selfSigned(t *testing.T, host string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP(host)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalPKCS8PrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})
-}
 
 // answers is a Challenger that serves HTTP-01 on one port and TLS-ALPN-01 on another,
 // as spindle's workers do, and counts what it was asked to serve.
@@ -175,7 +30,7 @@ type answers struct {
 	presents int
 }
 
-func serveAnswers(t *testing.T, c *ca) *answers {
+func serveAnswers(t *testing.T, c *pebble.CA) *answers {
 	a := &answers{http: map[string]string{}, alpn: map[string]*tls.Certificate{}, served: map[string]int{}}
 	hl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", c.HTTPPort))
 	if err != nil {
@@ -254,7 +109,7 @@ func (a *answers) count(typ string) int {
 	return a.served[typ]
 }
 
-func newManager(t *testing.T, c *ca, a *answers, dir string, challenges ...string) *Manager {
+func newManager(t *testing.T, c *pebble.CA, a *answers, dir string, challenges ...string) *Manager {
 	t.Helper()
 	m, err := New(Config{
 		DirectoryURL: c.Directory, Email: "ops@spindle.test", Dir: dir, Challenges: challenges,
@@ -267,7 +122,7 @@ func newManager(t *testing.T, c *ca, a *answers, dir string, challenges ...strin
 	return m
 }
 
-func verify(t *testing.T, c *ca, cert *tls.Certificate, names ...string) {
+func verify(t *testing.T, c *pebble.CA, cert *tls.Certificate, names ...string) {
 	t.Helper()
 	inter := x509.NewCertPool()
 	for _, der := range cert.Certificate[1:] {
@@ -278,14 +133,14 @@ func verify(t *testing.T, c *ca, cert *tls.Certificate, names ...string) {
 		inter.AddCert(ic)
 	}
 	for _, n := range names {
-		if _, err := cert.Leaf.Verify(x509.VerifyOptions{DNSName: n, Roots: c.roots(t), Intermediates: inter}); err != nil {
+		if _, err := cert.Leaf.Verify(x509.VerifyOptions{DNSName: n, Roots: c.Roots(t), Intermediates: inter}); err != nil {
 			t.Errorf("certificate for %s does not verify against pebble's root: %v", n, err)
 		}
 	}
 }
 
 func TestObtainHTTP01AndTLSALPN01(t *testing.T) {
-	c := startCA(t, 24*time.Hour)
+	c := pebble.Start(t, 24*time.Hour)
 	a := serveAnswers(t, c)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -344,7 +199,7 @@ func (s *switchable) Present(ch Challenge) error {
 // Maintain obtains a certificate, renews it when due, keeps the old one while
 // renewals fail (retried with backoff) and delivers the new one once one succeeds.
 func TestMaintainRenewsRetriesAndKeepsOld(t *testing.T) {
-	c := startCA(t, time.Hour)
+	c := pebble.Start(t, time.Hour)
 	ch := &switchable{answers: serveAnswers(t, c)}
 	var mu sync.Mutex
 	var failures []time.Time
@@ -413,7 +268,7 @@ func TestMaintainRenewsRetriesAndKeepsOld(t *testing.T) {
 
 // A stored certificate that is not due is delivered at once, without the CA.
 func TestMaintainDeliversStored(t *testing.T) {
-	c := startCA(t, time.Hour)
+	c := pebble.Start(t, time.Hour)
 	a := serveAnswers(t, c)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

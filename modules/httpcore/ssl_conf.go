@@ -316,7 +316,8 @@ func buildTLS(cfg *Config) error {
 func (srv *Server) buildTLS(l Listen) (*serverTLS, error) {
 	sc := sslConf(srv.root)
 	prefix := srv.cfg.Main.Prefix
-	if len(sc.Certificates) == 0 {
+	acme := acmeMod.Of(srv.root).on
+	if len(sc.Certificates) == 0 && !acme {
 		return nil, conf.Errorf(l.Range, "no ssl_certificate is defined for the listen ... ssl directive in %s", srv)
 	}
 	if len(sc.CertificateKeys) != len(sc.Certificates) {
@@ -346,6 +347,9 @@ func (srv *Server) buildTLS(l Listen) (*serverTLS, error) {
 		}
 		cert.OCSPStaple = staple
 		tc.Certificates = append(tc.Certificates, cert)
+	}
+	if acme {
+		srv.acmeCertificate(tc)
 	}
 	if sc.VerifyClient != verifyOff {
 		// The handshake asks for a certificate and never fails for it: the request

@@ -80,6 +80,9 @@ type serverTLS struct {
 func addrTLSConfig(cfg *Config, as *addrServers) *tls.Config {
 	return &tls.Config{
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if tc, ok, err := alpnConfig(cfg, hello); ok {
+				return tc, err
+			}
 			srv := cfg.selectServer(as.listen.Addr, []byte(hello.ServerName))
 			if srv == nil || srv.tls == nil {
 				srv = as.def
