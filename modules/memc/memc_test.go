@@ -17,27 +17,13 @@ import (
 	"github.com/spindle-server/spindle/internal/backends"
 	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
-	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/modules/memc"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 )
 
 // A test module that copies $memc_flags into a response header, as
 // add_header X-Flags $memc_flags would.
-func init() {
-	m := &httpcore.Module{Name: "testflags", Order: httpcore.OrderHeaders}
-	m.Directives = []httpcore.Directive{{Name: "test_flags", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error { return nil }}}
-	m.Install = func(l *httpcore.Location) error {
-		l.AddHeaderFilter(httpcore.OrderHeaders, func(r *httpcore.Request) error {
-			if v, _ := r.Var("memc_flags"); v != "" {
-				r.RespHeader().Set("X-Flags", v)
-			}
-			return nil
-		})
-		return nil
-	}
-	httpcore.Register(m)
-}
+var _ = testserver.VarHeaders("test_flags", map[string]string{"memc_flags": "X-Flags"})
 
 func cfg(s string, kv ...string) string { return strings.NewReplacer(kv...).Replace(s) }
 

@@ -17,7 +17,6 @@ import (
 
 	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
-	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/modules/proxy"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 	"github.com/spindle-server/spindle/modules/upstream"
@@ -25,22 +24,10 @@ import (
 
 // A test module that copies upstream variables into response headers, as
 // add_header X-Upstream $upstream_addr would.
-func init() {
-	m := &httpcore.Module{Name: "testvars", Order: httpcore.OrderHeaders}
-	m.Directives = []httpcore.Directive{{Name: "test_vars", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error { return nil }}}
-	m.Install = func(l *httpcore.Location) error {
-		l.AddHeaderFilter(httpcore.OrderHeaders, func(r *httpcore.Request) error {
-			for _, v := range []string{"upstream_addr", "upstream_status", "proxy_host", "upstream_http_x_up"} {
-				if s, _ := r.Var(v); s != "" {
-					r.RespHeader().Set("X-Var-"+v, s)
-				}
-			}
-			return nil
-		})
-		return nil
-	}
-	httpcore.Register(m)
-}
+var _ = testserver.VarHeaders("test_vars", map[string]string{
+	"upstream_addr": "X-Var-upstream_addr", "upstream_status": "X-Var-upstream_status",
+	"proxy_host": "X-Var-proxy_host", "upstream_http_x_up": "X-Var-upstream_http_x_up",
+})
 
 // backend is a real HTTP server on a fixed port that a test can stop and start.
 type backend struct {
