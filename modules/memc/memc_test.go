@@ -432,24 +432,10 @@ func getStatus(s *testserver.Server, path string) int {
 }
 
 func TestMemcBackendClosesMidReply(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				bufio.NewReader(c).ReadString('\n')
-				io.WriteString(c, "VALUE foo 0 10\r\nabc")
-			}(c)
-		}
-	}()
+	addr := testserver.TCPServer(t, func(c net.Conn) {
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "VALUE foo 0 10\r\nabc")
+	})
 	s := testserver.Start(t, cfg(`
 http {
   upstream "mc" {
@@ -465,7 +451,7 @@ http {
       memc_pass = "mc"
     }
   }
-}`, "{A}", ln.Addr().String()))
+}`, "{A}", addr))
 	if st := getStatus(s, "/get"); st != 502 {
 		t.Errorf("backend closed mid-reply: %d, want 502", st)
 	}

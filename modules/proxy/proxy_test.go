@@ -364,22 +364,8 @@ http {
 
 func TestProxyFailTimeout(t *testing.T) {
 	// A server that accepts and closes at once fails every request.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var accepts atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepts.Add(1)
-			c.Close()
-		}
-	}()
+	bad := testserver.TCPServer(t, func(net.Conn) { accepts.Add(1) })
 	good := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") })
 	s := testserver.Start(t, cfg(`
 http {
@@ -391,7 +377,7 @@ http {
     listen = ["127.0.0.1:0"]
     location "/" { proxy_pass = "http://u" }
   }
-}`, "BAD", ln.Addr().String(), "GOOD", good.addr))
+}`, "BAD", bad, "GOOD", good.addr))
 	for i := 0; i < 10; i++ {
 		if resp := s.Get("/"); resp.Body != "good" {
 			t.Fatalf("request %d: %d %q", i, resp.Status, resp.Body)
@@ -447,31 +433,17 @@ http {
 }
 
 func TestProxyUpstreamClosesMidBody(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
+	be := testserver.TCPServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+			l, err := br.ReadString('\n')
+			if err != nil || l == "\r\n" {
+				break
 			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil || l == "\r\n" {
-						break
-					}
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-				c.Write(make([]byte, 70000))
-			}(c)
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+		c.Write(make([]byte, 70000))
+	})
 	s := testserver.Start(t, cfg(`
 http {
   server {
@@ -479,7 +451,7 @@ http {
     location "/" { proxy_pass = "http://BE" }
     location "/ok" { return = { code = 200, body = "fine" } }
   }
-}`, "BE", ln.Addr().String()))
+}`, "BE", be))
 	c, err := net.Dial("tcp", s.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -864,21 +836,7 @@ http {
 func TestProxyDeadServerCostsNothing(t *testing.T) {
 	good := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") })
 	// A server that accepts and resets at once.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-		}
-	}()
+	reset := testserver.TCPServer(t, func(c net.Conn) { c.(*net.TCPConn).SetLinger(0) })
 	s := testserver.Start(t, cfg(`
 http {
   upstream "refused" {
@@ -892,7 +850,7 @@ http {
     location "/refused" { proxy_pass = "http://refused" }
     location "/reset" { proxy_pass = "http://reset" }
   }
-}`, "DEAD", deadAddr(t), "RESET", ln.Addr().String(), "GOOD", good.addr))
+}`, "DEAD", deadAddr(t), "RESET", reset, "GOOD", good.addr))
 	for _, path := range []string{"/refused", "/reset"} {
 		var wg sync.WaitGroup
 		var failed atomic.Int64

@@ -644,37 +644,22 @@ func getStatus(s *testserver.Server, path string) int {
 // closing the connection when answer asks to: a backend that dies in the middle of a
 // reply.
 func fakeServer(t *testing.T, answer func(line string) (reply string, close bool)) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return testserver.TCPServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					reply, closeNow := answer(line)
-					if reply != "" {
-						io.WriteString(c, reply)
-					}
-					if closeNow {
-						return
-					}
-				}
-			}(c)
+			reply, closeNow := answer(line)
+			if reply != "" {
+				io.WriteString(c, reply)
+			}
+			if closeNow {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 func TestRedisBackendClosesMidReply(t *testing.T) {
