@@ -95,16 +95,8 @@ func setGeo(c *httpcore.Cmd) error {
 	}
 	t := &table{nets: map[netip.Prefix]string{}}
 	g := &geoBlock{table: t, cmd: c}
-	settings := strings.Join(geoSettings.Names(), ", ")
-	for _, it := range items {
-		if it.Attr == nil {
-			return conf.Errorf(it.Range(), "unknown block %q in geo (expected %s)", it.Name, settings)
-		}
-		if err := geoSettings.Apply(g, it, func(it conf.Item) error {
-			return conf.Errorf(it.Range(), "unknown setting %q in geo (expected %s)", it.Name, settings)
-		}); err != nil {
-			return err
-		}
+	if err := geoSettings.ApplyAll(g, items, "geo"); err != nil {
+		return err
 	}
 	if t.source != nil && !t.proxies.Empty() {
 		return c.Errorf("geo: proxy applies to the client address; it cannot be combined with source")

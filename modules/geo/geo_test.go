@@ -173,6 +173,8 @@ func TestGeoConfigErrors(t *testing.T) {
 		{"geo \"x\" {\nsource = arg.a\nproxy = [\"10.0.0.0/8\"]\n}", "cannot be combined"},
 		{"geo \"x\" {\nproxy = [\"10.0.0.0/8\", \"nope\"]\n}", "invalid address"},
 		{"geo \"x\" {\nvalues = { \"10.0.0.0/8\" = \"${uri}\" }\n}", ""},
+		{"geo \"x\" {\nrange = true\n}", `conf/spindle.hcl:3,1: unknown setting "range" in geo (expected source, default, values, delete, ranges, proxy, proxy_recursive)`},
+		{"geo \"x\" {\nvalues { }\n}", `conf/spindle.hcl:3,1: unknown block "values" in geo (expected source,`},
 	} {
 		_, err := testserver.BuildString(t, "http {\n"+c.conf+"\n}\n", nil)
 		if c.want == "" {

@@ -104,16 +104,8 @@ func setMap(c *httpcore.Cmd) error {
 	}
 	t := &table{exact: map[string]*httpcore.Expr{}}
 	m := &mapBlock{table: t, cmd: c}
-	settings := strings.Join(mapSettings.Names(), ", ")
-	for _, it := range items {
-		if it.Attr == nil {
-			return conf.Errorf(it.Range(), "unknown block %q in map (expected %s)", it.Name, settings)
-		}
-		if err := mapSettings.Apply(m, it, func(it conf.Item) error {
-			return conf.Errorf(it.Range(), "unknown setting %q in map (expected %s)", it.Name, settings)
-		}); err != nil {
-			return err
-		}
+	if err := mapSettings.ApplyAll(m, items, "map"); err != nil {
+		return err
 	}
 	if t.source == nil {
 		return c.Errorf("map %q needs a source: the value to look up, e.g. source = http.host", name)

@@ -60,16 +60,8 @@ func setSplit(c *httpcore.Cmd) error {
 	}
 	s := &split{}
 	sb := &splitBlock{split: s, cmd: c}
-	settings := strings.Join(splitSettings.Names(), ", ")
-	for _, it := range items {
-		if it.Attr == nil {
-			return conf.Errorf(it.Range(), "unknown block %q in split_clients (expected %s)", it.Name, settings)
-		}
-		if err := splitSettings.Apply(sb, it, func(it conf.Item) error {
-			return conf.Errorf(it.Range(), "unknown setting %q in split_clients (expected %s)", it.Name, settings)
-		}); err != nil {
-			return err
-		}
+	if err := splitSettings.ApplyAll(sb, items, "split_clients"); err != nil {
+		return err
 	}
 	values := sb.values
 	if s.source == nil {
