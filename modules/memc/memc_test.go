@@ -310,7 +310,7 @@ http {
 	for _, path := range []string{"/get", "/short"} {
 		start := time.Now()
 		done := make(chan int, 1)
-		go func() { done <- getStatus(s, path) }()
+		go func() { done <- s.Status(path) }()
 		if resp := s.Get("/other"); resp.Body != "other" {
 			t.Errorf("other location while memcached hangs: %q", resp.Body)
 		}
@@ -418,19 +418,6 @@ func TestMemcConfigErrors(t *testing.T) {
 	}
 }
 
-// getStatus is a GET that may run off the test's goroutine: it reports failures as
-// status 0 instead of failing the test.
-func getStatus(s *testserver.Server, path string) int {
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(s.URL(path))
-	if err != nil {
-		return 0
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 func TestMemcBackendClosesMidReply(t *testing.T) {
 	addr := testserver.TCPServer(t, func(c net.Conn) {
 		bufio.NewReader(c).ReadString('\n')
@@ -452,7 +439,7 @@ http {
     }
   }
 }`, "{A}", addr))
-	if st := getStatus(s, "/get"); st != 502 {
+	if st := s.Status("/get"); st != 502 {
 		t.Errorf("backend closed mid-reply: %d, want 502", st)
 	}
 }

@@ -295,7 +295,7 @@ http {
 	}
 	start := time.Now()
 	done := make(chan int, 1)
-	go func() { done <- getStatus(s, "/slow") }()
+	go func() { done <- s.Status("/slow") }()
 	// The worker keeps serving while a request waits for a slow backend.
 	if resp := s.Get("/other"); resp.Body != "other\n" {
 		t.Errorf("other location: %q", resp.Body)
@@ -623,19 +623,6 @@ func TestProxyConfigErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", c.conf, err, c.want)
 		}
 	}
-}
-
-// getStatus is a GET that may run off the test's goroutine: it reports failures as
-// status 0 instead of failing the test.
-func getStatus(s *testserver.Server, path string) int {
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(s.URL(path))
-	if err != nil {
-		return 0
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
 }
 
 // pattern is an endless reader of a repeating byte pattern (period 251, so that

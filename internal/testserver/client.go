@@ -36,3 +36,17 @@ func GetFrom(t testing.TB, addr, src, path string, headers ...string) (int, stri
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// Status sends GET path and returns the response's status, or 0 if the request
+// failed: unlike Get it does not fail the test, so it may run off the test's
+// goroutine (a request left waiting on a hung backend while the test goes on).
+func (s *Server) Status(path string) int {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(s.URL(path))
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
