@@ -1,6 +1,9 @@
 package conf
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Setter applies one directive to the object its context configures (the main
 // Config, an upstream, a module's per-location configuration). It is nginx's
@@ -54,6 +57,31 @@ func (tb Table[T]) Apply(t *T, it Item, unknown func(it Item) error) error {
 		return Errorf(it.Range(), "%q is a setting, write it as %s = value", it.Name, it.Name)
 	}
 	return d.Set(t, it)
+}
+
+// ApplyAll sets the items of a block's body on t in order, for the blocks whose
+// settings are all in the table (a map, geo or split_clients block); what names the
+// block in the errors, which list the table's settings: `unknown setting "x" in geo
+// (expected source, default, ...)`.
+func (tb Table[T]) ApplyAll(t *T, items []Item, what string) error {
+	unknown := func(it Item) error {
+		kind := "setting"
+		if it.Block != nil {
+			kind = "block"
+		}
+		return Errorf(it.Range(), "unknown %s %q in %s (expected %s)", kind, it.Name, what, strings.Join(tb.Names(), ", "))
+	}
+	for _, it := range items {
+		if d := tb.Lookup(it.Name); it.Block != nil && (d == nil || !d.Block) {
+			// A block where the table has a setting of that name is a block the
+			// table does not know either.
+			return unknown(it)
+		}
+		if err := tb.Apply(t, it, unknown); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Directives lists the directives of the main context and the events block, and

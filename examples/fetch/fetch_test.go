@@ -248,7 +248,7 @@ func TestCustomSpindleChecksFetchDirectives(t *testing.T) {
 }
 `), 0o644)
 	out, err := exec.Command(bin, "-p", prefix, "-t").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "spindle.hcl:6,7: fetch_timeout: invalid duration \"soon\"") {
+	if err == nil || !strings.Contains(string(out), "spindle.hcl:6,23: invalid time value \"soon\"") {
 		t.Errorf("-t: %v\n%s", err, out)
 	}
 	out, _ = exec.Command(bin, "-v").CombinedOutput()

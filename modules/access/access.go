@@ -57,7 +57,7 @@ func install(l *httpcore.Location) error {
 // add appends rules to the context's list; a context that inherited rules from its
 // parent starts a list of its own, as nginx's allow/deny do.
 func add(c *httpcore.Cmd, rs ...rule) {
-	cf := c.Conf().(*Conf)
+	cf := mod.Cmd(c)
 	if cf.owner != c.Loc {
 		cf.rules, cf.owner = nil, c.Loc
 	}

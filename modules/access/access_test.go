@@ -1,13 +1,8 @@
 package access_test
 
 import (
-	"context"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spindle-server/spindle/internal/testserver"
 	_ "github.com/spindle-server/spindle/modules/access"
@@ -67,28 +62,6 @@ http {
 }
 `
 
-// getFrom sends GET path to addr from the local address src and returns the status.
-func getFrom(t *testing.T, addr, src, path string) (int, string) {
-	t.Helper()
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	client := &http.Client{
-		Timeout: 10 * time.Second,
-		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return d.DialContext(ctx, network, addr)
-			},
-		},
-	}
-	resp, err := client.Get("http://spindle.test" + path)
-	if err != nil {
-		t.Fatalf("GET %s from %s: %v", path, src, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestAllowDeny(t *testing.T) {
 	s := testserver.Start(t, accessConf)
 	v4, v6 := s.AddrOf("127.0.0.1:0"), s.AddrOf("[::1]:0")
@@ -130,7 +103,7 @@ func TestAllowDeny(t *testing.T) {
 		if strings.Contains(c.src, ":") {
 			addr = v6
 		}
-		if got, body := getFrom(t, addr, c.src, c.path); got != c.status {
+		if got, body := testserver.GetFrom(t, addr, c.src, c.path); got != c.status {
 			t.Errorf("GET %s from %s = %d %q, want %d", c.path, c.src, got, body, c.status)
 		}
 	}

@@ -110,7 +110,7 @@ func setLogFormat(c *httpcore.Cmd) error {
 		return conf.Errorf(b.TypeRange, "log_format needs a name: log_format \"main\" { format = \"...\" }")
 	}
 	name := b.Labels[0]
-	m := c.Conf().(*Conf).main
+	m := mod.Cmd(c).main
 	if _, dup := m.formats[strings.ToLower(name)]; dup {
 		return conf.Errorf(b.LabelRanges[0], "duplicate log_format name %q", name)
 	}
@@ -158,7 +158,7 @@ func setLogFormat(c *httpcore.Cmd) error {
 //	               if = status != "200" }
 //	access_log = ["logs/access.log", { path = "logs/json.log", format = "json" }]
 func setAccessLog(c *httpcore.Cmd) error {
-	cf := c.Conf().(*Conf)
+	cf := mod.Cmd(c)
 	e := c.Attr().Expr
 	var elems []hclsyntax.Expression
 	if t, ok := e.(*hclsyntax.TupleConsExpr); ok {

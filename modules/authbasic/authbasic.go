@@ -23,29 +23,31 @@ type Conf struct {
 	file  *httpcore.Expr
 }
 
+// mod is the module's handle: its configuration for a location.
+var mod = httpcore.Define(func() *Conf { return &Conf{} })
+
 // Module is the auth_basic module.
-var Module = &httpcore.Module{
+var Module = httpcore.Register(&httpcore.Module{
 	Name: "auth_basic",
 	// After allow/deny and before auth_request, the order nginx runs them in.
-	Order:   httpcore.OrderAccess + 50,
-	NewConf: func() any { return &Conf{} },
+	Order: orderAuthBasic,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "auth_basic", Context: ctxAuth, Set: setRealm},
 		{Name: "auth_basic_user_file", Context: ctxAuth, Set: setFile},
 	},
-}
+	Install: install,
+})
 
-const ctxAuth = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
-
-func init() {
-	Module.Install = install
-	httpcore.Register(Module)
-}
+const (
+	ctxAuth        = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
+	orderAuthBasic = httpcore.OrderAccess + 50
+)
 
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if c.realm != nil && c.file != nil {
-		l.AddInlineHandler(httpcore.PhaseAccess, Module.Order, c.check)
+		l.AddInlineHandler(httpcore.PhaseAccess, orderAuthBasic, c.check)
 	}
 	return nil
 }
@@ -57,7 +59,7 @@ func setRealm(c *httpcore.Cmd) error {
 	if err != nil {
 		return err
 	}
-	cf := c.Conf().(*Conf)
+	cf := mod.Cmd(c)
 	if e.IsConst() {
 		s, err := conf.String(c.Attr())
 		if err != nil {
@@ -84,7 +86,7 @@ func setFile(c *httpcore.Cmd) error {
 			return c.Errorf("auth_basic_user_file needs a file name")
 		}
 	}
-	c.Conf().(*Conf).file = e
+	mod.Cmd(c).file = e
 	return nil
 }
 

@@ -55,7 +55,7 @@ func setAuthRequest(c *httpcore.Cmd) error {
 	if err != nil {
 		return err
 	}
-	cf := c.Conf().(*Conf)
+	cf := mod.Cmd(c)
 	if v == "off" {
 		cf.URI = ""
 		return nil
@@ -95,7 +95,7 @@ func setAuthRequestSet(c *httpcore.Cmd) error {
 		}
 		vars = append(vars, sv)
 	}
-	c.Conf().(*Conf).vars = vars
+	mod.Cmd(c).vars = vars
 	return nil
 }
 

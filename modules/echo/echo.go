@@ -96,7 +96,7 @@ func (c *Conf) hasOutput() bool {
 // add appends commands to the location's program; a location that inherited a program
 // from its parent starts its own.
 func add(c *httpcore.Cmd, ks ...cmd) {
-	conf := c.Conf().(*Conf)
+	conf := mod.Cmd(c)
 	if conf.loc != c.Loc {
 		conf.cmds = nil
 		conf.loc = c.Loc

@@ -15,14 +15,12 @@ import (
 )
 
 // Module is the geo module.
-var Module = &httpcore.Module{
+var Module = httpcore.Register(&httpcore.Module{
 	Name: "geo",
 	Directives: []httpcore.Directive{
 		{Name: "geo", Context: httpcore.CtxHTTP, Block: true, Set: setGeo},
 	},
-}
-
-func init() { httpcore.Register(Module) }
+})
 
 // table is one geo block.
 type table struct {
@@ -44,7 +42,46 @@ type addrRange struct {
 	value    string
 }
 
-const settings = "source, default, values, delete, ranges, proxy, proxy_recursive"
+// geoBlock is what the settings of one geo block configure: the table, and the
+// values and deletions, applied once the block is read (ranges changes how they read).
+type geoBlock struct {
+	*table
+	cmd     *httpcore.Cmd
+	values  []conf.Field
+	deletes []string
+}
+
+// geoSettings is the directive table of a geo block, in the order an error about an
+// unknown setting lists them.
+var geoSettings = conf.Table[geoBlock]{
+	{Name: "source", Set: func(g *geoBlock, it conf.Item) (err error) {
+		g.source, err = g.cmd.Expr(it.Attr.Expr)
+		return err
+	}},
+	{Name: "default", Set: conf.StringSlot(func(g *geoBlock) *string { return &g.def })},
+	{Name: "values", Set: func(g *geoBlock, it conf.Item) (err error) {
+		g.values, err = conf.ObjectFields(it.Attr.Expr)
+		return err
+	}},
+	{Name: "delete", Set: conf.ListSlot(func(g *geoBlock) *[]string { return &g.deletes })},
+	{Name: "ranges", Set: conf.BoolSlot(func(g *geoBlock) *bool { return &g.rangesMode })},
+	{Name: "proxy", Set: setProxy},
+	{Name: "proxy_recursive", Set: conf.BoolSlot(func(g *geoBlock) *bool { return &g.recursive })},
+}
+
+// proxy = ["10.0.0.0/8"]: the trusted proxies whose X-Forwarded-For names the client.
+func setProxy(g *geoBlock, it conf.Item) error {
+	ps, err := conf.Strings(it.Attr)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if err := g.proxies.Add(p); err != nil {
+			return conf.Errorf(it.Attr.Expr.Range(), "proxy: %v", err)
+		}
+	}
+	return nil
+}
 
 // geo "name" { default = "0", values = { "10.0.0.0/8" = "1" } }.
 func setGeo(c *httpcore.Cmd) error {
@@ -57,47 +94,14 @@ func setGeo(c *httpcore.Cmd) error {
 		return err
 	}
 	t := &table{nets: map[netip.Prefix]string{}}
-	var values []conf.Field
-	var deletes []string
-	for _, it := range items {
-		if it.Attr == nil {
-			return conf.Errorf(it.Range(), "unknown block %q in geo (expected %s)", it.Name, settings)
-		}
-		var err error
-		switch it.Name {
-		case "source":
-			t.source, err = c.Expr(it.Attr.Expr)
-		case "default":
-			t.def, err = conf.String(it.Attr)
-		case "ranges":
-			t.rangesMode, err = conf.Bool(it.Attr)
-		case "proxy_recursive":
-			t.recursive, err = conf.Bool(it.Attr)
-		case "proxy":
-			var ps []string
-			if ps, err = conf.Strings(it.Attr); err == nil {
-				for _, p := range ps {
-					if err = t.proxies.Add(p); err != nil {
-						err = conf.Errorf(it.Attr.Expr.Range(), "proxy: %v", err)
-						break
-					}
-				}
-			}
-		case "delete":
-			deletes, err = conf.Strings(it.Attr)
-		case "values":
-			values, err = conf.ObjectFields(it.Attr.Expr)
-		default:
-			err = conf.Errorf(it.Range(), "unknown setting %q in geo (expected %s)", it.Name, settings)
-		}
-		if err != nil {
-			return err
-		}
+	g := &geoBlock{table: t, cmd: c}
+	if err := geoSettings.ApplyAll(g, items, "geo"); err != nil {
+		return err
 	}
 	if t.source != nil && !t.proxies.Empty() {
 		return c.Errorf("geo: proxy applies to the client address; it cannot be combined with source")
 	}
-	for _, f := range values {
+	for _, f := range g.values {
 		v, err := conf.ExprString(f.Expr)
 		if err != nil {
 			return err
@@ -106,7 +110,7 @@ func setGeo(c *httpcore.Cmd) error {
 			return conf.Errorf(f.NameRange, "%v", err)
 		}
 	}
-	for _, d := range deletes {
+	for _, d := range g.deletes {
 		if err := t.delete(d); err != nil {
 			return c.Errorf("delete: %v", err)
 		}

@@ -1,13 +1,8 @@
 package geo_test
 
 import (
-	"context"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
@@ -127,29 +122,11 @@ func TestGeoRanges(t *testing.T) {
 	}
 }
 
-// getFrom sends GET / from the local address src (any 127.0.0.0/8 address works on
-// Linux loopback).
+// getFrom sends GET / from the local address src and returns the body.
 func getFrom(t *testing.T, addr, src string, headers ...string) string {
 	t.Helper()
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
-	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ": ")
-		req.Header.Add(k, v)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	_, body := testserver.GetFrom(t, addr, src, "/", headers...)
+	return body
 }
 
 func TestGeoClientAddress(t *testing.T) {
@@ -196,6 +173,8 @@ func TestGeoConfigErrors(t *testing.T) {
 		{"geo \"x\" {\nsource = arg.a\nproxy = [\"10.0.0.0/8\"]\n}", "cannot be combined"},
 		{"geo \"x\" {\nproxy = [\"10.0.0.0/8\", \"nope\"]\n}", "invalid address"},
 		{"geo \"x\" {\nvalues = { \"10.0.0.0/8\" = \"${uri}\" }\n}", ""},
+		{"geo \"x\" {\nrange = true\n}", `conf/spindle.hcl:3,1: unknown setting "range" in geo (expected source, default, values, delete, ranges, proxy, proxy_recursive)`},
+		{"geo \"x\" {\nvalues { }\n}", `conf/spindle.hcl:3,1: unknown block "values" in geo (expected source,`},
 	} {
 		_, err := testserver.BuildString(t, "http {\n"+c.conf+"\n}\n", nil)
 		if c.want == "" {

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spindle-server/spindle/conf"
 	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 	"github.com/spindle-server/spindle/modules/httpcore"
@@ -258,22 +257,8 @@ func clients(t *testing.T, n int, client func(i int) error) {
 	}
 }
 
-// leaveModule's test_leave directive makes a location's content handler inline (run by
-// the loop's leader) and then wait mid-request, as a Lua handler that calls a backend
-// does: the leader hands the loop over while it keeps serving the request.
-var leaveModule = &httpcore.Module{
-	Name:    "test_leave",
-	Order:   httpcore.OrderContent,
-	NewConf: func() any { return new(bool) },
-	Directives: []httpcore.Directive{{
-		Name: "test_leave", Context: httpcore.CtxLocation,
-		Set: func(c *httpcore.Cmd) error {
-			on, err := conf.Bool(c.Attr())
-			*c.Conf().(*bool) = on
-			return err
-		},
-	}},
-}
+// leave is the test_leave module's handle: whether a location has test_leave = true.
+var leave = httpcore.Define(func() *bool { return new(bool) })
 
 // leaveInline, when set, receives whether each test_leave request started inline in
 // the event loop; leaveStays makes the handler answer without waiting.
@@ -282,9 +267,19 @@ var (
 	leaveStays  atomic.Bool
 )
 
-func init() {
-	leaveModule.Install = func(l *httpcore.Location) error {
-		if !*httpcore.LocConf[bool](l, leaveModule) {
+// The test_leave module's directive makes a location's content handler inline (run
+// by the loop's leader) and then wait mid-request, as a Lua handler that calls a
+// backend does: the leader hands the loop over while it keeps serving the request.
+var _ = httpcore.Register(&httpcore.Module{
+	Name:  "test_leave",
+	Order: httpcore.OrderContent,
+	Conf:  leave,
+	Directives: []httpcore.Directive{{
+		Name: "test_leave", Context: httpcore.CtxLocation,
+		Set: httpcore.SetBool(func(on *bool) *bool { return on }),
+	}},
+	Install: func(l *httpcore.Location) error {
+		if !*leave.Of(l) {
 			return nil
 		}
 		return l.SetContentInline("test_leave", func(r *httpcore.Request) httpcore.Action {
@@ -327,9 +322,8 @@ func init() {
 			r.WriteString("left\n")
 			return httpcore.Finished
 		})
-	}
-	httpcore.Register(leaveModule)
-}
+	},
+})
 
 const leaveConf = `
 http {

@@ -15,14 +15,12 @@ import (
 )
 
 // Module is the map module.
-var Module = &httpcore.Module{
+var Module = httpcore.Register(&httpcore.Module{
 	Name: "map",
 	Directives: []httpcore.Directive{
 		{Name: "map", Context: httpcore.CtxHTTP, Block: true, Set: setMap},
 	},
-}
-
-func init() { httpcore.Register(Module) }
+})
 
 // table is one map block.
 type table struct {
@@ -62,6 +60,37 @@ func compileRegex(key string) (*regexp.Regexp, error) {
 	return regexp.Compile(src)
 }
 
+// mapBlock is what the settings of one map block configure: the table, whether the
+// variable is volatile, and the values, added once the block is read (hostnames
+// changes how they read).
+type mapBlock struct {
+	*table
+	cmd        *httpcore.Cmd
+	volatile   bool
+	values     []conf.Field
+	valuesSeen bool
+}
+
+// mapSettings is the directive table of a map block, in the order an error about an
+// unknown setting lists them.
+var mapSettings = conf.Table[mapBlock]{
+	{Name: "source", Set: func(m *mapBlock, it conf.Item) (err error) {
+		m.source, err = m.cmd.Expr(it.Attr.Expr)
+		return err
+	}},
+	{Name: "default", Set: func(m *mapBlock, it conf.Item) (err error) {
+		m.def, err = m.cmd.Expr(it.Attr.Expr)
+		return err
+	}},
+	{Name: "hostnames", Set: conf.BoolSlot(func(m *mapBlock) *bool { return &m.hostnames })},
+	{Name: "volatile", Set: conf.BoolSlot(func(m *mapBlock) *bool { return &m.volatile })},
+	{Name: "values", Set: func(m *mapBlock, it conf.Item) (err error) {
+		m.values, err = conf.ObjectFields(it.Attr.Expr)
+		m.valuesSeen = true
+		return err
+	}},
+}
+
 // map "name" { source = http.host, default = "0", values = { "example.com" = "1" } }.
 func setMap(c *httpcore.Cmd) error {
 	b := c.Block()
@@ -74,47 +103,24 @@ func setMap(c *httpcore.Cmd) error {
 		return err
 	}
 	t := &table{exact: map[string]*httpcore.Expr{}}
-	volatile := false
-	var values []conf.Field
-	var valuesSeen bool
-	for _, it := range items {
-		if it.Attr == nil {
-			return conf.Errorf(it.Range(), "unknown block %q in map (expected source, default, hostnames, volatile, values)", it.Name)
-		}
-		var err error
-		switch it.Name {
-		case "source":
-			t.source, err = c.Expr(it.Attr.Expr)
-		case "default":
-			t.def, err = c.Expr(it.Attr.Expr)
-		case "hostnames":
-			t.hostnames, err = conf.Bool(it.Attr)
-		case "volatile":
-			volatile, err = conf.Bool(it.Attr)
-		case "values":
-			values, err = conf.ObjectFields(it.Attr.Expr)
-			valuesSeen = true
-		default:
-			err = conf.Errorf(it.Range(), "unknown setting %q in map (expected source, default, hostnames, volatile, values)", it.Name)
-		}
-		if err != nil {
-			return err
-		}
+	m := &mapBlock{table: t, cmd: c}
+	if err := mapSettings.ApplyAll(m, items, "map"); err != nil {
+		return err
 	}
 	if t.source == nil {
 		return c.Errorf("map %q needs a source: the value to look up, e.g. source = http.host", name)
 	}
-	if !valuesSeen && t.def == nil {
+	if !m.valuesSeen && t.def == nil {
 		return c.Errorf("map %q has neither values nor a default", name)
 	}
-	for _, f := range values {
+	for _, f := range m.values {
 		if err := t.add(c, f); err != nil {
 			return err
 		}
 	}
 	sort.SliceStable(t.head, func(i, j int) bool { return len(t.head[i].part) > len(t.head[j].part) })
 	sort.SliceStable(t.tail, func(i, j int) bool { return len(t.tail[i].part) > len(t.tail[j].part) })
-	return c.DefineVar(name, nameRange, t.get, volatile)
+	return c.DefineVar(name, nameRange, t.get, m.volatile)
 }
 
 func (t *table) add(c *httpcore.Cmd, f conf.Field) error {

@@ -159,6 +159,8 @@ func TestMapConfigErrors(t *testing.T) {
 		{"map \"uri\" {\nsource = args\ndefault = \"\"\n}", "built in"},
 		{"map \"x\" {\nsource = uri\ndefault = \"\"\n}\nmap \"x\" {\nsource = args\ndefault = \"\"\n}", "already defined at"},
 		{"map \"x\" {\nsource = nosuch\ndefault = \"\"\n}", `unknown variable "nosuch"`},
+		{"map \"x\" {\nsource = uri\nhostname = true\n}", `conf/spindle.hcl:4,1: unknown setting "hostname" in map (expected source, default, hostnames, volatile, values)`},
+		{"map \"x\" {\nsource = uri\nvalues { }\n}", `conf/spindle.hcl:4,1: unknown block "values" in map`},
 	} {
 		_, err := testserver.BuildString(t, "http {\n"+c.conf+"\n}\n", nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -75,7 +75,7 @@ var commands = map[string]bool{
 }
 
 func setPass(c *httpcore.Cmd) error {
-	mc := c.Conf().(*Conf)
+	mc := mod.Cmd(c)
 	e, err := c.AttrExpr()
 	if err != nil {
 		return err
@@ -103,7 +103,7 @@ func setAllowed(c *httpcore.Cmd) error {
 			return conf.Errorf(c.Attr().Expr.Range(), "unknown memcached command %q", n)
 		}
 	}
-	c.Conf().(*Conf).allowed = names
+	mod.Cmd(c).allowed = names
 	return nil
 }
 

@@ -17,27 +17,13 @@ import (
 	"github.com/spindle-server/spindle/internal/backends"
 	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
-	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/modules/memc"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 )
 
 // A test module that copies $memc_flags into a response header, as
 // add_header X-Flags $memc_flags would.
-func init() {
-	m := &httpcore.Module{Name: "testflags", Order: httpcore.OrderHeaders}
-	m.Directives = []httpcore.Directive{{Name: "test_flags", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error { return nil }}}
-	m.Install = func(l *httpcore.Location) error {
-		l.AddHeaderFilter(httpcore.OrderHeaders, func(r *httpcore.Request) error {
-			if v, _ := r.Var("memc_flags"); v != "" {
-				r.RespHeader().Set("X-Flags", v)
-			}
-			return nil
-		})
-		return nil
-	}
-	httpcore.Register(m)
-}
+var _ = testserver.VarHeaders("test_flags", map[string]string{"memc_flags": "X-Flags"})
 
 func cfg(s string, kv ...string) string { return strings.NewReplacer(kv...).Replace(s) }
 
@@ -324,7 +310,7 @@ http {
 	for _, path := range []string{"/get", "/short"} {
 		start := time.Now()
 		done := make(chan int, 1)
-		go func() { done <- getStatus(s, path) }()
+		go func() { done <- s.Status(path) }()
 		if resp := s.Get("/other"); resp.Body != "other" {
 			t.Errorf("other location while memcached hangs: %q", resp.Body)
 		}
@@ -432,38 +418,11 @@ func TestMemcConfigErrors(t *testing.T) {
 	}
 }
 
-// getStatus is a GET that may run off the test's goroutine: it reports failures as
-// status 0 instead of failing the test.
-func getStatus(s *testserver.Server, path string) int {
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(s.URL(path))
-	if err != nil {
-		return 0
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 func TestMemcBackendClosesMidReply(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				bufio.NewReader(c).ReadString('\n')
-				io.WriteString(c, "VALUE foo 0 10\r\nabc")
-			}(c)
-		}
-	}()
+	addr := testserver.TCPServer(t, func(c net.Conn) {
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "VALUE foo 0 10\r\nabc")
+	})
 	s := testserver.Start(t, cfg(`
 http {
   upstream "mc" {
@@ -479,8 +438,8 @@ http {
       memc_pass = "mc"
     }
   }
-}`, "{A}", ln.Addr().String()))
-	if st := getStatus(s, "/get"); st != 502 {
+}`, "{A}", addr))
+	if st := s.Status("/get"); st != 502 {
 		t.Errorf("backend closed mid-reply: %d, want 502", st)
 	}
 }

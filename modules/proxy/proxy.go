@@ -171,7 +171,7 @@ func install(l *httpcore.Location) error {
 // setPass parses proxy_pass: "http://upstream_name[/uri]", "http://host:port[/uri]",
 // or a template with variables resolved per request.
 func setPass(c *httpcore.Cmd) error {
-	pc := c.Conf().(*Conf)
+	pc := mod.Cmd(c)
 	e, err := c.AttrExpr()
 	if err != nil {
 		return err
@@ -249,7 +249,7 @@ func setHeaders(c *httpcore.Cmd) error {
 		}
 		hs = append(hs, setHeader{name: f.Name, val: e})
 	}
-	c.Conf().(*Conf).headers = hs
+	mod.Cmd(c).headers = hs
 	return nil
 }
 
@@ -272,13 +272,13 @@ func setNext(c *httpcore.Cmd) error {
 		}
 		set |= v
 	}
-	c.Conf().(*Conf).next = set
+	mod.Cmd(c).next = set
 	return nil
 }
 
 // setRedirect parses proxy_redirect: "default", "off", or a list of [from, to] pairs.
 func setRedirect(c *httpcore.Cmd) error {
-	pc := c.Conf().(*Conf)
+	pc := mod.Cmd(c)
 	e := c.Attr().Expr
 	if t, ok := e.(*hclsyntax.TupleConsExpr); ok {
 		pc.redirect, pc.redirects = redirectRules, nil

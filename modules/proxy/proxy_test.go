@@ -17,7 +17,6 @@ import (
 
 	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
-	"github.com/spindle-server/spindle/modules/httpcore"
 	"github.com/spindle-server/spindle/modules/proxy"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 	"github.com/spindle-server/spindle/modules/upstream"
@@ -25,22 +24,10 @@ import (
 
 // A test module that copies upstream variables into response headers, as
 // add_header X-Upstream $upstream_addr would.
-func init() {
-	m := &httpcore.Module{Name: "testvars", Order: httpcore.OrderHeaders}
-	m.Directives = []httpcore.Directive{{Name: "test_vars", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error { return nil }}}
-	m.Install = func(l *httpcore.Location) error {
-		l.AddHeaderFilter(httpcore.OrderHeaders, func(r *httpcore.Request) error {
-			for _, v := range []string{"upstream_addr", "upstream_status", "proxy_host", "upstream_http_x_up"} {
-				if s, _ := r.Var(v); s != "" {
-					r.RespHeader().Set("X-Var-"+v, s)
-				}
-			}
-			return nil
-		})
-		return nil
-	}
-	httpcore.Register(m)
-}
+var _ = testserver.VarHeaders("test_vars", map[string]string{
+	"upstream_addr": "X-Var-upstream_addr", "upstream_status": "X-Var-upstream_status",
+	"proxy_host": "X-Var-proxy_host", "upstream_http_x_up": "X-Var-upstream_http_x_up",
+})
 
 // backend is a real HTTP server on a fixed port that a test can stop and start.
 type backend struct {
@@ -308,7 +295,7 @@ http {
 	}
 	start := time.Now()
 	done := make(chan int, 1)
-	go func() { done <- getStatus(s, "/slow") }()
+	go func() { done <- s.Status("/slow") }()
 	// The worker keeps serving while a request waits for a slow backend.
 	if resp := s.Get("/other"); resp.Body != "other\n" {
 		t.Errorf("other location: %q", resp.Body)
@@ -377,22 +364,8 @@ http {
 
 func TestProxyFailTimeout(t *testing.T) {
 	// A server that accepts and closes at once fails every request.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var accepts atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepts.Add(1)
-			c.Close()
-		}
-	}()
+	bad := testserver.TCPServer(t, func(net.Conn) { accepts.Add(1) })
 	good := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") })
 	s := testserver.Start(t, cfg(`
 http {
@@ -404,7 +377,7 @@ http {
     listen = ["127.0.0.1:0"]
     location "/" { proxy_pass = "http://u" }
   }
-}`, "BAD", ln.Addr().String(), "GOOD", good.addr))
+}`, "BAD", bad, "GOOD", good.addr))
 	for i := 0; i < 10; i++ {
 		if resp := s.Get("/"); resp.Body != "good" {
 			t.Fatalf("request %d: %d %q", i, resp.Status, resp.Body)
@@ -460,31 +433,17 @@ http {
 }
 
 func TestProxyUpstreamClosesMidBody(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
+	be := testserver.TCPServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+			l, err := br.ReadString('\n')
+			if err != nil || l == "\r\n" {
+				break
 			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil || l == "\r\n" {
-						break
-					}
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-				c.Write(make([]byte, 70000))
-			}(c)
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+		c.Write(make([]byte, 70000))
+	})
 	s := testserver.Start(t, cfg(`
 http {
   server {
@@ -492,7 +451,7 @@ http {
     location "/" { proxy_pass = "http://BE" }
     location "/ok" { return = { code = 200, body = "fine" } }
   }
-}`, "BE", ln.Addr().String()))
+}`, "BE", be))
 	c, err := net.Dial("tcp", s.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -664,19 +623,6 @@ func TestProxyConfigErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", c.conf, err, c.want)
 		}
 	}
-}
-
-// getStatus is a GET that may run off the test's goroutine: it reports failures as
-// status 0 instead of failing the test.
-func getStatus(s *testserver.Server, path string) int {
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(s.URL(path))
-	if err != nil {
-		return 0
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
 }
 
 // pattern is an endless reader of a repeating byte pattern (period 251, so that
@@ -877,21 +823,7 @@ http {
 func TestProxyDeadServerCostsNothing(t *testing.T) {
 	good := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") })
 	// A server that accepts and resets at once.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-		}
-	}()
+	reset := testserver.TCPServer(t, func(c net.Conn) { c.(*net.TCPConn).SetLinger(0) })
 	s := testserver.Start(t, cfg(`
 http {
   upstream "refused" {
@@ -905,7 +837,7 @@ http {
     location "/refused" { proxy_pass = "http://refused" }
     location "/reset" { proxy_pass = "http://reset" }
   }
-}`, "DEAD", deadAddr(t), "RESET", ln.Addr().String(), "GOOD", good.addr))
+}`, "DEAD", deadAddr(t), "RESET", reset, "GOOD", good.addr))
 	for _, path := range []string{"/refused", "/reset"} {
 		var wg sync.WaitGroup
 		var failed atomic.Int64

@@ -27,25 +27,31 @@ type Conf struct {
 	recursive     bool
 }
 
+// mod is the module's handle: its configuration for a location and its mark on a
+// request.
+var mod = httpcore.Define(func() *Conf { return &Conf{header: "X-Real-Ip"} })
+
 // Module is the realip module.
-var Module = &httpcore.Module{
+var Module = httpcore.Register(&httpcore.Module{
 	Name: "realip",
 	// Before every other module of the phases it runs in (post_read, preaccess), so
 	// that they see the real address.
-	Order:   httpcore.OrderCore + 10,
-	NewConf: func() any { return &Conf{header: "X-Real-Ip"} },
+	Order: orderRealIP,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "set_real_ip_from", Context: ctxRealIP, Set: setFrom},
 		{Name: "real_ip_header", Context: ctxRealIP, Set: setHeader},
-		{Name: "real_ip_recursive", Context: ctxRealIP, Set: setRecursive},
+		{Name: "real_ip_recursive", Context: ctxRealIP, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.recursive })},
 	},
-}
+	Install: install,
+})
 
-const ctxRealIP = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
+const (
+	ctxRealIP   = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
+	orderRealIP = httpcore.OrderCore + 10
+)
 
 func init() {
-	Module.Install = install
-	httpcore.Register(Module)
 	httpcore.RegisterVar("realip_remote_addr", func(r *httpcore.Request) string {
 		h, _ := splitHostPort(r.ConnRemoteAddr())
 		return h
@@ -60,14 +66,14 @@ func init() {
 // server's configuration (before the server's rewrite directives), and again in the
 // preaccess phase for locations that configure trusted addresses of their own.
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if c.from == nil {
 		return nil
 	}
 	if l.Server != nil && l.Server.Root() == l {
-		l.AddInlineHandler(httpcore.PhasePostRead, Module.Order, c.handle)
+		l.AddInlineHandler(httpcore.PhasePostRead, orderRealIP, c.handle)
 	}
-	l.AddInlineHandler(httpcore.PhasePreaccess, Module.Order, c.handle)
+	l.AddInlineHandler(httpcore.PhasePreaccess, orderRealIP, c.handle)
 	return nil
 }
 
@@ -81,7 +87,7 @@ func setFrom(c *httpcore.Cmd) error {
 	if len(addrs) == 0 {
 		return c.Errorf("set_real_ip_from needs an address, a CIDR block or \"unix:\"")
 	}
-	cf := c.Conf().(*Conf)
+	cf := mod.Cmd(c)
 	if cf.owner != c.Loc {
 		cf.from, cf.owner = &forwarded.Trusted{}, c.Loc
 	}
@@ -102,23 +108,17 @@ func setHeader(c *httpcore.Cmd) error {
 	if h == "" || strings.ContainsAny(h, " :\t") {
 		return conf.Errorf(c.Attr().Expr.Range(), "real_ip_header needs a header name or \"proxy_protocol\"")
 	}
-	cf := c.Conf().(*Conf)
+	cf := mod.Cmd(c)
 	cf.proxyProtocol = h == "proxy_protocol"
 	cf.header = h
 	return nil
-}
-
-func setRecursive(c *httpcore.Cmd) error {
-	v, err := conf.Bool(c.Attr())
-	c.Conf().(*Conf).recursive = v
-	return err
 }
 
 // done marks a request whose address was set: a later phase does not set it again.
 type done struct{}
 
 func (c *Conf) handle(r *httpcore.Request) httpcore.Action {
-	if r.IsSubrequest() || r.ModuleCtx(Module) != nil {
+	if r.IsSubrequest() || mod.Ctx(r) != nil {
 		return httpcore.Continue
 	}
 	host, _ := splitHostPort(r.ConnRemoteAddr())
@@ -148,7 +148,7 @@ func (c *Conf) handle(r *httpcore.Request) httpcore.Action {
 		addr = net.JoinHostPort(addr, port)
 	}
 	r.SetRemoteAddr(addr)
-	r.SetModuleCtx(Module, done{})
+	mod.SetCtx(r, done{})
 	return httpcore.Continue
 }
 

@@ -1,10 +1,8 @@
 package realip_test
 
 import (
-	"context"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -59,30 +57,6 @@ http {
 }
 `
 
-// get sends GET path from the local address src with headers.
-func get(t *testing.T, addr, src, path string, headers ...string) (int, string) {
-	t.Helper()
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
-	req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ": ")
-		req.Header.Add(k, v)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestRealIPForwardedFor(t *testing.T) {
 	s := testserver.Start(t, realipConf)
 	for _, c := range []struct {
@@ -101,12 +75,12 @@ func TestRealIPForwardedFor(t *testing.T) {
 		// An untrusted client's header is ignored.
 		{"127.0.0.2", []string{"X-Forwarded-For: 198.51.100.7"}, "127.0.0.2|"},
 	} {
-		status, body := get(t, s.Addr, c.src, "/", c.xff...)
+		status, body := testserver.GetFrom(t, s.Addr, c.src, "/", c.xff...)
 		if status != 200 || !strings.HasPrefix(body, c.prefix) {
 			t.Errorf("from %s %v: %d %q, want %q...", c.src, c.xff, status, body, c.prefix)
 		}
 	}
-	if _, body := get(t, s.Addr, "127.0.0.1", "/flat/", "X-Chain: 198.51.100.7, 192.168.1.20"); body != "192.168.1.20\n" {
+	if _, body := testserver.GetFrom(t, s.Addr, "127.0.0.1", "/flat/", "X-Chain: 198.51.100.7, 192.168.1.20"); body != "192.168.1.20\n" {
 		t.Errorf("real_ip_recursive off: %q", body)
 	}
 }
@@ -115,21 +89,21 @@ func TestRealIPForwardedFor(t *testing.T) {
 // them), access rules and the access log see.
 func TestRealIPPhases(t *testing.T) {
 	s := testserver.Start(t, realipConf)
-	if _, body := get(t, s.Addr, "127.0.0.1", "/x", "X-Forwarded-For: 203.0.113.66"); body != "server rewrite saw the real address\n" {
+	if _, body := testserver.GetFrom(t, s.Addr, "127.0.0.1", "/x", "X-Forwarded-For: 203.0.113.66"); body != "server rewrite saw the real address\n" {
 		t.Errorf("server rewrite: %q", body)
 	}
-	if status, _ := get(t, s.Addr, "127.0.0.1", "/denied/", "X-Forwarded-For: 203.0.113.9"); status != 403 {
+	if status, _ := testserver.GetFrom(t, s.Addr, "127.0.0.1", "/denied/", "X-Forwarded-For: 203.0.113.9"); status != 403 {
 		t.Errorf("deny of the real address: %d", status)
 	}
-	if status, body := get(t, s.Addr, "127.0.0.1", "/denied/", "X-Forwarded-For: 203.0.113.10"); status != 200 || body != "allowed 203.0.113.10\n" {
+	if status, body := testserver.GetFrom(t, s.Addr, "127.0.0.1", "/denied/", "X-Forwarded-For: 203.0.113.10"); status != 200 || body != "allowed 203.0.113.10\n" {
 		t.Errorf("allowed real address: %d %q", status, body)
 	}
 	// A location's own configuration applies in the preaccess phase.
-	if _, body := get(t, s.Addr, "127.0.0.1", "/custom/", "X-Client: 198.51.100.99"); body != "198.51.100.99\n" {
+	if _, body := testserver.GetFrom(t, s.Addr, "127.0.0.1", "/custom/", "X-Client: 198.51.100.99"); body != "198.51.100.99\n" {
 		t.Errorf("location's header: %q", body)
 	}
 	// The server's post_read decision stands: the location does not redo it.
-	if _, body := get(t, s.Addr, "127.0.0.1", "/custom/", "X-Client: 198.51.100.99", "X-Forwarded-For: 198.51.100.1"); body != "198.51.100.1\n" {
+	if _, body := testserver.GetFrom(t, s.Addr, "127.0.0.1", "/custom/", "X-Client: 198.51.100.99", "X-Forwarded-For: 198.51.100.1"); body != "198.51.100.1\n" {
 		t.Errorf("post_read then location: %q", body)
 	}
 	var log string
@@ -160,10 +134,10 @@ func TestRealIPConfigErrors(t *testing.T) {
 // The spindle binary behind a trusted loopback proxy.
 func TestRealIPE2E(t *testing.T) {
 	inst := e2e.Start(t, strings.Replace(realipConf, `"127.0.0.1:0"`, `"127.0.0.1:{{PORT}}"`, 1), nil)
-	if _, body := get(t, inst.Addr(), "127.0.0.1", "/", "X-Forwarded-For: 198.51.100.7, 192.168.1.20"); !strings.HasPrefix(body, "198.51.100.7||127.0.0.1|true") {
+	if _, body := testserver.GetFrom(t, inst.Addr(), "127.0.0.1", "/", "X-Forwarded-For: 198.51.100.7, 192.168.1.20"); !strings.HasPrefix(body, "198.51.100.7||127.0.0.1|true") {
 		t.Errorf("%q", body)
 	}
-	if status, _ := get(t, inst.Addr(), "127.0.0.1", "/denied/", "X-Forwarded-For: 203.0.113.9"); status != 403 {
+	if status, _ := testserver.GetFrom(t, inst.Addr(), "127.0.0.1", "/denied/", "X-Forwarded-For: 203.0.113.9"); status != 403 {
 		t.Errorf("deny: %d", status)
 	}
 }

@@ -54,7 +54,7 @@ var Module = httpcore.Register(&httpcore.Module{
 // own makes the location the owner of the commands: nested locations and if blocks
 // start from their parent's, and a location that sets its own replaces them.
 func own(c *httpcore.Cmd) *Conf {
-	rc := c.Conf().(*Conf)
+	rc := mod.Cmd(c)
 	if rc.loc != c.Loc {
 		rc.loc = c.Loc
 		rc.queries, rc.raw, rc.body = nil, nil, false
@@ -158,9 +158,9 @@ func setReply(c *httpcore.Cmd) error {
 	}
 	switch s {
 	case "resp":
-		c.Conf().(*Conf).value = false
+		mod.Cmd(c).value = false
 	case "value":
-		c.Conf().(*Conf).value = true
+		mod.Cmd(c).value = true
 	default:
 		return conf.Errorf(c.Attr().Expr.Range(), "redis_reply is \"resp\" or \"value\"")
 	}

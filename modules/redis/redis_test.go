@@ -202,7 +202,7 @@ http {
 	for _, path := range []string{"/get", "/short"} {
 		start := time.Now()
 		done := make(chan int, 1)
-		go func() { done <- getStatus(s, path) }()
+		go func() { done <- s.Status(path) }()
 		if resp := s.Get("/other"); resp.Body != "other" {
 			t.Errorf("other location while redis hangs: %q", resp.Body)
 		}
@@ -627,54 +627,26 @@ func (c *rawClient) get(path string) int {
 
 func (c *rawClient) close() { c.tr.CloseIdleConnections() }
 
-// getStatus is a GET that may run off the test's goroutine: it reports failures as
-// status 0 instead of failing the test.
-func getStatus(s *testserver.Server, path string) int {
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(s.URL(path))
-	if err != nil {
-		return 0
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 // fakeServer accepts connections and answers each line it reads as answer says,
 // closing the connection when answer asks to: a backend that dies in the middle of a
 // reply.
 func fakeServer(t *testing.T, answer func(line string) (reply string, close bool)) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return testserver.TCPServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					reply, closeNow := answer(line)
-					if reply != "" {
-						io.WriteString(c, reply)
-					}
-					if closeNow {
-						return
-					}
-				}
-			}(c)
+			reply, closeNow := answer(line)
+			if reply != "" {
+				io.WriteString(c, reply)
+			}
+			if closeNow {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 func TestRedisBackendClosesMidReply(t *testing.T) {
@@ -714,7 +686,7 @@ http {
   }
 }`, "{A}", addr))
 	for _, path := range []string{"/pooled", "/short"} {
-		if st := getStatus(s, path); st != 502 {
+		if st := s.Status(path); st != 502 {
 			t.Errorf("%s: backend closed mid-reply: %d, want 502", path, st)
 		}
 	}

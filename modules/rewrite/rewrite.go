@@ -18,8 +18,9 @@ type Conf struct {
 	// Log is rewrite_log: matches and results of rewrite go to the error log at
 	// notice level.
 	Log bool
-	// NoUninitWarn is `uninitialized_variable_warn = false`.
-	NoUninitWarn bool
+	// UninitWarn is uninitialized_variable_warn: a variable read before any set
+	// gave it a value is logged at warn level (on by default, as in nginx).
+	UninitWarn bool
 	// relocate is set where a rewrite may change the URI of a location: the location
 	// then searches its location again after the rewrite phase (nginx's post_rewrite).
 	relocate bool
@@ -28,7 +29,7 @@ type Conf struct {
 const ctxRewrite = httpcore.CtxServer | httpcore.CtxLocation | httpcore.CtxIf
 
 // mod is the module's handle: its configuration, state and request context.
-var mod = httpcore.Define(func() *Conf { return &Conf{} })
+var mod = httpcore.Define(func() *Conf { return &Conf{UninitWarn: true} })
 
 // Module is the rewrite module.
 var Module = httpcore.Register(&httpcore.Module{
@@ -41,13 +42,7 @@ var Module = httpcore.Register(&httpcore.Module{
 		{Name: "set", Context: ctxRewrite, Block: true, Set: setSet},
 		{Name: "break", Context: ctxRewrite, Set: setBreak},
 		{Name: "rewrite_log", Context: httpcore.CtxAll, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.Log })},
-		{Name: "uninitialized_variable_warn", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
-			v, err := conf.Bool(c.Attr())
-			if err == nil {
-				c.Conf().(*Conf).NoUninitWarn = !v
-			}
-			return err
-		}},
+		{Name: "uninitialized_variable_warn", Context: httpcore.CtxAll, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.UninitWarn })},
 	},
 	Install:          install,
 	UninitializedVar: warnUninitialized,
@@ -56,7 +51,7 @@ var Module = httpcore.Register(&httpcore.Module{
 // warnUninitialized is nginx's warning for a variable read before any set gave it a
 // value (it reads as "").
 func warnUninitialized(r *httpcore.Request, name string) {
-	if !mod.Of(r.Location()).NoUninitWarn {
+	if mod.Of(r.Location()).UninitWarn {
 		r.Logf(httpcore.LogWarn, "using uninitialized %q variable", name)
 	}
 }

@@ -12,14 +12,12 @@ import (
 )
 
 // Module is the split_clients module.
-var Module = &httpcore.Module{
+var Module = httpcore.Register(&httpcore.Module{
 	Name: "split_clients",
 	Directives: []httpcore.Directive{
 		{Name: "split_clients", Context: httpcore.CtxHTTP, Block: true, Set: setSplit},
 	},
-}
-
-func init() { httpcore.Register(Module) }
+})
 
 type split struct {
 	source *httpcore.Expr
@@ -29,6 +27,25 @@ type split struct {
 type part struct {
 	bound uint32 // the hash is below it; 0 for "*", which takes the rest
 	value string
+}
+
+// splitBlock is what the settings of one split_clients block configure.
+type splitBlock struct {
+	*split
+	cmd    *httpcore.Cmd
+	values []conf.Field
+}
+
+// splitSettings is the directive table of a split_clients block.
+var splitSettings = conf.Table[splitBlock]{
+	{Name: "source", Set: func(b *splitBlock, it conf.Item) (err error) {
+		b.source, err = b.cmd.Expr(it.Attr.Expr)
+		return err
+	}},
+	{Name: "values", Set: func(b *splitBlock, it conf.Item) (err error) {
+		b.values, err = conf.ObjectFields(it.Attr.Expr)
+		return err
+	}},
 }
 
 // split_clients "variant" { source = "${remote_addr}AAA", values = { "0.5%" = ".one", "*" = "" } }.
@@ -42,23 +59,11 @@ func setSplit(c *httpcore.Cmd) error {
 		return err
 	}
 	s := &split{}
-	var values []conf.Field
-	for _, it := range items {
-		if it.Attr == nil {
-			return conf.Errorf(it.Range(), "unknown block %q in split_clients (expected source, values)", it.Name)
-		}
-		switch it.Name {
-		case "source":
-			s.source, err = c.Expr(it.Attr.Expr)
-		case "values":
-			values, err = conf.ObjectFields(it.Attr.Expr)
-		default:
-			err = conf.Errorf(it.Range(), "unknown setting %q in split_clients (expected source, values)", it.Name)
-		}
-		if err != nil {
-			return err
-		}
+	sb := &splitBlock{split: s, cmd: c}
+	if err := splitSettings.ApplyAll(sb, items, "split_clients"); err != nil {
+		return err
 	}
+	values := sb.values
 	if s.source == nil {
 		return c.Errorf("split_clients %q needs a source, e.g. source = \"${remote_addr}\"", b.Labels[0])
 	}

@@ -82,6 +82,7 @@ func TestSplitClientsConfigErrors(t *testing.T) {
 		{"split_clients \"x\" {\nsource = uri\nvalues = { \"5.555%\" = \"a\" }\n}", "invalid percentage"},
 		{"split_clients \"x\" {\nsource = uri\nvalues = { \"half\" = \"a\" }\n}", "invalid percentage"},
 		{"split_clients \"x\" {\nvalues = { \"5%\" = \"a\" }\n}", "needs a source"},
+		{"split_clients \"x\" {\nsource = uri\nkey = uri\n}", `conf/spindle.hcl:4,1: unknown setting "key" in split_clients (expected source, values)`},
 	} {
 		_, err := testserver.BuildString(t, "http {\n"+c.conf+"\n}\n", nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -41,7 +41,7 @@ var Module = httpcore.Register(&httpcore.Module{
 //	stub_status = true
 //	stub_status = { format = "json" }    # text (default) | json
 func setStubStatus(c *httpcore.Cmd) error {
-	cf := c.Conf().(*Conf)
+	cf := mod.Cmd(c)
 	e := c.Attr().Expr
 	*cf = Conf{loc: c.Loc}
 	if obj, ok := e.(*hclsyntax.ObjectConsExpr); ok {

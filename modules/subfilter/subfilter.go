@@ -19,7 +19,7 @@ import (
 type Conf struct {
 	pairs        []pair
 	owner        *httpcore.Location
-	many         bool     // sub_filter_once = false
+	once         bool     // replace only the first occurrence of each string
 	types        []string // besides text/html; "*" for any
 	lastModified bool
 }
@@ -28,36 +28,39 @@ type pair struct {
 	match, repl *httpcore.Expr
 }
 
+// mod is the module's handle: its configuration for a location and the state of a
+// response being filtered.
+var mod = httpcore.Define(func() *Conf { return &Conf{once: true} })
+
 // Module is the sub_filter module.
-var Module = &httpcore.Module{
+var Module = httpcore.Register(&httpcore.Module{
 	Name: "sub_filter",
 	// Before add_header and the scripting filters see the body, as nginx's sub filter
 	// sits before the gzip filter.
-	Order:   httpcore.OrderHeaders - 50,
-	NewConf: func() any { return &Conf{} },
+	Order: orderSub,
+	Conf:  mod,
 	Directives: []httpcore.Directive{
 		{Name: "sub_filter", Context: ctxSub, Set: setSubFilter},
-		{Name: "sub_filter_once", Context: ctxSub, Set: setOnce},
+		{Name: "sub_filter_once", Context: ctxSub, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.once })},
 		{Name: "sub_filter_types", Context: ctxSub, Set: setTypes},
-		{Name: "sub_filter_last_modified", Context: ctxSub, Set: setLastModified},
+		{Name: "sub_filter_last_modified", Context: ctxSub, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.lastModified })},
 	},
-}
+	Install: install,
+})
 
-const ctxSub = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
-
-func init() {
-	Module.Install = install
-	httpcore.Register(Module)
-}
+const (
+	ctxSub   = httpcore.CtxHTTP | httpcore.CtxServer | httpcore.CtxLocation
+	orderSub = httpcore.OrderHeaders - 50
+)
 
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if len(c.pairs) == 0 {
 		return nil
 	}
-	l.AddHeaderFilter(Module.Order, c.headerFilter)
-	l.AddBodyFilter(Module.Order, bodyFilter)
-	l.AddInlineHandler(httpcore.PhasePreaccess, Module.Order, noRanges)
+	l.AddHeaderFilter(orderSub, c.headerFilter)
+	l.AddBodyFilter(orderSub, bodyFilter)
+	l.AddInlineHandler(httpcore.PhasePreaccess, orderSub, noRanges)
 	return nil
 }
 
@@ -81,7 +84,7 @@ func setSubFilter(c *httpcore.Cmd) error {
 	if !ok {
 		return conf.Errorf(c.Attr().Expr.Range(), `sub_filter is an object: { "string" = "replacement", ... }`)
 	}
-	cf := c.Conf().(*Conf)
+	cf := mod.Cmd(c)
 	if cf.owner != c.Loc {
 		cf.pairs, cf.owner = nil, c.Loc
 	}
@@ -119,18 +122,6 @@ func setSubFilter(c *httpcore.Cmd) error {
 	return nil
 }
 
-func setOnce(c *httpcore.Cmd) error {
-	once, err := conf.Bool(c.Attr())
-	c.Conf().(*Conf).many = !once
-	return err
-}
-
-func setLastModified(c *httpcore.Cmd) error {
-	v, err := conf.Bool(c.Attr())
-	c.Conf().(*Conf).lastModified = v
-	return err
-}
-
 func setTypes(c *httpcore.Cmd) error {
 	ts, err := conf.Strings(c.Attr())
 	if err != nil {
@@ -139,7 +130,7 @@ func setTypes(c *httpcore.Cmd) error {
 	for i := range ts {
 		ts[i] = strings.ToLower(strings.TrimSpace(ts[i]))
 	}
-	c.Conf().(*Conf).types = ts
+	mod.Cmd(c).types = ts
 	return nil
 }
 
@@ -178,7 +169,7 @@ func (c *Conf) headerFilter(r *httpcore.Request) error {
 	if r.ContentLength() == 0 || !c.wants(ct) || h.Get("Content-Encoding") != "" {
 		return nil
 	}
-	st := &state{once: !c.many}
+	st := &state{once: c.once}
 	for _, p := range c.pairs {
 		m, err := p.match.String(r)
 		if err != nil {
@@ -199,7 +190,7 @@ func (c *Conf) headerFilter(r *httpcore.Request) error {
 		return nil
 	}
 	st.left = len(st.pats)
-	r.SetModuleCtx(Module, st)
+	mod.SetCtx(r, st)
 	if r.Parent() == nil {
 		r.SetContentLength(-1)
 		h.Del("Content-Length")
@@ -216,7 +207,7 @@ func (c *Conf) headerFilter(r *httpcore.Request) error {
 }
 
 func bodyFilter(r *httpcore.Request, chunk []byte, last bool) ([]byte, error) {
-	st, _ := r.ModuleCtx(Module).(*state)
+	st, _ := mod.Ctx(r).(*state)
 	if st == nil {
 		return chunk, nil
 	}
