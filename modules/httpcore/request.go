@@ -605,6 +605,12 @@ func (r *Request) finalize(status int) {
 		}
 	} else if status >= 300 && r.headerSent && r.parent == nil && !r.c.wroteHeader {
 		r.Logf(LogError, "attempt to send an error page for status %d after the response header was committed", status)
+	} else if status >= 200 && status < 300 && !r.headerSent {
+		// A 2xx given to Error (201 Created, 204 No Content of a DELETE) is the
+		// response's status, as nginx's special response for 201 and 204: with what was
+		// written, else an empty body (none at all for 204, by the header writer).
+		r.errStatus = 0
+		r.status = status
 	}
 	r.finish()
 }
