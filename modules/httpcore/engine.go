@@ -318,6 +318,7 @@ type conn struct {
 	abort        bool         // close without a response (444)
 	hijackedNC   net.Conn     // the connection a hijacker holds
 	logPending   bool         // the request process ran waits for its log phase
+	plainHTTP    bool         // plain HTTP on a TLS address: its request is answered with 497 (tls.go)
 }
 
 type reqState struct {

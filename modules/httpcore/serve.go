@@ -121,6 +121,12 @@ func (c *conn) process(ok bool) {
 	if !ok {
 		r.keepalive = false
 		r.finalize(400)
+	} else if c.plainHTTP {
+		// nginx's NGX_HTTP_TO_HTTPS, before any phase: error_page 497 of the server
+		// Host chose may redirect it; else 400 with nginx's text (sendErrorPage).
+		r.keepalive = false
+		r.Logf(LogInfo, "client sent plain HTTP request to HTTPS port while reading client request headers")
+		r.finalize(497)
 	} else {
 		r.runPhases()
 		if !r.finished {
