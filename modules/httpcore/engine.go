@@ -319,6 +319,7 @@ type conn struct {
 	hijackedNC   net.Conn     // the connection a hijacker holds
 	logPending   bool         // the request process ran waits for its log phase
 	plainHTTP    bool         // plain HTTP on a TLS address: its request is answered with 497 (tls.go)
+	declared     int64        // the Content-Length of a head sent before its body was whole, else -1
 }
 
 type reqState struct {
