@@ -115,3 +115,48 @@ http {
 		}
 	}
 }
+
+// TestTLSVerifyDepth: ssl_verify_depth is the number of CA certificates above the
+// client's, as nginx's (default 1: issued by a CA of ssl_client_certificate directly);
+// a certificate issued by an intermediate, sent with it, needs 2.
+func TestTLSVerifyDepth(t *testing.T) {
+	s := newTLSSetup(t)
+	inter := s.ca.Intermediate("intermediate")
+	_, _, leaf := inter.Issue("carol", e2e.ECDSA, true, "carol")
+	leaf.Certificate = append(leaf.Certificate, inter.Cert.Raw)
+	srvCert, srvKey, _ := s.ca.Issue("b-both", e2e.ECDSA, false, "b.test", "b2.test")
+	server := func(name string, depth int) string {
+		d := ""
+		if depth > 0 {
+			d = fmt.Sprintf("ssl_verify_depth = %d", depth)
+		}
+		return fmt.Sprintf(`
+  server {
+    listen                 = ["127.0.0.1:{{PORT}} ssl"]
+    server_name            = [%q]
+    ssl_certificate        = %q
+    ssl_certificate_key    = %q
+    ssl_client_certificate = %q
+    ssl_verify_client      = "optional"
+    %s
+    location "/" { return = { code = 200, body = "${ssl_client_verify}" } }
+  }`, name, srvCert, srvKey, s.ca.File, d)
+	}
+	inst := e2e.Start(t, "http {"+server("b.test", 0)+server("b2.test", 2)+"\n}\n", nil)
+	for _, c := range []struct {
+		host string
+		cert tls.Certificate
+		code int
+		want string
+	}{
+		{"b.test", s.client, 200, "SUCCESS"},
+		{"b.test", leaf, 400, "The SSL certificate error"},
+		{"b2.test", leaf, 200, "SUCCESS"},
+	} {
+		cfg := &tls.Config{ServerName: c.host, RootCAs: s.ca.Pool, Certificates: []tls.Certificate{c.cert}}
+		code, body, _ := tlsGet(t, inst.Addr(), c.host, "/", cfg)
+		if code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("%s with %s: %d %q", c.host, c.cert.Leaf.Subject.CommonName, code, body)
+		}
+	}
+}
