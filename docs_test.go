@@ -74,7 +74,20 @@ func writeExampleCerts(t *testing.T, dir string) {
 		os.WriteFile(filepath.Join(dir, f), make([]byte, 80), 0o600)
 	}
 	os.WriteFile(filepath.Join(dir, "ocsp.der"), []byte{0x30, 0x03, 0x0a, 0x01, 0x00}, 0o644)
+	os.WriteFile(filepath.Join(dir, "dhparam.pem"), []byte(ffdhe2048), 0o644)
 }
+
+// ffdhe2048 is RFC 7919's group as `openssl genpkey -genparam -algorithm DH -pkeyopt
+// dh_param:ffdhe2048` writes it, for the ssl_dhparam example.
+const ffdhe2048 = `-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+`
 
 var luaFile = regexp.MustCompile(`"(lua/[\w./-]+\.lua)"`)
 

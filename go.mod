@@ -3,6 +3,7 @@ module github.com/spindle-server/spindle
 go 1.26.8
 
 require (
+	github.com/andybalholm/brotli v1.3.0
 	github.com/bradfitz/gomemcache v0.0.0-20260422231931-4d751bb6e37c
 	github.com/cloudflare/tableflip v1.2.3
 	github.com/coreos/go-systemd/v22 v22.7.0

@@ -231,6 +231,7 @@ func TestTLSWithCurlAndOpenSSL(t *testing.T) {
 		t.Fatal(err)
 	}
 	inst := e2e.Start(t, s.conf(1, fmt.Sprintf(`client_max_body_size = "4m"
+    client_body_buffer_size = "4m" # request_body is empty for a body in a file, as nginx's
     location "/static/" { alias = "%s/" }
     location "= /upload" {
       # request_body is empty when the body went to a file, as nginx's: keep it in memory.

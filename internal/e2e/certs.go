@@ -60,6 +60,37 @@ func NewCA(t testing.TB, dir, name string) *CA {
 	return ca
 }
 
+// Intermediate makes a CA whose certificate ca signs (written as name.crt), for chains
+// longer than one issuer.
+func (ca *CA) Intermediate(name string) *CA {
+	t := ca.t
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.seq++
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(ca.seq),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"spindle tests"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	in := &CA{Cert: cert, Key: key, Pool: x509.NewCertPool(), dir: ca.dir, t: t, seq: 1}
+	in.Pool.AddCert(cert)
+	in.File = filepath.Join(ca.dir, name+".crt")
+	writePEM(t, in.File, "CERTIFICATE", der)
+	return in
+}
+
 // KeyType selects a certificate's key algorithm.
 type KeyType int
 

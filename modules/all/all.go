@@ -7,6 +7,7 @@ import (
 	_ "github.com/spindle-server/spindle/modules/accesslog"
 	_ "github.com/spindle-server/spindle/modules/authbasic"
 	_ "github.com/spindle-server/spindle/modules/authrequest"
+	_ "github.com/spindle-server/spindle/modules/brotli"
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/errorpage"
 	_ "github.com/spindle-server/spindle/modules/geo"

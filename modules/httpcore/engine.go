@@ -318,6 +318,8 @@ type conn struct {
 	abort        bool         // close without a response (444)
 	hijackedNC   net.Conn     // the connection a hijacker holds
 	logPending   bool         // the request process ran waits for its log phase
+	plainHTTP    bool         // plain HTTP on a TLS address: its request is answered with 497 (tls.go)
+	declared     int64        // the Content-Length of a head sent before its body was whole, else -1
 	// proxyWanted: the listen socket speaks the PROXY protocol and its header is not
 	// read yet; proxy is what it said (proxyproto.go).
 	proxyWanted bool

@@ -113,8 +113,13 @@ func GzipConfOf(l *Location) *GzipConf { return l.confs[GzipCoreModule.idx].(*Gz
 // version gzip_http_version allows, from a client gzip_disable does not exclude, and,
 // when a proxy sent it (Via), one that gzip_proxied allows given the response headers
 // set so far.
-func (r *Request) GzipOK() bool {
-	if r.parent != nil || !acceptsGzip(r.Header("Accept-Encoding")) {
+func (r *Request) GzipOK() bool { return r.EncodingOK("gzip") }
+
+// EncodingOK is GzipOK for another content coding the client must name in
+// Accept-Encoding ("br" for the brotli filter and brotli_static, which follow the gzip
+// settings as ngx_brotli does).
+func (r *Request) EncodingOK(coding string) bool {
+	if r.parent != nil || !acceptsCoding(r.Header("Accept-Encoding"), coding) {
 		return false
 	}
 	gc := GzipConfOf(r.loc)
@@ -151,13 +156,13 @@ func (r *Request) GzipOK() bool {
 	return false
 }
 
-// acceptsGzip reads Accept-Encoding as nginx does: a "gzip" (or "x-gzip") coding whose
-// q value is not zero; "*" is not taken for gzip.
-func acceptsGzip(ae string) bool {
+// acceptsCoding reads Accept-Encoding as nginx does: the coding ("gzip" also as
+// "x-gzip") with a q value that is not zero; "*" is not taken for it.
+func acceptsCoding(ae, want string) bool {
 	for _, part := range strings.Split(ae, ",") {
 		coding, params, _ := strings.Cut(part, ";")
 		coding = strings.ToLower(strings.TrimSpace(coding))
-		if coding != "gzip" && coding != "x-gzip" {
+		if coding != want && (want != "gzip" || coding != "x-gzip") {
 			continue
 		}
 		for _, p := range strings.Split(params, ";") {

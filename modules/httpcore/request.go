@@ -623,6 +623,12 @@ func (r *Request) finalize(status int) {
 		}
 	} else if status >= 300 && r.headerSent && r.parent == nil && !r.c.wroteHeader {
 		r.Logf(LogError, "attempt to send an error page for status %d after the response header was committed", status)
+	} else if status >= 200 && status < 300 && !r.headerSent {
+		// A 2xx given to Error (201 Created, 204 No Content of a DELETE) is the
+		// response's status, as nginx's special response for 201 and 204: with what was
+		// written, else an empty body (none at all for 204, by the header writer).
+		r.errStatus = 0
+		r.status = status
 	}
 	r.finish()
 }
@@ -655,7 +661,11 @@ func (r *Request) sendErrorPage(status int) bool {
 	r.status = status
 	// The status the error response goes out with, unless error_page changes it
 	// (nginx's err_status); it also overrides whatever an error page location answers.
+	// nginx's TLS codes (495-497) are error_page keys only: they go out as 400.
 	r.forceStatus = status
+	if sslErrorText(status) != "" {
+		r.forceStatus = 400
+	}
 	// Headers set by handlers stay (Location of a redirect, cookies); those describing
 	// a body that is not sent go, as in nginx's special response handler.
 	for _, h := range []string{"Content-Type", "Content-Length", "Content-Encoding", "Last-Modified", "ETag", "Accept-Ranges", "Content-Range", "Transfer-Encoding"} {
@@ -694,12 +704,16 @@ func (r *Request) sendErrorPage(status int) bool {
 		return true
 	}
 	r.respHdr.Set("Content-Type", "text/html")
+	page := AppendErrorPage
+	if text := sslErrorText(status); text != "" {
+		page = func(dst []byte, _ int) []byte { return append(dst, sslErrorPage(text)...) }
+	}
 	if len(r.loc.bfilters) > 0 {
 		// Through the body filters, as any body (a gzip filter compresses it).
 		r.SendHeader()
-		r.Write(AppendErrorPage(nil, status))
+		r.Write(page(nil, status))
 	} else {
-		r.out = AppendErrorPage(r.out, status)
+		r.out = page(r.out, status)
 		r.SendHeader()
 	}
 	r.finish()

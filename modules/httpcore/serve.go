@@ -121,6 +121,12 @@ func (c *conn) process(ok bool) {
 	if !ok {
 		r.keepalive = false
 		r.finalize(400)
+	} else if c.plainHTTP {
+		// nginx's NGX_HTTP_TO_HTTPS, before any phase: error_page 497 of the server
+		// Host chose may redirect it; else 400 with nginx's text (sendErrorPage).
+		r.keepalive = false
+		r.Logf(LogInfo, "client sent plain HTTP request to HTTPS port while reading client request headers")
+		r.finalize(497)
 	} else {
 		r.runPhases()
 		if !r.finished {
@@ -284,6 +290,10 @@ func (c *conn) flushOutput(r *Request, flush bool) error {
 	if !c.wroteHeader {
 		c.t.setWriteTimeout(CoreConfOf(r.loc).SendTimeout)
 		c.writeHead(r, r.contentLength)
+		c.declared = -1
+		if send && !c.chunked {
+			c.declared = r.contentLength
+		}
 	}
 	if len(r.out) > 0 && send {
 		if err := c.writeBody(r, r.out); err != nil {
@@ -350,6 +360,14 @@ func (c *conn) finishOutput(r *Request) {
 		}
 		if c.chunked {
 			c.writer().WriteString("0\r\n\r\n")
+		}
+		if c.declared >= 0 && r.bodyBytes != c.declared && !c.closeAfter {
+			// A body filter changed the length without clearing Content-Length (as
+			// ngx_lua, spindle sends what the head announced): nginx keeps the
+			// connection and the client reads the surplus as the next response, or
+			// waits for the missing bytes. Closing after the body ends both.
+			r.Logf(LogError, "the response body was %d bytes, its Content-Length %d (a body filter that changes the length must clear Content-Length in a header filter): closing the connection", r.bodyBytes, c.declared)
+			c.closeAfter = true
 		}
 	}
 	r.out = r.out[:0]

@@ -3,6 +3,7 @@ package httpcore
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"strings"
 	"time"
@@ -30,6 +31,10 @@ type SSLConf struct {
 	curves          []tls.CurveID
 	ClientCA        string // ssl_client_certificate
 	clientCARange   hcl.Range
+	TrustedCA       string // ssl_trusted_certificate: verifies, never named to the client
+	trustedRange    hcl.Range
+	DHParam         string // ssl_dhparam: checked, unused (crypto/tls has no finite-field DHE)
+	dhRange         hcl.Range
 	VerifyClient    int // verifyOff, verifyOn, verifyOptional, verifyOptionalNoCA
 	VerifyDepth     int
 	SessionTickets  bool
@@ -112,6 +117,18 @@ var SSLModule = Register(&Module{
 			v, err := conf.String(c.Attr())
 			sc := c.Conf().(*SSLConf)
 			sc.ClientCA, sc.clientCARange = v, c.Attr().Expr.Range()
+			return err
+		}},
+		{Name: "ssl_trusted_certificate", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.String(c.Attr())
+			sc := c.Conf().(*SSLConf)
+			sc.TrustedCA, sc.trustedRange = v, c.Attr().Expr.Range()
+			return err
+		}},
+		{Name: "ssl_dhparam", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			v, err := conf.String(c.Attr())
+			sc := c.Conf().(*SSLConf)
+			sc.DHParam, sc.dhRange = v, c.Attr().Expr.Range()
 			return err
 		}},
 		{Name: "ssl_verify_client", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
@@ -206,7 +223,30 @@ var SSLModule = Register(&Module{
 	},
 	Install:    installSSL,
 	Postconfig: buildTLS,
+	InitWorker: dhparamNotice,
 })
+
+// dhparamNotice says once (by the first worker) that ssl_dhparam files are checked
+// but not used.
+func dhparamNotice(cfg *Config, w *Worker) error {
+	if w.ID != 0 || cfg.log == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, l := range cfg.Locations() {
+		if l.ctx != CtxServer {
+			continue
+		}
+		sc := sslConf(l)
+		if sc.DHParam == "" || seen[sc.DHParam] {
+			continue
+		}
+		seen[sc.DHParam] = true
+		cfg.log.Noticef("%s:%d: ssl_dhparam %q is not used: Go's crypto/tls has no finite-field DHE (TLS 1.2 key exchange is ECDHE, TLS 1.3's is ECDHE)",
+			sc.dhRange.Filename, sc.dhRange.Start.Line, sc.DHParam)
+	}
+	return nil
+}
 
 // SSLConfOf returns the TLS configuration of a server (or of the http block).
 func SSLConfOf(l *Location) *SSLConf { return l.confs[SSLModule.idx].(*SSLConf) }
@@ -360,6 +400,9 @@ func (srv *Server) buildTLS(l Listen) (*serverTLS, error) {
 			return nil, conf.Errorf(l.Range, "no ssl_client_certificate for ssl_verify_client in %s", srv)
 		}
 	}
+	// ssl_client_certificate's CAs verify client certificates and are named to the
+	// client in the CertificateRequest (tls.Config.ClientCAs); ssl_trusted_certificate's
+	// only verify, as OpenSSL's store for nginx: clients are not told of them.
 	if sc.ClientCA != "" {
 		pem, err := os.ReadFile(conf.Resolve(prefix, sc.ClientCA))
 		if err != nil {
@@ -369,8 +412,26 @@ func (srv *Server) buildTLS(l Listen) (*serverTLS, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, conf.Errorf(sc.clientCARange, "ssl_client_certificate %q: no PEM certificate in it", sc.ClientCA)
 		}
-		st.clientCAs = pool
 		tc.ClientCAs = pool
+		st.clientCAs = x509.NewCertPool()
+		st.clientCAs.AppendCertsFromPEM(pem)
+	}
+	if sc.TrustedCA != "" {
+		pem, err := os.ReadFile(conf.Resolve(prefix, sc.TrustedCA))
+		if err != nil {
+			return nil, conf.Errorf(sc.trustedRange, "ssl_trusted_certificate: %v", err)
+		}
+		if st.clientCAs == nil {
+			st.clientCAs = x509.NewCertPool()
+		}
+		if !st.clientCAs.AppendCertsFromPEM(pem) {
+			return nil, conf.Errorf(sc.trustedRange, "ssl_trusted_certificate %q: no PEM certificate in it", sc.TrustedCA)
+		}
+	}
+	if sc.DHParam != "" {
+		if err := checkDHParam(conf.Resolve(prefix, sc.DHParam)); err != nil {
+			return nil, conf.Errorf(sc.dhRange, "ssl_dhparam: %v", err)
+		}
 	}
 	if len(sc.TicketKeyFiles) > 0 {
 		keys, err := readTicketKeys(prefix, sc.TicketKeyFiles)
@@ -405,4 +466,23 @@ func readTicketKeys(prefix string, files []string) ([][32]byte, error) {
 		keys = append(keys, ticketKeyFrom(b))
 	}
 	return keys, nil
+}
+
+// checkDHParam reads an ssl_dhparam file as nginx does at load (a missing or broken
+// file is an error there too), though its parameters are not used.
+func checkDHParam(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return errorf("%q: no PEM \"DH PARAMETERS\" block in it", path)
+		}
+		if blk.Type == "DH PARAMETERS" || blk.Type == "X9.42 DH PARAMETERS" {
+			return nil
+		}
+	}
 }

@@ -386,7 +386,7 @@ func (c *conn) handshakeTLS() {
 	}
 	// A TLS handshake record starts with 0x16 (SSLv2-style hellos with the high bit).
 	if first != 0x16 && first&0x80 == 0 {
-		c.rejectPlainHTTP(core)
+		c.rejectPlainHTTP()
 		return
 	}
 	if err := c.tls.tc.Handshake(); err != nil {
@@ -457,60 +457,35 @@ func (c *conn) peekByte() (byte, error) {
 	}
 }
 
+// sslErrorText is nginx's text for its TLS-specific codes, which are keys for
+// error_page and go out as 400 (ngx_http_special_response_handler).
+func sslErrorText(status int) string {
+	switch status {
+	case 495:
+		return "The SSL certificate error"
+	case 496:
+		return "No required SSL certificate was sent"
+	case 497:
+		return "The plain HTTP request was sent to HTTPS port"
+	}
+	return ""
+}
+
 // sslErrorPage is nginx's page for its TLS-specific 400 answers (497, 495, 496).
 func sslErrorPage(text string) []byte {
 	return []byte("<html>\r\n<head><title>400 " + text + "</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>" +
 		text + "</center>\r\n<hr><center>spindle</center>\r\n</body>\r\n</html>\r\n")
 }
 
-// rejectPlainHTTP answers a plain HTTP request sent to a TLS address, after reading its
-// head as nginx does (its line goes to the access log), and closes.
-func (c *conn) rejectPlainHTTP(core *CoreConf) {
+// rejectPlainHTTP hands a plain HTTP connection to a TLS address back to the loop
+// as a plain one: its request is read and answered as nginx's NGX_HTTP_TO_HTTPS (497)
+// in process, through the error_page of the server its Host selects, then it closes.
+func (c *conn) rejectPlainHTTP() {
 	c.t = c.lt
 	c.tls = nil
-	c.acquireState()
-	br := c.reader()
-	for br.Buffered() < br.Size() {
-		buf, _ := br.Peek(br.Buffered())
-		if strings.Contains(string(buf), "\r\n\r\n") || strings.Contains(string(buf), "\n\n") {
-			break
-		}
-		if _, err := br.Peek(br.Buffered() + 1); err != nil {
-			break
-		}
-	}
-	if c.e.cfg.log.Enabled(LogInfo) {
-		c.e.cfg.log.Infof("*%d client sent plain HTTP request to HTTPS port while reading client request headers, client: %s", c.id, c.remoteAddr())
-	}
-	c.e.statusCodes[4].Add(1)
-	body := sslErrorPage("The plain HTTP request was sent to HTTPS port")
-	b := c.writer()
-	head := b.Buffered()
-	b.WriteString("HTTP/1.1 400 Bad Request\r\nServer: spindle\r\nDate: ")
-	b.WriteString(httpDate())
-	b.WriteString("\r\nContent-Type: text/html\r\nContent-Length: ")
-	b.Write(appendInt(b.AvailableBuffer(), len(body)))
-	b.WriteString("\r\nConnection: close\r\n\r\n")
-	head = b.Buffered() - head
-	b.Write(body)
-	b.Flush()
-	c.logRejected(400, head, len(body))
-	c.lingering = true
-	c.close()
-}
-
-func appendInt(dst []byte, n int) []byte {
-	var buf [20]byte
-	i := len(buf)
-	for {
-		i--
-		buf[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return append(dst, buf[i:]...)
+	c.plainHTTP = true
+	c.lt.drained = false
+	c.lt.l.handBack(c)
 }
 
 // verifyPeer judges the client's certificate with the settings of the server the
@@ -553,35 +528,33 @@ func (s *tlsConn) verifyPeer(c *conn) {
 }
 
 // checkClientCert answers, in the post_read phase of a server with ssl_verify_client,
-// a request whose connection brought no certificate or a bad one: 400 with nginx's
-// texts for its 496 and 495 codes, and the connection closes.
+// a request whose connection brought no certificate or a bad one with nginx's 496 or
+// 495 (error_page keys, sent as 400 with nginx's texts), and the connection closes.
 func checkClientCert(r *Request) Action {
 	st := r.Server.tls
 	c := r.main.c
 	if st == nil || c == nil || c.tls == nil || r.parent != nil {
 		return Continue
 	}
-	var text string
+	status := 0
 	switch v := c.tls.verify; {
 	case v == "":
 		if st.verify == verifyOn {
-			text = "No required SSL certificate was sent"
+			status = 496
 			r.Logf(LogInfo, "client sent no required SSL certificate while reading client request headers")
 		}
 	case v != "SUCCESS":
 		if st.verify != verifyOptionalNoCA || !c.tls.caOnly {
-			text = "The SSL certificate error"
+			status = 495
 			r.Logf(LogInfo, "client SSL certificate verify error: (%s) while reading client request headers", v)
 		}
 	}
-	if text == "" {
+	if status == 0 {
 		return Continue
 	}
+	// error_page 495 and 496 may answer it; else 400 with nginx's text (sendErrorPage).
 	r.keepalive = false
-	r.SetStatus(400)
-	r.RespHeader().Set("Content-Type", "text/html")
-	r.Write(sslErrorPage(text))
-	return Finished
+	return r.Error(status)
 }
 
 // connTLS is the TLS state of the request's connection, nil for plain HTTP.

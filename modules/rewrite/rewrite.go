@@ -165,6 +165,11 @@ func setReturn(c *httpcore.Cmd) error {
 	if op.code < 0 || op.code > 999 {
 		return conf.Errorf(a.Expr.Range(), "invalid return code %d", op.code)
 	}
+	if op.code < 200 {
+		// nginx sends "HTTP/1.1 100" with an empty body, which a client takes for an
+		// interim response and waits on for the real one: refused here.
+		return conf.Errorf(a.Expr.Range(), "invalid return code %d: a response status is 200 to 999 (1xx are interim responses)", op.code)
+	}
 	redirect := op.code == 301 || op.code == 302 || op.code == 303 || op.code == 307 || op.code == 308
 	if op.url != nil && !redirect {
 		return conf.Errorf(a.Expr.Range(), "return with a url needs a redirect code (301, 302, 303, 307 or 308), got %d", op.code)
@@ -194,6 +199,16 @@ func (op *returnOp) Run(r *httpcore.Request) httpcore.Action {
 		}
 		r.RespHeader().Set("Location", u)
 		return r.Error(op.code)
+	}
+	if op.body == nil && op.code >= 400 {
+		return r.Error(op.code)
+	}
+	if op.body == nil && op.code != 301 && op.code != 302 && op.code != 303 && op.code != 307 && op.code != 308 {
+		// Below 400 nginx's return sends the status with an empty body of the default
+		// type, never an error page (204 and 304 go out without a body or its headers).
+		r.SetStatus(op.code)
+		r.SetContentLength(0)
+		return httpcore.Finished
 	}
 	if op.body == nil {
 		return r.Error(op.code)

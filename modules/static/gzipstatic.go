@@ -20,7 +20,12 @@ const (
 )
 
 // setGzipStatic: gzip_static = true | false | "on" | "off" | "always".
-func setGzipStatic(c *httpcore.Cmd) error {
+func setGzipStatic(c *httpcore.Cmd) error { return setStaticMode(c, &c.Conf().(*Conf).gzipStatic) }
+
+// setBrotliStatic: brotli_static, ngx_brotli's, with gzip_static's values.
+func setBrotliStatic(c *httpcore.Cmd) error { return setStaticMode(c, &c.Conf().(*Conf).brotliStatic) }
+
+func setStaticMode(c *httpcore.Cmd, dst *gzipStaticMode) error {
 	v, err := conf.StaticValue(c.Attr().Expr)
 	if err != nil {
 		return err
@@ -37,20 +42,30 @@ func setGzipStatic(c *httpcore.Cmd) error {
 		mode = gzipStaticAlways
 	case v.Type() == cty.String && v.AsString() == "off":
 	default:
-		return conf.Errorf(c.Attr().Expr.Range(), "gzip_static is on, off or always")
+		return conf.Errorf(c.Attr().Expr.Range(), "%s is on, off or always", c.Name())
 	}
-	c.Conf().(*Conf).gzipStatic = mode
+	*dst = mode
 	return nil
 }
 
 // serveGzipped answers with uri's file compressed beside it (file.gz), if there is one
 // and the client may have it; ok is false to serve the file itself.
 func (c *Conf) serveGzipped(r *httpcore.Request, t target, uri string) (a httpcore.Action, ok bool) {
-	accepts := c.gzipStatic == gzipStaticAlways || r.GzipOK()
+	return c.serveEncoded(r, t, uri, c.gzipStatic, "gzip", ".gz")
+}
+
+// serveBrotli is serveGzipped for brotli_static: file.br for a client that takes br.
+// ngx_brotli's module comes before gzip_static, so a client taking both gets .br.
+func (c *Conf) serveBrotli(r *httpcore.Request, t target, uri string) (a httpcore.Action, ok bool) {
+	return c.serveEncoded(r, t, uri, c.brotliStatic, "br", ".br")
+}
+
+func (c *Conf) serveEncoded(r *httpcore.Request, t target, uri string, mode gzipStaticMode, coding, ext string) (a httpcore.Action, ok bool) {
+	accepts := mode == gzipStaticAlways || r.EncodingOK(coding)
 	if !accepts && !httpcore.GzipConfOf(r.Location()).Vary {
 		return 0, false
 	}
-	gt := target{dir: t.dir, rel: t.rel + ".gz", full: t.full + ".gz"}
+	gt := target{dir: t.dir, rel: t.rel + ext, full: t.full + ext}
 	f, fi, err := gt.open()
 	if err != nil {
 		return 0, false
@@ -59,12 +74,12 @@ func (c *Conf) serveGzipped(r *httpcore.Request, t target, uri string) (a httpco
 	if !fi.Mode().IsRegular() {
 		return 0, false
 	}
-	if c.gzipStatic == gzipStaticOn {
+	if mode == gzipStaticOn {
 		r.MarkGzipVary()
 		if !accepts {
 			return 0, false
 		}
 	}
-	r.RespHeader().Set("Content-Encoding", "gzip")
+	r.RespHeader().Set("Content-Encoding", coding)
 	return c.send(r, f, fi, uri, gt), true
 }

@@ -29,6 +29,8 @@ type Conf struct {
 	maxRanges   int // -1: no limit
 	logNotFound bool
 	gzipStatic  gzipStaticMode
+	// brotliStatic is ngx_brotli's brotli_static (file.br), with gzip_static's modes.
+	brotliStatic gzipStaticMode
 }
 
 // imsMode is if_modified_since.
@@ -71,6 +73,7 @@ var Module = httpcore.Register(&httpcore.Module{
 		{Name: "max_ranges", Context: ctxHSL, Set: httpcore.SetCount(0, conf.NoMax, func(c *Conf) *int { return &c.maxRanges })}, // 0 turns byte ranges off
 		{Name: "log_not_found", Context: ctxHSL, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.logNotFound })},
 		{Name: "gzip_static", Context: httpcore.CtxAll, Set: setGzipStatic},
+		{Name: "brotli_static", Context: httpcore.CtxAll, Set: setBrotliStatic},
 	},
 	Install: install,
 })
