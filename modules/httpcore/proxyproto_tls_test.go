@@ -140,27 +140,34 @@ func TestProxyProtocolTLS(t *testing.T) {
 }
 
 // A header that does not come within client_header_timeout (1s): the connection is
-// closed without an answer; a plain HTTP request behind a valid header gets nginx's 400
-// for plain HTTP on an HTTPS port.
+// closed without an answer, on both ways to serve a listener; on the loop, a plain HTTP
+// request behind a valid header gets nginx's 400 for plain HTTP on an HTTPS port.
 func TestProxyProtocolTLSTimeoutAndPlainHTTP(t *testing.T) {
-	s, _ := proxyTLSServer(t, false)
-	for _, in := range []string{"", "PROXY TCP4 192.0.2.1"} {
-		start := time.Now()
-		if resp := proxyExchange(t, s.Addr, in); resp != "" {
-			t.Errorf("%q: answered %q", in, resp)
-		}
-		if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
-			t.Errorf("%q: closed after %v, want client_header_timeout (1s)", in, d)
-		}
-	}
-	if !e2e.WaitFor(5*time.Second, func() bool {
-		return strings.Contains(s.ErrorLog(), `broken header: "PROXY TCP4 192.0.2.1" (i/o timeout)`) &&
-			strings.Contains(s.ErrorLog(), "client timed out (110: Connection timed out) while reading PROXY protocol")
-	}) {
-		t.Errorf("error log:\n%s", s.ErrorLog())
-	}
-	resp := proxyExchange(t, s.Addr, "PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n"+getClose)
-	if !strings.HasPrefix(resp, "HTTP/1.1 400") || !strings.Contains(resp, "The plain HTTP request was sent to HTTPS port") {
-		t.Errorf("plain HTTP after the header: %q", resp)
+	for _, noLoop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoEventLoop=%v", noLoop), func(t *testing.T) {
+			s, _ := proxyTLSServer(t, noLoop)
+			for _, in := range []string{"", "PROXY TCP4 192.0.2.1"} {
+				start := time.Now()
+				if resp := proxyExchange(t, s.Addr, in); resp != "" {
+					t.Errorf("%q: answered %q", in, resp)
+				}
+				if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
+					t.Errorf("%q: closed after %v, want client_header_timeout (1s)", in, d)
+				}
+			}
+			if !e2e.WaitFor(5*time.Second, func() bool {
+				return strings.Contains(s.ErrorLog(), `broken header: "PROXY TCP4 192.0.2.1" (`) &&
+					strings.Contains(s.ErrorLog(), "client timed out (110: Connection timed out) while reading PROXY protocol")
+			}) {
+				t.Errorf("error log:\n%s", s.ErrorLog())
+			}
+			if noLoop {
+				return // the plain-HTTP check is the loop's
+			}
+			resp := proxyExchange(t, s.Addr, "PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n"+getClose)
+			if !strings.HasPrefix(resp, "HTTP/1.1 400") || !strings.Contains(resp, "The plain HTTP request was sent to HTTPS port") {
+				t.Errorf("plain HTTP after the header: %q", resp)
+			}
+		})
 	}
 }
