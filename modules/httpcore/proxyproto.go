@@ -4,8 +4,15 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"net/netip"
+	"os"
+	"slices"
 	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The PROXY protocol (HAProxy's, versions 1 and 2) on listen sockets marked
@@ -166,4 +173,128 @@ func init() {
 	RegisterVar("proxy_protocol_port", proxyVar(func(p *proxyInfo) string { return strconv.Itoa(int(p.src.Port())) }))
 	RegisterVar("proxy_protocol_server_addr", proxyVar(func(p *proxyInfo) string { return p.dst.Addr().String() }))
 	RegisterVar("proxy_protocol_server_port", proxyVar(func(p *proxyInfo) string { return strconv.Itoa(int(p.dst.Port())) }))
+}
+
+// On an address with both ssl and proxy_protocol the header comes before the TLS
+// ClientHello, so it is read from the socket itself, ahead of crypto/tls, by the
+// handshake's coroutine: the bytes are peeked (MSG_PEEK) until a whole header is
+// there, then exactly that many are read, leaving the ClientHello behind it in the
+// socket for the plain-HTTP check and the handshake. As on plain addresses, a
+// malformed header, or none within client_header_timeout, closes the connection
+// without an answer.
+
+// readProxyTLS reads the PROXY header of a loop connection on a TLS address; false
+// when the connection is to be closed.
+func (c *conn) readProxyTLS() bool {
+	buf := make([]byte, proxyV2Max)
+	deadline := time.Now().Add(c.lt.rtimeout)
+	have := 0
+	for {
+		n, _, err := unix.Recvfrom(c.lt.fd, buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == nil && n == 0:
+			return c.proxyFailed(buf[:have], io.ErrUnexpectedEOF)
+		case err == nil:
+			have = n
+			size, info, perr := parseProxyHeader(buf[:n])
+			if perr != nil {
+				return c.proxyFailed(buf[:n], perr)
+			}
+			if size > 0 {
+				// The peeked bytes are in the socket's queue: this read takes
+				// the header and nothing behind it.
+				if _, err := io.ReadFull(rawFD(c.lt.fd), buf[:size]); err != nil {
+					return c.proxyFailed(buf[:size], err)
+				}
+				c.proxy, c.proxyWanted = info, false
+				return true
+			}
+			// A header in pieces: wait for the next one (the socket is
+			// edge-triggered, and every arrival is an event).
+			if err := c.waitProxy(deadline); err != nil {
+				return c.proxyFailed(buf[:have], err)
+			}
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			if err := c.waitProxy(deadline); err != nil {
+				return c.proxyFailed(buf[:have], err)
+			}
+		default:
+			return c.proxyFailed(buf[:have], err)
+		}
+	}
+}
+
+// waitProxy waits for more of the header until the deadline, or the drain's idle grace
+// as peekByte does.
+func (c *conn) waitProxy(deadline time.Time) error {
+	left := time.Until(deadline)
+	if left <= 0 || c.e.draining.Load() && time.Since(time.Unix(0, c.idleSince.Load())) >= c.e.idleGrace {
+		return os.ErrDeadlineExceeded
+	}
+	if err := c.lt.waitReady(min(left, sweepInterval)); err != nil {
+		select {
+		case <-c.lt.l.expireCh:
+			return err // worker_shutdown_timeout
+		default:
+		}
+	}
+	return nil
+}
+
+// rawFD reads a socket with read(2), outside Go's poller: the loop owns the descriptor.
+type rawFD int
+
+func (fd rawFD) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(fd), p)
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return 0, err
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		default:
+			return n, nil
+		}
+	}
+}
+
+// readProxyConn reads the PROXY header of a goroutine-served TLS connection from its
+// net.Conn (its deadline set), exactly: one byte at a time up to the v2 length field
+// or the v1 line's end (107 bytes at most), then the rest of a v2 header at once.
+func (c *conn) readProxyConn(nc net.Conn) bool {
+	b := make([]byte, 0, 128)
+	for {
+		size, info, err := parseProxyHeader(b)
+		if err != nil {
+			return c.proxyFailed(b, err)
+		}
+		if size > 0 {
+			c.proxy, c.proxyWanted = info, false
+			return true
+		}
+		want := 1
+		if len(b) >= 16 && bytes.HasPrefix(b, proxyV2Sig) {
+			want = 16 + int(binary.BigEndian.Uint16(b[14:16])) - len(b)
+		}
+		b = slices.Grow(b, want)
+		k, err := io.ReadFull(nc, b[len(b):len(b)+want])
+		b = b[:len(b)+k]
+		if err != nil {
+			return c.proxyFailed(b, err)
+		}
+	}
+}
+
+// proxyFailed logs why a TLS connection's PROXY header was refused and returns false:
+// nginx's "broken header" line when bytes came, a timeout line when none did.
+func (c *conn) proxyFailed(got []byte, err error) bool {
+	switch {
+	case len(got) > 0:
+		c.e.cfg.log.Errorf("*%d broken header: %q (%v) while reading PROXY protocol, client: %s", c.id, truncate(got, 64), err, c.remoteAddr())
+	case isTimeout(err) && c.e.cfg.log.Enabled(LogInfo):
+		c.e.cfg.log.Infof("*%d client timed out (110: Connection timed out) while reading PROXY protocol, client: %s", c.id, c.remoteAddr())
+	}
+	return false
 }

@@ -185,12 +185,6 @@ func (c *Config) addServer(srv *Server) error {
 				}
 			}
 		}
-		if as.listen.ProxyProtocol && as.listen.SSL {
-			// The PROXY header comes before the TLS handshake, which reads the raw
-			// socket on its own coroutine: not wired yet, so refused rather than
-			// answered with "plain HTTP sent to HTTPS port".
-			return conf.Errorf(l.Range, "listen %s: proxy_protocol with ssl is not supported yet", l.Addr)
-		}
 		if l.DefaultServer {
 			if as.def != nil && as.listen.DefaultServer {
 				return conf.Errorf(l.Range, "a duplicate default server for %s", l.Addr)

@@ -378,6 +378,11 @@ func (c *conn) handshakeTLS() {
 	core := CoreConfOf(c.as.def.root)
 	lt.setReadTimeout(core.ClientHeaderTimeout)
 	lt.setWriteTimeout(core.ClientHeaderTimeout)
+	if c.proxyWanted && !c.readProxyTLS() {
+		c.abort = true
+		lt.close()
+		return
+	}
 	first, err := c.peekByte()
 	if err != nil {
 		c.abort = true
@@ -415,6 +420,11 @@ func (e *Engine) newTLSConn(nc net.Conn, as *addrServers) *conn {
 func (c *conn) serveTLS() {
 	core := CoreConfOf(c.as.def.root)
 	c.tls.tc.SetDeadline(time.Now().Add(core.ClientHeaderTimeout))
+	if c.proxyWanted && !c.readProxyConn(c.tls.tc.NetConn()) {
+		c.tls.tc.Close()
+		c.release()
+		return
+	}
 	if err := c.tls.tc.Handshake(); err != nil {
 		c.tls.tc.Close()
 		c.release()
