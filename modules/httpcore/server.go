@@ -43,12 +43,15 @@ type Listen struct {
 	Backlog       int
 	// SSL: connections on the address speak TLS (the "ssl" flag; one server's flag
 	// makes the whole address TLS, as in nginx).
-	SSL   bool
+	SSL bool
+	// HTTP2: the address speaks HTTP/2 as well: ALPN h2 with ssl, prior knowledge
+	// (h2c) without (the "http2" flag; one server's flag makes the whole address so).
+	HTTP2 bool
 	Range hcl.Range
 }
 
 // ParseListen parses nginx's listen syntax: "127.0.0.1:8080", "8080", "[::1]:80",
-// "*:80", followed by options default_server, backlog=N, reuseport and ssl.
+// "*:80", followed by options default_server, backlog=N, reuseport, ssl and http2.
 func ParseListen(s string, rng hcl.Range) (Listen, error) {
 	f := strings.Fields(s)
 	if len(f) == 0 {
@@ -94,6 +97,8 @@ func ParseListen(s string, rng hcl.Range) (Listen, error) {
 			l.Backlog = n
 		case opt == "ssl":
 			l.SSL = true
+		case opt == "http2":
+			l.HTTP2 = true
 		case opt == "reuseport":
 			// spindle always gives each worker slot its own SO_REUSEPORT socket.
 		default:
@@ -169,6 +174,9 @@ func (c *Config) addServer(srv *Server) error {
 					c.Listens[i].SSL = true
 				}
 			}
+		}
+		if l.HTTP2 {
+			markHTTP2(c, as)
 		}
 		as.servers = append(as.servers, srv)
 		if l.DefaultServer {
