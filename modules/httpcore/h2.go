@@ -314,14 +314,17 @@ func (hc *h2conn) serve() {
 // their own timeouts apply.
 func (hc *h2conn) setReadDeadline() {
 	var d time.Duration
+	// Under hc.mu, as closeConn's and end's deadlines are: the last one set wins.
 	hc.mu.Lock()
+	defer hc.mu.Unlock()
 	switch {
+	case hc.closed:
+		return
 	case hc.blockID != 0:
 		d = hc.recvTimeout
 	case len(hc.streams) == 0:
 		d = hc.idleTimeout
 	}
-	hc.mu.Unlock()
 	if d > 0 {
 		hc.nc.SetReadDeadline(time.Now().Add(d))
 	} else {
@@ -400,8 +403,8 @@ func (hc *h2conn) closeConn() {
 	hc.mu.Lock()
 	hc.closed = true
 	hc.cond.Broadcast()
-	hc.mu.Unlock()
 	hc.nc.SetReadDeadline(time.Now())
+	hc.mu.Unlock()
 }
 
 // shutdown ends the connection: running streams see their writes and reads fail,
@@ -1230,6 +1233,9 @@ func (s *h2stream) end() {
 	delete(hc.streams, s.id)
 	idle := len(hc.streams) == 0
 	closeNow := idle && hc.goingAway
+	if idle && !closeNow && !hc.closed {
+		hc.nc.SetReadDeadline(time.Now().Add(hc.idleTimeout))
+	}
 	hc.cond.Broadcast()
 	hc.mu.Unlock()
 	if refuse {
@@ -1238,8 +1244,6 @@ func (s *h2stream) end() {
 	hc.ackConsumed(nil)
 	if closeNow {
 		hc.closeConn()
-	} else if idle {
-		hc.nc.SetReadDeadline(time.Now().Add(hc.idleTimeout))
 	}
 }
 
