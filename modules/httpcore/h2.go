@@ -73,8 +73,10 @@ type h2conn struct {
 	c   *conn // the connection as the engine counts it (id, TLS, address)
 	nc  net.Conn
 	h2c bool
-	rd  *bufio.Reader
+	rd  h2in
 	fr  *http2.Framer // reads only
+	// bigRead, bigWrite: a Framer handled a large frame (h2mem.go)
+	bigRead, bigWrite bool
 	dec *hpack.Decoder
 
 	// Writes, from the reader and every stream's coroutine.
@@ -240,31 +242,28 @@ func (c *conn) serveH2(nc net.Conn, rd io.Reader, h2c bool) {
 		hc.idleTimeout = core.KeepaliveTimeout
 	}
 	hc.cond = sync.NewCond(&hc.mu)
-	hc.rd = bufio.NewReaderSize(rd, 16<<10)
-	hc.fr = http2.NewFramer(nil, hc.rd)
-	hc.fr.SetReuseFrames()
-	hc.fr.SetMaxReadFrameSize(h2MaxFrame)
+	hc.rd.src = rd
+	hc.newReadFramer()
 	hc.dec = hpack.NewDecoder(4096, hc.onField)
 	hc.dec.SetMaxStringLength(hc.maxField)
-	hc.bw = bufio.NewWriterSize(nc, 16<<10)
-	hc.wfr = http2.NewFramer(hc.bw, nil)
+	hc.wfr = http2.NewFramer(h2out{hc}, nil)
 	hc.enc = hpack.NewEncoder(&hc.hbuf)
 	hc.serve()
 }
 
 // serve is the reader: it runs until the connection ends.
 func (hc *h2conn) serve() {
-	done := make(chan struct{})
+	reg := h2registryOf(hc.e)
 	defer func() {
 		if p := recover(); p != nil {
 			hc.e.cfg.log.Alertf("*%d panic in HTTP/2 connection: %v\n%s", hc.c.id, p, stack())
 		}
-		close(done)
+		reg.remove(hc)
 		hc.shutdown()
 	}()
 	hc.nc.SetReadDeadline(time.Now().Add(hc.recvTimeout))
 	var pre [len(h2Preface)]byte
-	if _, err := io.ReadFull(hc.rd, pre[:]); err != nil || string(pre[:]) != h2Preface {
+	if _, err := io.ReadFull(&hc.rd, pre[:]); err != nil || string(pre[:]) != h2Preface {
 		return
 	}
 	hc.writeFrames(func(fr *http2.Framer) error {
@@ -274,14 +273,17 @@ func (hc *h2conn) serve() {
 		)
 		return fr.WriteWindowUpdate(0, h2ConnWindow-65535)
 	})
-	go hc.watchDrain(done)
+	reg.add(hc)
 	for {
-		if hc.rd.Buffered() == 0 {
+		if hc.rd.buffered() == 0 {
 			hc.startPending()
-			hc.setReadDeadline()
+			if hc.setReadDeadline() {
+				hc.idleRelease()
+			}
 		}
 		f, err := hc.fr.ReadFrame()
 		if err == nil {
+			hc.bigRead = hc.bigRead || f.Header().Length > h2SmallFrame
 			err = hc.handle(f)
 		}
 		if err == nil {
@@ -312,41 +314,25 @@ func (hc *h2conn) serve() {
 // setReadDeadline bounds the next read: a header block in progress by
 // http2_recv_timeout, an idle connection by http2_idle_timeout; with streams running
 // their own timeouts apply.
-func (hc *h2conn) setReadDeadline() {
+func (hc *h2conn) setReadDeadline() (idle bool) {
 	var d time.Duration
 	// Under hc.mu, as closeConn's and end's deadlines are: the last one set wins.
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
 	switch {
 	case hc.closed:
-		return
+		return false
 	case hc.blockID != 0:
 		d = hc.recvTimeout
 	case len(hc.streams) == 0:
-		d = hc.idleTimeout
+		d, idle = hc.idleTimeout, true
 	}
 	if d > 0 {
 		hc.nc.SetReadDeadline(time.Now().Add(d))
 	} else {
 		hc.nc.SetReadDeadline(time.Time{})
 	}
-}
-
-// watchDrain starts a graceful GOAWAY when the engine drains (reload, upgrade, QUIT).
-func (hc *h2conn) watchDrain(done chan struct{}) {
-	select {
-	case <-done:
-		return
-	case <-hc.e.drainCh:
-	}
-	hc.startDrain()
-	t := time.NewTimer(time.Second)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		hc.finalGoAway() // the client did not answer the PING in a second
-	}
+	return idle
 }
 
 // startDrain sends the first GOAWAY of a graceful close (RFC 9113 §6.8: the largest
@@ -420,7 +406,7 @@ func (hc *h2conn) shutdown() {
 	hc.mu.Unlock()
 	hc.wmu.Lock()
 	if hc.werr == nil {
-		hc.bw.Flush()
+		hc.flushOut()
 		hc.werr = net.ErrClosed
 	} else {
 		sent = false // the socket failed: nothing to linger for
@@ -444,7 +430,7 @@ func (hc *h2conn) linger() {
 		cw.CloseWrite()
 	}
 	hc.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-	io.Copy(io.Discard, io.LimitReader(hc.rd, 1<<20))
+	io.Copy(io.Discard, io.LimitReader(&hc.rd, 1<<20))
 }
 
 // writeFrames writes frames and flushes them, under the write lock.
@@ -456,8 +442,7 @@ func (hc *h2conn) writeFrames(f func(fr *http2.Framer) error) error {
 	}
 	err := f(hc.wfr)
 	if err == nil {
-		hc.nc.SetWriteDeadline(time.Now().Add(hc.sendTimeout))
-		err = hc.bw.Flush()
+		err = hc.flushOut()
 	}
 	if err != nil {
 		hc.werr = err
@@ -1244,6 +1229,8 @@ func (s *h2stream) end() {
 	hc.ackConsumed(nil)
 	if closeNow {
 		hc.closeConn()
+	} else if idle {
+		hc.releaseWriter()
 	}
 }
 
@@ -1337,6 +1324,7 @@ func (s *h2stream) writeHead(r *Request, n int64, end bool) error {
 	}
 	block := hc.hbuf.Bytes()
 	r.headerBytes += int64(len(block))
+	hc.bigWrite = hc.bigWrite || len(block) > h2SmallFrame
 	hc.mu.Lock()
 	maxFrame := hc.peerFrame
 	if end {
@@ -1381,8 +1369,7 @@ func h2WriteField(enc *hpack.Encoder, name, value string) {
 
 // flushLocked flushes the write buffer; under hc.wmu.
 func (hc *h2conn) flushLocked() error {
-	hc.nc.SetWriteDeadline(time.Now().Add(hc.sendTimeout))
-	if err := hc.bw.Flush(); err != nil {
+	if err := hc.flushOut(); err != nil {
 		hc.werr = err
 		go hc.nc.Close()
 		return err
@@ -1448,6 +1435,7 @@ func (s *h2stream) writeData(r *Request, p []byte, end bool) error {
 		err := hc.werr
 		if err == nil {
 			err = hc.wfr.WriteData(s.id, last, p[:n])
+			hc.bigWrite = hc.bigWrite || n > h2SmallFrame
 			if err == nil {
 				err = hc.flushLocked()
 			}
