@@ -77,7 +77,7 @@ type h2conn struct {
 	fr  *http2.Framer // reads only
 	// bigRead, bigWrite: a Framer handled a large frame (h2mem.go)
 	bigRead, bigWrite bool
-	dec *hpack.Decoder
+	dec               *hpack.Decoder
 
 	// Writes, from the reader and every stream's coroutine.
 	wmu  sync.Mutex
