@@ -95,12 +95,14 @@ type h2conn struct {
 	goingAway   bool
 	drainSent   bool
 	closed      bool
-	sendConn    int64 // connection send window
-	peerWin     int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	peerFrame   int   // the client's SETTINGS_MAX_FRAME_SIZE
-	connUnacked int64 // bytes consumed, not yet returned with WINDOW_UPDATE
-	recvConn    int64 // how much the client may still send on the connection
-	served      int   // streams started
+	sendConn    int64        // connection send window
+	peerWin     int64        // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	peerFrame   int          // the client's SETTINGS_MAX_FRAME_SIZE
+	connUnacked int64        // bytes consumed, not yet returned with WINDOW_UPDATE
+	recvConn    int64        // how much the client may still send on the connection
+	served      int          // streams started
+	running     atomic.Int32 // streams whose handler runs
+	flushArmed  bool         // a coalesced flush is due (h2mem.go); under wmu
 
 	// Reader goroutine only.
 	pending   []*h2stream // streams to start at the end of the batch
@@ -827,6 +829,7 @@ func (hc *h2conn) startPending() {
 	for _, s := range p {
 		s.running = true
 	}
+	hc.running.Add(int32(len(p)))
 	hc.served += len(p)
 	hc.mu.Unlock()
 	for _, s := range p {
@@ -1205,6 +1208,7 @@ func (s *h2stream) parseHead(hdr *fasthttp.RequestHeader) (method, path, authori
 // back.
 func (s *h2stream) end() {
 	hc := s.hc
+	hc.running.Add(-1)
 	hc.mu.Lock()
 	if !s.ended && !s.reset {
 		s.reset = true
@@ -1351,7 +1355,10 @@ func (s *h2stream) writeHead(r *Request, n int64, end bool) error {
 			return err
 		}
 	}
-	if end || !bodyAllowed(r) {
+	if end {
+		return hc.flushEnd()
+	}
+	if !bodyAllowed(r) {
 		return hc.flushLocked()
 	}
 	return nil
@@ -1436,7 +1443,9 @@ func (s *h2stream) writeData(r *Request, p []byte, end bool) error {
 		if err == nil {
 			err = hc.wfr.WriteData(s.id, last, p[:n])
 			hc.bigWrite = hc.bigWrite || n > h2SmallFrame
-			if err == nil {
+			if err == nil && last {
+				err = hc.flushEnd()
+			} else if err == nil {
 				err = hc.flushLocked()
 			}
 		}

@@ -183,3 +183,31 @@ func (hc *h2conn) drain() {
 	hc.startDrain()
 	time.AfterFunc(time.Second, hc.finalGoAway)
 }
+
+// h2FlushDelay bounds how long a finished response waits in the write buffer for those
+// of the other streams running (see flushEnd).
+const h2FlushDelay = 500 * time.Microsecond
+
+// flushEnd flushes the end of a response, under hc.wmu. While other streams run, their
+// responses are likely to end within microseconds (h2load -m10, a page's assets), so
+// the last one to end flushes them together, in one write (one TLS record) instead of
+// one each; a timer flushes within h2FlushDelay if a neighbour takes longer.
+func (hc *h2conn) flushEnd() error {
+	if hc.running.Load() > 1 && hc.bw != nil && hc.bw.Buffered() < 8<<10 {
+		if !hc.flushArmed {
+			hc.flushArmed = true
+			time.AfterFunc(h2FlushDelay, hc.timedFlush)
+		}
+		return nil
+	}
+	return hc.flushLocked()
+}
+
+func (hc *h2conn) timedFlush() {
+	hc.wmu.Lock()
+	defer hc.wmu.Unlock()
+	hc.flushArmed = false
+	if hc.werr == nil && hc.bw != nil && hc.bw.Buffered() > 0 {
+		hc.flushLocked()
+	}
+}
