@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 . scripts/deps.sh
 ensure_debs "${BUILD_DEBS[@]}" redis-server:redis-server redis-tools:redis-cli memcached:memcached \
-  systemd:systemd-analyze bubblewrap:bwrap \
+  systemd:systemd-analyze bubblewrap:bwrap nghttp2-client:h2load curl:curl \
   lua-nginx-redis:/usr/share/lua/5.1/nginx/redis.lua \
   lua-nginx-memcached:/usr/share/lua/5.1/nginx/memcached.lua
 
