@@ -96,6 +96,7 @@ type h2conn struct {
 	drainSent   bool
 	closed      bool
 	sendConn    int64        // connection send window
+	sendConnMax int64        // the largest it has been
 	peerWin     int64        // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	peerFrame   int          // the client's SETTINGS_MAX_FRAME_SIZE
 	connUnacked int64        // bytes consumed, not yet returned with WINDOW_UPDATE
@@ -141,22 +142,23 @@ type h2stream struct {
 	c  *conn
 
 	// Under hc.mu.
-	sendWin   int64
-	recvWin   int64 // how much the client may still send on the stream
-	body      []byte
-	eof       bool // END_STREAM received
-	reset     bool // RST_STREAM sent or received
-	peerReset bool // RST_STREAM received
-	ended     bool // our END_STREAM sent
-	running   bool
-	unacked   int64
-	declared  int64 // content-length, -1 without
-	got       int64
-	timedOut  bool
-	rtimeout  time.Duration
-	wtimeout  time.Duration
-	reqFields []hpack.HeaderField
-	endStream bool // END_STREAM on the request's HEADERS
+	sendWin    int64
+	sendWinMax int64 // the largest it has been
+	recvWin    int64 // how much the client may still send on the stream
+	body       []byte
+	eof        bool // END_STREAM received
+	reset      bool // RST_STREAM sent or received
+	peerReset  bool // RST_STREAM received
+	ended      bool // our END_STREAM sent
+	running    bool
+	unacked    int64
+	declared   int64 // content-length, -1 without
+	got        int64
+	timedOut   bool
+	rtimeout   time.Duration
+	wtimeout   time.Duration
+	reqFields  []hpack.HeaderField
+	endStream  bool // END_STREAM on the request's HEADERS
 }
 
 // h2Eligible reports whether the address takes HTTP/2.
@@ -227,6 +229,7 @@ func (c *conn) serveH2(nc net.Conn, rd io.Reader, h2c bool) {
 		e: c.e, c: c, nc: nc, h2c: h2c,
 		streams:     map[uint32]*h2stream{},
 		sendConn:    65535,
+		sendConnMax: 65535,
 		peerWin:     65535,
 		peerFrame:   h2MaxFrame,
 		recvConn:    h2ConnWindow,
@@ -532,9 +535,6 @@ func (hc *h2conn) handle(f http2.Frame) error {
 	case *http2.DataFrame:
 		return hc.onData(f)
 	case *http2.WindowUpdateFrame:
-		if err := hc.countFlood(); err != nil {
-			return err
-		}
 		return hc.onWindowUpdate(f)
 	case *http2.RSTStreamFrame:
 		if err := hc.countFlood(); err != nil {
@@ -579,6 +579,7 @@ func (hc *h2conn) applySetting(s http2.Setting) error {
 				return http2.ConnectionError(http2.ErrCodeFlowControl)
 			}
 			st.sendWin += delta
+			st.sendWinMax += delta
 		}
 		hc.peerWin = int64(s.Val)
 		hc.cond.Broadcast()
@@ -751,7 +752,7 @@ func (hc *h2conn) openStream(id uint32) error {
 		hc.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
 	}
-	s := &h2stream{hc: hc, id: id, sendWin: hc.peerWin, recvWin: h2StreamWindow, declared: -1, eof: hc.blockEnd, endStream: hc.blockEnd}
+	s := &h2stream{hc: hc, id: id, sendWin: hc.peerWin, sendWinMax: hc.peerWin, recvWin: h2StreamWindow, declared: -1, eof: hc.blockEnd, endStream: hc.blockEnd}
 	s.reqFields = append([]hpack.HeaderField(nil), hc.fields...)
 	for _, f := range s.reqFields {
 		if f.Name == "content-length" {
@@ -905,8 +906,28 @@ func (hc *h2conn) endBody(id uint32) error {
 	return nil
 }
 
+// onWindowUpdate opens a send window. An update to a window that our DATA did not
+// shrink (at the largest it has been) counts as a flood frame: a client answering our
+// DATA sends as many as it likes.
 func (hc *h2conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	inc := int64(f.Increment)
+	hc.mu.Lock()
+	unprompted := false
+	if f.StreamID == 0 {
+		unprompted = hc.sendConn >= hc.sendConnMax
+		hc.sendConnMax = max(hc.sendConnMax, hc.sendConn+inc)
+	} else if s := hc.streams[f.StreamID]; s == nil || s.sendWin >= s.sendWinMax {
+		unprompted = true
+		if s != nil {
+			s.sendWinMax = s.sendWin + inc
+		}
+	}
+	hc.mu.Unlock()
+	if unprompted {
+		if err := hc.countFlood(); err != nil {
+			return err
+		}
+	}
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
 	if f.StreamID == 0 {
