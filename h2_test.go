@@ -46,6 +46,7 @@ http {
     location "= /sleep" { content_by_lua = "ngx.sleep(tonumber(ngx.var.arg_s) or 1) ngx.say('slept')" }
     location "/files/" { root = "html" }
     location "/proxy/" { proxy_pass = "http://%s/" }
+    location "= /flush" { content_by_lua = "ngx.send_headers() ngx.flush(true) ngx.sleep(3) ngx.say('late')" }
     location "= /sub" { content_by_lua = "local r = ngx.location.capture('/hello') ngx.print('sub:', r.body)" }
   }
 }
@@ -188,7 +189,20 @@ func TestHTTP2Clients(t *testing.T) {
 			t.Errorf("%s proxy download: %d, %d bytes", c.name, code, len(body))
 		}
 	}
-	// HEAD has no body; a request with a bad path gets 400.
+	// A head flushed before the body reaches the client before the body is made (the
+	// handler's 3 s sleep is what is under test).
+	start := time.Now()
+	resp, err := env.tls.Get(env.tlsURL("/flush"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	headAfter := time.Since(start)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if headAfter > 2*time.Second || string(b) != "late\n" {
+		t.Errorf("flushed head after %v, body %q", headAfter, b)
+	}
+	// HEAD has no body.
 	if code, body, resp := h2do(t, env.tls, "HEAD", env.tlsURL("/hello"), nil); code != 200 || body != "" || resp.ContentLength != 24 {
 		t.Errorf("HEAD: %d %q %d", code, body, resp.ContentLength)
 	}

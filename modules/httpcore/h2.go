@@ -1272,6 +1272,18 @@ func (s *h2stream) flushOutput(r *Request, flush bool) error {
 		if err := s.writeData(r, r.out, false); err != nil {
 			return c.writeFailed(r, err)
 		}
+	} else if flush {
+		// A head without body yet (ngx.flush, echo_flush): DATA flushes itself.
+		hc := s.hc
+		hc.wmu.Lock()
+		err := hc.werr
+		if err == nil {
+			err = hc.flushLocked()
+		}
+		hc.wmu.Unlock()
+		if err != nil {
+			return c.writeFailed(r, err)
+		}
 	}
 	r.out = r.out[:0]
 	return nil
