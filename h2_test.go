@@ -47,6 +47,7 @@ http {
     location "/files/" { root = "html" }
     location "/proxy/" { proxy_pass = "http://%s/" }
     location "= /flush" { content_by_lua = "ngx.send_headers() ngx.flush(true) ngx.sleep(3) ngx.say('late')" }
+    location "= /echo" { echo = ["start", { location_async = ["/hello", "/files/small.txt"] }, { flush = true }, "end"] }
     location "= /sub" { content_by_lua = "local r = ngx.location.capture('/hello') ngx.print('sub:', r.body)" }
   }
 }
@@ -170,6 +171,9 @@ func TestHTTP2Clients(t *testing.T) {
 		}
 		if code, body, _ := h2do(t, c.client, "GET", c.url("/sub"), nil); code != 200 || !strings.HasPrefix(body, "sub:hello HTTP/2.0") {
 			t.Errorf("%s /sub: %d %q", c.name, code, body)
+		}
+		if code, body, _ := h2do(t, c.client, "GET", c.url("/echo"), nil); code != 200 || !strings.HasPrefix(body, "start\nhello HTTP/2.0") || !strings.HasSuffix(body, "small file\nend\n") {
+			t.Errorf("%s echo: %d %q", c.name, code, body)
 		}
 		if code, body, _ := h2do(t, c.client, "GET", c.url("/files/small.txt"), nil); code != 200 || body != "small file\n" {
 			t.Errorf("%s static: %d %q", c.name, code, body)
@@ -386,7 +390,9 @@ func TestHTTP2RapidReset(t *testing.T) {
 	}
 	// Let any handler that did start finish and log (what is under test is how many ran).
 	time.Sleep(time.Second)
-	if n := countRequests(t, env.inst, "/sleep?s=0.5"); n > 16 {
+	n := countRequests(t, env.inst, "/sleep?s=0.5")
+	t.Logf("%d HEADERS+RST_STREAM pairs written, GOAWAY ENHANCE_YOUR_CALM, %d handlers ran", sent, n)
+	if n > 16 {
 		t.Errorf("%d of %d reset streams ran their handler", n, sent)
 	}
 	// The server is fine.
@@ -554,6 +560,7 @@ func TestHTTP2Stalls(t *testing.T) {
 		}
 		return false
 	})
+	t.Logf("a body that never comes: %s after %v", status, time.Since(start).Round(time.Millisecond))
 	if err != nil || (status != "408" && status != "400" && status != "500") || time.Since(start) > 5*time.Second {
 		t.Errorf("a body that never comes: %q %v after %v", status, err, time.Since(start))
 	}
