@@ -600,6 +600,41 @@ func TestHTTP2ProtocolErrors(t *testing.T) {
 	}
 }
 
+// keepalive_requests ends a connection as nginx does: the stream that reaches it is
+// served and a GOAWAY names it as the last; Go's client goes on on a new connection.
+func TestHTTP2KeepaliveRequests(t *testing.T) {
+	env := startH2(t, 1, `keepalive_requests = 3`, nil)
+	c := dialRawH2(t, env.h2cURL("")[len("http://"):])
+	var last uint32
+	var got []uint32
+	for id := uint32(1); id <= 5; id += 2 {
+		c.headers(id, true, c.block("GET", "/hello"))
+		c.until(func(f http2.Frame) bool {
+			switch f := f.(type) {
+			case *http2.GoAwayFrame:
+				last = f.LastStreamID
+			case *http2.DataFrame:
+				if f.StreamEnded() {
+					got = append(got, f.StreamID)
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if last != 5 || len(got) != 3 {
+		t.Errorf("GOAWAY last stream %d, streams answered %v", last, got)
+	}
+	if !c.closed(5 * time.Second) {
+		t.Errorf("the connection stays open after its last stream")
+	}
+	for i := 0; i < 10; i++ {
+		if code, _, _ := h2do(t, env.h2c, "GET", env.h2cURL("/hello"), nil); code != 200 {
+			t.Fatalf("request %d: %d", i, code)
+		}
+	}
+}
+
 // An idle connection gets GOAWAY after http2_idle_timeout; a header block left
 // unfinished is cut after http2_recv_timeout.
 func TestHTTP2Timeouts(t *testing.T) {

@@ -545,7 +545,8 @@ http2() {
   sp=$(free_port); np=$(free_port); stp=$(free_port); ntp=$(free_port)
   export SPINDLE_LISTEN_EXTRA=", \"127.0.0.1:$sp http2\", \"127.0.0.1:$stp ssl http2\""
   export SPINDLE_SERVER_EXTRA="    ssl_certificate = \"$WORK/h2.crt\"
-    ssl_certificate_key = \"$WORK/h2.key\""
+    ssl_certificate_key = \"$WORK/h2.key\"
+    keepalive_requests = 100000000"
   export NGINX_LISTEN_EXTRA="listen 127.0.0.1:$np http2; listen 127.0.0.1:$ntp ssl http2; ssl_certificate $WORK/h2.crt; ssl_certificate_key $WORK/h2.key; keepalive_requests 100000000;"
   echo
   printf '%-16s %10s %10s %7s %7s %8s %8s\n' workload spindle nginx ratio target "cpu0/req" "(nginx)"

@@ -122,6 +122,7 @@ type h2conn struct {
 
 	// Limits.
 	maxStreams  int
+	maxRequests int // keepalive_requests: streams a connection may open
 	maxField    int
 	maxList     int
 	recvTimeout time.Duration
@@ -234,6 +235,7 @@ func (c *conn) serveH2(nc net.Conn, rd io.Reader, h2c bool) {
 		peerFrame:   h2MaxFrame,
 		recvConn:    h2ConnWindow,
 		maxStreams:  h.MaxConcurrentStreams,
+		maxRequests: core.KeepaliveRequests,
 		maxField:    core.LargeHeaderBuffer,
 		maxList:     core.LargeHeaderBuffer * core.LargeHeaderBuffers,
 		recvTimeout: h.RecvTimeout,
@@ -346,7 +348,8 @@ func (hc *h2conn) setReadDeadline() (idle bool) {
 // GOAWAY names the last stream served.
 func (hc *h2conn) startDrain() {
 	hc.mu.Lock()
-	if hc.drainSent || hc.closed {
+	if hc.drainSent || hc.closed || hc.goingAway {
+		// A GOAWAY went out already: its last stream may not grow.
 		hc.mu.Unlock()
 		return
 	}
@@ -770,7 +773,15 @@ func (hc *h2conn) openStream(id uint32) error {
 	}
 	hc.streams[id] = s
 	hc.pending = append(hc.pending, s)
+	last := hc.maxRequests > 0 && hc.opened >= hc.maxRequests && !hc.goingAway
+	if last {
+		// keepalive_requests: this stream is the connection's last (nginx's GOAWAY).
+		hc.goingAway, hc.goAwayID = true, id
+	}
 	hc.mu.Unlock()
+	if last {
+		return hc.writeFrames(func(fr *http2.Framer) error { return fr.WriteGoAway(id, http2.ErrCodeNo, nil) })
+	}
 	return nil
 }
 
