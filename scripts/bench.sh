@@ -2,7 +2,7 @@
 # Side-by-side benchmarks: spindle against nginx + lua-nginx-module (Debian's packages)
 # on the same workloads, configured from ../shared/anchors/nginx.conf.
 #
-#   scripts/bench.sh [throughput] [memory] [reload] [upgrade] [ceiling] [hostile]
+#   scripts/bench.sh [throughput] [memory] [reload] [upgrade] [ceiling] [hostile] [http2]
 #                                                       (default: throughput memory)
 #
 # throughput: one worker each pinned to CPU 0, wrk -t1 -c100 pinned to CPU 1 (backends
@@ -25,6 +25,9 @@
 #             read and one write per request, beside nginx and spindle (same pinning,
 #             rounds alternating): the most any server can reach over nginx's rate
 #             with this client on this machine; with how busy wrk's CPU 1 was.
+# http2:      /hello over HTTP/2 with h2load -c100 -m10 (pinned to CPU 1), h2c and TLS
+#             (ECDSA P-256), ROUNDS alternating: median rps and CPU 0's time per
+#             request of each; and RSS per idle HTTP/2 connection (idleconns -h2).
 #
 # Environment: DURATION (seconds per run, default 10), ROUNDS (default 3),
 # CONNS (wrk connections, default 100), ANCHOR (path to the anchor nginx.conf),
@@ -157,6 +160,9 @@ start_nginx() { # workers extra-conf
   sed -i "s#location = /hello#location = /upload { client_max_body_size 10m; echo_read_request_body; echo ok; }\n        location = /hello#" "$WORK/nginx/nginx.conf"
   # The memory mode's Lua request in flight.
   sed -i "s#location = /hello#location = /lua_sleep { content_by_lua_block { ngx.sleep(8) ngx.say(\"ok\") } }\n        location = /hello#" "$WORK/nginx/nginx.conf"
+  if [ -n "${NGINX_LISTEN_EXTRA:-}" ]; then
+    sed -i "s#listen 127.0.0.1:$NGINXPORT #$NGINX_LISTEN_EXTRA\n        listen 127.0.0.1:$NGINXPORT #" "$WORK/nginx/nginx.conf"
+  fi
   if [ "${1:-1}" != 1 ]; then
     sed -i "s#worker_processes 1;#worker_processes $1;#; s#worker_cpu_affinity 1;#worker_cpu_affinity 01 10;#" "$WORK/nginx/nginx.conf"
   fi
@@ -289,7 +295,8 @@ http {
   lua_package_path = "/usr/share/lua/5.1/?.lua;;"
 $UPSTREAMS
   server {
-    listen = ["127.0.0.1:$SPINDLEPORT backlog=4096"]
+    listen = ["127.0.0.1:$SPINDLEPORT backlog=4096"${SPINDLE_LISTEN_EXTRA:-}]
+${SPINDLE_SERVER_EXTRA:-}
 EOF
   for l in "$@"; do printf '    %s\n' "$l"; done
   printf '  }\n'
@@ -621,10 +628,69 @@ ceiling() {
   printf '  %-11s %10.0f %7.3f %6.1f%%   (%s)\n' nginx "$nm" 1 "$(median "${nc[@]}")" "${n[*]}"
 }
 
+# ---------------------------------------------------------------- http2
+h2load_rps() { # url -> "rps cpu0-microseconds-per-request"
+  local t0 t1 out
+  t0=$(cpu_ticks)
+  out=$(taskset -c 1 h2load -D "$DURATION" -c100 -m10 "$1" 2>&1)
+  t1=$(cpu_ticks)
+  awk -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" '
+    /^finished in/ {rps = $4} /^requests:/ {n = $8}
+    END {split(t0, a, " "); split(t1, b, " ")
+      printf "%s %.1f\n", rps, n ? (b[1] - a[1]) * 1e6 / hz / n : 0}' <<<"$out"
+}
+http2() {
+  [ ${#SUPPORTED[@]} -gt 0 ] || detect_workloads
+  command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/h2.key" \
+    -out "$WORK/h2.crt" -days 2 -subj /CN=bench 2>/dev/null
+  local sp np stp ntp
+  sp=$(free_port); np=$(free_port); stp=$(free_port); ntp=$(free_port)
+  export SPINDLE_LISTEN_EXTRA=", \"127.0.0.1:$sp http2\", \"127.0.0.1:$stp ssl http2\""
+  export SPINDLE_SERVER_EXTRA="    ssl_certificate = \"$WORK/h2.crt\"
+    ssl_certificate_key = \"$WORK/h2.key\"
+    keepalive_requests = 100000000"
+  export NGINX_LISTEN_EXTRA="listen 127.0.0.1:$np http2; listen 127.0.0.1:$ntp ssl http2; ssl_certificate $WORK/h2.crt; ssl_certificate_key $WORK/h2.key; keepalive_requests 100000000;"
+  echo
+  printf '%-16s %10s %10s %7s %7s %8s %8s\n' workload spindle nginx ratio target "cpu0/req" "(nginx)"
+  local row scheme s n sc nc r rps us
+  for row in "h2c_hello http $sp $np" "h2_tls_hello https $stp $ntp"; do
+    read -r name scheme sport nport <<<"$row"
+    s=(); n=(); sc=(); nc=()
+    for _ in $(seq "$ROUNDS"); do
+      start_spindle 1; r=$(h2load_rps "$scheme://127.0.0.1:$sport/hello"); stop_spindle
+      read -r rps us <<<"$r"; s+=("$rps"); sc+=("$us")
+      start_nginx 1; r=$(h2load_rps "$scheme://127.0.0.1:$nport/hello"); stop_nginx
+      read -r rps us <<<"$r"; n+=("$rps"); nc+=("$us")
+    done
+    local sm nm
+    sm=$(median "${s[@]}"); nm=$(median "${n[@]}")
+    printf '%-16s %10.0f %10.0f %7.3f %7s %8.1f %8.1f   (spindle %s; nginx %s)\n' "$name" "$sm" "$nm" \
+      "$(echo "scale=3; $sm/$nm" | bc)" 1.0 "$(median "${sc[@]}")" "$(median "${nc[@]}")" "${s[*]}" "${n[*]}"
+  done
+  local count=${IDLE_CONNS:-4000} w
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  echo "memory per idle HTTP/2 connection ($count connections, one stream each):"
+  for row in "h2c $sp $np" "tls $stp $ntp -tls"; do
+    read -r name sport nport flag <<<"$row"
+    start_spindle 1
+    w=$(pgrep -f "spindle: worker process" -P "$(cat "$WORK/spindle/logs/spindle.pid")" | head -1)
+    s=$(go run ./internal/cmd/idleconns -addr "127.0.0.1:$sport" -n "$count" -hold 3s -pid "$w" -before "$(rss_kb "$w")" -h2 $flag)
+    stop_spindle
+    start_nginx 1
+    w=$(pgrep -P "$NGINX_MASTER" | head -1)
+    n=$(go run ./internal/cmd/idleconns -addr "127.0.0.1:$nport" -n "$count" -hold 3s -pid "$w" -before "$(rss_kb "$w")" -h2 $flag)
+    stop_nginx
+    echo "  $name: spindle $s, nginx $n bytes per connection"
+  done
+  unset SPINDLE_LISTEN_EXTRA SPINDLE_SERVER_EXTRA NGINX_LISTEN_EXTRA
+}
+
 for m in "${MODES[@]}"; do
   case $m in
     throughput) throughput ;;
     ceiling) ceiling ;;
+    http2) http2 ;;
     memory) memory ;;
     reload) reload ;;
     upgrade) upgrade ;;

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 ensure_debs "${BUILD_DEBS[@]}" redis-server:redis-server redis-tools:redis-cli memcached:memcached \
   systemd:systemd-analyze bubblewrap:bwrap curl:curl openssl:openssl apache2-utils:htpasswd \
+  nghttp2-client:h2load \
   lua-nginx-redis:/usr/share/lua/5.1/nginx/redis.lua \
   lua-nginx-memcached:/usr/share/lua/5.1/nginx/memcached.lua \
   libluajit2-5.1-dev lua-cjson lua-resty-lrucache

@@ -264,6 +264,14 @@ func (w *wireBody) Read(p []byte) (int, error) {
 		} else if err != nil {
 			return n, w.fail(err)
 		}
+	} else if b.length < 0 {
+		// An HTTP/2 body without content-length: the stream's end ends it.
+		n, err = c.reader().Read(p)
+		if err == io.EOF {
+			b.done = true
+		} else if err != nil {
+			return n, w.fail(err)
+		}
 	} else {
 		if int64(len(p)) > b.remaining {
 			p = p[:b.remaining]
@@ -434,6 +442,10 @@ func skipTrailer(br *bufio.Reader) error {
 func (c *conn) discardBody(r *Request) {
 	b := &r.body
 	if b.done || b.length == 0 {
+		return
+	}
+	if c.h2 != nil {
+		b.done = true // the stream's end refuses the rest (h2stream.end)
 		return
 	}
 	if b.expect {

@@ -285,6 +285,7 @@ type conn struct {
 	t   transport
 	lt  *loopTransport // set when the event loop owns the socket
 	tls *tlsConn       // a TLS connection (tls.go)
+	h2  *h2stream      // an HTTP/2 stream's request (h2.go)
 	as  *addrServers
 	id  uint64
 
@@ -588,6 +589,7 @@ const (
 	headWait   // no complete head yet: the loop waits for more (event loop only)
 	headClosed // the client went away or timed out: close
 	headDone   // answered with an error and closed already
+	headH2     // the HTTP/2 connection preface (h2.go)
 )
 
 // run serves requests until the connection closes, or (event loop connections) until
@@ -602,6 +604,8 @@ func (c *conn) run() (handedOff bool) {
 		case headClosed:
 			c.t.close()
 			return false
+		case headH2:
+			return c.startH2()
 		}
 		ok := c.prepare()
 		c.predicted, c.waited = nil, false
@@ -701,6 +705,12 @@ func (c *conn) readHead(core *CoreConf) int {
 			}
 			// An idle keepalive connection that times out or closes is normal.
 			return headClosed
+		}
+	}
+	if c.requests == 0 && c.h2Eligible() {
+		if st := c.h2Detect(); st != headOK {
+			c.readingHead = false
+			return st
 		}
 	}
 	if !c.state.CompareAndSwap(stateIdle, stateReading) {

@@ -135,8 +135,11 @@ func (r *Request) SetArgs(a string) { r.args = a }
 // RequestURI is the request target as the client sent it ($request_uri).
 func (r *Request) RequestURI() string { return r.requestURI }
 
-// Proto is "HTTP/1.0" or "HTTP/1.1".
+// Proto is "HTTP/1.0", "HTTP/1.1" or "HTTP/2.0".
 func (r *Request) Proto() string {
+	if r.c != nil && r.c.h2 != nil {
+		return "HTTP/2.0"
+	}
 	if r.http10 {
 		return "HTTP/1.0"
 	}

@@ -286,6 +286,9 @@ func writeHeaderLine(b *bufio.Writer, r *Request, name, value string) {
 // flushOutput sends the header (if not yet sent) and the buffered body now. With an
 // unknown length the body goes out chunked.
 func (c *conn) flushOutput(r *Request, flush bool) error {
+	if c.h2 != nil {
+		return c.h2.flushOutput(r, flush)
+	}
 	send := bodyAllowed(r)
 	if !c.wroteHeader {
 		c.t.setWriteTimeout(CoreConfOf(r.loc).SendTimeout)
@@ -336,6 +339,10 @@ func (c *conn) writeFailed(r *Request, err error) error {
 
 // finishOutput sends what is left of a main request's response.
 func (c *conn) finishOutput(r *Request) {
+	if c.h2 != nil {
+		c.h2.finishOutput(r)
+		return
+	}
 	if c.abort {
 		r.out = r.out[:0]
 		return

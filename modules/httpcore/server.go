@@ -46,11 +46,14 @@ type Listen struct {
 	SSL bool
 	// ProxyProtocol: connections start with a PROXY protocol header (proxyproto.go).
 	ProxyProtocol bool
-	Range         hcl.Range
+	// HTTP2: the address speaks HTTP/2 as well: ALPN h2 with ssl, prior knowledge
+	// (h2c) without (the "http2" flag; one server's flag makes the whole address so).
+	HTTP2 bool
+	Range hcl.Range
 }
 
 // ParseListen parses nginx's listen syntax: "127.0.0.1:8080", "8080", "[::1]:80",
-// "*:80", followed by options default_server, backlog=N, reuseport, ssl and
+// "*:80", followed by options default_server, backlog=N, reuseport, ssl, http2 and
 // proxy_protocol.
 func ParseListen(s string, rng hcl.Range) (Listen, error) {
 	f := strings.Fields(s)
@@ -99,6 +102,8 @@ func ParseListen(s string, rng hcl.Range) (Listen, error) {
 			l.SSL = true
 		case opt == "proxy_protocol":
 			l.ProxyProtocol = true
+		case opt == "http2":
+			l.HTTP2 = true
 		case opt == "reuseport":
 			// spindle always gives each worker slot its own SO_REUSEPORT socket.
 		default:
@@ -174,6 +179,9 @@ func (c *Config) addServer(srv *Server) error {
 					c.Listens[i].SSL = true
 				}
 			}
+		}
+		if l.HTTP2 {
+			markHTTP2(c, as)
 		}
 		as.servers = append(as.servers, srv)
 		if l.ProxyProtocol {

@@ -445,6 +445,7 @@ func (srv *Server) buildTLS(l Listen) (*serverTLS, error) {
 	if sc.SessionTickets {
 		st.limitSessions()
 	}
+	st.h2config = h2TLSConfig(tc)
 	return st, nil
 }
 

@@ -67,6 +67,7 @@ import (
 // serverTLS is a server's TLS settings, built at load.
 type serverTLS struct {
 	config    *tls.Config
+	h2config  *tls.Config // config with ALPN h2 (h2conf.go)
 	clientCAs *x509.CertPool
 	verify    int // ssl_verify_client
 	depth     int // ssl_verify_depth
@@ -87,7 +88,7 @@ func addrTLSConfig(cfg *Config, as *addrServers) *tls.Config {
 			if srv == nil || srv.tls == nil {
 				srv = as.def
 			}
-			return srv.tls.config, nil
+			return srv.tls.configFor(as), nil
 		},
 	}
 }

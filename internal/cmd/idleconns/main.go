@@ -3,11 +3,13 @@
 // compares the server process's resident memory with the figure given before. With
 // -inflight it does not wait for the responses: the figure is then per request in
 // flight (for a location that takes its time to answer). With -tls the connections
-// are TLS ones.
+// are TLS ones; with -h2 each connection is HTTP/2 (ALPN h2 with -tls, prior knowledge
+// without) and sends its one request as a stream.
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -18,6 +20,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 func main() {
@@ -29,12 +34,17 @@ func main() {
 	path := flag.String("path", "/hello", "request path")
 	inflight := flag.Bool("inflight", false, "measure with the requests still in flight")
 	useTLS := flag.Bool("tls", false, "connect with TLS (the server's certificate is not checked)")
+	useH2 := flag.Bool("h2", false, "speak HTTP/2")
 	flag.Parse()
 	conns := make([]net.Conn, 0, *n)
 	for i := 0; i < *n; i++ {
 		c, err := net.DialTimeout("tcp", *addr, 5*time.Second)
 		if err == nil && *useTLS {
-			tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+			tcfg := &tls.Config{InsecureSkipVerify: true}
+			if *useH2 {
+				tcfg.NextProtos = []string{"h2"}
+			}
+			tc := tls.Client(c, tcfg)
 			tc.SetDeadline(time.Now().Add(10 * time.Second))
 			err = tc.Handshake()
 			tc.SetDeadline(time.Time{})
@@ -43,6 +53,14 @@ func main() {
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "idleconns: connection %d: %v\n", i, err)
 			os.Exit(1)
+		}
+		if *useH2 {
+			if err := h2Request(c, *path, *inflight); err != nil {
+				fmt.Fprintf(os.Stderr, "idleconns: HTTP/2 connection %d: %v\n", i, err)
+				os.Exit(1)
+			}
+			conns = append(conns, c)
+			continue
 		}
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: bench\r\n\r\n", *path)
 		if *inflight {
@@ -78,4 +96,47 @@ func rss(pid int) int {
 		}
 	}
 	return 0
+}
+
+// h2Request sends the connection preface, SETTINGS and one GET as stream 1, and
+// unless inflight reads frames until the response ends.
+func h2Request(c net.Conn, path string, inflight bool) error {
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":path", path}, {":authority", "bench"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		return err
+	}
+	if inflight {
+		return nil
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return err
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.DataFrame:
+			if f.StreamEnded() {
+				return nil
+			}
+		case *http2.HeadersFrame:
+			if f.StreamEnded() {
+				return nil
+			}
+		case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+			return fmt.Errorf("%v", f)
+		}
+	}
 }
