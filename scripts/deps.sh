@@ -1,11 +1,14 @@
 # Sourced by scripts/build.sh and scripts/test.sh: installs Debian packages that are
 # missing. Each argument is PACKAGE:PROBE, where PROBE is a command name or an absolute
-# path that the package provides; the package is installed when the probe is missing.
+# path that the package provides, or PACKAGE alone, checked with dpkg; the package is
+# installed when the probe is missing.
 ensure_debs() {
   local need=() pkg probe
   for arg in "$@"; do
     pkg=${arg%%:*} probe=${arg#*:}
+    [ "$probe" = "$arg" ] && probe=dpkg:
     case "$probe" in
+      dpkg:) dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg") ;;
       /*) [ -e "$probe" ] || need+=("$pkg") ;;
       *) command -v "$probe" >/dev/null 2>&1 || need+=("$pkg") ;;
     esac

@@ -5,10 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/deps.sh
+# LuaJIT's headers for cgo (internal/luajit) and the Lua modules its tests load are
+# checked with dpkg (no single file names them across architectures).
 ensure_debs "${BUILD_DEBS[@]}" redis-server:redis-server redis-tools:redis-cli memcached:memcached \
   systemd:systemd-analyze bubblewrap:bwrap \
   lua-nginx-redis:/usr/share/lua/5.1/nginx/redis.lua \
-  lua-nginx-memcached:/usr/share/lua/5.1/nginx/memcached.lua
+  lua-nginx-memcached:/usr/share/lua/5.1/nginx/memcached.lua \
+  libluajit2-5.1-dev lua-cjson lua-resty-lrucache
 
 export PATH=/usr/local/go/bin:$PATH
 go version
