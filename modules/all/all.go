@@ -9,8 +9,6 @@ import (
 	_ "github.com/spindle-server/spindle/modules/echo"
 	_ "github.com/spindle-server/spindle/modules/errorpage"
 	_ "github.com/spindle-server/spindle/modules/headers"
-	_ "github.com/spindle-server/spindle/modules/lua"
-	_ "github.com/spindle-server/spindle/modules/luabackends"
 	_ "github.com/spindle-server/spindle/modules/memc"
 	_ "github.com/spindle-server/spindle/modules/proxy"
 	_ "github.com/spindle-server/spindle/modules/redis"

@@ -1,0 +1,514 @@
+-- spindle's ngx API on LuaJIT: the parts written in Lua over the Go functions in
+-- __sp (registered by engine.go), which this chunk takes out of the globals.
+local S = __sp
+__sp = nil
+local WAIT = ...  -- what a Go function that waits yields (see engine.go)
+
+local type, tostring, tonumber, select, error, pairs, ipairs, next, setmetatable, rawget, rawset, getfenv, setfenv =
+	type, tostring, tonumber, select, error, pairs, ipairs, next, setmetatable, rawget, rawset, getfenv, setfenv
+local concat, getinfo, yield, co_resume, co_create, co_running = table.concat, debug.getinfo, coroutine.yield,
+	coroutine.resume, coroutine.create, coroutine.running
+local G = _G
+
+local ngx = {}
+G.ngx = ngx
+package.loaded.ngx = ngx
+
+local null = newproxy(true)
+getmetatable(null).__tostring = function() return "null" end
+ngx.null = null
+
+for k, v in pairs({OK = 0, ERROR = -1, AGAIN = -2, DONE = -4, DECLINED = -5}) do ngx[k] = v end
+for i, n in ipairs({"STDERR", "EMERG", "ALERT", "CRIT", "ERR", "WARN", "NOTICE", "INFO", "DEBUG"}) do ngx[n] = i - 1 end
+local consts = S.constants()
+for i = 1, #consts, 2 do ngx[consts[i]] = consts[i + 1] end
+
+-- Output: values flattened here, one call into Go per ngx.say.
+local function flatten(buf, n, v)
+	local t = type(v)
+	if t == "string" then
+		n = n + 1; buf[n] = v
+	elseif t == "number" or t == "boolean" or t == "nil" then
+		n = n + 1; buf[n] = tostring(v)
+	elseif v == null then
+		n = n + 1; buf[n] = "null"
+	elseif t == "table" then
+		local len, cnt = #v, 0
+		for _ in pairs(v) do cnt = cnt + 1 end
+		if cnt ~= len then return nil, "non-array table found" end
+		for j = 1, len do
+			local err
+			n, err = flatten(buf, n, v[j])
+			if not n then return nil, err end
+		end
+	else
+		return nil, t
+	end
+	return n
+end
+
+local function output(fname, nl, ...)
+	local nargs = select("#", ...)
+	if nargs == 1 then
+		local a = ...
+		if type(a) == "string" then return S.out(a, nl) end
+	end
+	local buf, n = {}, 0
+	for i = 1, nargs do
+		local err
+		n, err = flatten(buf, n, (select(i, ...)))
+		if not n then
+			if err == "non-array table found" then
+				error(("bad argument #%d to '%s' (non-array table found)"):format(i, fname), 3)
+			end
+			error(("bad argument #%d to '%s' (string, number, boolean, nil, ngx.null, or array table expected, got %s)"):format(i, fname, err), 3)
+		end
+	end
+	return S.out(concat(buf, "", 1, n), nl)
+end
+function ngx.say(...) return output("say", true, ...) end
+function ngx.print(...) return output("print", false, ...) end
+ngx.flush = S.flush
+ngx.eof = S.eof
+ngx.send_headers = S.send_headers
+ngx.exit = S.exit
+ngx.redirect = S.redirect
+ngx.get_phase = S.get_phase
+ngx.sleep = S.sleep
+function ngx.on_abort() return nil, "lua_check_client_abort is off" end
+
+-- Logging, with the caller's position as ngx_lua writes it.
+local function logargs(fname, first, ...)
+	local buf = {}
+	for i = 1, select("#", ...) do
+		local v = select(i, ...)
+		local t = type(v)
+		if t == "string" then
+			buf[i] = v
+		elseif t == "number" or t == "boolean" or t == "nil" then
+			buf[i] = tostring(v)
+		elseif v == null then
+			buf[i] = "null"
+		else
+			local mt = getmetatable(v)
+			if mt and mt.__tostring then
+				buf[i] = tostring(v)
+			else
+				error(("bad argument #%d to '%s' (string, number, boolean, or nil expected, got %s)"):format(i + first - 1, fname, t), 3)
+			end
+		end
+	end
+	local info = getinfo(3, "Sl")
+	local where = ""
+	if info and info.currentline and info.currentline > 0 then
+		where = info.short_src .. ":" .. info.currentline
+	end
+	return concat(buf, "", 1, select("#", ...)), where
+end
+local log_enabled, log = S.log_enabled, S.log
+function ngx.log(level, ...)
+	if type(level) ~= "number" then
+		error("bad argument #1 to 'log' (number expected, got " .. type(level) .. ")", 2)
+	end
+	if level < 0 or level > 8 then error("bad argument #1 to 'log' (bad log level: " .. level .. ")", 2) end
+	if not log_enabled(level) then return end
+	local msg, where = logargs("log", 2, ...)
+	log(level, where, msg)
+end
+function G.print(...)
+	if not log_enabled(6) then return end
+	local msg, where = logargs("print", 1, ...)
+	log(6, where, msg)
+end
+
+-- ngx.var
+local var_get, var_set = S.var_get, S.var_set
+ngx.var = setmetatable({}, {
+	__index = function(_, k)
+		local t = type(k)
+		if t ~= "string" and t ~= "number" then error("bad variable name", 2) end
+		return var_get(k)
+	end,
+	__newindex = function(_, k, v)
+		if type(k) ~= "string" then error("bad variable name", 2) end
+		local t = type(v)
+		if t == "number" then v = tostring(v) elseif t ~= "string" and t ~= "nil" then
+			error("bad variable value type: " .. t, 2)
+		end
+		local err = var_set(k, v)
+		if err then error(err, 2) end
+	end,
+})
+
+-- The per-run state: ngx.arg (set_by_lua, body filters) and ngx.ctx.
+local cur_arg = {}
+local ctxs = {}   -- request id -> ngx.ctx
+local run_ctx = setmetatable({}, {__mode = "k"})  -- coroutine -> ngx.ctx of runs without a request
+local arg_proxy = setmetatable({}, {
+	__index = function(_, i) return cur_arg[i] end,
+	__newindex = function(_, i, v)
+		local err = S.arg_check()
+		if err then error(err, 2) end
+		if i ~= 1 and i ~= 2 then error("bad index: " .. tostring(i), 2) end
+		if i == 1 then
+			local t = type(v)
+			if t == "number" then v = tostring(v)
+			elseif t == "table" then
+				local buf = {}
+				local n, e = flatten(buf, 0, v)
+				if not n then error("bad chunk data type: " .. tostring(e), 2) end
+				v = concat(buf, "", 1, n)
+			elseif t ~= "string" and t ~= "nil" then error("bad chunk data type: " .. t, 2) end
+		end
+		cur_arg[i] = v
+	end,
+	__len = function() return #cur_arg end,
+})
+
+local function ctx_of(create)
+	local id = S.req_id()
+	if id == 0 then
+		local co = co_running()
+		local c = run_ctx[co]
+		if not c and create then c = {}; run_ctx[co] = c end
+		return c
+	end
+	local c = ctxs[id]
+	if not c and create then c = {}; ctxs[id] = c end
+	return c
+end
+
+local status_get, status_set, headers_sent, is_subrequest = S.status_get, S.status_set, S.headers_sent, S.is_subrequest
+setmetatable(ngx, {
+	__index = function(_, k)
+		if k == "status" then return status_get()
+		elseif k == "ctx" then return ctx_of(true)
+		elseif k == "arg" then return arg_proxy
+		elseif k == "headers_sent" then return headers_sent()
+		elseif k == "is_subrequest" then return is_subrequest()
+		end
+	end,
+	__newindex = function(t, k, v)
+		if k == "status" then
+			local err = status_set(v)
+			if err then error(err, 2) end
+		elseif k == "ctx" then
+			if type(v) ~= "table" then error("ctx should be a table while getting a " .. type(v) .. " value", 2) end
+			local id = S.req_id()
+			if id == 0 then run_ctx[co_running()] = v else ctxs[id] = v end
+		else
+			rawset(t, k, v)
+		end
+	end,
+})
+
+-- ngx.header and ngx.resp
+local function norm_header_value(v)
+	local t = type(v)
+	if t == "table" then
+		local out = {}
+		for i = 1, #v do out[i] = tostring(v[i]) end
+		return out
+	elseif t == "nil" then return nil
+	end
+	return tostring(v)
+end
+local header_get, header_set = S.header_get, S.header_set
+ngx.header = setmetatable({}, {
+	__index = function(_, k)
+		local a, n = header_get(tostring(k))
+		if n and n > 1 then
+			local t = {}
+			for i = 1, n do t[i] = header_get(tostring(k), i) end
+			return t
+		end
+		return a
+	end,
+	__newindex = function(_, k, v)
+		v = norm_header_value(v)
+		local err
+		if type(v) == "table" then
+			err = header_set(tostring(k), "list", unpack(v))
+		else
+			err = header_set(tostring(k), "one", v)
+		end
+		if err then error(err, 2) end
+	end,
+})
+
+local function kv_table(flat, max, lower)
+	local t = {}
+	for i = 1, #flat, 2 do
+		local k, v = flat[i], flat[i + 1]
+		local old = t[k]
+		if old == nil then t[k] = v
+		elseif type(old) == "table" then old[#old + 1] = v
+		else t[k] = {old, v} end
+	end
+	return t
+end
+local hdr_meta = {__index = function(t, k)
+	if type(k) ~= "string" then return nil end
+	local n = k:lower():gsub("_", "-")
+	if n ~= k then return rawget(t, n) end
+end}
+ngx.resp = {
+	get_headers = function(max, raw)
+		local flat = S.resp_headers(raw and true or false)
+		local t = kv_table(flat)
+		if not raw then setmetatable(t, hdr_meta) end
+		return t
+	end,
+}
+
+-- ngx.req
+local encode_args
+local req = {}
+ngx.req = req
+req.get_method = S.req_get_method
+req.set_method = S.req_set_method
+req.http_version = S.req_http_version
+req.is_internal = S.req_is_internal
+req.start_time = S.req_start_time
+req.raw_header = S.req_raw_header
+req.read_body = S.req_read_body
+req.discard_body = S.req_discard_body
+req.get_body_data = S.req_get_body_data
+req.get_body_file = S.req_get_body_file
+req.set_body_data = S.req_set_body_data
+req.clear_header = function(name) return S.req_set_header(tostring(name), "one", nil) end
+req.set_header = function(name, v)
+	v = norm_header_value(v)
+	if type(v) == "table" then return S.req_set_header(tostring(name), "list", unpack(v)) end
+	return S.req_set_header(tostring(name), "one", v)
+end
+req.get_headers = function(max, raw)
+	local flat, tr = S.req_headers(raw and true or false, max or 100)
+	local t = kv_table(flat)
+	if not raw then setmetatable(t, hdr_meta) end
+	return t, tr
+end
+local function args_table(flat)
+	local t = {}
+	for i = 1, #flat, 2 do
+		local k, v = flat[i], flat[i + 1]
+		local old = t[k]
+		if old == nil then t[k] = v
+		elseif type(old) == "table" then old[#old + 1] = v
+		else t[k] = {old, v} end
+	end
+	return t
+end
+req.get_uri_args = function(max)
+	local flat, tr = S.req_uri_args(max or 100)
+	return args_table(flat), tr
+end
+req.get_post_args = function(max)
+	local flat, tr = S.req_post_args(max or 100)
+	return args_table(flat), tr
+end
+req.set_uri = function(uri, jump)
+	local err = S.req_set_uri(uri, jump and true or false)
+	if err then error(err, 2) end
+end
+req.set_uri_args = function(args)
+	if type(args) == "table" then args = encode_args(args) end
+	S.req_set_uri_args(args)
+end
+
+-- ngx.exec and argument encoding
+local escape_uri = S.escape_uri
+ngx.escape_uri = escape_uri
+ngx.unescape_uri = S.unescape_uri
+encode_args = function(t)
+	local keys = {}
+	for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+	table.sort(keys)
+	local buf, n = {}, 0
+	for _, k in ipairs(keys) do
+		local v = t[k]
+		local ek = escape_uri(tostring(k))
+		if type(v) == "table" then
+			for _, x in ipairs(v) do
+				n = n + 1
+				if x == true then buf[n] = ek else buf[n] = ek .. "=" .. escape_uri(tostring(x)) end
+			end
+		elseif v == true then
+			n = n + 1; buf[n] = ek
+		elseif v ~= false then
+			n = n + 1; buf[n] = ek .. "=" .. escape_uri(tostring(v))
+		end
+	end
+	return concat(buf, "&", 1, n)
+end
+ngx.encode_args = encode_args
+ngx.decode_args = function(s, max)
+	local flat, tr = S.decode_args(s, max or 100)
+	return args_table(flat), tr
+end
+function ngx.exec(uri, args)
+	if type(args) == "table" then args = encode_args(args) end
+	local err = S.exec(uri, args)
+	if err then error(err, 2) end
+end
+
+-- ngx.location.capture: requests flattened into one call; responses come back as
+-- arrays built in Lua.
+local function pairs_string(t)
+	local out = {}
+	if t then
+		for k, v in pairs(t) do out[#out + 1] = tostring(k); out[#out + 1] = tostring(v) end
+	end
+	return concat(out, "\0")
+end
+local function capture_multi(reqs)
+	if type(reqs) ~= "table" then error("bad argument #1 to 'capture_multi' (table expected)", 3) end
+	local n = #reqs
+	if n == 0 then error("at least one subrequest should be specified", 3) end
+	for i = 1, n do
+		local r = reqs[i]
+		if type(r) ~= "table" or type(r[1]) ~= "string" then
+			error("capture_multi: each element must be a table { uri, options }", 3)
+		end
+		local o = r[2] or {}
+		local args = o.args
+		if type(args) == "table" then args = encode_args(args) end
+		local id, err = S.capture_add(r[1], o.method, args, o.body, o.copy_all_vars and true or false,
+			o.share_all_vars and true or false, pairs_string(o.vars), pairs_string(o.headers),
+			o.always_forward_body and true or false, i == 1)
+		if not id then error(err, 3) end
+		if type(o.ctx) == "table" then ctxs[id] = o.ctx end
+	end
+	S.capture_run()
+	local out = {}
+	for i = 1, n do
+		local status, body, flat = S.capture_result(i)
+		out[i] = {status = status, body = body, truncated = false, header = kv_table(flat)}
+	end
+	return unpack(out, 1, n)
+end
+ngx.location = {
+	capture = function(uri, opts)
+		if type(uri) ~= "string" then error("bad argument #1 to 'capture' (string expected)", 2) end
+		return capture_multi({{uri, opts}})
+	end,
+	capture_multi = capture_multi,
+}
+
+-- Time
+ngx.now = S.now
+ngx.time = S.time
+ngx.update_time = S.update_time
+ngx.today = S.today
+ngx.localtime = S.localtime
+ngx.utctime = S.utctime
+ngx.http_time = S.http_time
+ngx.cookie_time = S.cookie_time
+ngx.parse_http_time = S.parse_http_time
+
+-- Strings
+ngx.md5 = S.md5
+ngx.md5_bin = S.md5_bin
+ngx.sha1_bin = S.sha1_bin
+ngx.crc32_short = S.crc32
+ngx.crc32_long = S.crc32
+ngx.encode_base64 = S.encode_base64
+ngx.decode_base64 = S.decode_base64
+ngx.hmac_sha1 = S.hmac_sha1
+ngx.quote_sql_str = S.quote_sql_str
+
+ngx.timer = {
+	at = function(delay, fn, ...)
+		if type(fn) ~= "function" then error("bad argument #2 to 'at' (function expected, got " .. type(fn) .. ")", 2) end
+		local args, n = {...}, select("#", ...)
+		local ok, err = S.timer_new(delay, function(premature) return fn(premature, unpack(args, 1, n)) end, false)
+		if ok == nil and err and err:sub(1, 4) == "bad " then error(err, 2) end
+		return ok, err
+	end,
+	every = function(delay, fn, ...)
+		if type(fn) ~= "function" then error("bad argument #2 to 'every' (function expected, got " .. type(fn) .. ")", 2) end
+		local args, n = {...}, select("#", ...)
+		local ok, err = S.timer_new(delay, function(premature) return fn(premature, unpack(args, 1, n)) end, true)
+		if ok == nil and err and err:sub(1, 4) == "bad " then error(err, 2) end
+		return ok, err
+	end,
+	running_count = S.timer_running,
+	pending_count = S.timer_pending,
+}
+
+ngx.socket = {tcp = S.socket_tcp}
+
+ngx.config = {
+	subsystem = "http",
+	debug = false,
+	nginx_version = 1025003,
+	ngx_lua_version = 10029,
+	prefix = S.prefix,
+	nginx_configure = function() return "" end,
+}
+ngx.worker = {
+	pid = S.worker_pid,
+	id = S.worker_id,
+	count = S.worker_count,
+	exiting = S.worker_exiting,
+}
+
+-- Coroutines: a Go function that waits yields WAIT; a user coroutine passes it up
+-- to the request's coroutine, which yields to Go, and hands the results back down.
+local function relay(co, ok, first, ...)
+	if ok and first == WAIT then
+		return relay(co, co_resume(co, yield(WAIT)))
+	end
+	return ok, first, ...
+end
+local resume = function(co, ...)
+	return relay(co, co_resume(co, ...))
+end
+coroutine.resume = resume
+local function unwrap(ok, ...)
+	if ok then return ... end
+	local err = ...
+	error(err, type(err) == "string" and 2 or 0)
+end
+coroutine.wrap = function(f)
+	local co = co_create(f)
+	return function(...)
+		return unwrap(resume(co, ...))
+	end
+end
+
+-- The runner: what every run's coroutine starts with. factory makes a new closure
+-- of a handler's chunk, which runs in an environment of its own over the globals
+-- (ngx_lua's per-request sandbox), or in the globals for init code; ngx.arg holds
+-- set_by_lua's arguments or a body filter's chunk and eof.
+local env_meta = {__index = G}
+local EMPTY = {}
+S.set_runner(function(factory, kind, ...)
+	if kind == 9 then
+		-- request contexts whose requests are gone
+		for i = 1, select("#", ...) do ctxs[(select(i, ...))] = nil end
+		return
+	end
+	if kind == 5 then
+		cur_arg = EMPTY
+		return factory(...)
+	end
+	local fn = factory()
+	if kind == 4 then
+		cur_arg = EMPTY
+		return fn(...)
+	end
+	local env = setmetatable({}, env_meta)
+	env._G = env
+	setfenv(fn, env)
+	if kind == 2 then
+		cur_arg = {...}
+		return fn()
+	elseif kind == 3 then
+		cur_arg = {...}
+		fn()
+		return cur_arg[1], cur_arg[2]
+	end
+	cur_arg = EMPTY
+	return fn(...)
+end)
