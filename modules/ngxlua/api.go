@@ -78,7 +78,7 @@ func appendNumber(buf []byte, f float64) []byte {
 // wait makes the calling coroutine yield until the run's driver has run w with the
 // VM unlocked; w's results are the Lua function's.
 func (ru *run) waitFor(s *luajit.State, w func() []any) {
-	ru.wait = w
+	ru.cur.wait = w
 	s.PushString(waitMark)
 	s.Yield()
 }
@@ -165,9 +165,18 @@ func (e *engine) register(s *luajit.State) error {
 		"req_set_body_data": e.reqSetBodyData,
 		"req_raw_header":    e.reqRawHeader,
 		"capture_add":       e.captureAdd,
-		"socket_tcp":        e.socketTCP,
-		"capture_run":       e.captureRun,
-		"capture_result":    e.captureResult,
+		"nocache_run": func(s *luajit.State) error {
+			// The run's number when lua_code_cache is off, else 0.
+			if ru := e.cur; ru != nil && ru.conf != nil && !ru.conf.codeCache {
+				s.PushNumber(float64(ru.seq))
+				return nil
+			}
+			s.PushInt(0)
+			return nil
+		},
+		"thread_spawn":   e.threadSpawn,
+		"capture_run":    e.captureRun,
+		"capture_result": e.captureResult,
 		"prefix": func(s *luajit.State) error {
 			p := e.cfg.Main.Prefix
 			if !strings.HasSuffix(p, "/") {
@@ -198,6 +207,15 @@ func (e *engine) register(s *luajit.State) error {
 	for k, f := range reqGetters(e) {
 		fs[k] = f
 	}
+	for k, f := range e.reFuncs() {
+		fs[k] = f
+	}
+	for k, f := range e.threadFuncs() {
+		fs[k] = f
+	}
+	for k, f := range e.sockFuncs() {
+		fs[k] = f
+	}
 	for k, f := range e.timerCounts() {
 		fs[k] = f
 	}
@@ -206,7 +224,7 @@ func (e *engine) register(s *luajit.State) error {
 	}
 	for name, f := range fs {
 		reg := s.Register
-		if name == "timer_new" {
+		if name == "timer_new" || name == "thread_spawn" {
 			reg = s.RegisterRefs // keeps the timer's function
 		}
 		if err := reg("__sp."+name, f); err != nil {
@@ -258,6 +276,7 @@ func (e *engine) out(s *luajit.State) error {
 	}
 	ru.committed = true
 	if len(ru.out) >= 16<<10 {
+		ru.cur.inline = true
 		ru.waitFor(s, func() []any {
 			if err := ru.writeOut(); err != nil {
 				return []any{nil, err.Error()}
@@ -281,6 +300,7 @@ func (e *engine) outOp(s *luajit.State, api string, op func(r *httpcore.Request)
 		return disabled(api, ru.phase)
 	}
 	ru.committed = true
+	ru.cur.inline = true
 	ru.waitFor(s, func() []any {
 		err := ru.writeOut()
 		if err == nil {
@@ -1255,16 +1275,4 @@ func pureFuncs() map[string]luajit.Func {
 			return nil
 		},
 	}
-}
-
-// socketTCP is ngx.socket.tcp.
-func (e *engine) socketTCP(s *luajit.State) error {
-	ru, err := e.run()
-	if err != nil {
-		return err
-	}
-	if !ru.phase.canYield() {
-		return disabled("ngx.socket.tcp", ru.phase)
-	}
-	return errors.New("ngx.socket.tcp: cosockets are not implemented on LuaJIT yet")
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/spindle-server/spindle/conf"
 	"github.com/spindle-server/spindle/internal/errlog"
 	"github.com/spindle-server/spindle/internal/luajit"
+	"github.com/spindle-server/spindle/internal/pcre"
+	connpool "github.com/spindle-server/spindle/internal/pool"
 	"github.com/spindle-server/spindle/modules/httpcore"
 )
 
@@ -48,6 +50,10 @@ type engine struct {
 	factories map[*chunk]luajit.Ref
 	files     map[string]luajit.Ref // *_by_lua_file paths with variables, or with lua_code_cache off
 	nextID    float64
+	socks     map[int]*tcpSock
+	nextSock  int
+	pools     *sockPools
+	regexes   map[string]*pcre.Regexp
 
 	freedMu sync.Mutex
 	freed   []float64    // ngx.ctx ids of requests that are gone
@@ -71,7 +77,11 @@ func engineOf(cfg *httpcore.Config) *engine {
 // chunk of the configuration.
 func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 	mc := mainConfOf(cfg)
-	e := &engine{cfg: cfg, main: mc, worker: w, factories: map[*chunk]luajit.Ref{}, files: map[string]luajit.Ref{}, stop: make(chan struct{})}
+	e := &engine{cfg: cfg, main: mc, worker: w, factories: map[*chunk]luajit.Ref{}, files: map[string]luajit.Ref{}, stop: make(chan struct{}),
+		socks: map[int]*tcpSock{}}
+	// A connection pooled less than a second ago is handed out on the strength of
+	// the hang-up watch alone; one idle longer is peeked too.
+	e.pools = connpool.New[string, *idleConn](connpool.Options{Watch: true, PeekAfter: time.Second})
 	vm, err := luajit.New(luajit.Options{
 		PackagePath: mc.packagePath(cfg.Main.Prefix),
 		OnStuck: func(t *luajit.Thread, ran time.Duration) {
@@ -136,6 +146,7 @@ func (e *engine) close() {
 		s := e.vm.Lock()
 		s.Unlock()
 		e.vm.Close()
+		e.pools.Close()
 	})
 }
 
@@ -201,6 +212,7 @@ const (
 // run is one execution of a Lua handler and how it ended.
 type run struct {
 	e     *engine
+	seq   uint64
 	r     *httpcore.Request // nil for init and init_worker
 	phase phase
 	conf  *Conf
@@ -212,16 +224,27 @@ type run struct {
 	execArgs string
 	errMsg   string // the error, with its traceback, for the log
 
-	out       []byte       // ngx.say/print output not written yet
-	committed bool         // output was produced: the header is on its way
-	wait      func() []any // what the run waits for, set by the Go function that yielded
-	rets      []any        // what the handler returned (set_by_lua, body filters)
+	out       []byte // ngx.say/print output not written yet
+	committed bool   // output was produced: the header is on its way
+	cur       *coro  // the coroutine being resumed
+	entry     *coro
+	threads   []*coro // light threads (ngx.thread.spawn)
+	ready     []readyCo
+	pending   int // waits running on goroutines (light threads only)
+	comp      chan completion
+	done      chan struct{} // closed when the run is over: abandoned waits give up
+	abandoned bool          // a killed thread's wait may still run
+	rets      []any         // what the handler returned (set_by_lua, body filters)
 	subOpts   []captureReq
+	socks     []*tcpSock
 }
 
 func (e *engine) newRun(r *httpcore.Request, p phase, c *Conf) *run {
-	return &run{e: e, r: r, phase: p, conf: c}
+	return &run{e: e, r: r, phase: p, conf: c, seq: runSeq.Add(1)}
 }
+
+// runSeq numbers runs (require with lua_code_cache off keeps a run's modules).
+var runSeq atomic.Uint64
 
 // logErr logs a handler's runtime error with the request, as ngx_lua's
 // "lua entry thread aborted" line.
@@ -288,63 +311,6 @@ func (e *engine) exec(ru *run, ch *chunk, kind int, args ...any) {
 		return
 	}
 	e.resume(s, ru, ref, kind, args)
-}
-
-// resume runs the runner with ref (a chunk's factory, or a timer's function) on a
-// new coroutine, and unlocks the VM once the run is over.
-func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args []any) {
-	t, err := s.NewThread(e.runner)
-	if err != nil {
-		s.Unlock()
-		ru.exit, ru.errMsg = exitError, err.Error()
-		return
-	}
-	if ru.conf != nil {
-		t.Limit = ru.conf.maxRunTime
-	}
-	s.PushRef(ref)
-	s.PushInt(kind)
-	pushAll(s, args)
-	for {
-		e.cur = ru
-		st, err := s.Resume(t)
-		e.cur = nil
-		if err != nil {
-			if ru.exit == exitNone || ru.exit == exitJump {
-				ru.exit, ru.errMsg = exitError, errorText(err, ru)
-			}
-			break
-		}
-		if st == luajit.Finished {
-			if n := s.N(); n > 0 {
-				ru.rets = make([]any, n)
-				for i := range n {
-					ru.rets[i] = value(s, i)
-				}
-			}
-			break
-		}
-		if ru.exit != exitNone {
-			break // ngx.exit and friends: the coroutine is never resumed
-		}
-		w := ru.wait
-		ru.wait = nil
-		var res []any
-		s.Unlock()
-		if len(ru.out) > 0 {
-			ru.writeOut()
-		}
-		if w != nil {
-			res = w()
-		}
-		s = e.vm.Lock()
-		pushAll(s, res)
-	}
-	s.CloseThread(t)
-	s.Unlock()
-	if len(ru.out) > 0 {
-		ru.writeOut()
-	}
 }
 
 // errorText is a run's error for the log: the message and the traceback.

@@ -69,3 +69,5 @@ func initWorker(cfg *httpcore.Config) error {
 	}
 	return err
 }
+
+type testserverResponse = testserver.Response

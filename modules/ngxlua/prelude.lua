@@ -436,7 +436,80 @@ ngx.timer = {
 	pending_count = S.timer_pending,
 }
 
-ngx.socket = {tcp = S.socket_tcp}
+-- Cosockets: tables holding a handle into the engine's sockets (cosocket.go).
+local sock_new = S.sock_new
+local sock = {}
+local sock_mt = {__index = sock}
+local function tcp()
+	return setmetatable({sock_new()}, sock_mt)
+end
+local function check(self, name)
+	if type(self) ~= "table" or type(self[1]) ~= "number" then
+		error("bad argument #1 to '" .. name .. "' (table expected, got " .. type(self) .. ")", 3)
+	end
+	return self[1]
+end
+function sock:connect(host, port, opts)
+	local id = check(self, "connect")
+	if type(port) == "table" then opts, port = port, nil end
+	local pool, pool_size
+	if opts then pool, pool_size = opts.pool, opts.pool_size end
+	return S.sock_connect(id, host, port, pool, pool_size)
+end
+function sock:send(data)
+	local id = check(self, "send")
+	local t = type(data)
+	if t ~= "string" then
+		if t == "number" or t == "boolean" then data = tostring(data)
+		elseif t == "table" then
+			local buf = {}
+			local n, e = flatten(buf, 0, data)
+			if not n then error("bad argument #1 to 'send' (bad data type " .. tostring(e) .. " found)", 2) end
+			data = concat(buf, "", 1, n)
+		else
+			error("bad argument #1 to 'send' (string, number, boolean, nil, or array table expected, got " .. t .. ")", 2)
+		end
+	end
+	return S.sock_send(id, data)
+end
+function sock:receive(pat) return S.sock_receive(check(self, "receive"), pat) end
+function sock:receiveany(max) return S.sock_receiveany(check(self, "receiveany"), max) end
+function sock:receiveuntil(pat, opts)
+	local id = check(self, "receiveuntil")
+	if type(pat) ~= "string" or pat == "" then error("bad argument #2 to 'receiveuntil' (pattern is empty)", 2) end
+	local inclusive = opts and opts.inclusive and true or false
+	local found = false
+	return function(size)
+		if size and found then
+			found = false
+			return nil
+		end
+		local data, err, partial = S.sock_receiveuntil(id, pat, inclusive, size)
+		if data ~= nil then
+			if err then found = true end
+			return data
+		end
+		return nil, err, partial
+	end
+end
+function sock:settimeout(ms) S.sock_settimeouts(check(self, "settimeout"), ms, ms, ms) end
+function sock:settimeouts(c, s, r) S.sock_settimeouts(check(self, "settimeouts"), c, s, r) end
+function sock:setkeepalive(timeout, size) return S.sock_setkeepalive(check(self, "setkeepalive"), timeout, size) end
+function sock:getreusedtimes() return S.sock_reusedtimes(check(self, "getreusedtimes")) end
+function sock:close() return S.sock_close(check(self, "close")) end
+function sock:setoption() return true end
+function sock:sslhandshake(reused, name, verify)
+	return S.sock_sslhandshake(check(self, "sslhandshake"), reused, name, verify)
+end
+ngx.socket = {
+	tcp = tcp,
+	connect = function(host, port, opts)
+		local s = tcp()
+		local ok, err = s:connect(host, port, opts)
+		if not ok then return nil, err end
+		return s
+	end,
+}
 
 ngx.config = {
 	subsystem = "http",
@@ -451,6 +524,161 @@ ngx.worker = {
 	id = S.worker_id,
 	count = S.worker_count,
 	exiting = S.worker_exiting,
+}
+
+-- ngx.re: Go matches (regex.go), Lua builds the captures.
+local re_exec, re_all, sub = S.re_exec, S.re_all, string.sub
+local function captures(subject, m, base, per, names, tbl)
+	tbl = tbl or {}
+	for i = 0, per / 2 - 1 do
+		local a, b = m[base + 2 * i + 1], m[base + 2 * i + 2]
+		local v = false
+		if a >= 0 then v = sub(subject, a + 1, b) end
+		tbl[i] = v
+		if names and names[i + 1] ~= "" and names[i + 1] then tbl[names[i + 1]] = v end
+	end
+	return tbl
+end
+local function ctx_pos(ctx)
+	if ctx and type(ctx.pos) == "number" and ctx.pos > 1 then return ctx.pos - 1 end
+	return 0
+end
+local function strarg(s, i, name)
+	local t = type(s)
+	if t == "number" then return tostring(s) end
+	if t ~= "string" then error("bad argument #" .. i .. " to '" .. name .. "' (string expected, got " .. t .. ")", 3) end
+	return s
+end
+ngx.re = {
+	match = function(subject, regex, opts, ctx, res)
+		subject = strarg(subject, 1, "match")
+		local m, names = re_exec(subject, strarg(regex, 2, "match"), opts or "", ctx_pos(ctx))
+		if not m then return nil, names end
+		if ctx then ctx.pos = m[2] + 1 end
+		return captures(subject, m, 0, #m, names, res)
+	end,
+	find = function(subject, regex, opts, ctx, nth)
+		subject = strarg(subject, 1, "find")
+		local m, err = re_exec(subject, strarg(regex, 2, "find"), opts or "", ctx_pos(ctx))
+		if not m then
+			if err then return nil, nil, err end
+			return nil
+		end
+		nth = nth or 0
+		if nth < 0 or 2 * nth + 2 > #m or m[2 * nth + 1] < 0 then return nil end
+		if ctx then ctx.pos = m[2] + 1 end
+		return m[2 * nth + 1] + 1, m[2 * nth + 2]
+	end,
+	gmatch = function(subject, regex, opts)
+		subject = strarg(subject, 1, "gmatch")
+		local all, per, names = re_all(subject, strarg(regex, 2, "gmatch"), opts or "", -1)
+		if not all then return nil, per end
+		local i = 0
+		return function()
+			if i * per >= #all then return nil end
+			local t = captures(subject, all, i * per, per, names)
+			i = i + 1
+			return t
+		end
+	end,
+}
+local function resub(global, name)
+	return function(subject, regex, repl, opts)
+		subject = strarg(subject, 1, name)
+		regex = strarg(regex, 2, name)
+		if type(repl) ~= "function" then
+			if type(repl) ~= "string" and type(repl) ~= "number" then
+				error("bad argument #3 to '" .. name .. "' (string or function expected)", 2)
+			end
+			return S.re_sub(subject, regex, repl, opts or "", global)
+		end
+		local all, per, names = re_all(subject, regex, opts or "", global and -1 or 1)
+		if not all then return nil, nil, per end
+		local n = #all / per
+		if n == 0 then return subject, 0 end
+		local out, last = {}, 0
+		for i = 0, n - 1 do
+			local base = i * per
+			out[#out + 1] = sub(subject, last + 1, all[base + 1])
+			local r = repl(captures(subject, all, base, per, names))
+			local t = type(r)
+			if t == "number" then r = tostring(r)
+			elseif t ~= "string" then
+				error("bad return value from the replacement function: string expected, got " .. t, 2)
+			end
+			out[#out + 1] = r
+			last = all[base + 2]
+		end
+		out[#out + 1] = sub(subject, last + 1)
+		return concat(out), n
+	end
+end
+ngx.re.sub = resub(false, "sub")
+ngx.re.gsub = resub(true, "gsub")
+
+-- require with lua_code_cache off: modules from Lua files are loaded again for
+-- each run (the last run's copies are dropped when another run requires).
+local orig_require = require
+local builtin = {}
+for k in pairs(package.loaded) do builtin[k] = true end
+local nc = {run = 0, mods = {}}
+G.require = function(name)
+	local run = S.nocache_run()
+	if run == 0 or builtin[name] or package.preload[name] then return orig_require(name) end
+	if nc.run ~= run then nc.run, nc.mods = run, {} end
+	local m = nc.mods[name]
+	if m ~= nil then return m end
+	local path = package.searchpath(name, package.path)
+	if not path then return orig_require(name) end
+	local f = assert(loadfile(path))
+	m = f(name)
+	if m == nil then m = true end
+	nc.mods[name] = m
+	return m
+end
+
+-- Light threads: the thread's function runs in a coroutine made here; its results
+-- stay in Lua (results), Go only schedules it (thread.go).
+local results = setmetatable({}, {__mode = "k"})
+local thread_ids = setmetatable({}, {__mode = "k"})
+local uthread_proto = newproxy(true)
+local uthread_mt = getmetatable(uthread_proto)
+uthread_mt.__tostring = function(h) return "thread: " .. tostring(thread_ids[h]) end
+local function pack(...) return {n = select("#", ...), ...} end
+local function tid(h, i, name)
+	local id = thread_ids[h]
+	if not id then error("bad argument #" .. i .. " to '" .. name .. "' (thread expected)", 3) end
+	return id
+end
+ngx.thread = {
+	spawn = function(f, ...)
+		if type(f) ~= "function" then error("bad argument #1 to 'spawn' (function expected, got " .. type(f) .. ")", 2) end
+		local args, n = {...}, select("#", ...)
+		local h = newproxy(uthread_proto)
+		local co = co_create(function()
+			results[h] = pack(f(unpack(args, 1, n)))
+		end)
+		local id, err = S.thread_spawn(co)
+		if not id then error(err, 2) end
+		thread_ids[h] = id
+		return h
+	end,
+	wait = function(...)
+		local ids = {}
+		for i = 1, select("#", ...) do ids[i] = tid(select(i, ...), i, "wait") end
+		local id, ok, err = S.thread_wait(unpack(ids))
+		if id == nil then return nil, ok end
+		for i = 1, select("#", ...) do
+			local h = select(i, ...)
+			if thread_ids[h] == id then
+				if not ok then return false, err end
+				local r = results[h] or {n = 0}
+				results[h] = nil
+				return true, unpack(r, 1, r.n)
+			end
+		end
+	end,
+	kill = function(h) return S.thread_kill(tid(h, 1, "kill")) end,
 }
 
 -- Coroutines: a Go function that waits yields WAIT; a user coroutine passes it up
