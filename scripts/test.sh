@@ -23,6 +23,11 @@ go vet ./...
 # Integration tests start real processes; -p 1 keeps packages from competing for the
 # two cores while they count failed requests under load.
 go test -count=1 -p 1 -timeout 20m "$@" ./...
+# The LuaJIT engine (modules/ngxlua) in place of gopher-lua's: the command builds, and
+# the root package's Lua end-to-end tests pass with it.
+go build -tags luajit -o /dev/null .
+go vet -tags luajit . ./modules/all ./internal/e2e
+go test -tags luajit -count=1 -timeout 10m -run 'TestLua' .
 # spindle's copy of gopher-lua is a module of its own (third_party/gopher-lua/SPINDLE.md):
 # its upstream suite and the tests of spindle's changes to it.
 (cd third_party/gopher-lua && go test -count=1 -timeout 5m .)

@@ -711,6 +711,48 @@ end
 -- set_by_lua's arguments or a body filter's chunk and eof.
 local env_meta = {__index = G}
 local EMPTY = {}
+
+-- A chunk that can never write a global (no GSET instruction, no use of _G,
+-- getfenv and friends, in it or its nested functions) runs with the shared globals
+-- as its environment: no table per run, and global reads without a metamethod,
+-- which LuaJIT's compiler handles far better.
+local jutil = require "jit.util"
+local band, rshift = bit.band, bit.rshift
+local function ops(f)
+	local t, pc = {}, 1
+	while true do
+		local ins = jutil.funcbc(f, pc)
+		if not ins then return t end
+		t[band(ins, 0xff)] = true
+		pc = pc + 1
+	end
+end
+local GSET, GGET
+do
+	local set, get, none = ops(loadstring("y = z")), ops(loadstring("local y = z")), ops(loadstring("local y = 1"))
+	for op in pairs(set) do if not get[op] then GSET = op end end
+	for op in pairs(get) do if not none[op] then GGET = op end end
+end
+local env_access = {_G = true, getfenv = true, setfenv = true, module = true,
+	loadstring = true, load = true, loadfile = true, dofile = true}
+local function pure(f)
+	local pc = 1
+	while true do
+		local ins = jutil.funcbc(f, pc)
+		if not ins then break end
+		local op = band(ins, 0xff)
+		if op == GSET then return false end
+		if op == GGET and env_access[jutil.funck(f, -rshift(ins, 16) - 1)] then return false end
+		pc = pc + 1
+	end
+	local info = jutil.funcinfo(f)
+	for i = 1, info.gcconsts or 0 do
+		local k = jutil.funck(f, -i)
+		if type(k) == "proto" and not pure(k) then return false end
+	end
+	return true
+end
+local purity = setmetatable({}, {__mode = "k"})
 S.set_runner(function(factory, kind, ...)
 	if kind == 9 then
 		-- request contexts whose requests are gone
@@ -726,9 +768,16 @@ S.set_runner(function(factory, kind, ...)
 		cur_arg = EMPTY
 		return fn(...)
 	end
-	local env = setmetatable({}, env_meta)
-	env._G = env
-	setfenv(fn, env)
+	local p = purity[factory]
+	if p == nil then
+		p = pure(factory)
+		purity[factory] = p
+	end
+	if not p then
+		local env = setmetatable({}, env_meta)
+		env._G = env
+		setfenv(fn, env)
+	end
 	if kind == 2 then
 		cur_arg = {...}
 		return fn()
