@@ -637,6 +637,249 @@ G.require = function(name)
 	return m
 end
 
+-- spindle.redis(name): modules/luabackends' object over an upstream's pools
+-- (backends.go sends; replies are converted here as lua-resty-redis converts them).
+local spindle = {}
+G.spindle = spindle
+package.loaded.spindle = spindle
+local find, format, floor, lower, upper = string.find, string.format, math.floor, string.lower, string.upper
+local ERR = {}
+-- uerror raises msg at the first caller outside this prelude: the user's line.
+local function uerror(msg)
+	local lvl = 2
+	while true do
+		local info = getinfo(lvl, "S")
+		if not info or (info.short_src ~= "ngx.prelude" and info.what ~= "C") then break end
+		lvl = lvl + 1
+	end
+	error(msg, lvl)
+end
+local function parse(s, pos, depth)
+	local e = find(s, "\r\n", pos, true)
+	if not e then return nil end
+	local t, line, nxt = sub(s, pos, pos), sub(s, pos + 1, e - 1), e + 2
+	if t == "+" or t == "," or t == "(" or t == "#" then return line, nxt
+	elseif t == "-" then return ERR, nxt, line
+	elseif t == ":" then return tonumber(line), nxt
+	elseif t == "_" then return null, nxt
+	elseif t == "$" or t == "=" or t == "!" then
+		local n = tonumber(line)
+		if not n then return nil end
+		if n < 0 then return null, nxt end
+		local str = sub(s, nxt, nxt + n - 1)
+		if t == "!" then return ERR, nxt + n + 2, str end
+		return str, nxt + n + 2
+	elseif t == "*" or t == "~" or t == ">" or t == "%" then
+		local n = tonumber(line)
+		if not n or depth >= 64 then return nil end
+		if n < 0 then return null, nxt end
+		if t == "%" then n = n * 2 end
+		local arr = {}
+		for k = 1, n do
+			local v, p, msg = parse(s, nxt, depth + 1)
+			if v == nil then return nil end
+			if v == ERR then v = {false, msg} end
+			arr[k] = v
+			nxt = p
+		end
+		return arr, nxt
+	end
+	return nil
+end
+local why_pubsub = "needs a connection of its own (pub/sub, replication): use a cosocket (lua-resty-redis) for it"
+local why_watch = "needs a connection of its own (WATCH): use a cosocket (lua-resty-redis) for it"
+local why_state = "would change the state of a pooled connection: the upstream's db, username and password settings choose them"
+local never = {subscribe = why_pubsub, psubscribe = why_pubsub, ssubscribe = why_pubsub, unsubscribe = why_pubsub,
+	punsubscribe = why_pubsub, sunsubscribe = why_pubsub, monitor = why_pubsub, sync = why_pubsub, psync = why_pubsub,
+	watch = why_watch, unwatch = why_watch, select = why_state, auth = why_state, hello = why_state, quit = why_state,
+	reset = why_state, readonly = why_state, readwrite = why_state}
+local function rarg(v, i, name)
+	local t = type(v)
+	if t == "string" then return v end
+	if t == "number" then
+		if v == floor(v) and v > -2^53 and v < 2^53 then return format("%.0f", v) end
+		return tostring(v)
+	end
+	if t == "boolean" then return tostring(v) end
+	uerror(format("bad argument #%d to '%s' (string, number or boolean expected, got %s)", i, name, t))
+end
+local function encode(cmds)
+	local out, n = {}, 0
+	for _, c in ipairs(cmds) do
+		n = n + 1; out[n] = #tostring(#c) .. ":" .. #c
+		for _, a in ipairs(c) do n = n + 1; out[n] = #a .. ":" .. a end
+	end
+	return concat(out, "", 1, n)
+end
+local redis_mt = {__metatable = "spindle.redis"}
+local methods = {}
+redis_mt.__index = methods
+redis_mt.__tostring = function(o) return 'spindle.redis("' .. rawget(o, "name") .. '")' end
+local function self_of(o)
+	if type(o) ~= "table" or getmetatable(o) ~= "spindle.redis" then
+		uerror("spindle.redis: call methods with a colon (red:get(k), not red.get(k))")
+	end
+	return o
+end
+local function send(o, cmds, single)
+	local raw, err, raise = S.redis_exec(rawget(o, "h"), rawget(o, "timeout"), encode(cmds), single)
+	if raise then uerror(raise) end
+	if not raw then return nil, err end
+	return raw
+end
+local function do1(o, args)
+	local raw, err = send(o, {args}, true)
+	if not raw then return nil, err end
+	local v, _, msg = parse(raw, 1, 0)
+	if v == nil then return nil, "bad reply" end
+	if v == ERR then return false, msg end
+	return v
+end
+local function exec(o, cmds, last)
+	local raw, err = send(o, cmds, false)
+	if not raw then return nil, err end
+	local out, pos = {}, 1
+	for i = 1, #cmds do
+		local v, p, msg = parse(raw, pos, 0)
+		if v == nil then return nil, "bad reply" end
+		pos = p
+		if last then
+			if i == #cmds then
+				if v == ERR then return false, msg end
+				return v
+			end
+		else
+			if v == ERR then v = {false, msg} end
+			out[i] = v
+		end
+	end
+	return out
+end
+local function args_of(name, ...)
+	local args = {name}
+	local n = select("#", ...)
+	for i = 1, n do
+		local v = select(i, ...)
+		if lower(name) == "hmset" and i == 2 and n == 2 and type(v) == "table" then
+			for k, x in pairs(v) do args[#args + 1] = rarg(k, i, name); args[#args + 1] = rarg(x, i, name) end
+		else
+			args[#args + 1] = rarg(v, i, name)
+		end
+	end
+	return args
+end
+local function check_never(name, args)
+	local l = lower(name)
+	if never[l] then uerror("spindle.redis: " .. name .. " " .. never[l]) end
+	if l == "client" and args[2] and lower(args[2]) == "reply" then
+		uerror("spindle.redis: CLIENT REPLY would desynchronise a pooled connection")
+	end
+end
+local function call(o, name, ...)
+	self_of(o)
+	local args = args_of(name, ...)
+	check_never(name, args)
+	local l = lower(name)
+	if rawget(o, "pipe") then local p = rawget(o, "pipe"); p[#p + 1] = args; return end
+	if rawget(o, "tx") then
+		if l == "multi" then return false, "ERR MULTI calls can not be nested"
+		elseif l == "discard" then o.tx = nil; return "OK"
+		elseif l == "exec" then
+			local cmds = rawget(o, "tx")
+			cmds[#cmds + 1] = args
+			o.tx = nil
+			return exec(o, cmds, true)
+		end
+		local tx = rawget(o, "tx"); tx[#tx + 1] = args
+		return "QUEUED"
+	end
+	if l == "multi" then o.tx = {args}; return "OK" end
+	if l == "exec" or l == "discard" then return false, "ERR " .. upper(name) .. " without MULTI" end
+	return do1(o, args)
+end
+local function run_pipeline(o, cmds)
+	if #cmds == 0 then return {} end
+	local in_multi = false
+	for _, c in ipairs(cmds) do
+		local l = lower(c[1])
+		if l == "multi" then in_multi = true elseif l == "exec" or l == "discard" then in_multi = false end
+	end
+	if in_multi then uerror("spindle.redis: a pipeline with MULTI must end the transaction with EXEC or DISCARD") end
+	return exec(o, cmds, false)
+end
+methods.command = function(o, name, ...)
+	if type(name) ~= "string" or name == "" then uerror("bad argument #1 to 'command' (command name expected)") end
+	return call(o, name, ...)
+end
+methods.init_pipeline = function(o)
+	self_of(o)
+	if rawget(o, "tx") then uerror("spindle.redis: init_pipeline inside MULTI") end
+	o.pipe = {}
+end
+methods.cancel_pipeline = function(o) self_of(o); o.pipe = nil end
+methods.commit_pipeline = function(o)
+	self_of(o)
+	local cmds = rawget(o, "pipe")
+	if not cmds then return nil, "no pipeline" end
+	o.pipe = nil
+	return run_pipeline(o, cmds)
+end
+methods.pipeline = function(o, t)
+	self_of(o)
+	if type(t) ~= "table" then uerror("bad argument #1 to 'pipeline' (table of commands expected, got " .. type(t) .. ")") end
+	local cmds = {}
+	for i = 1, #t do
+		local c = t[i]
+		if type(c) ~= "table" or #c == 0 then
+			uerror('bad argument #1 to \'pipeline\' (commands expected as arrays: { {"get", "a"}, {"set", "b", 1} })')
+		end
+		if type(c[1]) ~= "string" or c[1] == "" then
+			uerror("bad argument #1 to 'pipeline' (command name expected as the first element of each command)")
+		end
+		local args = args_of(c[1], unpack(c, 2, #c))
+		check_never(c[1], args)
+		cmds[i] = args
+	end
+	return run_pipeline(o, cmds)
+end
+methods.set_timeout = function(o, ms)
+	self_of(o)
+	if type(ms) ~= "number" or ms < 0 then uerror("bad argument #1 to 'set_timeout' (timeout in milliseconds expected)") end
+	o.timeout = ms
+end
+methods.set_keepalive = function() return 1 end
+methods.close = function() return 1 end
+methods.add_commands = function() end
+methods.connect = function()
+	uerror("spindle.redis: connect is not needed: the object uses the pools of its upstream")
+end
+methods.array_to_hash = function(o, t)
+	if type(t) ~= "table" then uerror("bad argument #1 to 'array_to_hash' (table expected, got " .. type(t) .. ")") end
+	local h = {}
+	for i = 1, #t - 1, 2 do if t[i] ~= nil then h[t[i]] = t[i + 1] end end
+	return h
+end
+local nmethods = 0
+setmetatable(methods, {__index = function(t, name)
+	if type(name) ~= "string" or name == "" then return nil end
+	local f = function(o, ...) return call(o, name, ...) end
+	if nmethods < 512 and #name <= 32 then
+		nmethods = nmethods + 1
+		rawset(t, name, f)
+	end
+	return f
+end})
+spindle.redis = function(...)
+	local name = ...
+	if type(name) ~= "string" or name == "" then
+		local got = name == "" and "an empty string" or (select("#", ...) == 0 and "no value" or type(name))
+		uerror("bad argument #1 to 'spindle.redis' (upstream name expected, got " .. got .. ")")
+	end
+	local h, err = S.redis_handle(name)
+	if not h then return nil, err end
+	return setmetatable({h = h, name = name, timeout = 0}, redis_mt)
+end
+
 -- Light threads: the thread's function runs in a coroutine made here; its results
 -- stay in Lua (results), Go only schedules it (thread.go).
 local results = setmetatable({}, {__mode = "k"})
