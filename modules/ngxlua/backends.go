@@ -162,5 +162,6 @@ func errText(err error, isTimeout func(error) bool) string {
 }
 
 func (e *engine) backendFuncs() map[string]luajit.Func {
-	return map[string]luajit.Func{"redis_handle": e.redisHandle, "redis_exec": e.redisExec}
+	return map[string]luajit.Func{"redis_handle": e.redisHandle, "redis_exec": e.redisExec,
+		"memc_handle": e.memcHandle, "memc_op": e.memcOp}
 }

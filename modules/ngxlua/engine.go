@@ -56,6 +56,8 @@ type engine struct {
 	regexes   map[string]*pcre.Regexp
 	redis     []redisConn
 	redisIDs  map[string]int
+	memcs     []memcConn
+	memcIDs   map[string]int
 
 	freedMu sync.Mutex
 	freed   []float64    // ngx.ctx ids of requests that are gone
@@ -80,7 +82,7 @@ func engineOf(cfg *httpcore.Config) *engine {
 func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 	mc := mainConfOf(cfg)
 	e := &engine{cfg: cfg, main: mc, worker: w, factories: map[*chunk]luajit.Ref{}, files: map[string]luajit.Ref{}, stop: make(chan struct{}),
-		socks: map[int]*tcpSock{}, redisIDs: map[string]int{}}
+		socks: map[int]*tcpSock{}, redisIDs: map[string]int{}, memcIDs: map[string]int{}}
 	// A connection pooled less than a second ago is handed out on the strength of
 	// the hang-up watch alone; one idle longer is peeked too.
 	e.pools = connpool.New[string, *idleConn](connpool.Options{Watch: true, PeekAfter: time.Second})

@@ -880,6 +880,128 @@ spindle.redis = function(...)
 	return setmetatable({h = h, name = name, timeout = 0}, redis_mt)
 end
 
+-- spindle.memcached(name): lua-resty-memcached's methods over the memc module's
+-- pools (memcached.go); one object per name.
+local memc_mt = {__metatable = "spindle.memcached"}
+local mmethods = {}
+memc_mt.__index = mmethods
+memc_mt.__tostring = function(o) return 'spindle.memcached("' .. rawget(o, "name") .. '")' end
+local memc_objs = {}
+local function mself(o)
+	if type(o) ~= "table" or getmetatable(o) ~= "spindle.memcached" then
+		uerror("spindle.memcached: call methods with a colon (mc:get(k), not mc.get(k))")
+	end
+	return o
+end
+local function mkey(k, fn)
+	local t = type(k)
+	if t == "string" then return k end
+	if t == "number" then return rarg(k, 1, fn) end
+	uerror("bad argument #1 to '" .. fn .. "' (key expected (string or number), got " .. t .. ")")
+end
+local function mint(v, i, fn, what)
+	if v == nil then return 0 end
+	if type(v) == "number" then return v end
+	if type(v) == "string" then
+		local n = tonumber(v)
+		if n and n == floor(n) then return n end
+	end
+	uerror("bad argument #" .. i .. " to '" .. fn .. "' (" .. what .. " expected (integer))")
+end
+local function mvalue(v, fn, depth, buf)
+	local t = type(v)
+	if t == "string" then buf[#buf + 1] = v; return end
+	if t == "number" then buf[#buf + 1] = rarg(v, 2, fn); return end
+	if t == "table" and depth < 32 then
+		for i = 1, #v do mvalue(v[i], fn, depth + 1, buf) end
+		return
+	end
+	uerror("bad argument #2 to '" .. fn .. "' (value expected (string, number or array of them), got " .. t .. ")")
+end
+local function mret(op, ...)
+	local r1, r2, r3 = ...
+	if r1 == nil and r2 == nil and r3 ~= nil and (op ~= "get" or r3:find("API disabled", 1, true)) then uerror(r3) end
+	return ...
+end
+local function mop(o, op, ...)
+	return mret(op, S.memc_op(rawget(o, "h"), op, ...))
+end
+mmethods.get = function(o, k)
+	mself(o)
+	if type(k) == "table" then
+		local res = {}
+		for i = 1, #k do
+			local name = k[i]
+			if type(name) ~= "string" and type(name) ~= "number" then
+				uerror("bad argument #1 to 'get' (keys expected as strings or numbers)")
+			end
+			local v, flags, err = mop(o, "get", mkey(name, "get"))
+			if err then return nil, err end
+			if v ~= nil then res[name] = {v, flags} end
+		end
+		return res
+	end
+	return mop(o, "get", mkey(k, "get"))
+end
+for _, op in ipairs({"set", "add", "replace", "append", "prepend"}) do
+	mmethods[op] = function(o, k, v, exptime, flags)
+		mself(o)
+		local key = mkey(k, op)
+		local buf = {}
+		mvalue(v, op, 0, buf)
+		return mop(o, op, key, concat(buf), mint(exptime, 3, op, "exptime"), mint(flags, 4, op, "flags"))
+	end
+end
+mmethods.delete = function(o, k) mself(o); return mop(o, "delete", mkey(k, "delete")) end
+for _, op in ipairs({"incr", "decr"}) do
+	mmethods[op] = function(o, k, d)
+		mself(o)
+		local key = mkey(k, op)
+		local n = tonumber(d)
+		if type(d) ~= "number" and type(d) ~= "string" or not n or n < 0 or n ~= floor(n) then
+			uerror("bad argument #2 to '" .. op .. "' (delta expected (a non-negative integer))")
+		end
+		return mop(o, op, key, "", n, 0)
+	end
+end
+mmethods.touch = function(o, k, exptime)
+	mself(o)
+	return mop(o, "touch", mkey(k, "touch"), "", mint(exptime, 2, "touch", "exptime"), 0)
+end
+mmethods.flush_all = function(o, delay) mself(o); return mop(o, "flush_all", "", "", mint(delay, 1, "flush_all", "time"), 0) end
+mmethods.stats = function(o, args)
+	mself(o)
+	if type(args) == "string" and args:find("[\r\n]") then
+		uerror("bad argument #1 to 'stats' (arguments may not hold line breaks)")
+	end
+	local out, err = mop(o, "stats", "", type(args) == "string" and args or "", 0, 0)
+	if not out then return nil, err end
+	local t = {}
+	for l in out:gmatch("[^\n]+") do t[#t + 1] = l end
+	return t
+end
+mmethods.version = function(o) mself(o); return mop(o, "version", "", "", 0, 0) end
+mmethods.set_timeout = function() return 1 end
+mmethods.set_keepalive = function() return 1 end
+mmethods.close = function() return 1 end
+mmethods.connect = function()
+	uerror("spindle.memcached: connect is not needed: the object uses the pools of its upstream")
+end
+spindle.memcached = function(...)
+	local name = ...
+	if type(name) ~= "string" or name == "" then
+		local got = name == "" and "an empty string" or (select("#", ...) == 0 and "no value" or type(name))
+		uerror("bad argument #1 to 'spindle.memcached' (upstream name expected, got " .. got .. ")")
+	end
+	local o = memc_objs[name]
+	if o then return o end
+	local h, err = S.memc_handle(name)
+	if not h then return nil, err end
+	o = setmetatable({h = h, name = name}, memc_mt)
+	memc_objs[name] = o
+	return o
+end
+
 -- Light threads: the thread's function runs in a coroutine made here; its results
 -- stay in Lua (results), Go only schedules it (thread.go).
 local results = setmetatable({}, {__mode = "k"})

@@ -1,6 +1,7 @@
 package backendtest_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,3 +63,4 @@ func noErrors(t *testing.T, s *testserver.Server) {
 	}
 }
 
+func itoa(i int) string { return strconv.Itoa(i) }
