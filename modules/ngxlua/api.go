@@ -697,11 +697,11 @@ func (e *engine) headerSet(s *luajit.State) error {
 		}
 		vals = append(vals, strArg(s, i))
 	}
-	for _, v := range vals {
-		if strings.ContainsAny(v, "\r\n") {
-			s.PushString(fmt.Sprintf("invalid header value %q: CR and LF are not allowed", v))
-			return nil
-		}
+	// As ngx_lua (t/016-resp-header.t TEST 87-93): what could end or split the line
+	// is %-escaped, in the name and in every value.
+	name = escapeHeaderName(name)
+	for i, v := range vals {
+		vals[i] = escapeHeaderValue(v)
 	}
 	if strings.EqualFold(name, "Content-Length") {
 		n := int64(-1)
@@ -716,7 +716,9 @@ func (e *engine) headerSet(s *luajit.State) error {
 		return nil
 	}
 	h := r.RespHeader()
-	h.Del(name)
+	if s.String(1) != "add" {
+		h.Del(name)
+	}
 	for _, v := range vals {
 		h.Add(name, v)
 	}
@@ -791,15 +793,17 @@ func (e *engine) reqSetHeader(s *luajit.State) error {
 	if err != nil {
 		return err
 	}
-	name := s.String(0)
+	// As ngx_lua (t/028-req-header.t TEST 62-66): the name and values are
+	// %-escaped where they could end or split a header line.
+	name := escapeHeaderName(s.String(0))
 	if s.String(1) == "list" {
 		r.SetHeader(name, "")
 		for i := 2; i < s.N(); i++ {
-			r.AddHeader(name, strArg(s, i))
+			r.AddHeader(name, escapeHeaderValue(strArg(s, i)))
 		}
 		return nil
 	}
-	r.SetHeader(name, strArg(s, 2))
+	r.SetHeader(name, escapeHeaderValue(strArg(s, 2)))
 	return nil
 }
 

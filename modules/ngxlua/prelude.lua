@@ -259,7 +259,22 @@ ngx.resp = {
 		if not raw then setmetatable(t, hdr_meta) end
 		return t
 	end,
+	-- lua-resty-core's: ngx.header's rules, but the values are added to those the
+	-- header has.
+	add_header = function(name, value)
+		if value == nil then error("bad argument #2 to 'add_header' (invalid header value)", 2) end
+		value = norm_header_value(value)
+		local err
+		if type(value) == "table" then
+			err = header_set(tostring(name), "add", unpack(value))
+		else
+			err = header_set(tostring(name), "add", value)
+		end
+		if err then error(err, 2) end
+	end,
 }
+-- lua-resty-core's ngx.resp module: require "ngx.resp" gives the same functions.
+package.loaded["ngx.resp"] = ngx.resp
 
 -- ngx.req
 local encode_args
