@@ -207,6 +207,9 @@ func (e *engine) register(s *luajit.State) error {
 	for k, f := range reqGetters(e) {
 		fs[k] = f
 	}
+	for k, f := range e.semaFuncs() {
+		fs[k] = f
+	}
 	for k, f := range e.backendFuncs() {
 		fs[k] = f
 	}

@@ -57,6 +57,7 @@ type engine struct {
 	redis     []redisConn
 	redisIDs  map[string]int
 	memcs     []memcConn
+	semas     []*semaphore
 	memcIDs   map[string]int
 
 	freedMu sync.Mutex

@@ -1017,6 +1017,63 @@ spindle.memcached = function(...)
 	return o
 end
 
+-- lua-resty-core's modules that apps require: ngx.semaphore, ngx.re (split),
+-- and resty.core itself, whose APIs this engine has built in.
+local sema_mt = {}
+sema_mt.__index = {
+	post = function(self, n) return S.sema_post(self[1], n) end,
+	wait = function(self, timeout)
+		if type(timeout) ~= "number" or timeout < 0 then error("bad argument #1 to 'wait' (bad timeout)", 2) end
+		return S.sema_wait(self[1], timeout)
+	end,
+	count = function(self) return S.sema_count(self[1]) end,
+}
+package.loaded["ngx.semaphore"] = {
+	new = function(n)
+		n = n or 0
+		if type(n) ~= "number" or n < 0 then return nil, "no negative number" end
+		return setmetatable({S.sema_new(n)}, sema_mt)
+	end,
+}
+ngx.semaphore = package.loaded["ngx.semaphore"]
+
+-- ngx.re.split(subject, regex, opts, ctx, max, res): the pieces between matches,
+-- with the groups a match captures after its piece; at most max pieces (the last
+-- holds the rest), max <= 0 for no limit.
+ngx.re.split = function(subj, regex, opts, ctx, max, res)
+	subj = strarg(subj, 1, "split")
+	regex = strarg(regex, 2, "split")
+	max = max or 0
+	res = res or {}
+	local n = 0
+	local function add(v)
+		n = n + 1
+		res[n] = v
+	end
+	local all, per = re_all(subj, regex, opts or "", -1)
+	if not all then return nil, per end
+	local last, len = 0, #subj
+	for i = 0, #all / per - 1 do
+		if max > 0 and n >= max - 1 then break end
+		local a, b = all[i * per + 1], all[i * per + 2]
+		if a == b and (a == last or a >= len) then
+			-- an empty match at a piece's start or the end splits nothing
+		else
+			add(sub(subj, last + 1, a))
+			for g = 1, per / 2 - 1 do
+				local ga = all[i * per + 2 * g + 1]
+				if ga >= 0 then add(sub(subj, ga + 1, all[i * per + 2 * g + 2])) end
+			end
+			last = b
+		end
+	end
+	add(sub(subj, last + 1))
+	for k = n + 1, #res do res[k] = nil end
+	return res
+end
+package.loaded["ngx.re"] = {split = ngx.re.split}
+package.preload["resty.core"] = function() return {version = "spindle " .. ngx.config.ngx_lua_version} end
+
 -- Light threads: the thread's function runs in a coroutine made here; its results
 -- stay in Lua (results), Go only schedules it (thread.go).
 local results = setmetatable({}, {__mode = "k"})
