@@ -478,9 +478,6 @@ func (e *engine) sleep(s *luajit.State) error {
 	}
 	d := time.Duration(sec * float64(time.Second))
 	ru.waitFor(s, func() []any {
-		if ru.r != nil {
-			ru.r.Blocking()
-		}
 		if d > 0 {
 			time.Sleep(d)
 		}
@@ -924,6 +921,8 @@ func (e *engine) reqReadBody(s *luajit.State) error {
 	if d := peekData(r); d != nil && d.bodyRead {
 		return nil
 	}
+	// The body is the request's: read on the driver's goroutine, off the loop.
+	ru.cur.inline = true
 	ru.waitFor(s, func() []any {
 		r.Blocking()
 		if status := readBody(r); status != 0 {
@@ -1155,6 +1154,8 @@ func (e *engine) captureRun(s *luajit.State) error {
 		subs[i] = c.sr
 		inherit = inherit || c.inherits
 	}
+	// Subrequests work on the request: they run on the driver's goroutine.
+	ru.cur.inline = true
 	ru.waitFor(s, func() []any {
 		// Subrequests inheriting the body run concurrently: read it once first.
 		if inherit {

@@ -108,9 +108,6 @@ func (e *engine) redisExec(s *luajit.State) error {
 	}
 	single := s.Bool(3)
 	ru.waitFor(s, func() []any {
-		if ru.r != nil {
-			ru.r.Blocking()
-		}
 		ctx := context.Background()
 		if timeout > 0 {
 			var cancel context.CancelFunc

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,8 +50,10 @@ type tcpSock struct {
 	isTLS        bool
 	verifiedName string // the server name the TLS peer was verified for
 
-	busy     bool // an operation waits with the VM unlocked
-	timedOut bool // the last receive timed out: the connection cannot be pooled
+	// An operation waits with the VM unlocked (its wait clears the flag, maybe on a
+	// light thread's goroutine): a read and a write may wait at once.
+	reading, writing atomic.Bool
+	timedOut         bool // the last receive timed out: the connection cannot be pooled
 }
 
 // sockPools are a VM's cosocket pools, keyed "host:port", "unix:/path" or by the
@@ -99,6 +102,13 @@ func (sk *tcpSock) logErr(format string, args ...any) {
 	} else {
 		sk.run.e.logf(logErr, format+", context: %s", append(args, sk.run.phase.directive())...)
 	}
+}
+
+// getConn is the connection, read under mu: a light thread's wait may close it.
+func (sk *tcpSock) getConn() net.Conn {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	return sk.conn
 }
 
 func (sk *tcpSock) closeConn() {
@@ -192,7 +202,7 @@ func (e *engine) sockConnect(s *luajit.State) error {
 	if err != nil {
 		return err
 	}
-	if sk.busy {
+	if sk.reading.Load() || sk.writing.Load() {
 		return fail(s, "socket busy")
 	}
 	host := s.String(1)
@@ -232,12 +242,9 @@ func (e *engine) sockConnect(s *luajit.State) error {
 		return nil
 	}
 	timeout := sk.timeout(0)
-	sk.busy = true
+	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
-		sk.busy = false
-		if ru.r != nil {
-			ru.r.Blocking()
-		}
+		defer sk.writing.Store(false)
 		// No SO_KEEPALIVE unless setoption asks, as ngx_lua.
 		conn, err := netutil.Dial(context.Background(), network, addr, timeout)
 		if err != nil {
@@ -266,22 +273,20 @@ func (e *engine) sockSend(s *luajit.State) error {
 	if err != nil {
 		return err
 	}
-	if sk.conn == nil {
+	conn := sk.getConn()
+	if conn == nil {
 		return fail(s, "closed")
 	}
-	if sk.busy {
+	if sk.writing.Load() {
 		return fail(s, "socket busy writing")
 	}
 	data := s.String(1)
 	timeout := sk.timeout(1)
-	sk.busy = true
+	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
-		sk.busy = false
-		if ru.r != nil {
-			ru.r.Blocking()
-		}
-		sk.conn.SetWriteDeadline(time.Now().Add(timeout))
-		n, err := sk.conn.Write([]byte(data))
+		defer sk.writing.Store(false)
+		conn.SetWriteDeadline(time.Now().Add(timeout))
+		n, err := conn.Write([]byte(data))
 		if err != nil {
 			msg := sockErr(err)
 			if msg == "timeout" {
@@ -301,7 +306,8 @@ func (e *engine) sockSend(s *luajit.State) error {
 
 // fill reads more data into the buffer, waiting at most the read timeout.
 func (sk *tcpSock) fill() error {
-	if sk.conn == nil {
+	conn := sk.getConn()
+	if conn == nil {
 		return io.EOF
 	}
 	if sk.r > 0 && sk.r == sk.w {
@@ -321,8 +327,8 @@ func (sk *tcpSock) fill() error {
 			sk.buf = nb
 		}
 	}
-	sk.conn.SetReadDeadline(time.Now().Add(sk.timeout(2)))
-	n, err := sk.conn.Read(sk.buf[sk.w:])
+	conn.SetReadDeadline(time.Now().Add(sk.timeout(2)))
+	n, err := conn.Read(sk.buf[sk.w:])
 	sk.w += n
 	if n > 0 {
 		return nil
@@ -363,16 +369,13 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 		pushAll(s, res)
 		return nil
 	}
-	if sk.conn == nil {
+	if sk.getConn() == nil {
 		pushAll(s, sk.readFailed(io.EOF))
 		return nil
 	}
-	sk.busy = true
+	sk.reading.Store(true)
 	ru.waitFor(s, func() []any {
-		sk.busy = false
-		if ru.r != nil {
-			ru.r.Blocking()
-		}
+		defer sk.reading.Store(false)
 		for {
 			err := sk.fill()
 			if res, done := rd(sk, err); done {
@@ -396,7 +399,7 @@ func (e *engine) sockReceive(s *luajit.State) error {
 	if sk.conn == nil && sk.r == sk.w {
 		return fail(s, "closed")
 	}
-	if sk.busy {
+	if sk.reading.Load() {
 		return fail(s, "socket busy reading")
 	}
 	pat := "*l"
@@ -446,7 +449,7 @@ func (e *engine) sockReceive(s *luajit.State) error {
 		})
 	case "*a":
 		return e.receive(s, ru, sk, func(sk *tcpSock, err error) ([]any, bool) {
-			if errors.Is(err, io.EOF) || sk.conn == nil {
+			if errors.Is(err, io.EOF) || sk.getConn() == nil {
 				data := string(sk.buf[sk.r:sk.w])
 				sk.closeConn()
 				return []any{data}, true
@@ -470,7 +473,7 @@ func (e *engine) sockReceiveAny(s *luajit.State) error {
 	if sk.conn == nil {
 		return fail(s, "closed")
 	}
-	if sk.busy {
+	if sk.reading.Load() {
 		return fail(s, "socket busy reading")
 	}
 	return e.receive(s, ru, sk, func(sk *tcpSock, _ error) ([]any, bool) {
@@ -503,7 +506,7 @@ func (e *engine) sockReceiveUntil(s *luajit.State) error {
 	if sk.conn == nil && sk.r == sk.w {
 		return fail(s, "closed")
 	}
-	if sk.busy {
+	if sk.reading.Load() {
 		return fail(s, "socket busy reading")
 	}
 	return e.receive(s, ru, sk, func(sk *tcpSock, _ error) ([]any, bool) {
@@ -562,7 +565,7 @@ func (e *engine) sockSetKeepalive(s *luajit.State) error {
 	if sk.conn == nil {
 		return fail(s, "closed")
 	}
-	if sk.busy {
+	if sk.reading.Load() || sk.writing.Load() {
 		return fail(s, "socket busy")
 	}
 	if sk.r < sk.w {
@@ -659,12 +662,11 @@ func (e *engine) sockSSLHandshake(s *luajit.State) error {
 		return nil
 	}
 	timeout := sk.timeout(0)
-	sk.busy = true
+	sk.reading.Store(true)
+	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
-		sk.busy = false
-		if ru.r != nil {
-			ru.r.Blocking()
-		}
+		defer sk.reading.Store(false)
+		defer sk.writing.Store(false)
 		tc := tls.Client(sk.conn, &tls.Config{ServerName: serverName, InsecureSkipVerify: !verify})
 		sk.conn.SetDeadline(time.Now().Add(timeout))
 		err := tc.Handshake()

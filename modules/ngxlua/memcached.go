@@ -89,9 +89,6 @@ func (e *engine) memcOp(s *luajit.State) error {
 	op, key, val := s.String(1), memc.EscapeKey(s.String(2)), s.String(3)
 	a, b := int64(s.Number(4)), uint32(s.Number(5))
 	ru.waitFor(s, func() []any {
-		if ru.r != nil {
-			ru.r.Blocking()
-		}
 		var err error
 		switch op {
 		case "get":

@@ -90,9 +90,6 @@ func (e *engine) semaWait(s *luajit.State) error {
 	sem.waiters = append(sem.waiters, ch)
 	sem.mu.Unlock()
 	ru.waitFor(s, func() []any {
-		if ru.r != nil {
-			ru.r.Blocking()
-		}
 		tm := time.NewTimer(timeout)
 		defer tm.Stop()
 		select {

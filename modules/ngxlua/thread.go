@@ -136,8 +136,13 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 			w, inline := co.wait, co.inline
 			co.wait, co.inline = nil, false
 			if len(ru.threads) == 0 || inline {
-				// One coroutine, or a write of the response (the request is not safe
-				// for concurrent use): the wait runs here, with the VM unlocked.
+				// One coroutine, or a wait that works on the request (not safe for
+				// concurrent use): the wait runs here, with the VM unlocked. A wait
+				// that blocks takes the request off the event loop first; an inline
+				// one blocks itself if it must.
+				if !inline && ru.r != nil {
+					ru.r.Blocking()
+				}
 				s.Unlock()
 				if len(ru.out) > 0 {
 					ru.writeOut()
