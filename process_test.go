@@ -328,8 +328,14 @@ func TestDrainClosesKeepaliveGracefully(t *testing.T) {
 	}
 }
 
+// A worker at worker_connections whose connections are all busy (a request in flight
+// on each: nothing to reclaim, unlike idle keepalive connections) leaves the next
+// client in the listen queue, says so in the error log, and serves it once one of
+// them is free.
 func TestWorkerConnections(t *testing.T) {
 	conf := strings.Replace(helloConf(1, "ok"), "worker_connections = 1024", "worker_connections = 2", 1)
+	conf = strings.Replace(conf, `location "= /hello"`, `location "= /slow" { echo = ["start", { flush = true }, { sleep = "1500ms" }, "done"] }
+    location "= /hello"`, 1)
 	inst := e2e.Start(t, conf, nil)
 	var held []net.Conn
 	for i := 0; i < 2; i++ {
@@ -339,17 +345,14 @@ func TestWorkerConnections(t *testing.T) {
 		}
 		defer c.Close()
 		held = append(held, c)
-		// An answer shows the worker has taken the connection; it stays open, idle.
+		// The flushed head shows the worker has the connection, busy with /slow.
 		c.SetDeadline(time.Now().Add(5 * time.Second))
-		io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
 			t.Fatalf("held connection %d: %v", i, err)
 		}
-		io.ReadAll(resp.Body)
-		c.SetDeadline(time.Time{})
 	}
-	// The third connection waits in the listen queue: no answer while both are held.
+	// The third connection waits in the listen queue: no answer while both are busy.
 	third, err := net.Dial("tcp", inst.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -361,8 +364,9 @@ func TestWorkerConnections(t *testing.T) {
 	if n, err := third.Read(buf); err == nil {
 		t.Fatalf("third connection served beyond worker_connections: %q", buf[:n])
 	}
+	// The client of one gives up; its worker learns it when /slow ends and writes.
 	held[0].Close()
-	third.SetReadDeadline(time.Now().Add(3 * time.Second))
+	third.SetReadDeadline(time.Now().Add(5 * time.Second))
 	n, err := third.Read(buf)
 	if err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200") {
 		t.Fatalf("third connection after one closed: %q %v", buf[:n], err)

@@ -65,6 +65,7 @@ http {
     ssl_client_certificate = "%s"
     ssl_verify_client      = "optional"
     location "= /vars" { return = { code = 200, body = "b|%s\n" } }
+    location "= /cert" { return = { code = 200, body = "${ssl_client_cert}" } }
   }
 }
 `, workers, s.aEC, s.aRSA, s.aECKey, s.aRKey, extraA, tlsVarsBody, s.bEC, s.bECKey, s.ca.File, tlsVarsBody)
@@ -168,6 +169,10 @@ func TestTLSServersAndVariables(t *testing.T) {
 		if !strings.Contains(body, "|SUCCESS|CN=alice,O=spindle tests") {
 			t.Errorf("a client certificate from the CA: %q", body)
 		}
+		if _, pemTabbed, _ := tlsGet(t, addr, "b.test", "/cert", cfg); !strings.HasPrefix(pemTabbed, "-----BEGIN CERTIFICATE-----\n\t") ||
+			!strings.HasSuffix(pemTabbed, "\n\t-----END CERTIFICATE-----") {
+			t.Errorf("$ssl_client_cert: %q", pemTabbed)
+		}
 		// Go's client sends only certificates from the CAs the server names: force it.
 		cfg.Certificates = nil
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &s.stranger, nil }
@@ -220,7 +225,19 @@ func TestTLSWithCurlAndOpenSSL(t *testing.T) {
 		}
 	}
 	s := newTLSSetup(t)
-	inst := e2e.Start(t, s.conf(1, ""), nil)
+	static := t.TempDir()
+	page := strings.Repeat("0123456789abcdef", 200<<10/16) // 200 KB: above sendfile's threshold
+	if err := os.WriteFile(filepath.Join(static, "page.html"), []byte(page), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inst := e2e.Start(t, s.conf(1, fmt.Sprintf(`client_max_body_size = "4m"
+    location "/static/" { alias = "%s/" }
+    location "= /upload" {
+      # request_body is empty when the body went to a file, as nginx's: keep it in memory.
+      client_body_buffer_size = "2m"
+      echo_read_request_body = true
+      echo                   = "${content_length} ${request_body}"
+    }`, static)), nil)
 	port := fmt.Sprint(inst.Port)
 	run := func(name string, args ...string) string {
 		t.Helper()
@@ -239,6 +256,21 @@ func TestTLSWithCurlAndOpenSSL(t *testing.T) {
 	out = run("curl", "-sS", "--max-time", "10", "--cacert", s.ca.File, "--resolve", "a.test:"+port+":127.0.0.1", "--tlsv1.2", "--tls-max", "1.2", "https://a.test:"+port+"/vars")
 	if !strings.HasPrefix(out, "a|on|https|TLSv1.2|ECDHE-ECDSA-") {
 		t.Errorf("curl with TLS 1.2 to a.test: %q", out)
+	}
+	// A static file goes through crypto/tls (no sendfile), and a large body comes in
+	// as 16 KB records read by the request's coroutine.
+	out = run("curl", "-sS", "--max-time", "20", "--cacert", s.ca.File, "--resolve", "a.test:"+port+":127.0.0.1", "https://a.test:"+port+"/static/page.html")
+	if out != page {
+		t.Errorf("a 200 KB static file over TLS: %d bytes, want %d", len(out), len(page))
+	}
+	body := strings.Repeat("x", 1<<20)
+	bodyFile := filepath.Join(static, "body")
+	if err := os.WriteFile(bodyFile, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = run("curl", "-sS", "--max-time", "20", "--cacert", s.ca.File, "--resolve", "a.test:"+port+":127.0.0.1", "--data-binary", "@"+bodyFile, "https://a.test:"+port+"/upload")
+	if out != fmt.Sprint(len(body))+" "+body+"\n" {
+		t.Errorf("a 1 MB request body over TLS: got %d bytes back", len(out))
 	}
 	out = run("openssl", "s_client", "-quiet", "-connect", "127.0.0.1:"+port, "-servername", "b.test", "-CAfile", s.ca.File, "-verify_return_error")
 	if !strings.Contains(out, "b|on|https|TLSv1.3|") {
@@ -459,5 +491,136 @@ func TestTLSSessionTicketSettings(t *testing.T) {
 	time.Sleep(3500 * time.Millisecond)
 	if _, reused := who(t, short.Addr(), cfg); reused != "." {
 		t.Errorf("ssl_session_timeout 2s: a 3.5 s old ticket resumed")
+	}
+}
+
+// More of the TLS settings and paths: a WebSocket proxied from a TLS connection (the
+// connection leaves the loop with crypto/tls's state), OCSP stapling from a file,
+// ssl_protocols, $ssl_client_cert, TLS 1.2 session resumption.
+func TestTLSTunnelStaplingProtocols(t *testing.T) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	go func() {
+		for {
+			c, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				buf := make([]byte, 4096)
+				for {
+					n, err := br.Read(buf)
+					if n > 0 {
+						c.Write([]byte(strings.ToUpper(string(buf[:n]))))
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	s := newTLSSetup(t)
+	staple := filepath.Join(t.TempDir(), "ocsp.der")
+	if err := os.WriteFile(staple, []byte("an OCSP response, as far as the client knows"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inst := e2e.Start(t, s.conf(1, fmt.Sprintf(`ssl_stapling_file = "%s"
+    ssl_protocols     = ["TLSv1.3"]
+    client_header_timeout = "1s"
+    location "/ws" { proxy_pass = "http://%s" }`, staple, backend.Addr())), nil)
+	cfg := &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool}
+
+	c, err := tls.Dial("tcp", inst.Addr(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if string(c.ConnectionState().OCSPResponse) != "an OCSP response, as far as the client knows" {
+		t.Errorf("stapled OCSP response: %q", c.ConnectionState().OCSPResponse)
+	}
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(c)
+	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 101") {
+		t.Fatalf("upgrade over TLS: %q", line)
+	}
+	for {
+		if line, err := br.ReadString('\n'); err != nil || line == "\r\n" {
+			break
+		}
+	}
+	for _, msg := range []string{"hello", "over tls"} {
+		io.WriteString(c, msg)
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != strings.ToUpper(msg) {
+			t.Fatalf("tunnel over TLS: %q, %v", got, err)
+		}
+	}
+
+	// A client that connects and never starts its handshake is closed after
+	// client_header_timeout (1 s here: the wait is what is under test).
+	silent, err := net.Dial("tcp", inst.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	n, err := silent.Read(make([]byte, 1))
+	t.Logf("a silent client was closed after %v", time.Since(start))
+	if err != io.EOF || time.Since(start) > 5*time.Second {
+		t.Errorf("a silent client: read %d, %v after %v (want the server's close after about 1 s)", n, err, time.Since(start))
+	}
+
+	old := &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool, MaxVersion: tls.VersionTLS12}
+	if c, err := tls.Dial("tcp", inst.Addr(), old); err == nil {
+		c.Close()
+		t.Errorf("ssl_protocols TLSv1.3: a TLS 1.2 client was served")
+	}
+
+	// b.test: TLS 1.2 with tickets, and the client certificate as a variable.
+	code, body, _ := tlsGet(t, inst.Addr(), "b.test", "/vars", &tls.Config{ServerName: "b.test", RootCAs: s.ca.Pool,
+		MaxVersion: tls.VersionTLS12, Certificates: []tls.Certificate{s.client}})
+	if code != 200 || !strings.Contains(body, "|TLSv1.2|") {
+		t.Errorf("TLS 1.2 on b.test: %d %q", code, body)
+	}
+	two := &tls.Config{ServerName: "b.test", RootCAs: s.ca.Pool, MaxVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	tlsGet(t, inst.Addr(), "b.test", "/vars", two)
+	if _, body, cs := tlsGet(t, inst.Addr(), "b.test", "/vars", two); !cs.DidResume || !strings.Contains(body, "|r|") {
+		t.Errorf("TLS 1.2 resumption: resumed %v, %q", cs.DidResume, body)
+	}
+}
+
+// Workers that drop root still load a private key only root can read: the
+// configuration is built before the privileges go, as nginx's master reads keys.
+func TestTLSKeyReadableByRootOnly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	s := newTLSSetup(t)
+	for _, f := range []string{s.aECKey, s.aRKey, s.bECKey} {
+		os.Chmod(f, 0o600)
+	}
+	inst := e2eStartWithMode(t, strings.Replace(s.conf(2, ""), "worker_processes", "user = \"nobody\"\nworker_processes", 1))
+	for _, w := range e2e.Workers(inst.MasterPid()) {
+		if uid := procUID(w); uid != 65534 {
+			t.Errorf("worker %d uid %d, want 65534 (nobody)", w, uid)
+		}
+	}
+	if code, body, _ := tlsGet(t, inst.Addr(), "a.test", "/hello", &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool}); code != 200 || body != "hello a\n" {
+		t.Errorf("GET /hello: %d %q", code, body)
 	}
 }

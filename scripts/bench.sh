@@ -113,6 +113,39 @@ wait_port "$REDISPORT"; wait_port "$MEMCPORT"; wait_port "$UPPORT"
 redis-cli -p "$REDISPORT" set foo bar >/dev/null
 printf 'set foo 0 0 3\r\nbar\r\nquit\r\n' | timeout 2 bash -c "cat > /dev/tcp/127.0.0.1/$MEMCPORT" || true
 
+# TLS and gzip workloads: one ECDSA P-256 certificate for both servers (each serves
+# /hello on a second, TLS, port), and a 100 KB HTML page compressed at level 1.
+TLSCERT=$WORK/tls.crt
+TLSKEY=$WORK/tls.key
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench \
+  -keyout "$TLSKEY" -out "$TLSCERT" >/dev/null 2>&1
+mkdir -p "$WORK/html"
+chmod 755 "$WORK" "$WORK/html" # nginx's workers read the page as nobody when started as root
+python3 - "$WORK/html/page.html" <<'PY'
+import sys
+rows, size, i = [], 0, 0
+while size < 100 * 1024:
+    row = '<tr><td class="n">%d</td><td><a href="/item/%d">item number %d</a></td><td>%x</td></tr>\n' % (i, i * 7, i, i * 2654435761)
+    rows.append(row)
+    size += len(row)
+    i += 1
+open(sys.argv[1], "w").write("<html><body><table>\n" + "".join(rows) + "</table></body></html>\n")
+PY
+SPINDLETLSPORT=$(free_port)
+NGINXTLSPORT=$(free_port)
+mkdir -p "$WORK/nginx/bench-http" "$WORK/nginx/bench-locations"
+cat > "$WORK/nginx/bench-http/tls.conf" <<EOF
+server {
+    listen 127.0.0.1:$NGINXTLSPORT ssl reuseport backlog=4096;
+    ssl_certificate $TLSCERT;
+    ssl_certificate_key $TLSKEY;
+    location = /hello { return 200 "hello world\n"; }
+}
+EOF
+cat > "$WORK/nginx/bench-locations/gzip.conf" <<EOF
+location = /page.html { root $WORK/html; gzip on; gzip_comp_level 1; }
+EOF
+
 # ---------------------------------------------------------------- nginx
 NGINXPORT=$(free_port)
 start_nginx() { # workers extra-conf
@@ -214,6 +247,11 @@ LOC[upload]='location "= /upload" {
       echo_read_request_body = true
       echo                   = "ok"
     }'
+LOC[gzip]="location \"= /page.html\" {
+      root            = \"$WORK/html\"
+      gzip            = true
+      gzip_comp_level = 1
+    }"
 
 UPSTREAMS="  upstream \"redis_pool\" {
     type      = \"redis\"
@@ -254,7 +292,18 @@ $UPSTREAMS
     listen = ["127.0.0.1:$SPINDLEPORT backlog=4096"]
 EOF
   for l in "$@"; do printf '    %s\n' "$l"; done
-  printf '  }\n}\n'
+  printf '  }\n'
+  if [ -n "${TLS_SERVER:-}" ]; then
+    cat <<EOF
+  server {
+    listen              = ["127.0.0.1:$SPINDLETLSPORT ssl backlog=4096"]
+    ssl_certificate     = "$TLSCERT"
+    ssl_certificate_key = "$TLSKEY"
+    ${LOC[hello]}
+  }
+EOF
+  fi
+  printf '}\n'
 }
 
 # A config fragment is usable when spindle accepts it; access_log, lua_package_path and
@@ -284,7 +333,7 @@ PY
 SUPPORTED=()
 detect_workloads() {
   mkdir -p "$WORK/spindle/conf" "$WORK/spindle/html"
-  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short redis_short_lua memc proxy lua_sleep upload; do
+  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short redis_short_lua memc proxy lua_sleep upload gzip; do
     local loc=${LOC[$w]//REDISPORT/$REDISPORT}
     local helpers=("${LOC[moon]}" "${LOC[earth]}")
     [ "$w" = moon ] || [ "$w" = earth ] && helpers=()
@@ -293,11 +342,19 @@ detect_workloads() {
       SUPPORTED+=("$w")
     fi
   done
+  # The TLS server goes into every config once this build takes it.
+  TLS_SERVER=1
+  spindle_conf 1 "${LOC[hello]}" > "$WORK/spindle/conf/probe.hcl"
+  if usable_conf "$WORK/spindle/conf/probe.hcl"; then
+    SUPPORTED+=(https)
+  else
+    TLS_SERVER=
+  fi
 }
 
 start_spindle() { # workers
   local locs=()
-  for w in "${SUPPORTED[@]}"; do locs+=("${LOC[$w]//REDISPORT/$REDISPORT}"); done
+  for w in "${SUPPORTED[@]}"; do [ -n "${LOC[$w]:-}" ] && locs+=("${LOC[$w]//REDISPORT/$REDISPORT}"); done
   spindle_conf "${1:-1}" "${locs[@]}" > "$WORK/spindle/conf/spindle.hcl"
   usable_conf "$WORK/spindle/conf/spindle.hcl" || { echo "bench: spindle config does not load" >&2; "$SPINDLE" -t -p "$WORK/spindle" -c "$WORK/spindle/conf/spindle.hcl"; exit 1; }
   (cd "$WORK/spindle" && exec "$SPINDLE" -p "$WORK/spindle" -c conf/spindle.hcl >"$WORK/spindle/out.log" 2>&1) &
@@ -351,6 +408,9 @@ throughput() {
     "redis_short_lua /redis_short_lua /redis_short - -"
     "memc /memc /memc - 1.2"
     "proxy /proxy /proxy - -"
+    "https /hello /hello - 1.0"
+    "https_close /hello /hello Connection:close 1.0"
+    "gzip /page.html /page.html Accept-Encoding:gzip 1.0"
   )
   # cpu0/req: CPU 0's busy time per request (the worker's user and system time and the
   # kernel's network work on that CPU), in microseconds: the cost per core. wrk saturates
@@ -370,9 +430,15 @@ throughput() {
     [ "$hdr" = - ] && hdr="" || hdr=${hdr/:/: }
     # A workload whose location loads but fails at run time (a module not built yet
     # behind it) is skipped too.
+    # https: the TLS ports; https_close: a new connection per request, whose
+    # handshake resumes the session (wrk reuses it).
+    local surl="http://127.0.0.1:$SPINDLEPORT$spath" nurl="http://127.0.0.1:$NGINXPORT$npath"
+    if [ "$base" = https ]; then
+      surl="https://127.0.0.1:$SPINDLETLSPORT$spath" nurl="https://127.0.0.1:$NGINXTLSPORT$npath"
+    fi
     start_spindle 1
     local code
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SPINDLEPORT$spath")
+    code=$(curl -sk -o /dev/null -w '%{http_code}' "$surl")
     stop_spindle
     if [ "$code" != 200 ]; then
       printf '%-16s %10s\n' "$name" "skipped (answers $code)"
@@ -380,9 +446,9 @@ throughput() {
     fi
     local s=() n=() sc=() nc=() r rps us
     for _ in $(seq "$ROUNDS"); do
-      start_spindle 1; r=$(wrk_rps "http://127.0.0.1:$SPINDLEPORT$spath" "$hdr"); stop_spindle
+      start_spindle 1; r=$(wrk_rps "$surl" "$hdr"); stop_spindle
       read -r rps us _ <<<"$r"; s+=("$rps"); sc+=("$us")
-      start_nginx 1; r=$(wrk_rps "http://127.0.0.1:$NGINXPORT$npath" "$hdr"); stop_nginx
+      start_nginx 1; r=$(wrk_rps "$nurl" "$hdr"); stop_nginx
       read -r rps us _ <<<"$r"; n+=("$rps"); nc+=("$us")
     done
     local sm nm scm ncm

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # LuaJIT's headers for cgo (internal/luajit) and the Lua modules its tests load are
 # checked with dpkg (no single file names them across architectures).
 ensure_debs "${BUILD_DEBS[@]}" redis-server:redis-server redis-tools:redis-cli memcached:memcached \
-  systemd:systemd-analyze bubblewrap:bwrap \
+  systemd:systemd-analyze bubblewrap:bwrap curl:curl openssl:openssl apache2-utils:htpasswd \
   lua-nginx-redis:/usr/share/lua/5.1/nginx/redis.lua \
   lua-nginx-memcached:/usr/share/lua/5.1/nginx/memcached.lua \
   libluajit2-5.1-dev lua-cjson lua-resty-lrucache
@@ -28,6 +28,13 @@ go test -count=1 -p 1 -timeout 20m "$@" ./...
 go build -tags luajit -o /dev/null .
 go vet -tags luajit . ./modules/all ./internal/e2e
 go test -tags luajit -count=1 -timeout 10m -run 'TestLua' .
+# The header writer's fuzz tests (no request can add a header line) run a few seconds
+# each beyond their checked-in corpus; -fuzz takes one target per run.
+for target in modules/httpcore:FuzzAppendHeaderLine modules/lua:FuzzLuaResponseHeaders \
+  modules/headers:FuzzTemplateHeaders modules/proxy:FuzzUpstreamRequestHead \
+  modules/proxy:FuzzUpstreamResponseHead; do
+  go test -run '^$' -fuzz "^${target##*:}\$" -fuzztime 5s "./${target%%:*}/"
+done
 # spindle's copy of gopher-lua is a module of its own (third_party/gopher-lua/SPINDLE.md):
 # its upstream suite and the tests of spindle's changes to it.
 (cd third_party/gopher-lua && go test -count=1 -timeout 5m .)

@@ -139,6 +139,12 @@ func (w *worker) run() int {
 		}
 	}
 
+	// The configuration is built before root is dropped, as nginx's master reads it:
+	// TLS private keys are readable by root only.
+	cfg, err := httpcore.Build(mc)
+	if err != nil {
+		return w.fatal("%v", err)
+	}
 	// The sockets are ours now; drop root before touching anything else.
 	listeners := make([]net.Listener, len(fds))
 	for i, fd := range fds {
@@ -163,10 +169,6 @@ func (w *worker) run() int {
 	w.log, err = errlog.Open(mc.ErrorLog, mc.ErrorLogLevel)
 	if err != nil {
 		return w.fatal("open error log: %v", err)
-	}
-	cfg, err := httpcore.Build(mc)
-	if err != nil {
-		return w.fatal("%v", err)
 	}
 	cfg.SetLog(w.log)
 	cfg.SetSessionTicketKeys(cm.TicketKeys)

@@ -272,19 +272,21 @@ func BenchmarkFFICallC(b *testing.B) {
 }
 
 // A call through LuaJIT's FFI straight to an exported Go function (spGoCall, here
-// calling the nop function): what lua-resty-core's ngx_http_lua_ffi_* would cost
-// written in Go.
+// calling the nop function), found by name through ffi.C as lua-resty-core finds
+// ngx_http_lua_ffi_*: Go's linker exports cgo's //export functions to the dynamic
+// symbol table (--export-dynamic-symbol), so no -rdynamic is needed. What
+// ngx_http_lua_ffi_* written in Go would cost.
 func BenchmarkFFICallGo(b *testing.B) {
 	s := benchState(b)
 	fn := load(b, s, `local ffi = require "ffi"
-		local n, addr, vmid, fid = ...
-		local call = ffi.cast("int (*)(int, int)", addr)
+		ffi.cdef[[int spGoCall(int vmid, int fid);]]
+		local n, vmid, fid = ...
+		local call = ffi.C.spGoCall
 		for i = 1, n do call(vmid, fid) end`)
 	th, _ := s.NewThread(fn)
 	cpuPerOp(b)
 	b.ResetTimer()
 	s.PushInt(b.N)
-	s.PushPointer(goCallAddr())
 	s.PushInt(s.VM().id)
 	s.PushInt(2) // nop: the third function benchState registers
 	if _, err := s.Resume(th); err != nil {
@@ -343,5 +345,27 @@ func benchLongLua(b *testing.B, busy bool) {
 	s.PushInt(b.N)
 	if _, err := s.Resume(th); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// A request's fixed cost with per-request globals (a new closure and environment
+// table, as ngx_lua gives every handler).
+func BenchmarkSandboxedThreadResumeCallback(b *testing.B) {
+	s := benchState(b)
+	factory, err := s.LoadSandboxed("bench.lua", `say("hello, world")`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	cpuPerOp(b)
+	for b.Loop() {
+		th, err := s.NewSandboxedThread(factory)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Resume(th); err != nil {
+			b.Fatal(err)
+		}
+		s.CloseThread(th)
 	}
 }

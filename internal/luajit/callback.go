@@ -7,7 +7,6 @@ import "C"
 
 import (
 	"fmt"
-	"unsafe"
 )
 
 // Yield asks, from a Func, that the coroutine which called it be suspended when the
@@ -53,8 +52,3 @@ func (s *State) raise(msg string) C.int {
 	s.PushString(msg)
 	return C.SP_CB_ERROR
 }
-
-// goCallAddr is spGoCall's C address, for the benchmark that measures a call from
-// LuaJIT's FFI straight into an exported Go function (what ngx_http_lua_ffi_*
-// functions written in Go would cost), beside the trampoline.
-func goCallAddr() unsafe.Pointer { return C.sp_gocall_addr() }

@@ -12,7 +12,7 @@
 // Go through one C function, sp_trampoline, whose upvalues are the VM and the Go
 // function's id; it calls the one exported Go function, spGoCall, which recovers
 // panics. Arguments and results cross as fixed arrays of values in the VM's C
-// struct (nil, booleans, numbers, strings, light userdata; at most MaxValues), read
+// struct (nil, booleans, numbers, strings, light userdata; MaxValues from Lua), read
 // and written in place from Go, so a call is one C->Go transition and allocates
 // nothing on either side; strings from Go are copied into a C buffer that grows
 // when needed. A Go error or panic is raised as a Lua error by the trampoline
@@ -30,7 +30,10 @@
 // goroutine that entered it, on whose stack the callback runs) and may not enter
 // the VM again (ErrNested). The C side counts entries made while another is in
 // progress (VM.Violations), which TestSingleOwner checks stays 0 with 32
-// goroutines calling in during a long Lua call under GOMAXPROCS=1 and -race.
+// goroutines calling in during a long Lua call under GOMAXPROCS=1 and -race. The
+// lock costs 6.7 ns uncontended. What remains is latency: after a long Lua
+// stretch, the call into Go waits for the P if sysmon gave it to a busy goroutine
+// (BenchmarkLongLuaThenCallbackBusyGoroutine).
 //
 // # Run time limit
 //
@@ -51,7 +54,7 @@
 // # Costs
 //
 // Measured on a shared 2-core machine (CPU time per operation; SPINDLE.md has the
-// table): a request's fixed cost (a reused coroutine, a resume, one callback) 332
+// table): a request's fixed cost (a reused coroutine, a resume, one callback) 265
 // ns; a yield/resume round trip 265 ns; each further Lua->Go call ~130 ns (Go's
 // C->Go transition is ~85 of it); VM.Lock+Unlock 6.7 ns uncontended; a run time
 // limit nothing measurable. Issue 16's string handler runs in 48.6 us against

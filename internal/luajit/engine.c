@@ -64,6 +64,10 @@ static int sp_init_p(lua_State *L) {
 	vm->msghref = luaL_ref(L, LUA_REGISTRYINDEX);
 	vm->hold = lua_newthread(L);
 	vm->holdref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_createtable(L, 0, 1); // { __index = _G }: per-request environments
+	lua_pushvalue(L, LUA_GLOBALSINDEX);
+	lua_setfield(L, -2, "__index");
+	vm->envmetaref = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
 }
 
@@ -492,14 +496,45 @@ int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref) {
 	return rc;
 }
 
-// sp_reuse readies a coroutine that returned normally to run fnref: LuaJIT resumes
-// a coroutine whose stack is empty and that has no frame left, as a new one. No
-// allocation: the stack is empty and has its minimum room.
-void sp_reuse(sp_vm *vm, lua_State *co, int fnref) {
-	sp_enter(vm);
+// sp_sandbox_p readies a coroutine (vm->from, or a new one) to run a new closure of
+// the factory vm->arg, whose environment is a new table that reads through to the
+// globals: ngx_lua's per-request globals (its "closure factory").
+static int sp_sandbox_p(lua_State *L) {
+	sp_vm *vm = lua_touserdata(L, 1);
+	lua_State *co = vm->from;
+	if (co == NULL) {
+		co = lua_newthread(L);
+		vm->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->arg);
+	lua_call(L, 0, 1); // the factory returns the handler's closure
+	lua_createtable(L, 0, 0);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->envmetaref);
+	lua_setmetatable(L, -2);
+	lua_setfenv(L, -2);
 	lua_settop(co, 0);
-	lua_rawgeti(co, LUA_REGISTRYINDEX, fnref);
+	lua_xmove(L, co, 1);
+	vm->from = co;
+	return 0;
+}
+
+int sp_sandbox(sp_vm *vm, int factory, lua_State **co, int *ref) {
+	sp_enter(vm);
+	sp_collect(vm);
+	vm->arg = factory;
+	vm->from = *co;
+	vm->ref = LUA_NOREF;
+	int rc = lua_cpcall(vm->L, sp_sandbox_p, vm);
+	if (rc != 0) {
+		sp_errinfo(vm, vm->L, rc);
+		if (*co == NULL && vm->ref != LUA_NOREF)
+			luaL_unref(vm->L, LUA_REGISTRYINDEX, vm->ref); // the new coroutine
+	} else if (*co == NULL) {
+		*co = vm->from;
+		*ref = vm->ref;
+	}
 	sp_leave(vm);
+	return rc;
 }
 
 // sp_thread returns the coroutine that the registry reference ref holds, or NULL.
@@ -549,13 +584,20 @@ static int sp_pushargs_p(lua_State *L) {
 // sp_resume resumes co with the nargs values of vm->out. The values it yields or
 // returns are described in vm->in (they stay on co's stack until the next resume);
 // an error leaves its message and traceback in vm->in[0].
-int sp_resume(sp_vm *vm, lua_State *co, int gen) {
+int sp_resume(sp_vm *vm, lua_State *co, int fnref, int gen) {
 	sp_enter(vm);
 	sp_collect(vm);
 	vm->gen = gen;
 	vm->killed = 0;
-	if (lua_status(co) == LUA_YIELD)
+	if (fnref != LUA_NOREF) {
+		// A reused coroutine's first resume: its function, on an empty stack
+		// (LuaJIT resumes a coroutine that returned and has no frame left as a new
+		// one; no allocation).
+		lua_settop(co, 0);
+		lua_rawgeti(co, LUA_REGISTRYINDEX, fnref);
+	} else if (lua_status(co) == LUA_YIELD) {
 		lua_settop(co, 0); // the values it yielded, read already
+	}
 	int nargs = 0;
 	if (vm->nout > 0) {
 		if (sp_outalloc(vm)) {
@@ -673,6 +715,3 @@ int sp_jit(sp_vm *vm, int on) {
 	sp_leave(vm);
 	return ok;
 }
-
-// sp_gocall_addr is spGoCall's address, for the FFI benchmark.
-void *sp_gocall_addr(void) { return (void *)spGoCall; }

@@ -11,8 +11,9 @@
 #include <lualib.h>
 #include <luajit.h>
 
-// At most this many values cross the boundary at once: callback arguments and
-// results, resume arguments and results.
+// At most this many values cross from Lua to Go at once: a callback's arguments,
+// what a resume or call returns. Go to Lua, vm->out grows (tables' contents take
+// slots too).
 #define SP_MAXVALS 32
 
 // Value types beyond Lua's own.
@@ -23,8 +24,8 @@
 // A value crossing the boundary. Strings point into Lua (valid while the value is on
 // a Lua stack) or into the VM's buffer (Go to Lua, valid until the next crossing).
 typedef struct sp_val {
-	int32_t type; // lua_type's, or SP_TREF
-	uint32_t len; // string length
+	int32_t type; // lua_type's, or SP_TREF, SP_TTABLE, SP_TARRAY
+	uint32_t len; // string length; pairs of SP_TTABLE, values of SP_TARRAY
 	double n;     // number, or boolean (0/1)
 	const char *s; // string bytes (Lua to Go), light userdata
 	size_t off;   // string offset in buf (Go to Lua)
@@ -81,9 +82,11 @@ typedef struct sp_vm {
 	int funcref; // the table of Go functions by id
 	int msghref; // sp_msgh
 	int holdref; // hold
+	int envmetaref; // { __index = _G }
 
 	// Arguments of the protected helpers.
 	int arg;
+	int ref;
 	int refs; // sp_register: anchor the function's arguments
 	const char *argstr, *argname;
 	size_t arglen;
@@ -96,18 +99,17 @@ void sp_close(sp_vm *vm);
 int sp_grow(sp_vm *vm, size_t need);
 int sp_register(sp_vm *vm, int fid, const char *name, size_t len, int refs);
 lua_State *sp_thread(sp_vm *vm, int ref);
+int sp_sandbox(sp_vm *vm, int factory, lua_State **co, int *ref);
 void sp_setexdata(sp_vm *vm, lua_State *co, uintptr_t h);
 int sp_load(sp_vm *vm, const char *name, const char *code, size_t len, int *ref);
 int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref);
 void sp_unref(sp_vm *vm, int ref);
-void sp_reuse(sp_vm *vm, lua_State *co, int fnref);
-int sp_resume(sp_vm *vm, lua_State *co, int gen);
+int sp_resume(sp_vm *vm, lua_State *co, int fnref, int gen);
 int sp_growout(sp_vm *vm);
 int sp_call(sp_vm *vm, int fnref);
 void sp_interrupt(sp_vm *vm, int gen, const char *msg);
 int sp_gccount(sp_vm *vm);
 void sp_gc(sp_vm *vm);
 int sp_jit(sp_vm *vm, int on);
-void *sp_gocall_addr(void);
 
 #endif

@@ -155,3 +155,45 @@ func TestRunTimeLimitReusedThreads(t *testing.T) {
 		s.CloseThread(th)
 	}
 }
+
+// The limit counts a thread's run time over its resumes (the time it holds the
+// VM, as lua_max_run_time always counted): a handler that computes ~20 ms between
+// waits is stopped on the resume that takes it past 50 ms.
+func TestRunTimeLimitSummedOverResumes(t *testing.T) {
+	vm := newVM(t, Options{Tick: time.Millisecond})
+	s := vm.Lock()
+	defer s.Unlock()
+	start := time.Now()
+	s.Register("wait", func(s *State) error { s.Yield(); return nil })
+	s.Register("now", func(s *State) error { s.PushNumber(time.Since(start).Seconds()); return nil })
+	fn, _ := s.Load("steps.lua", `
+		while true do
+			local t0 = now()
+			while now() - t0 < 0.02 do end
+			wait()
+		end`)
+	th, _ := s.NewThread(fn)
+	th.Limit = 50 * time.Millisecond
+	var ran time.Duration
+	for i := 1; i <= 20; i++ {
+		t0 := time.Now()
+		st, err := s.Resume(th)
+		ran += time.Since(t0)
+		if err != nil {
+			var le *Error
+			if !errors.As(err, &le) || le.Code != ErrTimeout {
+				t.Fatalf("resume %d: %v", i, err)
+			}
+			// The watchdog's ticks (1 ms here) make each resume's count off by
+			// up to one tick.
+			if i < 3 || ran < 50*time.Millisecond-time.Duration(i)*time.Millisecond {
+				t.Fatalf("stopped on resume %d after %v", i, ran)
+			}
+			return
+		}
+		if st != Suspended {
+			t.Fatal(st)
+		}
+	}
+	t.Fatalf("20 resumes of ~20 ms each (%v) were not stopped by a 50 ms limit", ran)
+}

@@ -19,6 +19,7 @@ import (
 type Thread struct {
 	co     *C.lua_State
 	ref    C.int
+	fn     C.int // the function a reused coroutine is to run, or LUA_NOREF
 	status Status
 
 	// Limit bounds the time the thread runs Lua code, summed over its resumes
@@ -52,10 +53,10 @@ func (s *State) NewThread(fn Ref) (*Thread, error) {
 	if n := len(vm.idle); n > 0 {
 		t := vm.idle[n-1]
 		vm.idle = vm.idle[:n-1]
-		C.sp_reuse(s.c, t.co, C.int(fn))
+		t.fn = C.int(fn) // put on its stack by the first Resume: one cgo call less
 		return t, nil
 	}
-	t := &Thread{}
+	t := &Thread{fn: C.LUA_NOREF}
 	rc := C.sp_newthread(s.c, C.int(fn), &t.co, &t.ref)
 	s.blen = 0
 	if rc != 0 {
@@ -75,7 +76,7 @@ func (s *State) ThreadOf(r Ref) (*Thread, error) {
 	if co == nil {
 		return nil, errors.New("luajit: not a coroutine")
 	}
-	return &Thread{co: co, ref: C.int(r), status: [...]Status{Ready, Suspended, Finished, Dead}[s.c.arg]}, nil
+	return &Thread{co: co, ref: C.int(r), fn: C.LUA_NOREF, status: [...]Status{Ready, Suspended, Finished, Dead}[s.c.arg]}, nil
 }
 
 // SetExdata sets what `require "thread.exdata"` returns in t's Lua code (a feature
@@ -83,9 +84,7 @@ func (s *State) ThreadOf(r Ref) (*Thread, error) {
 // h is a handle (an index, or the address of C memory), never Go memory. A reused
 // thread keeps it until set again.
 func (s *State) SetExdata(t *Thread, h uintptr) {
-	if err := s.entry(); err != nil {
-		panic(err)
-	}
+	s.mustEnter()
 	C.sp_setexdata(s.c, t.co, C.uintptr_t(h))
 }
 
@@ -94,11 +93,46 @@ func (s *State) SetExdata(t *Thread, h uintptr) {
 // registry slot) and collecting it later was 60% of a minimal request's cost.
 const maxIdleThreads = 64
 
+// LoadSandboxed compiles code as Load does, as the body of a function (a "closure
+// factory", as ngx_lua caches handlers: "return function(...) " code "\nend", so
+// line numbers stay), for NewSandboxedThread.
+func (s *State) LoadSandboxed(name, code string) (Ref, error) {
+	return s.Load(name, "return function(...) "+code+"\nend")
+}
+
+// NewSandboxedThread makes a coroutine that runs a new closure of a chunk loaded
+// with LoadSandboxed, with globals of its own: a new table that reads through to
+// the shared globals, so what a handler assigns to a global stays its own, as in
+// ngx_lua. It costs a closure and a table per thread.
+func (s *State) NewSandboxedThread(factory Ref) (*Thread, error) {
+	if err := s.entry(); err != nil {
+		return nil, err
+	}
+	vm := s.vm
+	var t *Thread
+	if n := len(vm.idle); n > 0 {
+		t = vm.idle[n-1]
+		vm.idle = vm.idle[:n-1]
+	} else {
+		t = &Thread{fn: C.LUA_NOREF}
+	}
+	rc := C.sp_sandbox(s.c, C.int(factory), &t.co, &t.ref)
+	s.blen = 0
+	if rc != 0 {
+		if t.co != nil {
+			vm.idle = append(vm.idle, t) // still ready for reuse
+		}
+		return nil, s.error(rc)
+	}
+	t.fn = C.LUA_NOREF
+	return t, nil
+}
+
 // CloseThread drops t's anchor: the coroutine is garbage once Lua does not refer
 // to it, or is kept for reuse if it returned normally. A request's coroutine is
 // closed when the request ends, finished or not; t must not be used after.
 func (s *State) CloseThread(t *Thread) {
-	s.check()
+	s.mustEnter()
 	if t.co != nil && t.status == Finished && len(s.vm.idle) < maxIdleThreads {
 		t.status = Ready
 		t.Limit = 0
@@ -144,7 +178,9 @@ func (s *State) Resume(t *Thread) (Status, error) {
 			vm.interrupt(gen, t.Limit) // out of time already: it stops at once
 		}
 	}
-	rc := C.sp_resume(s.c, t.co, C.int(gen))
+	fn := t.fn
+	t.fn = C.LUA_NOREF
+	rc := C.sp_resume(s.c, t.co, fn, C.int(gen))
 	s.blen = 0
 	if t.Limit > 0 {
 		vm.runGen.Store(0)

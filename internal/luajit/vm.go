@@ -307,10 +307,16 @@ func (s *State) Load(name, code string) (Ref, error) {
 
 // Unref drops a Ref. Not in a Func (it is an entry into the VM).
 func (s *State) Unref(r Ref) {
+	s.mustEnter()
+	C.sp_unref(s.c, C.int(r))
+}
+
+// mustEnter is entry for the methods that return no error: misuse panics (in a
+// Func, the panic becomes a Lua error).
+func (s *State) mustEnter() {
 	if err := s.entry(); err != nil {
 		panic(err)
 	}
-	C.sp_unref(s.c, C.int(r))
 }
 
 // Ref keeps argument i of a Func registered with RegisterRefs (a table, function,
@@ -364,7 +370,7 @@ func (s *State) DoString(name, code string, args ...string) error {
 
 // SetJIT turns LuaJIT's compiler on or off for the whole VM.
 func (s *State) SetJIT(on bool) {
-	s.check()
+	s.mustEnter()
 	b := 0
 	if on {
 		b = 1
@@ -374,13 +380,13 @@ func (s *State) SetJIT(on bool) {
 
 // MemoryInUse is the bytes the VM's Lua heap holds.
 func (s *State) MemoryInUse() int {
-	s.check()
+	s.mustEnter()
 	return int(C.sp_gccount(s.c))
 }
 
 // Collect runs a full garbage collection.
 func (s *State) Collect() {
-	s.check()
+	s.mustEnter()
 	C.sp_gc(s.c)
 }
 
@@ -398,7 +404,8 @@ const (
 	ErrTimeout ErrorCode = 1000
 )
 
-// MaxValues is how many values cross between Go and Lua at once.
+// MaxValues is how many values cross from Lua to Go at once: a Func's arguments,
+// what a Resume or Call returns.
 const MaxValues = C.SP_MAXVALS
 
 // An Error is a Lua error: its message ("file:line: message" for a runtime error)

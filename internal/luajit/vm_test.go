@@ -407,6 +407,22 @@ func TestNestedEntryIsRefused(t *testing.T) {
 	if nested != ErrNested {
 		t.Fatalf("nested entry: %v", nested)
 	}
+	// The entries that return no error panic, which the trampoline turns into a
+	// Lua error; the VM and the main state's stack are left as they were.
+	s.Register("collect", func(s *State) error { s.Collect(); return nil })
+	err := s.DoString("init.lua", "local a, b = 1, 2\ncollect()\n")
+	var le *Error
+	if !errors.As(err, &le) || le.Message != "init.lua:2: go panic: "+ErrNested.Error() {
+		t.Fatalf("Collect in a callback: %v", err)
+	}
+	got, err := runThread(t, s, "after.lua", "return 40 + 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, 42.0)
+	if vm.Violations() != 0 {
+		t.Fatal("an entry from a callback reached the C side")
+	}
 }
 
 func TestPackagePaths(t *testing.T) {
@@ -498,4 +514,57 @@ func TestMemoryPerSuspendedThread(t *testing.T) {
 	for _, th := range ths {
 		s.CloseThread(th)
 	}
+}
+
+// Handlers sandboxed as ngx_lua runs them: globals they assign are their own.
+func TestSandboxedThreads(t *testing.T) {
+	vm := newVM(t, Options{})
+	s := vm.Lock()
+	defer s.Unlock()
+	s.Register("wait", func(s *State) error { s.Yield(); return nil })
+	if err := s.DoString("init.lua", "shared = 'from init'"); err != nil {
+		t.Fatal(err)
+	}
+	factory, err := s.LoadSandboxed("handler.lua", `local id = ...
+		counter = (counter or 0) + 1
+		mine = id
+		wait()
+		if id == "b" then error("failing on line 5") end
+		return mine, counter, shared, rawget(_G, "mine") == nil, string.upper("ok")`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.NewSandboxedThread(factory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := s.NewSandboxedThread(factory)
+	for _, th := range []*Thread{a, b} {
+		s.PushString(map[*Thread]string{a: "a", b: "b"}[th])
+		if st, err := s.Resume(th); st != Suspended || err != nil {
+			t.Fatal(st, err)
+		}
+	}
+	if st, err := s.Resume(a); st != Finished || err != nil {
+		t.Fatal(st, err)
+	}
+	expect(t, values(s), "a", 1.0, "from init", true, "OK")
+	_, err = s.Resume(b)
+	var le *Error
+	if !errors.As(err, &le) || le.Message != "handler.lua:5: failing on line 5" {
+		t.Fatalf("line numbers in a sandboxed chunk: %v", err)
+	}
+	s.CloseThread(a)
+	s.CloseThread(b)
+	// A reused coroutine gets a fresh environment.
+	c, _ := s.NewSandboxedThread(factory)
+	if c != a {
+		t.Fatal("the finished coroutine was not reused")
+	}
+	s.PushString("c")
+	s.Resume(c)
+	if st, err := s.Resume(c); st != Finished || err != nil {
+		t.Fatal(st, err)
+	}
+	expect(t, values(s), "c", 1.0, "from init", true, "OK")
 }

@@ -312,6 +312,12 @@ func send(r *httpcore.Request, p page) httpcore.Action {
 	default:
 		code = 302
 	}
+	// A redirect's target: evaluated again with the decoded URI %-escaped, so that
+	// no request can split the head (Expr.RedirectString).
+	if uri, err = p.uri.RedirectString(r); err != nil {
+		r.Logf(httpcore.LogError, "error_page: %v", err)
+		return httpcore.Continue
+	}
 	r.RespHeader().Set("Location", uri)
 	r.ForceStatus(code)
 	r.SetStatus(code)

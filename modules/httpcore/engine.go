@@ -318,6 +318,10 @@ type conn struct {
 	abort        bool         // close without a response (444)
 	hijackedNC   net.Conn     // the connection a hijacker holds
 	logPending   bool         // the request process ran waits for its log phase
+	// proxyWanted: the listen socket speaks the PROXY protocol and its header is not
+	// read yet; proxy is what it said (proxyproto.go).
+	proxyWanted bool
+	proxy       *proxyInfo
 }
 
 type reqState struct {
@@ -342,7 +346,7 @@ func newConn(e *Engine, nc net.Conn, as *addrServers, t transport) *conn {
 	if t == nil {
 		t = newNetTransport(nc)
 	}
-	c := &conn{e: e, t: t, as: as, id: e.connSeq.Add(1)}
+	c := &conn{e: e, t: t, as: as, id: e.connSeq.Add(1), proxyWanted: as.listen.ProxyProtocol}
 	if lt, ok := t.(*loopTransport); ok {
 		c.lt, lt.c = lt, c
 	}
@@ -713,6 +717,9 @@ func (c *conn) readHeadData(core *CoreConf) int {
 	lim := headLimits{line: core.LargeHeaderBuffer, field: core.LargeHeaderBuffer, total: core.LargeHeaderBuffer * core.LargeHeaderBuffers}
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
+		if c.proxyWanted && !c.readProxyProtocol(&buf) {
+			return headClosed
+		}
 		c.rs.scan = scanHead(buf, lim)
 		if c.rs.scan.status != 0 {
 			c.reject(c.rs.scan.status, c.rs.scan.reason)
@@ -741,7 +748,7 @@ func (c *conn) readHeadData(core *CoreConf) int {
 			if err == errWouldBlock {
 				return headWait
 			}
-			if isTimeout(err) {
+			if isTimeout(err) && !c.proxyWanted {
 				c.headTimedOut()
 				c.t.close()
 				return headDone

@@ -214,6 +214,7 @@ func (c regexCond) eval(r *Request) (bool, error) {
 	}
 	if !c.neg {
 		r.SetCaptures(m)
+		r.capsDecoded = c.left.holdsDecodedURI()
 	}
 	return !c.neg, nil
 }

@@ -368,7 +368,10 @@ func (l *eventLoop) sweep(now time.Time) {
 				// ends).
 				continue
 			}
-			if !idle {
+			if c.proxyWanted {
+				// Still without its PROXY protocol header: closed without an answer,
+				// as nginx closes it.
+			} else if !idle {
 				c.headTimedOut()
 			} else if c.requests == 0 && c.e.cfg.log.Enabled(LogInfo) {
 				c.e.cfg.log.Infof("*%d client timed out (110: Connection timed out) while waiting for request, client: %s", c.id, c.remoteAddr())

@@ -45,6 +45,7 @@ type Request struct {
 	// (for the log phase): $request.
 	rejectedLine string
 	absHost      string // host of an absolute-form request target
+	realAddr     string // main: the client address set by SetRemoteAddr
 	http10       bool
 	hdr          *fasthttp.RequestHeader // parsed headers (shared with the parent by subrequests)
 	hdrOverlay   *Header                 // main: headers changed by modules; sub: its own headers once changed
@@ -74,6 +75,7 @@ type Request struct {
 	subDepth      int
 	subCount      int
 	caps          []string
+	capsDecoded   bool // caps come from the decoded URI
 	vars          []userVar
 	ctx           []any
 	start         time.Time
@@ -87,8 +89,9 @@ type Request struct {
 }
 
 type userVar struct {
-	val string
-	set bool
+	val  string
+	set  bool
+	busy bool // being computed (DefineVar): a second use is a cycle
 }
 
 // Config is the configuration serving the request.
@@ -315,13 +318,29 @@ func (r *Request) Cookie(name string) (string, bool) {
 	return "", false
 }
 
-// RemoteAddr is the client's address as "ip:port".
+// RemoteAddr is the client's address as "ip:port" (a bare "ip" when a module set an
+// address without a port).
 func (r *Request) RemoteAddr() string {
+	if r.main != nil && r.main.realAddr != "" {
+		return r.main.realAddr
+	}
+	return r.ConnRemoteAddr()
+}
+
+// ConnRemoteAddr is the address of the peer of the connection, whatever SetRemoteAddr
+// made RemoteAddr.
+func (r *Request) ConnRemoteAddr() string {
 	if r.c == nil {
 		return ""
 	}
 	return r.c.remoteAddr()
 }
+
+// SetRemoteAddr makes addr ("ip:port" or "ip") the client's address for the rest of
+// the request and its subrequests, in variables, access checks and logs: the realip
+// module's address from a trusted proxy, as nginx's realip replaces the connection's
+// address until the request ends.
+func (r *Request) SetRemoteAddr(addr string) { r.main.realAddr = addr }
 
 // LocalAddr is the server address the connection was accepted on.
 func (r *Request) LocalAddr() string {
@@ -469,10 +488,18 @@ func (r *Request) Capture(n int) string {
 func (r *Request) Captures() []string { return r.caps }
 
 // SetCaptures replaces the captures (regex matches done by modules).
-func (r *Request) SetCaptures(c []string) { r.caps = append(r.caps[:0], c...) }
+func (r *Request) SetCaptures(c []string) {
+	r.caps, r.capsDecoded = append(r.caps[:0], c...), false
+}
+
+// SetURICaptures replaces the captures with those of a regex matched against the
+// decoded URI (rewrite's): redirect targets escape them (Expr.RedirectString).
+func (r *Request) SetURICaptures(c []string) {
+	r.caps, r.capsDecoded = append(r.caps[:0], c...), true
+}
 
 func (r *Request) setCaps(idx []int) {
-	r.caps = r.caps[:0]
+	r.caps, r.capsDecoded = r.caps[:0], true
 	for i := 0; i+1 < len(idx); i += 2 {
 		if idx[i] < 0 {
 			r.caps = append(r.caps, "")
@@ -667,8 +694,14 @@ func (r *Request) sendErrorPage(status int) bool {
 		return true
 	}
 	r.respHdr.Set("Content-Type", "text/html")
-	r.out = AppendErrorPage(r.out, status)
-	r.SendHeader()
+	if len(r.loc.bfilters) > 0 {
+		// Through the body filters, as any body (a gzip filter compresses it).
+		r.SendHeader()
+		r.Write(AppendErrorPage(nil, status))
+	} else {
+		r.out = AppendErrorPage(r.out, status)
+		r.SendHeader()
+	}
 	r.finish()
 	return true
 }

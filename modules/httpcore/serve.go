@@ -1,6 +1,7 @@
 package httpcore
 
 import (
+	"bufio"
 	"runtime"
 	"strconv"
 	"strings"
@@ -231,13 +232,9 @@ func (c *conn) writeHead(r *Request, n int64) {
 	hasBody := r.status >= 200 && r.status != 204 && r.status != 304
 	if hasBody {
 		if ct := r.respHdr.Get("Content-Type"); ct != "" {
-			b.WriteString("Content-Type: ")
-			b.WriteString(ct)
-			b.WriteString("\r\n")
+			writeHeaderLine(b, r, "Content-Type", ct)
 		} else if core.DefaultType != "" {
-			b.WriteString("Content-Type: ")
-			b.WriteString(core.DefaultType)
-			b.WriteString("\r\n")
+			writeHeaderLine(b, r, "Content-Type", core.DefaultType)
 		}
 		if n >= 0 {
 			b.WriteString("Content-Length: ")
@@ -265,14 +262,19 @@ func (c *conn) writeHead(r *Request, n int64) {
 			strings.EqualFold(f.Key, "Date"), strings.EqualFold(f.Key, "Server"), strings.EqualFold(f.Key, "Keep-Alive"):
 			continue
 		}
-		b.WriteString(f.Key)
-		b.WriteString(": ")
-		b.WriteString(f.Value)
-		b.WriteString("\r\n")
+		writeHeaderLine(b, r, f.Key, f.Value)
 	}
 	b.WriteString("\r\n")
 	r.headerBytes += int64(b.Buffered() - start)
 	c.wroteHeader = true
+}
+
+// writeHeaderLine writes one line of a response head: every line a module, a script
+// or an upstream gave goes through Request.AppendHeaderLine, which escapes the bytes
+// that would end or split the line. The line is built in the writer's free space,
+// so writing it costs no allocation.
+func writeHeaderLine(b *bufio.Writer, r *Request, name, value string) {
+	b.Write(r.AppendHeaderLine(b.AvailableBuffer(), "response header", name, value))
 }
 
 // flushOutput sends the header (if not yet sent) and the buffered body now. With an

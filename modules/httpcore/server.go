@@ -43,12 +43,15 @@ type Listen struct {
 	Backlog       int
 	// SSL: connections on the address speak TLS (the "ssl" flag; one server's flag
 	// makes the whole address TLS, as in nginx).
-	SSL   bool
-	Range hcl.Range
+	SSL bool
+	// ProxyProtocol: connections start with a PROXY protocol header (proxyproto.go).
+	ProxyProtocol bool
+	Range         hcl.Range
 }
 
 // ParseListen parses nginx's listen syntax: "127.0.0.1:8080", "8080", "[::1]:80",
-// "*:80", followed by options default_server, backlog=N, reuseport and ssl.
+// "*:80", followed by options default_server, backlog=N, reuseport, ssl and
+// proxy_protocol.
 func ParseListen(s string, rng hcl.Range) (Listen, error) {
 	f := strings.Fields(s)
 	if len(f) == 0 {
@@ -94,6 +97,8 @@ func ParseListen(s string, rng hcl.Range) (Listen, error) {
 			l.Backlog = n
 		case opt == "ssl":
 			l.SSL = true
+		case opt == "proxy_protocol":
+			l.ProxyProtocol = true
 		case opt == "reuseport":
 			// spindle always gives each worker slot its own SO_REUSEPORT socket.
 		default:
@@ -171,6 +176,21 @@ func (c *Config) addServer(srv *Server) error {
 			}
 		}
 		as.servers = append(as.servers, srv)
+		if l.ProxyProtocol {
+			// An option of the socket: one server asking for it is enough, as in nginx.
+			as.listen.ProxyProtocol = true
+			for i := range c.Listens {
+				if c.Listens[i].Addr == l.Addr {
+					c.Listens[i].ProxyProtocol = true
+				}
+			}
+		}
+		if as.listen.ProxyProtocol && as.listen.SSL {
+			// The PROXY header comes before the TLS handshake, which reads the raw
+			// socket on its own coroutine: not wired yet, so refused rather than
+			// answered with "plain HTTP sent to HTTPS port".
+			return conf.Errorf(l.Range, "listen %s: proxy_protocol with ssl is not supported yet", l.Addr)
+		}
 		if l.DefaultServer {
 			if as.def != nil && as.listen.DefaultServer {
 				return conf.Errorf(l.Range, "a duplicate default server for %s", l.Addr)

@@ -168,6 +168,35 @@ var SSLModule = Register(&Module{
 			sc.TicketKeyFiles, sc.ticketKeyRange = v, c.Attr().Expr.Range()
 			return err
 		}},
+		// crypto/tls has no server-side session cache: sessions resume with tickets,
+		// whose keys the master shares (what nginx's shared cache is for). Accepted
+		// and checked so that nginx configurations load.
+		{Name: "ssl_session_cache", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
+			vals, err := conf.Strings(c.Attr())
+			if err != nil {
+				return err
+			}
+			for _, v := range vals {
+				for _, w := range strings.Fields(v) {
+					kind, rest, _ := strings.Cut(w, ":")
+					ok := false
+					switch kind {
+					case "off", "none":
+						ok = rest == ""
+					case "builtin":
+						ok = true
+					case "shared":
+						name, size, found := strings.Cut(rest, ":")
+						_, serr := conf.ParseSize(size)
+						ok = found && name != "" && serr == nil
+					}
+					if !ok {
+						return conf.Errorf(c.Attr().Expr.Range(), "invalid ssl_session_cache %q (off, none, builtin[:size], shared:name:size)", w)
+					}
+				}
+			}
+			return nil
+		}},
 		{Name: "ssl_stapling_file", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
 			v, err := conf.String(c.Attr())
 			sc := c.Conf().(*SSLConf)

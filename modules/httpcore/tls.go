@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"syscall"
@@ -51,9 +52,12 @@ import (
 //     answers would-block, so a request pipelined behind another one, or behind the
 //     handshake's last flight, is found in those buffers.
 //   - When a coroutine hands a TLS connection back, the loop runs it at once instead of
-//     waiting for an event (eventLoop.maintain): the coroutine's reads may have left
-//     whole records in crypto/tls. That costs one tls.Conn.Read that finds nothing,
-//     without a system call when the socket was read dry (drained).
+//     waiting for an event (eventLoop.maintain). The handshake reads records until it
+//     is done, not until crypto/tls is empty: a request that came in the segment of
+//     the client's Finished waits there (readiness reported to the coroutine meanwhile
+//     marks the connection too, but the loop does not depend on that bookkeeping for
+//     bytes it cannot see). It costs one tls.Conn.Read that finds nothing, without a
+//     system call when the socket was read dry (drained).
 //
 // An idle TLS keepalive connection costs the plain connection's struct, a tls.Conn with
 // its keys and buffers (rawInput keeps the capacity of the largest record read: about
@@ -124,16 +128,6 @@ func (st *serverTLS) limitSessions() {
 // ticketKeyFrom turns key material (an nginx ticket key file, or the master's random
 // bytes) into the 32-byte key crypto/tls derives its ticket keys from.
 func ticketKeyFrom(b []byte) [32]byte { return sha256.Sum256(b) }
-
-// HasTLS reports whether any listen address of the configuration has the ssl flag.
-func (c *Config) HasTLS() bool {
-	for _, l := range c.Listens {
-		if l.SSL {
-			return true
-		}
-	}
-	return false
-}
 
 // SetSessionTicketKeys gives every TLS server the session ticket keys, the first one
 // encrypting new tickets, all of them decrypting (crypto/tls Config.SetSessionTicketKeys):
@@ -428,9 +422,12 @@ func (c *conn) serveTLS() {
 	c.serve()
 }
 
-// peekByte waits for the connection's first byte without taking it.
+// peekByte waits for the connection's first byte without taking it. A connection that
+// sent nothing is closed after client_header_timeout, or after the idle grace once the
+// worker drains, as the loop closes an idle plain one.
 func (c *conn) peekByte() (byte, error) {
 	var b [1]byte
+	deadline := time.Now().Add(c.lt.rtimeout)
 	for {
 		n, _, err := unix.Recvfrom(c.lt.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		switch {
@@ -440,8 +437,16 @@ func (c *conn) peekByte() (byte, error) {
 			return 0, errors.New("closed")
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
-			if err := c.lt.waitReady(c.lt.rtimeout); err != nil {
-				return 0, err
+			left := time.Until(deadline)
+			if left <= 0 || c.e.draining.Load() && time.Since(time.Unix(0, c.idleSince.Load())) >= c.e.idleGrace {
+				return 0, os.ErrDeadlineExceeded
+			}
+			if err := c.lt.waitReady(min(left, sweepInterval)); err != nil {
+				select {
+				case <-c.lt.l.expireCh:
+					return 0, err // worker_shutdown_timeout
+				default:
+				}
 			}
 		default:
 			return 0, err

@@ -78,6 +78,13 @@ type varTable struct {
 	names    []string
 	declared []bool
 	firstRef []hcl.Range
+	lazy     []lazyVar // by index: variables modules compute (DefineVar)
+}
+
+type lazyVar struct {
+	get      VarGetter
+	volatile bool
+	rng      hcl.Range
 }
 
 func newVarTable(cfg *Config) *varTable { return &varTable{cfg: cfg, index: map[string]int{}} }
@@ -147,28 +154,80 @@ func (r *Request) SetUserVar(i int, v string) {
 		r.parent.SetUserVar(i, v)
 		return
 	}
-	if i >= len(r.vars) {
-		n := len(r.cfg.vars.names)
-		if cap(r.vars) >= n {
-			r.vars = r.vars[:n]
-		} else {
-			nv := make([]userVar, n)
-			copy(nv, r.vars)
-			r.vars = nv
-		}
-	}
+	r.growVars(i)
 	r.vars[i] = userVar{val: v, set: true}
 }
 
-// UserVar returns user variable i and whether it was set for this request.
+// growVars makes room for user variable i. The slice is reused from the connection's
+// previous request: the slots it uncovers are cleared, not the earlier values.
+func (r *Request) growVars(i int) {
+	if i < len(r.vars) {
+		return
+	}
+	n := len(r.cfg.vars.names)
+	if cap(r.vars) >= n {
+		old := len(r.vars)
+		r.vars = r.vars[:n]
+		clear(r.vars[old:])
+	} else {
+		nv := make([]userVar, n)
+		copy(nv, r.vars)
+		r.vars = nv
+	}
+}
+
+// UserVar returns user variable i and whether it was set for this request. A variable
+// that a module defined (DefineVar) is computed here on first use.
 func (r *Request) UserVar(i int) (string, bool) {
 	if r.sub.shared {
 		return r.parent.UserVar(i)
 	}
-	if i < len(r.vars) {
-		return r.vars[i].val, r.vars[i].set
+	if i < len(r.vars) && r.vars[i].set {
+		return r.vars[i].val, true
+	}
+	if i < len(r.cfg.vars.lazy) && r.cfg.vars.lazy[i].get != nil {
+		return r.lazyValue(i), true
 	}
 	return "", false
+}
+
+// lazyValue computes variable i with its module's getter, remembering the value for
+// the rest of the request unless the variable is volatile.
+func (r *Request) lazyValue(i int) string {
+	lv := r.cfg.vars.lazy[i]
+	r.growVars(i)
+	if r.vars[i].busy {
+		r.Logf(LogError, "cycle while evaluating variable %q", r.cfg.vars.names[i])
+		return ""
+	}
+	r.vars[i].busy = true
+	v := lv.get(r)
+	// The getter may have grown r.vars: index again.
+	r.vars[i].busy = false
+	if !lv.volatile {
+		r.vars[i] = userVar{val: v, set: true}
+	}
+	return v
+}
+
+// DefineVar declares a variable whose value a module computes when a request first
+// uses it (nginx's variables with a get handler: map, geo, split_clients results). It
+// is kept for the rest of the request unless volatile. `set` may still change it, as
+// nginx's map variables are changeable.
+func (c *Cmd) DefineVar(name string, rng hcl.Range, get VarGetter, volatile bool) error {
+	t := c.b.cfg.vars
+	i, err := t.declare(name, rng)
+	if err != nil {
+		return err
+	}
+	for len(t.lazy) <= i {
+		t.lazy = append(t.lazy, lazyVar{})
+	}
+	if prev := t.lazy[i]; prev.get != nil {
+		return conf.Errorf(rng, "variable %q is already defined at %s:%d,%d", name, prev.rng.Filename, prev.rng.Start.Line, prev.rng.Start.Column)
+	}
+	t.lazy[i] = lazyVar{get: get, volatile: volatile, rng: rng}
+	return nil
 }
 
 // Var looks a variable up by name as nginx's $name (ngx.var.NAME): built-in
@@ -244,8 +303,9 @@ type Expr struct {
 }
 
 type exprPart struct {
-	lit string
-	get func(r *Request) string
+	lit     string
+	get     func(r *Request) string
+	decoded uint8 // decodedNever, decodedAlways, decodedCaptures (headerline.go)
 }
 
 // rootRef is a root variable an expression references, with the namespace keys used.
@@ -446,7 +506,7 @@ func (t *varTable) fastParts(src hclsyntax.Expression) []exprPart {
 			if g == nil {
 				return nil
 			}
-			parts = append(parts, exprPart{get: g})
+			parts = append(parts, exprPart{get: g, decoded: decodedKind(x.Traversal.RootName())})
 		default:
 			return nil
 		}

@@ -159,7 +159,8 @@ func (v *vm) captureOptions(L *glua.LState, o *glua.LTable) (httpcore.Subrequest
 		if h, ok := o.RawGetString("headers").(*glua.LTable); ok {
 			opts.Headers = map[string]string{}
 			h.ForEach(func(k, val glua.LValue) {
-				opts.Headers[k.String()] = L.ToStringMeta(val).String()
+				// Escaped as ngx.req.set_header escapes (ngx_lua's subrequest headers).
+				opts.Headers[httpcore.EscapeHeaderName(k.String())] = httpcore.EscapeHeaderValue(L.ToStringMeta(val).String())
 			})
 		}
 		if vs, ok := o.RawGetString("vars").(*glua.LTable); ok {

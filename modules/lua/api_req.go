@@ -28,7 +28,7 @@ func (v *vm) installReq(ngx *glua.LTable) {
 		"set_header":    v.reqSetHeader,
 		"clear_header": func(L *glua.LState) int {
 			_, r := v.request(L)
-			r.SetHeader(L.CheckString(1), "")
+			r.SetHeader(httpcore.EscapeHeaderName(L.CheckString(1)), "")
 			return 0
 		},
 		"read_body":     v.reqReadBody,
@@ -217,19 +217,23 @@ func (h *headerTable) push(L *glua.LState) int {
 	return 1
 }
 
+// reqSetHeader is ngx.req.set_header. As ngx_lua (t/028-req-header.t TEST 62-66),
+// the name and values are %-escaped where they could end or split a header line:
+// ngx.var.http_NAME, ngx.req.get_headers and the request sent upstream all see the
+// escaped bytes.
 func (v *vm) reqSetHeader(L *glua.LState) int {
 	_, r := v.request(L)
-	name := L.CheckString(1)
+	name := httpcore.EscapeHeaderName(L.CheckString(1))
 	switch x := L.Get(2).(type) {
 	case *glua.LNilType:
 		r.SetHeader(name, "")
 	case *glua.LTable:
 		r.SetHeader(name, "")
 		for i := 1; i <= x.MaxN(); i++ {
-			r.AddHeader(name, L.ToStringMeta(x.RawGetInt(i)).String())
+			r.AddHeader(name, httpcore.EscapeHeaderValue(L.ToStringMeta(x.RawGetInt(i)).String()))
 		}
 	case glua.LString:
-		r.SetHeader(name, string(x))
+		r.SetHeader(name, httpcore.EscapeHeaderValue(string(x)))
 	case glua.LNumber:
 		r.SetHeader(name, string(appendNumber(nil, float64(x))))
 	default:

@@ -20,8 +20,10 @@ func (v *vm) installResp(ngx *glua.LTable) {
 	ngx.RawSetString("header", hdr)
 
 	resp := L.NewTable()
-	setFuncs(L, resp, map[string]glua.LGFunction{"get_headers": v.respGetHeaders})
+	setFuncs(L, resp, map[string]glua.LGFunction{"get_headers": v.respGetHeaders, "add_header": v.respAddHeader})
 	ngx.RawSetString("resp", resp)
+	// lua-resty-core's ngx.resp module: require "ngx.resp" gives the same functions.
+	v.loaded.RawSetString("ngx.resp", resp)
 }
 
 // headerName maps ngx.header.content_type to Content-Type, as ngx_lua with
@@ -56,20 +58,35 @@ func (v *vm) headerIndex(L *glua.LState) int {
 }
 
 func (v *vm) headerNewIndex(L *glua.LState) int {
+	return v.setRespHeader(L, "ngx.header", L.CheckString(2), 3, true)
+}
+
+// respAddHeader is ngx.resp.add_header(name, value) (lua-resty-core): ngx.header's
+// rules, but the values are added to those the header has.
+func (v *vm) respAddHeader(L *glua.LState) int {
+	if L.Get(2) == glua.LNil {
+		L.ArgError(2, "invalid header value")
+	}
+	return v.setRespHeader(L, "ngx.resp.add_header", L.CheckString(1), 2, false)
+}
+
+// setRespHeader sets (override) or adds the response header name to the value at
+// stack index arg: a string, number, boolean, a table of them, or nil to delete.
+func (v *vm) setRespHeader(L *glua.LState, api, name string, arg int, override bool) int {
 	t, r := v.request(L)
 	p := t.run.phase
 	switch p {
 	case phaseRewrite, phaseAccess, phaseContent, phaseHeaderFilter, phaseBodyFilter, phaseSet:
 	default:
-		return apiDisabled(L, "ngx.header", p)
+		return apiDisabled(L, api, p)
 	}
-	name := headerName(L.CheckString(2))
+	name = headerName(name)
 	if r.HeaderSent() && p != phaseHeaderFilter {
 		r.Logf(httpcore.LogError, "attempt to set ngx.header.HEADER after sending out response headers")
 		return 0
 	}
 	var vals []string
-	switch x := L.Get(3).(type) {
+	switch x := L.Get(arg).(type) {
 	case *glua.LNilType:
 	case *glua.LTable:
 		for i := 1; i <= x.MaxN(); i++ {
@@ -82,12 +99,14 @@ func (v *vm) headerNewIndex(L *glua.LState) int {
 	case glua.LBool:
 		vals = []string{strconv.FormatBool(bool(x))}
 	default:
-		L.ArgError(3, "string, number, table or nil expected")
+		L.ArgError(arg, "string, number, table or nil expected")
 	}
-	for _, s := range vals {
-		if strings.ContainsAny(s, "\r\n") {
-			L.RaiseError("invalid header value %q: CR and LF are not allowed", s)
-		}
+	// As ngx_lua (t/016-resp-header.t TEST 87-93): the bytes that could end or split
+	// the line are %-escaped, in the name and in every value, and reading the header
+	// back gives what goes on the wire.
+	name = httpcore.EscapeHeaderName(name)
+	for i, s := range vals {
+		vals[i] = httpcore.EscapeHeaderValue(s)
 	}
 	if strings.EqualFold(name, "Content-Length") {
 		n := int64(-1)
@@ -101,7 +120,9 @@ func (v *vm) headerNewIndex(L *glua.LState) int {
 		return 0
 	}
 	h := r.RespHeader()
-	h.Del(name)
+	if override || strings.EqualFold(name, "Content-Type") {
+		h.Del(name)
+	}
 	for _, s := range vals {
 		h.Add(name, s)
 	}

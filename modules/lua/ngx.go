@@ -522,8 +522,10 @@ func (v *vm) ngxRedirect(L *glua.LState) int {
 		L.RaiseError("only ngx.HTTP_MOVED_TEMPORARILY, ngx.HTTP_MOVED_PERMANENTLY, ngx.HTTP_PERMANENT_REDIRECT, ngx.HTTP_SEE_OTHER, and ngx.HTTP_TEMPORARY_REDIRECT are allowed")
 	}
 	for i := 0; i < len(uri); i++ {
-		if c := uri[i]; c < 0x20 || c == 0x7f {
-			L.RaiseError("unsafe URI %q in ngx.redirect", uri)
+		// As ngx_lua (t/022-redirect.t TEST 18-22): a control byte but HTAB, or DEL,
+		// is an error, and the request a 500 without a Location.
+		if c := uri[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			L.RaiseError("unsafe byte \"0x%02x\" in redirect uri \"%s\"", c, escapeLog(uri))
 		}
 	}
 	if r.HeaderSent() {
@@ -608,4 +610,21 @@ func optInt(L *glua.LState, n, d int) int {
 		return d
 	}
 	return checkInt(L, n)
+}
+
+// escapeLog writes the bytes of s that would be unclear in the error log as \xHH, as
+// ngx_lua's ngx_http_lua_escape_log: control bytes, DEL, bytes above 0x7f, '"' and
+// the backslash.
+func escapeLog(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }

@@ -209,6 +209,11 @@ func readHeadOnce(br *bufio.Reader, h *respHead) error {
 		if line[0] == ' ' || line[0] == '\t' {
 			return &errBadHeader{"obsolete header line folding"}
 		}
+		if bytes.IndexByte(line, '\r') >= 0 || bytes.IndexByte(line, 0) >= 0 {
+			// A CR not ending the line, or a NUL, as nginx (1.21.1 and later) refuses
+			// them: a client could take the CR for the end of the line.
+			return &errBadHeader{fmt.Sprintf("invalid header line %q", truncate(line))}
+		}
 		i := bytes.IndexByte(line, ':')
 		if i <= 0 || bytes.ContainsAny(line[:i], " \t") {
 			return &errBadHeader{fmt.Sprintf("invalid header line %q", truncate(line))}

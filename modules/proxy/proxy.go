@@ -680,20 +680,16 @@ func (q *request) clientBodyError(err error) httpcore.Action {
 // on the connection used.
 func (q *request) buildHead() ([]byte, error) {
 	r, c := q.r, q.c
-	b := make([]byte, 0, 512)
-	b = append(b, q.method...)
-	b = append(b, ' ')
-	b = append(b, q.uri...)
-	b = append(b, " HTTP/1.1\r\n"...)
+	// The request line and every header line go through the core's writers, which
+	// %-escape what would end or split a line (a decoded URI in a computed proxy_pass,
+	// a variable in proxy_set_header) and log it.
+	b := r.AppendRequestLine(make([]byte, 0, 512), q.method, q.uri)
 	set := map[string]bool{}
 	emit := func(k, v string) {
-		if v == "" || strings.ContainsAny(v, "\r\n") || strings.ContainsAny(k, " \t\r\n:") {
-			return
+		if v == "" {
+			return // nginx sends no line for an empty proxy_set_header value
 		}
-		b = append(b, k...)
-		b = append(b, ": "...)
-		b = append(b, v...)
-		b = append(b, "\r\n"...)
+		b = r.AppendHeaderLine(b, "upstream request header", k, v)
 	}
 	// proxy_set_header, then the defaults it does not override.
 	var hostSet bool

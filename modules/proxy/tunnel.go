@@ -35,10 +35,7 @@ func (q *request) tunnel(uc *upConn, h *respHead, p *upstream.Peer, try upstream
 		case "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "content-length", "date", "server":
 			continue
 		}
-		w.WriteString(f.Key)
-		w.WriteString(": ")
-		w.WriteString(f.Value)
-		w.WriteString("\r\n")
+		w.Write(r.AppendHeaderLine(w.AvailableBuffer(), "response header", f.Key, f.Value))
 	}
 	w.WriteString("\r\n")
 	try.Status = 101

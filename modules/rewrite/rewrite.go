@@ -188,7 +188,8 @@ func (op *returnOp) Run(r *httpcore.Request) httpcore.Action {
 		return httpcore.Finished
 	}
 	if op.url != nil {
-		u, err := op.url.String(r)
+		// The decoded URI in the target is escaped: no request can split the head.
+		u, err := op.url.RedirectString(r)
 		if err != nil {
 			r.Logf(httpcore.LogError, "return: %v", err)
 			return r.Error(500)
@@ -208,6 +209,9 @@ func (op *returnOp) Run(r *httpcore.Request) httpcore.Action {
 		r.Logf(httpcore.LogError, "return: %v", err)
 		return r.Error(500)
 	}
+	// The length is known before the header filters run, as nginx's return sets it
+	// (gzip_min_length looks at it).
+	r.SetContentLength(int64(len(body)))
 	r.WriteString(body)
 	return httpcore.Finished
 }

@@ -3,6 +3,7 @@ package rewrite_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spindle-server/spindle/internal/testserver"
 	_ "github.com/spindle-server/spindle/modules/echo"
@@ -254,5 +255,51 @@ func TestRewriteConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %s: error %v, want %q", c.conf, err, c.want)
 		}
+	}
+}
+
+// Redirect targets escape the decoded URI and its captures (a location's regex,
+// rewrite's, an `if` on uri), and leave the raw request_uri and its captures as the
+// client wrote them: no double escaping of an already escaped %XX or query.
+func TestRedirectEscapesDecodedURI(t *testing.T) {
+	s := testserver.Start(t, `
+http {
+  server {
+    listen = ["127.0.0.1:0"]
+    location "~ ^/loc/(.*)$" { return = { code = 302, url = "http://x/${re[1]}" } }
+    location "/ifuri/" {
+      if {
+        cond   = [uri, "~", "(?s)^/ifuri/(.*)$"]
+        return = { code = 302, url = "http://x/${re[1]}" }
+      }
+    }
+    location "/ifraw/" {
+      if {
+        cond   = [request_uri, "~", "^/ifraw/(.*)$"]
+        return = { code = 302, url = "http://x/${re[1]}" }
+      }
+    }
+    location "/raw/" { return = { code = 302, url = "http://x${request_uri}" } }
+    location "/fn/" { return = { code = 302, url = "http://x${lower(uri)}" } }
+    location "/rw/" {
+      rewrite "^/rw/(.*)$" "permanent" { to = "/to/${re[1]}" }
+    }
+  }
+}`)
+	for _, c := range []struct{ path, want string }{
+		{"/loc/a%20b%3Fc%25d", "http://x/a%20b%3Fc%25d"},
+		{"/ifuri/a%3Fb%0D%0Ac", "http://x/a%3Fb%0D%0Ac"},
+		{"/ifraw/a%20b?c=d%26e", "http://x/a%20b?c=d%26e"},
+		{"/raw/a%20b?c=%0D%0A", "http://x/raw/a%20b?c=%0D%0A"},
+		{"/fn/A%0D%0AB%20C", "http://x/fn/a%0D%0Ab%20c"},
+	} {
+		r := s.Raw("GET "+c.path+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+		if !strings.Contains(r, "\r\nLocation: "+c.want+"\r\n") {
+			t.Errorf("GET %s: want Location %s, got\n%s", c.path, c.want, r)
+		}
+	}
+	r := s.Raw("GET /rw/a%3Fb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if !strings.Contains(r, "/to/a%3Fb\r\n") {
+		t.Errorf("rewrite redirect with a decoded ? in the capture:\n%s", r)
 	}
 }

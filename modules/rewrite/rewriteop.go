@@ -214,10 +214,16 @@ func strLit(s string, like *hclsyntax.LiteralValueExpr) *hclsyntax.LiteralValueE
 }
 
 // eval computes the new URI and arguments. hasArgs tells whether the replacement
-// carried arguments of its own.
-func (rp *replacement) eval(r *httpcore.Request) (uri, args string, hasArgs, addArgs, redirect bool, err error) {
+// carried arguments of its own. With target, the replacement is evaluated as a
+// redirect's target: the decoded URI and its captures are %-escaped
+// (Expr.RedirectString).
+func (rp *replacement) eval(r *httpcore.Request, target bool) (uri, args string, hasArgs, addArgs, redirect bool, err error) {
+	str := (*httpcore.Expr).String
+	if target {
+		str = (*httpcore.Expr).RedirectString
+	}
 	if rp.whole != nil {
-		s, err := rp.whole.String(r)
+		s, err := str(rp.whole, r)
 		if err != nil {
 			return "", "", false, false, false, err
 		}
@@ -229,11 +235,11 @@ func (rp *replacement) eval(r *httpcore.Request) (uri, args string, hasArgs, add
 		uri, args, hasArgs = strings.Cut(s, "?")
 		return uri, args, hasArgs, addArgs, redirect, nil
 	}
-	if uri, err = rp.uri.String(r); err != nil {
+	if uri, err = str(rp.uri, r); err != nil {
 		return
 	}
 	if rp.args != nil {
-		if args, err = rp.args.String(r); err != nil {
+		if args, err = str(rp.args, r); err != nil {
 			return
 		}
 		hasArgs = true
@@ -254,13 +260,17 @@ func (op *rewriteOp) Run(r *httpcore.Request) httpcore.Action {
 	if logOn {
 		r.Logf(httpcore.LogNotice, "%q matches %q", op.src, cur)
 	}
-	r.SetCaptures(m)
-	uri, args, hasArgs, addArgs, redirect, err := op.repl.eval(r)
+	r.SetURICaptures(m)
+	uri, args, hasArgs, addArgs, redirect, err := op.repl.eval(r, false)
+	if err == nil && (redirect || op.flag == flagRedirect || op.flag == flagPermanent) {
+		redirect = true
+		uri, args, hasArgs, addArgs, _, err = op.repl.eval(r, true)
+	}
 	if err != nil {
 		r.Logf(httpcore.LogError, "rewrite: %v", err)
 		return r.Error(500)
 	}
-	if redirect || op.flag == flagRedirect || op.flag == flagPermanent {
+	if redirect {
 		code := op.code
 		if code == 0 {
 			code = 302
@@ -282,7 +292,7 @@ func (op *rewriteOp) Run(r *httpcore.Request) httpcore.Action {
 		if strings.HasPrefix(u, "/") {
 			u = r.AbsoluteURL(u)
 		}
-		r.RespHeader().Set("Location", escapeLocation(u))
+		r.RespHeader().Set("Location", httpcore.EscapeUnsafeURI(u))
 		return r.Error(code)
 	}
 	if uri == "" {
@@ -316,35 +326,6 @@ func (op *rewriteOp) Run(r *httpcore.Request) httpcore.Action {
 		setURIChanged(r, true)
 	}
 	return httpcore.Continue
-}
-
-// escapeLocation percent-encodes the bytes that may not appear in a URL (captures come
-// from the decoded $uri), leaving the URL's own syntax and existing escapes alone.
-func escapeLocation(u string) string {
-	const hex = "0123456789ABCDEF"
-	n := 0
-	for i := 0; i < len(u); i++ {
-		if mustEscape(u[i]) {
-			n++
-		}
-	}
-	if n == 0 {
-		return u
-	}
-	b := make([]byte, 0, len(u)+2*n)
-	for i := 0; i < len(u); i++ {
-		c := u[i]
-		if mustEscape(c) {
-			b = append(b, '%', hex[c>>4], hex[c&15])
-		} else {
-			b = append(b, c)
-		}
-	}
-	return string(b)
-}
-
-func mustEscape(c byte) bool {
-	return c <= ' ' || c >= 0x7f || strings.IndexByte("\"<>\\^`{|}", c) >= 0
 }
 
 // break stops the rewrite directives of the context, as nginx's `break;`.

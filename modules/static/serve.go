@@ -34,6 +34,11 @@ func (c *Conf) staticHandler(r *httpcore.Request) httpcore.Action {
 	if err != nil {
 		return c.mapFailure(r, t, err)
 	}
+	if c.gzipStatic != gzipStaticOff && m != "POST" {
+		if a, ok := c.serveGzipped(r, t, uri); ok {
+			return a
+		}
+	}
 	f, fi, err := t.open()
 	if err != nil {
 		return c.failure(r, "open()", t, err)

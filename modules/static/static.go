@@ -28,6 +28,7 @@ type Conf struct {
 	autoindex   bool
 	maxRanges   int // -1: no limit
 	logNotFound bool
+	gzipStatic  gzipStaticMode
 }
 
 // imsMode is if_modified_since.
@@ -69,6 +70,7 @@ var Module = httpcore.Register(&httpcore.Module{
 		{Name: "autoindex", Context: ctxHSL, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.autoindex })},
 		{Name: "max_ranges", Context: ctxHSL, Set: httpcore.SetCount(0, conf.NoMax, func(c *Conf) *int { return &c.maxRanges })}, // 0 turns byte ranges off
 		{Name: "log_not_found", Context: ctxHSL, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.logNotFound })},
+		{Name: "gzip_static", Context: httpcore.CtxAll, Set: setGzipStatic},
 	},
 	Install: install,
 })

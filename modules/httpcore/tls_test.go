@@ -1,0 +1,208 @@
+package httpcore_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/spindle-server/spindle/internal/e2e"
+	"github.com/spindle-server/spindle/internal/testserver"
+	"github.com/spindle-server/spindle/modules/httpcore"
+)
+
+// TLS on both of the engine's ways to serve a listener: the event loop, and a
+// goroutine per connection (listeners the loop does not take).
+func TestTLSLoopAndGoroutinePerConnection(t *testing.T) {
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	_, _, client := ca.Issue("client", e2e.ECDSA, true, "bob")
+	config := fmt.Sprintf(`
+http {
+  server {
+    listen                 = ["127.0.0.1:0 ssl"]
+    ssl_certificate        = "%s"
+    ssl_certificate_key    = "%s"
+    ssl_client_certificate = "%s"
+    ssl_verify_client      = "on"
+    location "= /who" { return = { code = 200, body = "${https} ${ssl_client_verify} ${ssl_client_s_dn}" } }
+  }
+}`, crt, key, ca.File)
+	for _, noLoop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoEventLoop=%v", noLoop), func(t *testing.T) {
+			s := testserver.Start(t, config, testserver.WithEngineOptions(httpcore.EngineOptions{WorkerConnections: 64, NoEventLoop: noLoop}))
+			c, err := tls.Dial("tcp", s.Addr, &tls.Config{ServerName: "srv.test", RootCAs: ca.Pool, Certificates: []tls.Certificate{client}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			for i := 0; i < 3; i++ {
+				io.WriteString(c, "GET /who HTTP/1.1\r\nHost: srv.test\r\n\r\n")
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						t.Fatal(err)
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				got := make([]byte, len("on SUCCESS CN=bob,O=spindle tests"))
+				if _, err := io.ReadFull(br, got); err != nil || string(got) != "on SUCCESS CN=bob,O=spindle tests" {
+					t.Fatalf("request %d: %q %v", i, got, err)
+				}
+			}
+		})
+	}
+}
+
+// Many TLS keepalive connections at once, with requests that run inline in the loop
+// and requests that wait on a coroutine of their own (echo_sleep), which hands the
+// connection back to the loop with whatever crypto/tls has buffered (pipelined
+// requests behind them).
+func TestTLSConcurrentInlineAndWaiting(t *testing.T) {
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	s := testserver.Start(t, fmt.Sprintf(`
+http {
+  server {
+    listen              = ["127.0.0.1:0 ssl"]
+    ssl_certificate     = "%s"
+    ssl_certificate_key = "%s"
+    location "= /inline" { return = { code = 200, body = "inline\n" } }
+    location "= /wait" { echo = ["waited", { sleep = "5ms" }] }
+  }
+}`, crt, key))
+	errs := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		go func() {
+			errs <- func() error {
+				c, err := tls.Dial("tcp", s.Addr, &tls.Config{ServerName: "srv.test", RootCAs: ca.Pool})
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				br := bufio.NewReader(c)
+				for j := 0; j < 10; j++ {
+					// Two pipelined requests: the second waits in crypto/tls's buffers.
+					io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: srv.test\r\n\r\nGET /inline HTTP/1.1\r\nHost: srv.test\r\n\r\n")
+					for _, want := range []string{"waited\n", "inline\n"} {
+						if got, err := readTLSBody(br); err != nil || got != want {
+							return fmt.Errorf("round %d: %q, %v (want %q)", j, got, err, want)
+						}
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for i := 0; i < 16; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// readTLSBody reads one response and returns its body (Content-Length or chunked).
+func readTLSBody(br *bufio.Reader) (string, error) {
+	length, chunked := -1, false
+	if _, err := br.ReadString('\n'); err != nil {
+		return "", err
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		if line == "\r\n" {
+			break
+		}
+		fmt.Sscanf(line, "Content-Length: %d", &length)
+		if line == "Transfer-Encoding: chunked\r\n" {
+			chunked = true
+		}
+	}
+	if !chunked {
+		b := make([]byte, max(length, 0))
+		_, err := io.ReadFull(br, b)
+		return string(b), err
+	}
+	var body []byte
+	for {
+		var n int
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		fmt.Sscanf(line, "%x", &n)
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return "", err
+		}
+		if n == 0 {
+			return string(body), nil
+		}
+		body = append(body, b[:n]...)
+	}
+}
+
+// flushOnRead holds a client's writes until it reads: its TLS Finished message and the
+// request after it reach the server in one segment, as a client's often do.
+type flushOnRead struct {
+	net.Conn
+	pending []byte
+}
+
+func (f *flushOnRead) Write(p []byte) (int, error) {
+	f.pending = append(f.pending, p...)
+	return len(p), nil
+}
+
+func (f *flushOnRead) Read(p []byte) (int, error) {
+	if len(f.pending) > 0 {
+		if _, err := f.Conn.Write(f.pending); err != nil {
+			return 0, err
+		}
+		f.pending = f.pending[:0]
+	}
+	return f.Conn.Read(p)
+}
+
+// A request that arrives with the handshake's last flight sits in crypto/tls's buffers
+// when the handshake's coroutine hands the connection to the loop, with no epoll event
+// to come: the loop must look at it at once.
+func TestTLSRequestWithTheHandshake(t *testing.T) {
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	s := testserver.Start(t, fmt.Sprintf(`
+http {
+  server {
+    listen              = ["127.0.0.1:0 ssl"]
+    ssl_certificate     = "%s"
+    ssl_certificate_key = "%s"
+    location "= /inline" { return = { code = 200, body = "inline\n" } }
+  }
+}`, crt, key))
+	for i := 0; i < 20; i++ {
+		nc, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		c := tls.Client(&flushOnRead{Conn: nc}, &tls.Config{ServerName: "srv.test", RootCAs: ca.Pool})
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /inline HTTP/1.1\r\nHost: srv.test\r\n\r\n")
+		if got, err := readTLSBody(bufio.NewReader(c)); err != nil || got != "inline\n" {
+			t.Fatalf("connection %d: %q, %v", i, got, err)
+		}
+		nc.Close()
+	}
+}
