@@ -437,8 +437,10 @@ func (e *engine) redirect(s *luajit.State) error {
 		return errors.New("only ngx.HTTP_MOVED_TEMPORARILY, ngx.HTTP_MOVED_PERMANENTLY, ngx.HTTP_PERMANENT_REDIRECT, ngx.HTTP_SEE_OTHER, and ngx.HTTP_TEMPORARY_REDIRECT are allowed")
 	}
 	for i := 0; i < len(uri); i++ {
-		if c := uri[i]; c < 0x20 || c == 0x7f {
-			return fmt.Errorf("unsafe URI %q in ngx.redirect", uri)
+		// As ngx_lua (t/022-redirect.t TEST 18-22): a control byte but HTAB, or DEL,
+		// is an error, and the request a 500 without a Location.
+		if c := uri[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return fmt.Errorf("unsafe byte \"0x%02x\" in redirect uri \"%s\"", c, escapeLog(uri))
 		}
 	}
 	if r.HeaderSent() || len(ru.out) > 0 {
@@ -699,9 +701,9 @@ func (e *engine) headerSet(s *luajit.State) error {
 	}
 	// As ngx_lua (t/016-resp-header.t TEST 87-93): what could end or split the line
 	// is %-escaped, in the name and in every value.
-	name = escapeHeaderName(name)
+	name = httpcore.EscapeHeaderName(name)
 	for i, v := range vals {
-		vals[i] = escapeHeaderValue(v)
+		vals[i] = httpcore.EscapeHeaderValue(v)
 	}
 	if strings.EqualFold(name, "Content-Length") {
 		n := int64(-1)
@@ -795,15 +797,15 @@ func (e *engine) reqSetHeader(s *luajit.State) error {
 	}
 	// As ngx_lua (t/028-req-header.t TEST 62-66): the name and values are
 	// %-escaped where they could end or split a header line.
-	name := escapeHeaderName(s.String(0))
+	name := httpcore.EscapeHeaderName(s.String(0))
 	if s.String(1) == "list" {
 		r.SetHeader(name, "")
 		for i := 2; i < s.N(); i++ {
-			r.AddHeader(name, escapeHeaderValue(strArg(s, i)))
+			r.AddHeader(name, httpcore.EscapeHeaderValue(strArg(s, i)))
 		}
 		return nil
 	}
-	r.SetHeader(name, escapeHeaderValue(strArg(s, 2)))
+	r.SetHeader(name, httpcore.EscapeHeaderValue(strArg(s, 2)))
 	return nil
 }
 
@@ -1101,7 +1103,13 @@ func (e *engine) captureAdd(s *luajit.State) error {
 	}
 	opts.CopyVars, opts.ShareVars = s.Bool(4), s.Bool(5)
 	opts.Vars = pairsMap(s.String(6))
-	opts.Headers = pairsMap(s.String(7))
+	// Escaped as ngx.req.set_header escapes (ngx_lua's subrequest headers).
+	for k, v := range pairsMap(s.String(7)) {
+		if opts.Headers == nil {
+			opts.Headers = map[string]string{}
+		}
+		opts.Headers[httpcore.EscapeHeaderName(k)] = httpcore.EscapeHeaderValue(v)
+	}
 	inherits := false
 	if !hasBody {
 		// As ngx_lua: only POST and PUT subrequests inherit the parent's body, unless
@@ -1286,4 +1294,20 @@ func pureFuncs() map[string]luajit.Func {
 			return nil
 		},
 	}
+}
+
+// escapeLog writes the bytes of s that would be unclear in the error log as \xHH, as
+// ngx_lua's ngx_http_lua_escape_log: control bytes, DEL, bytes above 0x7f, '"' and
+// the backslash.
+func escapeLog(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
