@@ -42,7 +42,7 @@ func Binary(t testing.TB) string {
 		binPath = filepath.Join(dir, "spindle")
 		args := []string{"build", "-o", binPath}
 		if buildTags != "" {
-			// The tests were built with -tags luajit: so is the server they run.
+			// The tests were built with -tags gopherlua: so is the server they run.
 			args = append(args, "-tags", buildTags)
 		}
 		cmd := exec.Command("go", append(args, ".")...)

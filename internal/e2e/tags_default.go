@@ -1,4 +1,4 @@
-//go:build !luajit
+//go:build !gopherlua
 
 package e2e
 

@@ -1,6 +1,6 @@
-//go:build luajit
+//go:build gopherlua
 
 package e2e
 
 // buildTags are the tags the server under test is built with: those of the test.
-const buildTags = "luajit"
+const buildTags = "gopherlua"
