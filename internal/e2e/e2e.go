@@ -40,7 +40,12 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "spindle")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		args := []string{"build", "-o", binPath}
+		if buildTags != "" {
+			// The tests were built with -tags gopherlua: so is the server they run.
+			args = append(args, "-tags", buildTags)
+		}
+		cmd := exec.Command("go", append(args, ".")...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -13,8 +13,6 @@ import (
 	_ "github.com/spindle-server/spindle/modules/geo"
 	_ "github.com/spindle-server/spindle/modules/gzip"
 	_ "github.com/spindle-server/spindle/modules/headers"
-	_ "github.com/spindle-server/spindle/modules/lua"
-	_ "github.com/spindle-server/spindle/modules/luabackends"
 	_ "github.com/spindle-server/spindle/modules/mapvar"
 	_ "github.com/spindle-server/spindle/modules/memc"
 	_ "github.com/spindle-server/spindle/modules/proxy"

@@ -1,0 +1,722 @@
+package ngxlua
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spindle-server/spindle/internal/luajit"
+	"github.com/spindle-server/spindle/internal/netutil"
+	connpool "github.com/spindle-server/spindle/internal/pool"
+	"github.com/spindle-server/spindle/modules/httpcore"
+)
+
+// ngx.socket.tcp: cosockets. A socket is a Lua table holding an integer handle into
+// the engine's sockets (e.socks, used under the VM's lock). A call that must wait
+// (connect, a send, a receive the buffer cannot answer) yields; the run's driver
+// does the I/O on the request's goroutine with the VM unlocked and resumes the
+// coroutine with the results (step 1 of docs/lua-engine.md). A socket belongs to
+// the run that created it and is closed when the run ends, unless setkeepalive put
+// its connection in the worker's pool for that host:port (or pool name).
+
+type tcpSock struct {
+	mu   sync.Mutex // conn, for a killed thread's wait that may still run
+	id   int
+	run  *run
+	conf *sockConf
+	conn net.Conn
+	raw  syscall.RawConn
+
+	buf  []byte // received and not yet consumed: buf[r:w]
+	r, w int
+
+	connectTimeout, sendTimeout, readTimeout time.Duration // 0: the lua_socket_* defaults
+
+	key      string
+	poolSize int
+	reused   int
+	ic       *idleConn
+
+	isTLS        bool
+	verifiedName string // the server name the TLS peer was verified for
+
+	// An operation waits with the VM unlocked (its wait clears the flag, maybe on a
+	// light thread's goroutine): a read and a write may wait at once.
+	reading, writing atomic.Bool
+	timedOut         bool // the last receive timed out: the connection cannot be pooled
+}
+
+// sockPools are a VM's cosocket pools, keyed "host:port", "unix:/path" or by the
+// pool option.
+type sockPools = connpool.Pool[string, *idleConn]
+
+// idleConn is a pooled connection.
+type idleConn struct {
+	conn         net.Conn
+	tls          bool
+	verifiedName string
+	reused       int
+	entry        connpool.Entry
+}
+
+// PoolEntry and ClosePooled make idleConn a pooled connection.
+func (ic *idleConn) PoolEntry() *connpool.Entry { return &ic.entry }
+func (ic *idleConn) ClosePooled()               { ic.conn.Close() }
+
+func (sk *tcpSock) timeout(which int) time.Duration {
+	switch which {
+	case 0:
+		if sk.connectTimeout > 0 {
+			return sk.connectTimeout
+		}
+		return sk.conf.connectTimeout
+	case 1:
+		if sk.sendTimeout > 0 {
+			return sk.sendTimeout
+		}
+		return sk.conf.sendTimeout
+	}
+	if sk.readTimeout > 0 {
+		return sk.readTimeout
+	}
+	return sk.conf.readTimeout
+}
+
+// logErr logs a cosocket error as ngx_lua does with lua_socket_log_errors on.
+func (sk *tcpSock) logErr(format string, args ...any) {
+	if !sk.conf.logErrors {
+		return
+	}
+	if sk.run.r != nil {
+		sk.run.r.Logf(httpcore.LogError, format, args...)
+	} else {
+		sk.run.e.logf(logErr, format+", context: %s", append(args, sk.run.phase.directive())...)
+	}
+}
+
+// getConn is the connection, read under mu: a light thread's wait may close it.
+func (sk *tcpSock) getConn() net.Conn {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	return sk.conn
+}
+
+func (sk *tcpSock) closeConn() {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	if sk.conn != nil {
+		if sk.ic != nil {
+			sk.run.e.pools.Forget(sk.ic)
+		}
+		sk.conn.Close()
+		sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName = nil, nil, nil, false, ""
+	}
+	sk.buf, sk.r, sk.w = nil, 0, 0
+}
+
+// sockErr turns a Go network error into ngx_lua's words.
+func sockErr(err error) string {
+	var ne net.Error
+	var errno syscall.Errno
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return "closed"
+	case errors.As(err, &dns):
+		return dns.Name + " could not be resolved (" + dns.Err + ")"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.As(err, &errno):
+		return errno.Error()
+	}
+	return err.Error()
+}
+
+// closeSockets closes what a run left open (pooled connections are gone already).
+func (e *engine) closeSockets(ru *run) {
+	for _, sk := range ru.socks {
+		if ru.abandoned {
+			// A killed thread's wait may still use the socket: closing the
+			// connection ends it; the rest is left to it.
+			sk.mu.Lock()
+			if sk.conn != nil {
+				sk.conn.Close()
+			}
+			sk.mu.Unlock()
+		} else {
+			sk.closeConn()
+		}
+		delete(e.socks, sk.id)
+	}
+	ru.socks = nil
+}
+
+// sock returns the socket of handle argument 0, which must belong to the run.
+func (e *engine) sock(s *luajit.State) (*run, *tcpSock, error) {
+	ru, err := e.run()
+	if err != nil {
+		return nil, nil, err
+	}
+	sk := e.socks[s.Int(0)]
+	if sk == nil || sk.run != ru {
+		return nil, nil, errors.New("bad request: the cosocket was created by another request or handler")
+	}
+	return ru, sk, nil
+}
+
+func fail(s *luajit.State, msg string) error {
+	s.PushNil()
+	s.PushString(msg)
+	return nil
+}
+
+func (e *engine) sockNew(s *luajit.State) error {
+	ru, err := e.run()
+	if err != nil {
+		return err
+	}
+	if !ru.phase.canYield() {
+		return disabled("ngx.socket.tcp", ru.phase)
+	}
+	e.nextSock++
+	sk := &tcpSock{id: e.nextSock, run: ru, conf: &ru.conf.sock}
+	e.socks[sk.id] = sk
+	ru.socks = append(ru.socks, sk)
+	s.PushInt(sk.id)
+	return nil
+}
+
+// sockConnect is sock:connect(host, port | nil, pool, pool_size).
+func (e *engine) sockConnect(s *luajit.State) error {
+	ru, sk, err := e.sock(s)
+	if err != nil {
+		return err
+	}
+	if sk.reading.Load() || sk.writing.Load() {
+		return fail(s, "socket busy")
+	}
+	host := s.String(1)
+	network, addr, key := "tcp", "", ""
+	if p, ok := strings.CutPrefix(host, "unix:"); ok {
+		network, addr, key = "unix", p, host
+	} else {
+		if s.Type(2) != luajit.TypeNumber && !(s.Type(2) == luajit.TypeString && isNumeric(s.String(2))) {
+			return errors.New("bad argument #2 to 'connect' (number expected, got " + s.Type(2).String() + ")")
+		}
+		port := int(s.Number(2))
+		if s.Type(2) == luajit.TypeString {
+			port, _ = strconv.Atoi(s.String(2))
+		}
+		if port < 0 || port > 65535 {
+			return fail(s, "bad port number: "+strconv.Itoa(port))
+		}
+		addr = net.JoinHostPort(host, strconv.Itoa(port))
+		key = host + ":" + strconv.Itoa(port)
+	}
+	if s.Type(3) == luajit.TypeString {
+		key = s.String(3)
+	}
+	poolSize := 0
+	if s.Type(4) == luajit.TypeNumber {
+		if poolSize = s.Int(4); poolSize <= 0 {
+			return errors.New("bad \"pool_size\" option value")
+		}
+	}
+	// Connecting a connected socket closes its connection first, as ngx_lua does.
+	sk.closeConn()
+	sk.poolSize, sk.reused, sk.timedOut, sk.key = poolSize, 0, false, key
+	if ic, pkey, _ := e.pools.Get(key); ic != nil {
+		sk.key = pkey
+		sk.conn, sk.raw, sk.reused, sk.ic, sk.isTLS, sk.verifiedName = ic.conn, ic.entry.Raw, ic.reused+1, ic, ic.tls, ic.verifiedName
+		s.PushInt(1)
+		return nil
+	}
+	timeout := sk.timeout(0)
+	sk.writing.Store(true)
+	ru.waitFor(s, func() []any {
+		defer sk.writing.Store(false)
+		// No SO_KEEPALIVE unless setoption asks, as ngx_lua.
+		conn, err := netutil.Dial(context.Background(), network, addr, timeout)
+		if err != nil {
+			msg := sockErr(err)
+			if msg == "timeout" {
+				sk.logErr("lua tcp socket connect timed out, when connecting to %s", addr)
+			} else {
+				sk.logErr("lua tcp socket connect() to %s failed: %s", addr, msg)
+			}
+			return []any{nil, msg}
+		}
+		sk.mu.Lock()
+		sk.conn = conn
+		sk.mu.Unlock()
+		if sc, ok := conn.(syscall.Conn); ok {
+			sk.raw, _ = sc.SyscallConn()
+		}
+		return []any{1}
+	})
+	return nil
+}
+
+// sockSend is sock:send(data) (the prelude flattens tables).
+func (e *engine) sockSend(s *luajit.State) error {
+	ru, sk, err := e.sock(s)
+	if err != nil {
+		return err
+	}
+	conn := sk.getConn()
+	if conn == nil {
+		return fail(s, "closed")
+	}
+	if sk.writing.Load() {
+		return fail(s, "socket busy writing")
+	}
+	data := s.String(1)
+	timeout := sk.timeout(1)
+	sk.writing.Store(true)
+	ru.waitFor(s, func() []any {
+		defer sk.writing.Store(false)
+		conn.SetWriteDeadline(time.Now().Add(timeout))
+		n, err := conn.Write([]byte(data))
+		if err != nil {
+			msg := sockErr(err)
+			if msg == "timeout" {
+				sk.logErr("lua tcp socket write timed out")
+			} else {
+				sk.logErr("lua tcp socket write failed: %s", msg)
+			}
+			// A partial write leaves the stream unusable: the socket is closed, as
+			// ngx_lua's.
+			sk.closeConn()
+			return []any{nil, msg}
+		}
+		return []any{n}
+	})
+	return nil
+}
+
+// fill reads more data into the buffer, waiting at most the read timeout.
+func (sk *tcpSock) fill() error {
+	conn := sk.getConn()
+	if conn == nil {
+		return io.EOF
+	}
+	if sk.r > 0 && sk.r == sk.w {
+		sk.r, sk.w = 0, 0
+	}
+	if sk.buf == nil {
+		sk.buf = make([]byte, max(sk.conf.bufferSize, 4096))
+	}
+	if sk.w == len(sk.buf) {
+		if sk.r > 0 {
+			copy(sk.buf, sk.buf[sk.r:sk.w])
+			sk.w -= sk.r
+			sk.r = 0
+		} else {
+			nb := make([]byte, 2*len(sk.buf))
+			copy(nb, sk.buf[:sk.w])
+			sk.buf = nb
+		}
+	}
+	conn.SetReadDeadline(time.Now().Add(sk.timeout(2)))
+	n, err := conn.Read(sk.buf[sk.w:])
+	sk.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	return err
+}
+
+// readFailed is a failed receive's results: a timeout keeps the connection (the
+// only non-fatal error, as in ngx_lua), anything else closes it; buffered data is
+// the partial result.
+func (sk *tcpSock) readFailed(err error) []any {
+	msg := sockErr(err)
+	partial := string(sk.buf[sk.r:sk.w])
+	sk.r = sk.w
+	if msg == "timeout" {
+		sk.timedOut = true
+		sk.logErr("lua tcp socket read timed out")
+	} else {
+		if msg != "closed" {
+			sk.logErr("lua tcp socket read failed: %s", msg)
+		}
+		sk.closeConn()
+	}
+	return []any{nil, msg, partial}
+}
+
+// A reader tries to answer a receive from the buffer; err is what the last fill
+// returned (nil before the first). done false: more data is needed.
+type reader func(sk *tcpSock, err error) (res []any, done bool)
+
+// receive answers from the buffer, or yields until reading gives the answer.
+func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error {
+	if res, done := rd(sk, nil); done {
+		sk.timedOut = false
+		pushAll(s, res)
+		return nil
+	}
+	if sk.getConn() == nil {
+		pushAll(s, sk.readFailed(io.EOF))
+		return nil
+	}
+	sk.reading.Store(true)
+	ru.waitFor(s, func() []any {
+		defer sk.reading.Store(false)
+		for {
+			err := sk.fill()
+			if res, done := rd(sk, err); done {
+				sk.timedOut = false
+				return res
+			}
+			if err != nil {
+				return sk.readFailed(err)
+			}
+		}
+	})
+	return nil
+}
+
+// sockReceive is sock:receive(pattern): "*l" (default), "*L", "*a" or a size.
+func (e *engine) sockReceive(s *luajit.State) error {
+	ru, sk, err := e.sock(s)
+	if err != nil {
+		return err
+	}
+	if sk.conn == nil && sk.r == sk.w {
+		return fail(s, "closed")
+	}
+	if sk.reading.Load() {
+		return fail(s, "socket busy reading")
+	}
+	pat := "*l"
+	n := -1
+	switch s.Type(1) {
+	case luajit.TypeNumber:
+		n = s.Int(1)
+	case luajit.TypeString:
+		pat = s.String(1)
+		if !strings.HasPrefix(pat, "*") {
+			f, err := strconv.ParseFloat(strings.TrimSpace(pat), 64)
+			if err != nil {
+				return errors.New("bad argument #2 to 'receive' (bad pattern argument: " + pat + ")")
+			}
+			n = int(f)
+		}
+	case luajit.TypeNil:
+	default:
+		return errors.New("bad argument #2 to 'receive' (bad pattern argument)")
+	}
+	if n >= 0 {
+		return e.receive(s, ru, sk, func(sk *tcpSock, _ error) ([]any, bool) {
+			if sk.w-sk.r < n {
+				return nil, false
+			}
+			data := string(sk.buf[sk.r : sk.r+n])
+			sk.r += n
+			return []any{data}, true
+		})
+	}
+	switch pat {
+	case "*l", "*L":
+		return e.receive(s, ru, sk, func(sk *tcpSock, _ error) ([]any, bool) {
+			i := bytes.IndexByte(sk.buf[sk.r:sk.w], '\n')
+			if i < 0 {
+				return nil, false
+			}
+			line := sk.buf[sk.r : sk.r+i]
+			if pat == "*L" {
+				line = sk.buf[sk.r : sk.r+i+1]
+			}
+			sk.r += i + 1
+			if pat == "*l" && bytes.IndexByte(line, '\r') >= 0 {
+				line = bytes.ReplaceAll(line, []byte{'\r'}, nil)
+			}
+			return []any{string(line)}, true
+		})
+	case "*a":
+		return e.receive(s, ru, sk, func(sk *tcpSock, err error) ([]any, bool) {
+			if errors.Is(err, io.EOF) || sk.getConn() == nil {
+				data := string(sk.buf[sk.r:sk.w])
+				sk.closeConn()
+				return []any{data}, true
+			}
+			return nil, false
+		})
+	}
+	return errors.New("bad argument #2 to 'receive' (bad pattern argument: " + pat + ")")
+}
+
+// sockReceiveAny is sock:receiveany(max).
+func (e *engine) sockReceiveAny(s *luajit.State) error {
+	ru, sk, err := e.sock(s)
+	if err != nil {
+		return err
+	}
+	max := s.Int(1)
+	if max <= 0 {
+		return errors.New("bad argument #2 to 'receiveany' (bad max argument)")
+	}
+	if sk.conn == nil {
+		return fail(s, "closed")
+	}
+	if sk.reading.Load() {
+		return fail(s, "socket busy reading")
+	}
+	return e.receive(s, ru, sk, func(sk *tcpSock, _ error) ([]any, bool) {
+		if sk.r == sk.w {
+			return nil, false
+		}
+		n := min(max, sk.w-sk.r)
+		data := string(sk.buf[sk.r : sk.r+n])
+		sk.r += n
+		return []any{data}, true
+	})
+}
+
+// sockReceiveUntil is one call of receiveuntil's iterator: (handle, pattern,
+// inclusive, size). It returns the data and, with a size, whether the pattern was
+// reached (the prelude's iterator returns nil once after that).
+func (e *engine) sockReceiveUntil(s *luajit.State) error {
+	ru, sk, err := e.sock(s)
+	if err != nil {
+		return err
+	}
+	pat := []byte(s.String(1))
+	inclusive := s.Bool(2)
+	size := 0
+	if s.Type(3) == luajit.TypeNumber {
+		if size = s.Int(3); size <= 0 {
+			return errors.New("bad argument #1 to iterator (bad size argument)")
+		}
+	}
+	if sk.conn == nil && sk.r == sk.w {
+		return fail(s, "closed")
+	}
+	if sk.reading.Load() {
+		return fail(s, "socket busy reading")
+	}
+	return e.receive(s, ru, sk, func(sk *tcpSock, _ error) ([]any, bool) {
+		data := sk.buf[sk.r:sk.w]
+		if i := bytes.Index(data, pat); i >= 0 && (size == 0 || i <= size) {
+			end := i
+			if inclusive {
+				end = i + len(pat)
+			}
+			out := string(data[:end])
+			sk.r += i + len(pat)
+			return []any{out, size > 0}, true
+		}
+		if size > 0 && len(data) >= size+len(pat)-1 {
+			out := string(data[:size])
+			sk.r += size
+			return []any{out, false}, true
+		}
+		return nil, false
+	})
+}
+
+// sockSetTimeouts is settimeout (one value for all) and settimeouts: ms, nil keeps.
+func (e *engine) sockSetTimeouts(s *luajit.State) error {
+	_, sk, err := e.sock(s)
+	if err != nil {
+		return err
+	}
+	set := func(i int, d *time.Duration) error {
+		if s.Type(i) != luajit.TypeNumber {
+			return nil
+		}
+		ms := s.Number(i)
+		if ms < 0 {
+			return errors.New("bad timeout value")
+		}
+		*d = time.Duration(ms * float64(time.Millisecond))
+		return nil
+	}
+	if err := set(1, &sk.connectTimeout); err != nil {
+		return err
+	}
+	if err := set(2, &sk.sendTimeout); err != nil {
+		return err
+	}
+	return set(3, &sk.readTimeout)
+}
+
+// sockSetKeepalive is sock:setkeepalive(timeout, size): the connection goes to the
+// worker's pool.
+func (e *engine) sockSetKeepalive(s *luajit.State) error {
+	_, sk, err := e.sock(s)
+	if err != nil {
+		return err
+	}
+	if sk.conn == nil {
+		return fail(s, "closed")
+	}
+	if sk.reading.Load() || sk.writing.Load() {
+		return fail(s, "socket busy")
+	}
+	if sk.r < sk.w {
+		sk.closeConn()
+		return fail(s, "connection in dubious state")
+	}
+	if sk.timedOut {
+		// The late answer would be read by the connection's next user.
+		return fail(s, "invalid connection")
+	}
+	timeout := sk.conf.keepaliveTimeout
+	if s.Type(1) == luajit.TypeNumber {
+		ms := s.Number(1)
+		if ms < 0 {
+			return errors.New("bad argument #2 to 'setkeepalive' (bad timeout argument)")
+		}
+		timeout = time.Duration(ms * float64(time.Millisecond))
+	}
+	size := sk.poolSize
+	if s.Type(2) == luajit.TypeNumber {
+		if size = s.Int(2); size <= 0 {
+			return errors.New("bad argument #3 to 'setkeepalive' (bad pool size argument)")
+		}
+	}
+	if size == 0 {
+		size = sk.conf.poolSize
+	}
+	ic := sk.ic
+	if ic == nil {
+		ic = new(idleConn)
+	}
+	ic.conn, ic.entry.Raw, ic.reused, ic.tls, ic.verifiedName = sk.conn, sk.raw, sk.reused, sk.isTLS, sk.verifiedName
+	sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName = nil, nil, nil, false, ""
+	sk.buf, sk.r, sk.w = nil, 0, 0
+	e.pools.Put(sk.key, ic, size, timeout)
+	s.PushInt(1)
+	return nil
+}
+
+func (e *engine) sockReusedTimes(s *luajit.State) error {
+	_, sk, err := e.sock(s)
+	if err != nil {
+		return err
+	}
+	if sk.conn == nil {
+		return fail(s, "closed")
+	}
+	s.PushInt(sk.reused)
+	return nil
+}
+
+func (e *engine) sockClose(s *luajit.State) error {
+	_, sk, err := e.sock(s)
+	if err != nil {
+		return err
+	}
+	if sk.conn == nil {
+		return fail(s, "closed")
+	}
+	sk.closeConn()
+	s.PushInt(1)
+	return nil
+}
+
+// sockSSLHandshake is sock:sslhandshake(reused_session, server_name, verify): it
+// returns true (a session is not kept: the pool keeps TLS connections instead).
+func (e *engine) sockSSLHandshake(s *luajit.State) error {
+	ru, sk, err := e.sock(s)
+	if err != nil {
+		return err
+	}
+	if sk.conn == nil {
+		return fail(s, "closed")
+	}
+	serverName := ""
+	if s.Type(2) == luajit.TypeString {
+		serverName = s.String(2)
+	}
+	verify := s.Bool(3)
+	if serverName == "" && verify {
+		return fail(s, "handshake failed: certificate verification needs a server name")
+	}
+	if sk.isTLS {
+		// A pooled TLS connection: verify its peer for this caller if it was not
+		// verified for the same name when it was established.
+		if verify && sk.verifiedName != serverName {
+			if err := verifyPeer(sk.conn, serverName); err != nil {
+				sk.closeConn()
+				return fail(s, "handshake failed: "+err.Error())
+			}
+			sk.verifiedName = serverName
+		}
+		s.PushBool(true)
+		return nil
+	}
+	timeout := sk.timeout(0)
+	sk.reading.Store(true)
+	sk.writing.Store(true)
+	ru.waitFor(s, func() []any {
+		defer sk.reading.Store(false)
+		defer sk.writing.Store(false)
+		tc := tls.Client(sk.conn, &tls.Config{ServerName: serverName, InsecureSkipVerify: !verify})
+		sk.conn.SetDeadline(time.Now().Add(timeout))
+		err := tc.Handshake()
+		sk.conn.SetDeadline(time.Time{})
+		if err != nil {
+			sk.closeConn()
+			return []any{nil, "handshake failed: " + sockErr(err)}
+		}
+		sk.mu.Lock()
+		sk.conn, sk.isTLS = tc, true
+		sk.mu.Unlock()
+		if verify {
+			sk.verifiedName = serverName
+		}
+		return []any{true}
+	})
+	return nil
+}
+
+// verifyPeer checks the certificates a TLS connection's peer presented against the
+// system roots for name.
+func verifyPeer(c net.Conn, name string) error {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return errors.New("not a TLS connection")
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return errors.New("no peer certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{DNSName: name, Intermediates: inter})
+	return err
+}
+
+func (e *engine) sockFuncs() map[string]luajit.Func {
+	return map[string]luajit.Func{
+		"sock_sslhandshake": e.sockSSLHandshake,
+		"sock_new":          e.sockNew,
+		"sock_connect":      e.sockConnect,
+		"sock_send":         e.sockSend,
+		"sock_receive":      e.sockReceive,
+		"sock_receiveany":   e.sockReceiveAny,
+		"sock_receiveuntil": e.sockReceiveUntil,
+		"sock_settimeouts":  e.sockSetTimeouts,
+		"sock_setkeepalive": e.sockSetKeepalive,
+		"sock_reusedtimes":  e.sockReusedTimes,
+		"sock_close":        e.sockClose,
+	}
+}

@@ -1,0 +1,46 @@
+package ngxlua_test
+
+import "testing"
+
+// Debian's Lua libraries for OpenResty, unmodified, on the LuaJIT engine: lua-cjson
+// (a C module found through package.cpath) and lua-resty-lrucache (LuaJIT's FFI and
+// table.new), as apps load them.
+func TestLibraries(t *testing.T) {
+	s := serve(t, `
+  init_by_lua = <<-LUA
+    cache = require("resty.lrucache").new(2)
+  LUA`, `
+    location "= /cjson" {
+      content_by_lua = <<-LUA
+        local cjson = require "cjson"
+        local t = cjson.decode('{"a":[1,2,{"b":null}],"s":"x\\"y"}')
+        ngx.say(t.a[2], " ", tostring(t.a[3].b == cjson.null), " ", t.s)
+        ngx.say(cjson.encode({list = {1, 2, 3}}))
+        local ok, err = pcall(cjson.decode, "{bad")
+        ngx.say(ok, " ", err ~= nil)
+      LUA
+    }
+    location "= /lru" {
+      content_by_lua = <<-LUA
+        cache:set("a", 1)
+        cache:set("b", 2)
+        cache:get("a")
+        cache:set("c", 3) -- evicts b, the least recently used
+        ngx.say(cache:get("a"), " ", tostring(cache:get("b")), " ", (cache:get("c")))
+        local pure = require("resty.lrucache.pureffi").new(4)
+        pure:set("k", "v", 0.001)
+        ngx.say((pure:get("k")))
+      LUA
+    }
+    location "= /jit" {
+      content_by_lua = <<-LUA
+        local ffi = require "ffi"
+        ffi.cdef "int abs(int);"
+        ngx.say(type(jit), " ", jit.version:match("^LuaJIT") ~= nil, " ", ffi.C.abs(-7))
+      LUA
+    }`)
+	check(t, s.Get("/cjson"), 200, "2 true x\"y\n{\"list\":[1,2,3]}\nfalse true\n")
+	check(t, s.Get("/lru"), 200, "1 nil 3\nv\n")
+	check(t, s.Get("/jit"), 200, "table true 7\n")
+	noErrors(t, s)
+}

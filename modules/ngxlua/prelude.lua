@@ -1,0 +1,1228 @@
+-- spindle's ngx API on LuaJIT: the parts written in Lua over the Go functions in
+-- __sp (registered by engine.go), which this chunk takes out of the globals.
+local S = __sp
+__sp = nil
+local WAIT = ...  -- what a Go function that waits yields (see engine.go)
+
+local type, tostring, tonumber, select, error, pairs, ipairs, next, setmetatable, rawget, rawset, getfenv, setfenv =
+	type, tostring, tonumber, select, error, pairs, ipairs, next, setmetatable, rawget, rawset, getfenv, setfenv
+local concat, getinfo, yield, co_resume, co_create, co_running = table.concat, debug.getinfo, coroutine.yield,
+	coroutine.resume, coroutine.create, coroutine.running
+local G = _G
+
+local ngx = {}
+G.ngx = ngx
+package.loaded.ngx = ngx
+
+local null = newproxy(true)
+getmetatable(null).__tostring = function() return "null" end
+ngx.null = null
+
+for k, v in pairs({OK = 0, ERROR = -1, AGAIN = -2, DONE = -4, DECLINED = -5}) do ngx[k] = v end
+for i, n in ipairs({"STDERR", "EMERG", "ALERT", "CRIT", "ERR", "WARN", "NOTICE", "INFO", "DEBUG"}) do ngx[n] = i - 1 end
+local consts = S.constants()
+for i = 1, #consts, 2 do ngx[consts[i]] = consts[i + 1] end
+
+-- Output: values flattened here, one call into Go per ngx.say.
+local function flatten(buf, n, v)
+	local t = type(v)
+	if t == "string" then
+		n = n + 1; buf[n] = v
+	elseif t == "number" or t == "boolean" or t == "nil" then
+		n = n + 1; buf[n] = tostring(v)
+	elseif v == null then
+		n = n + 1; buf[n] = "null"
+	elseif t == "table" then
+		local len, cnt = #v, 0
+		for _ in pairs(v) do cnt = cnt + 1 end
+		if cnt ~= len then return nil, "non-array table found" end
+		for j = 1, len do
+			local err
+			n, err = flatten(buf, n, v[j])
+			if not n then return nil, err end
+		end
+	else
+		return nil, t
+	end
+	return n
+end
+
+local function output(fname, nl, ...)
+	local nargs = select("#", ...)
+	if nargs == 1 then
+		local a = ...
+		if type(a) == "string" then return S.out(a, nl) end
+	end
+	local buf, n = {}, 0
+	for i = 1, nargs do
+		local err
+		n, err = flatten(buf, n, (select(i, ...)))
+		if not n then
+			if err == "non-array table found" then
+				error(("bad argument #%d to '%s' (non-array table found)"):format(i, fname), 3)
+			end
+			error(("bad argument #%d to '%s' (string, number, boolean, nil, ngx.null, or array table expected, got %s)"):format(i, fname, err), 3)
+		end
+	end
+	return S.out(concat(buf, "", 1, n), nl)
+end
+function ngx.say(...) return output("say", true, ...) end
+function ngx.print(...) return output("print", false, ...) end
+ngx.flush = S.flush
+ngx.eof = S.eof
+ngx.send_headers = S.send_headers
+ngx.exit = S.exit
+ngx.redirect = S.redirect
+ngx.get_phase = S.get_phase
+ngx.sleep = S.sleep
+function ngx.on_abort() return nil, "lua_check_client_abort is off" end
+
+-- Logging, with the caller's position as ngx_lua writes it.
+local function logargs(fname, first, ...)
+	local buf = {}
+	for i = 1, select("#", ...) do
+		local v = select(i, ...)
+		local t = type(v)
+		if t == "string" then
+			buf[i] = v
+		elseif t == "number" or t == "boolean" or t == "nil" then
+			buf[i] = tostring(v)
+		elseif v == null then
+			buf[i] = "null"
+		else
+			local mt = getmetatable(v)
+			if mt and mt.__tostring then
+				buf[i] = tostring(v)
+			else
+				error(("bad argument #%d to '%s' (string, number, boolean, or nil expected, got %s)"):format(i + first - 1, fname, t), 3)
+			end
+		end
+	end
+	local info = getinfo(3, "Sl")
+	local where = ""
+	if info and info.currentline and info.currentline > 0 then
+		where = info.short_src .. ":" .. info.currentline
+	end
+	return concat(buf, "", 1, select("#", ...)), where
+end
+local log_enabled, log = S.log_enabled, S.log
+function ngx.log(level, ...)
+	if type(level) ~= "number" then
+		error("bad argument #1 to 'log' (number expected, got " .. type(level) .. ")", 2)
+	end
+	if level < 0 or level > 8 then error("bad argument #1 to 'log' (bad log level: " .. level .. ")", 2) end
+	if not log_enabled(level) then return end
+	local msg, where = logargs("log", 2, ...)
+	log(level, where, msg)
+end
+function G.print(...)
+	if not log_enabled(6) then return end
+	local msg, where = logargs("print", 1, ...)
+	log(6, where, msg)
+end
+
+-- ngx.var
+local var_get, var_set = S.var_get, S.var_set
+ngx.var = setmetatable({}, {
+	__index = function(_, k)
+		local t = type(k)
+		if t ~= "string" and t ~= "number" then error("bad variable name", 2) end
+		return var_get(k)
+	end,
+	__newindex = function(_, k, v)
+		if type(k) ~= "string" then error("bad variable name", 2) end
+		local t = type(v)
+		if t == "number" then v = tostring(v) elseif t ~= "string" and t ~= "nil" then
+			error("bad variable value type: " .. t, 2)
+		end
+		local err = var_set(k, v)
+		if err then error(err, 2) end
+	end,
+})
+
+-- The per-run state: ngx.arg (set_by_lua, body filters) and ngx.ctx.
+local cur_arg = {}
+local ctxs = {}   -- request id -> ngx.ctx
+local run_ctx = setmetatable({}, {__mode = "k"})  -- coroutine -> ngx.ctx of runs without a request
+local arg_proxy = setmetatable({}, {
+	__index = function(_, i) return cur_arg[i] end,
+	__newindex = function(_, i, v)
+		local err = S.arg_check()
+		if err then error(err, 2) end
+		if i ~= 1 and i ~= 2 then error("bad index: " .. tostring(i), 2) end
+		if i == 1 then
+			local t = type(v)
+			if t == "number" then v = tostring(v)
+			elseif t == "table" then
+				local buf = {}
+				local n, e = flatten(buf, 0, v)
+				if not n then error("bad chunk data type: " .. tostring(e), 2) end
+				v = concat(buf, "", 1, n)
+			elseif t ~= "string" and t ~= "nil" then error("bad chunk data type: " .. t, 2) end
+		end
+		cur_arg[i] = v
+	end,
+	__len = function() return #cur_arg end,
+})
+
+local function ctx_of(create)
+	local id = S.req_id()
+	if id == 0 then
+		local co = co_running()
+		local c = run_ctx[co]
+		if not c and create then c = {}; run_ctx[co] = c end
+		return c
+	end
+	local c = ctxs[id]
+	if not c and create then c = {}; ctxs[id] = c end
+	return c
+end
+
+local status_get, status_set, headers_sent, is_subrequest = S.status_get, S.status_set, S.headers_sent, S.is_subrequest
+setmetatable(ngx, {
+	__index = function(_, k)
+		if k == "status" then return status_get()
+		elseif k == "ctx" then return ctx_of(true)
+		elseif k == "arg" then return arg_proxy
+		elseif k == "headers_sent" then return headers_sent()
+		elseif k == "is_subrequest" then return is_subrequest()
+		end
+	end,
+	__newindex = function(t, k, v)
+		if k == "status" then
+			local err = status_set(v)
+			if err then error(err, 2) end
+		elseif k == "ctx" then
+			if type(v) ~= "table" then error("ctx should be a table while getting a " .. type(v) .. " value", 2) end
+			local id = S.req_id()
+			if id == 0 then run_ctx[co_running()] = v else ctxs[id] = v end
+		else
+			rawset(t, k, v)
+		end
+	end,
+})
+
+-- ngx.header and ngx.resp
+local function norm_header_value(v)
+	local t = type(v)
+	if t == "table" then
+		local out = {}
+		for i = 1, #v do out[i] = tostring(v[i]) end
+		return out
+	elseif t == "nil" then return nil
+	end
+	return tostring(v)
+end
+local header_get, header_set = S.header_get, S.header_set
+ngx.header = setmetatable({}, {
+	__index = function(_, k)
+		local a, n = header_get(tostring(k))
+		if n and n > 1 then
+			local t = {}
+			for i = 1, n do t[i] = header_get(tostring(k), i) end
+			return t
+		end
+		return a
+	end,
+	__newindex = function(_, k, v)
+		v = norm_header_value(v)
+		local err
+		if type(v) == "table" then
+			err = header_set(tostring(k), "list", unpack(v))
+		else
+			err = header_set(tostring(k), "one", v)
+		end
+		if err then error(err, 2) end
+	end,
+})
+
+local function kv_table(flat, max, lower)
+	local t = {}
+	for i = 1, #flat, 2 do
+		local k, v = flat[i], flat[i + 1]
+		local old = t[k]
+		if old == nil then t[k] = v
+		elseif type(old) == "table" then old[#old + 1] = v
+		else t[k] = {old, v} end
+	end
+	return t
+end
+local hdr_meta = {__index = function(t, k)
+	if type(k) ~= "string" then return nil end
+	local n = k:lower():gsub("_", "-")
+	if n ~= k then return rawget(t, n) end
+end}
+ngx.resp = {
+	get_headers = function(max, raw)
+		local flat = S.resp_headers(raw and true or false)
+		local t = kv_table(flat)
+		if not raw then setmetatable(t, hdr_meta) end
+		return t
+	end,
+	-- lua-resty-core's: ngx.header's rules, but the values are added to those the
+	-- header has.
+	add_header = function(name, value)
+		if value == nil then error("bad argument #2 to 'add_header' (invalid header value)", 2) end
+		value = norm_header_value(value)
+		local err
+		if type(value) == "table" then
+			err = header_set(tostring(name), "add", unpack(value))
+		else
+			err = header_set(tostring(name), "add", value)
+		end
+		if err then error(err, 2) end
+	end,
+}
+-- lua-resty-core's ngx.resp module: require "ngx.resp" gives the same functions.
+package.loaded["ngx.resp"] = ngx.resp
+
+-- ngx.req
+local encode_args
+local req = {}
+ngx.req = req
+req.get_method = S.req_get_method
+req.set_method = S.req_set_method
+req.http_version = S.req_http_version
+req.is_internal = S.req_is_internal
+req.start_time = S.req_start_time
+req.raw_header = S.req_raw_header
+req.read_body = S.req_read_body
+req.discard_body = S.req_discard_body
+req.get_body_data = S.req_get_body_data
+req.get_body_file = S.req_get_body_file
+req.set_body_data = S.req_set_body_data
+req.clear_header = function(name) return S.req_set_header(tostring(name), "one", nil) end
+req.set_header = function(name, v)
+	v = norm_header_value(v)
+	if type(v) == "table" then return S.req_set_header(tostring(name), "list", unpack(v)) end
+	return S.req_set_header(tostring(name), "one", v)
+end
+req.get_headers = function(max, raw)
+	local flat, tr = S.req_headers(raw and true or false, max or 100)
+	local t = kv_table(flat)
+	if not raw then setmetatable(t, hdr_meta) end
+	return t, tr
+end
+local function args_table(flat)
+	local t = {}
+	for i = 1, #flat, 2 do
+		local k, v = flat[i], flat[i + 1]
+		local old = t[k]
+		if old == nil then t[k] = v
+		elseif type(old) == "table" then old[#old + 1] = v
+		else t[k] = {old, v} end
+	end
+	return t
+end
+req.get_uri_args = function(max)
+	local flat, tr = S.req_uri_args(max or 100)
+	return args_table(flat), tr
+end
+req.get_post_args = function(max)
+	local flat, tr = S.req_post_args(max or 100)
+	return args_table(flat), tr
+end
+req.set_uri = function(uri, jump)
+	local err = S.req_set_uri(uri, jump and true or false)
+	if err then error(err, 2) end
+end
+req.set_uri_args = function(args)
+	if type(args) == "table" then args = encode_args(args) end
+	S.req_set_uri_args(args)
+end
+
+-- ngx.exec and argument encoding
+local escape_uri = S.escape_uri
+ngx.escape_uri = escape_uri
+ngx.unescape_uri = S.unescape_uri
+encode_args = function(t)
+	local keys = {}
+	for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+	table.sort(keys)
+	local buf, n = {}, 0
+	for _, k in ipairs(keys) do
+		local v = t[k]
+		local ek = escape_uri(tostring(k))
+		if type(v) == "table" then
+			for _, x in ipairs(v) do
+				n = n + 1
+				if x == true then buf[n] = ek else buf[n] = ek .. "=" .. escape_uri(tostring(x)) end
+			end
+		elseif v == true then
+			n = n + 1; buf[n] = ek
+		elseif v ~= false then
+			n = n + 1; buf[n] = ek .. "=" .. escape_uri(tostring(v))
+		end
+	end
+	return concat(buf, "&", 1, n)
+end
+ngx.encode_args = encode_args
+ngx.decode_args = function(s, max)
+	local flat, tr = S.decode_args(s, max or 100)
+	return args_table(flat), tr
+end
+function ngx.exec(uri, args)
+	if type(args) == "table" then args = encode_args(args) end
+	local err = S.exec(uri, args)
+	if err then error(err, 2) end
+end
+
+-- ngx.location.capture: requests flattened into one call; responses come back as
+-- arrays built in Lua.
+local function pairs_string(t)
+	local out = {}
+	if t then
+		for k, v in pairs(t) do out[#out + 1] = tostring(k); out[#out + 1] = tostring(v) end
+	end
+	return concat(out, "\0")
+end
+local function capture_multi(reqs)
+	if type(reqs) ~= "table" then error("bad argument #1 to 'capture_multi' (table expected)", 3) end
+	local n = #reqs
+	if n == 0 then error("at least one subrequest should be specified", 3) end
+	for i = 1, n do
+		local r = reqs[i]
+		if type(r) ~= "table" or type(r[1]) ~= "string" then
+			error("capture_multi: each element must be a table { uri, options }", 3)
+		end
+		local o = r[2] or {}
+		local args = o.args
+		if type(args) == "table" then args = encode_args(args) end
+		local id, err = S.capture_add(r[1], o.method, args, o.body, o.copy_all_vars and true or false,
+			o.share_all_vars and true or false, pairs_string(o.vars), pairs_string(o.headers),
+			o.always_forward_body and true or false, i == 1)
+		if not id then error(err, 3) end
+		if type(o.ctx) == "table" then ctxs[id] = o.ctx end
+	end
+	S.capture_run()
+	local out = {}
+	for i = 1, n do
+		local status, body, flat = S.capture_result(i)
+		out[i] = {status = status, body = body, truncated = false, header = kv_table(flat)}
+	end
+	return unpack(out, 1, n)
+end
+ngx.location = {
+	capture = function(uri, opts)
+		if type(uri) ~= "string" then error("bad argument #1 to 'capture' (string expected)", 2) end
+		return capture_multi({{uri, opts}})
+	end,
+	capture_multi = capture_multi,
+}
+
+-- Time
+ngx.now = S.now
+ngx.time = S.time
+ngx.update_time = S.update_time
+ngx.today = S.today
+ngx.localtime = S.localtime
+ngx.utctime = S.utctime
+ngx.http_time = S.http_time
+ngx.cookie_time = S.cookie_time
+ngx.parse_http_time = S.parse_http_time
+
+-- Strings
+ngx.md5 = S.md5
+ngx.md5_bin = S.md5_bin
+ngx.sha1_bin = S.sha1_bin
+ngx.crc32_short = S.crc32
+ngx.crc32_long = S.crc32
+ngx.encode_base64 = S.encode_base64
+ngx.decode_base64 = S.decode_base64
+ngx.hmac_sha1 = S.hmac_sha1
+ngx.quote_sql_str = S.quote_sql_str
+
+ngx.timer = {
+	at = function(delay, fn, ...)
+		if type(fn) ~= "function" then error("bad argument #2 to 'at' (function expected, got " .. type(fn) .. ")", 2) end
+		local args, n = {...}, select("#", ...)
+		local ok, err = S.timer_new(delay, function(premature) return fn(premature, unpack(args, 1, n)) end, false)
+		if ok == nil and err and err:sub(1, 4) == "bad " then error(err, 2) end
+		return ok, err
+	end,
+	every = function(delay, fn, ...)
+		if type(fn) ~= "function" then error("bad argument #2 to 'every' (function expected, got " .. type(fn) .. ")", 2) end
+		local args, n = {...}, select("#", ...)
+		local ok, err = S.timer_new(delay, function(premature) return fn(premature, unpack(args, 1, n)) end, true)
+		if ok == nil and err and err:sub(1, 4) == "bad " then error(err, 2) end
+		return ok, err
+	end,
+	running_count = S.timer_running,
+	pending_count = S.timer_pending,
+}
+
+-- Cosockets: tables holding a handle into the engine's sockets (cosocket.go).
+local sock_new = S.sock_new
+local sock = {}
+local sock_mt = {__index = sock}
+local function tcp()
+	return setmetatable({sock_new()}, sock_mt)
+end
+local function check(self, name)
+	if type(self) ~= "table" or type(self[1]) ~= "number" then
+		error("bad argument #1 to '" .. name .. "' (table expected, got " .. type(self) .. ")", 3)
+	end
+	return self[1]
+end
+function sock:connect(host, port, opts)
+	local id = check(self, "connect")
+	if type(port) == "table" then opts, port = port, nil end
+	local pool, pool_size
+	if opts then pool, pool_size = opts.pool, opts.pool_size end
+	return S.sock_connect(id, host, port, pool, pool_size)
+end
+function sock:send(data)
+	local id = check(self, "send")
+	local t = type(data)
+	if t ~= "string" then
+		if t == "number" or t == "boolean" then data = tostring(data)
+		elseif t == "table" then
+			local buf = {}
+			local n, e = flatten(buf, 0, data)
+			if not n then error("bad argument #1 to 'send' (bad data type " .. tostring(e) .. " found)", 2) end
+			data = concat(buf, "", 1, n)
+		else
+			error("bad argument #1 to 'send' (string, number, boolean, nil, or array table expected, got " .. t .. ")", 2)
+		end
+	end
+	return S.sock_send(id, data)
+end
+function sock:receive(pat) return S.sock_receive(check(self, "receive"), pat) end
+function sock:receiveany(max) return S.sock_receiveany(check(self, "receiveany"), max) end
+function sock:receiveuntil(pat, opts)
+	local id = check(self, "receiveuntil")
+	if type(pat) ~= "string" or pat == "" then error("bad argument #2 to 'receiveuntil' (pattern is empty)", 2) end
+	local inclusive = opts and opts.inclusive and true or false
+	local found = false
+	return function(size)
+		if size and found then
+			found = false
+			return nil
+		end
+		local data, err, partial = S.sock_receiveuntil(id, pat, inclusive, size)
+		if data ~= nil then
+			if err then found = true end
+			return data
+		end
+		return nil, err, partial
+	end
+end
+function sock:settimeout(ms) S.sock_settimeouts(check(self, "settimeout"), ms, ms, ms) end
+function sock:settimeouts(c, s, r) S.sock_settimeouts(check(self, "settimeouts"), c, s, r) end
+function sock:setkeepalive(timeout, size) return S.sock_setkeepalive(check(self, "setkeepalive"), timeout, size) end
+function sock:getreusedtimes() return S.sock_reusedtimes(check(self, "getreusedtimes")) end
+function sock:close() return S.sock_close(check(self, "close")) end
+function sock:setoption() return true end
+function sock:sslhandshake(reused, name, verify)
+	return S.sock_sslhandshake(check(self, "sslhandshake"), reused, name, verify)
+end
+ngx.socket = {
+	tcp = tcp,
+	connect = function(host, port, opts)
+		local s = tcp()
+		local ok, err = s:connect(host, port, opts)
+		if not ok then return nil, err end
+		return s
+	end,
+}
+
+ngx.config = {
+	subsystem = "http",
+	debug = false,
+	nginx_version = 1025003,
+	ngx_lua_version = 10029,
+	prefix = S.prefix,
+	nginx_configure = function() return "" end,
+}
+ngx.worker = {
+	pid = S.worker_pid,
+	id = S.worker_id,
+	count = S.worker_count,
+	exiting = S.worker_exiting,
+}
+
+-- ngx.re: Go matches (regex.go), Lua builds the captures.
+local re_exec, re_all, sub = S.re_exec, S.re_all, string.sub
+local function captures(subject, m, base, per, names, tbl)
+	tbl = tbl or {}
+	for i = 0, per / 2 - 1 do
+		local a, b = m[base + 2 * i + 1], m[base + 2 * i + 2]
+		local v = false
+		if a >= 0 then v = sub(subject, a + 1, b) end
+		tbl[i] = v
+		if names and names[i + 1] ~= "" and names[i + 1] then tbl[names[i + 1]] = v end
+	end
+	return tbl
+end
+local function ctx_pos(ctx)
+	if ctx and type(ctx.pos) == "number" and ctx.pos > 1 then return ctx.pos - 1 end
+	return 0
+end
+local function strarg(s, i, name)
+	local t = type(s)
+	if t == "number" then return tostring(s) end
+	if t ~= "string" then error("bad argument #" .. i .. " to '" .. name .. "' (string expected, got " .. t .. ")", 3) end
+	return s
+end
+ngx.re = {
+	match = function(subject, regex, opts, ctx, res)
+		subject = strarg(subject, 1, "match")
+		local m, names = re_exec(subject, strarg(regex, 2, "match"), opts or "", ctx_pos(ctx))
+		if not m then return nil, names end
+		if ctx then ctx.pos = m[2] + 1 end
+		return captures(subject, m, 0, #m, names, res)
+	end,
+	find = function(subject, regex, opts, ctx, nth)
+		subject = strarg(subject, 1, "find")
+		local m, err = re_exec(subject, strarg(regex, 2, "find"), opts or "", ctx_pos(ctx))
+		if not m then
+			if err then return nil, nil, err end
+			return nil
+		end
+		nth = nth or 0
+		if nth < 0 or 2 * nth + 2 > #m or m[2 * nth + 1] < 0 then return nil end
+		if ctx then ctx.pos = m[2] + 1 end
+		return m[2 * nth + 1] + 1, m[2 * nth + 2]
+	end,
+	gmatch = function(subject, regex, opts)
+		subject = strarg(subject, 1, "gmatch")
+		local all, per, names = re_all(subject, strarg(regex, 2, "gmatch"), opts or "", -1)
+		if not all then return nil, per end
+		local i = 0
+		return function()
+			if i * per >= #all then return nil end
+			local t = captures(subject, all, i * per, per, names)
+			i = i + 1
+			return t
+		end
+	end,
+}
+local function resub(global, name)
+	return function(subject, regex, repl, opts)
+		subject = strarg(subject, 1, name)
+		regex = strarg(regex, 2, name)
+		if type(repl) ~= "function" then
+			if type(repl) ~= "string" and type(repl) ~= "number" then
+				error("bad argument #3 to '" .. name .. "' (string or function expected)", 2)
+			end
+			return S.re_sub(subject, regex, repl, opts or "", global)
+		end
+		local all, per, names = re_all(subject, regex, opts or "", global and -1 or 1)
+		if not all then return nil, nil, per end
+		local n = #all / per
+		if n == 0 then return subject, 0 end
+		local out, last = {}, 0
+		for i = 0, n - 1 do
+			local base = i * per
+			out[#out + 1] = sub(subject, last + 1, all[base + 1])
+			local r = repl(captures(subject, all, base, per, names))
+			local t = type(r)
+			if t == "number" then r = tostring(r)
+			elseif t ~= "string" then
+				error("bad return value from the replacement function: string expected, got " .. t, 2)
+			end
+			out[#out + 1] = r
+			last = all[base + 2]
+		end
+		out[#out + 1] = sub(subject, last + 1)
+		return concat(out), n
+	end
+end
+ngx.re.sub = resub(false, "sub")
+ngx.re.gsub = resub(true, "gsub")
+
+-- require with lua_code_cache off: modules from Lua files are loaded again for
+-- each run (the last run's copies are dropped when another run requires).
+local orig_require = require
+local builtin = {}
+for k in pairs(package.loaded) do builtin[k] = true end
+local nc = {run = 0, mods = {}}
+G.require = function(name)
+	local run = S.nocache_run()
+	if run == 0 or builtin[name] or package.preload[name] then return orig_require(name) end
+	if nc.run ~= run then nc.run, nc.mods = run, {} end
+	local m = nc.mods[name]
+	if m ~= nil then return m end
+	local path = package.searchpath(name, package.path)
+	if not path then return orig_require(name) end
+	local f = assert(loadfile(path))
+	m = f(name)
+	if m == nil then m = true end
+	nc.mods[name] = m
+	return m
+end
+
+-- spindle.redis(name): modules/luabackends' object over an upstream's pools
+-- (backends.go sends; replies are converted here as lua-resty-redis converts them).
+local spindle = {}
+G.spindle = spindle
+package.loaded.spindle = spindle
+local find, format, floor, lower, upper = string.find, string.format, math.floor, string.lower, string.upper
+local ERR = {}
+-- uerror raises msg at the first caller outside this prelude: the user's line.
+local function uerror(msg)
+	local lvl = 2
+	while true do
+		local info = getinfo(lvl, "S")
+		if not info or (info.short_src ~= "ngx.prelude" and info.what ~= "C") then break end
+		lvl = lvl + 1
+	end
+	error(msg, lvl)
+end
+local function parse(s, pos, depth)
+	local e = find(s, "\r\n", pos, true)
+	if not e then return nil end
+	local t, line, nxt = sub(s, pos, pos), sub(s, pos + 1, e - 1), e + 2
+	if t == "+" or t == "," or t == "(" or t == "#" then return line, nxt
+	elseif t == "-" then return ERR, nxt, line
+	elseif t == ":" then return tonumber(line), nxt
+	elseif t == "_" then return null, nxt
+	elseif t == "$" or t == "=" or t == "!" then
+		local n = tonumber(line)
+		if not n then return nil end
+		if n < 0 then return null, nxt end
+		local str = sub(s, nxt, nxt + n - 1)
+		if t == "!" then return ERR, nxt + n + 2, str end
+		return str, nxt + n + 2
+	elseif t == "*" or t == "~" or t == ">" or t == "%" then
+		local n = tonumber(line)
+		if not n or depth >= 64 then return nil end
+		if n < 0 then return null, nxt end
+		if t == "%" then n = n * 2 end
+		local arr = {}
+		for k = 1, n do
+			local v, p, msg = parse(s, nxt, depth + 1)
+			if v == nil then return nil end
+			if v == ERR then v = {false, msg} end
+			arr[k] = v
+			nxt = p
+		end
+		return arr, nxt
+	end
+	return nil
+end
+local why_pubsub = "needs a connection of its own (pub/sub, replication): use a cosocket (lua-resty-redis) for it"
+local why_watch = "needs a connection of its own (WATCH): use a cosocket (lua-resty-redis) for it"
+local why_state = "would change the state of a pooled connection: the upstream's db, username and password settings choose them"
+local never = {subscribe = why_pubsub, psubscribe = why_pubsub, ssubscribe = why_pubsub, unsubscribe = why_pubsub,
+	punsubscribe = why_pubsub, sunsubscribe = why_pubsub, monitor = why_pubsub, sync = why_pubsub, psync = why_pubsub,
+	watch = why_watch, unwatch = why_watch, select = why_state, auth = why_state, hello = why_state, quit = why_state,
+	reset = why_state, readonly = why_state, readwrite = why_state}
+local function rarg(v, i, name)
+	local t = type(v)
+	if t == "string" then return v end
+	if t == "number" then
+		if v == floor(v) and v > -2^53 and v < 2^53 then return format("%.0f", v) end
+		return tostring(v)
+	end
+	if t == "boolean" then return tostring(v) end
+	uerror(format("bad argument #%d to '%s' (string, number or boolean expected, got %s)", i, name, t))
+end
+local function encode(cmds)
+	local out, n = {}, 0
+	for _, c in ipairs(cmds) do
+		n = n + 1; out[n] = #tostring(#c) .. ":" .. #c
+		for _, a in ipairs(c) do n = n + 1; out[n] = #a .. ":" .. a end
+	end
+	return concat(out, "", 1, n)
+end
+local redis_mt = {__metatable = "spindle.redis"}
+local methods = {}
+redis_mt.__index = methods
+redis_mt.__tostring = function(o) return 'spindle.redis("' .. rawget(o, "name") .. '")' end
+local function self_of(o)
+	if type(o) ~= "table" or getmetatable(o) ~= "spindle.redis" then
+		uerror("spindle.redis: call methods with a colon (red:get(k), not red.get(k))")
+	end
+	return o
+end
+local function send(o, cmds, single)
+	local raw, err, raise = S.redis_exec(rawget(o, "h"), rawget(o, "timeout"), encode(cmds), single)
+	if raise then uerror(raise) end
+	if not raw then return nil, err end
+	return raw
+end
+local function do1(o, args)
+	local raw, err = send(o, {args}, true)
+	if not raw then return nil, err end
+	local v, _, msg = parse(raw, 1, 0)
+	if v == nil then return nil, "bad reply" end
+	if v == ERR then return false, msg end
+	return v
+end
+local function exec(o, cmds, last)
+	local raw, err = send(o, cmds, false)
+	if not raw then return nil, err end
+	local out, pos = {}, 1
+	for i = 1, #cmds do
+		local v, p, msg = parse(raw, pos, 0)
+		if v == nil then return nil, "bad reply" end
+		pos = p
+		if last then
+			if i == #cmds then
+				if v == ERR then return false, msg end
+				return v
+			end
+		else
+			if v == ERR then v = {false, msg} end
+			out[i] = v
+		end
+	end
+	return out
+end
+local function args_of(name, ...)
+	local args = {name}
+	local n = select("#", ...)
+	for i = 1, n do
+		local v = select(i, ...)
+		if lower(name) == "hmset" and i == 2 and n == 2 and type(v) == "table" then
+			for k, x in pairs(v) do args[#args + 1] = rarg(k, i, name); args[#args + 1] = rarg(x, i, name) end
+		else
+			args[#args + 1] = rarg(v, i, name)
+		end
+	end
+	return args
+end
+local function check_never(name, args)
+	local l = lower(name)
+	if never[l] then uerror("spindle.redis: " .. name .. " " .. never[l]) end
+	if l == "client" and args[2] and lower(args[2]) == "reply" then
+		uerror("spindle.redis: CLIENT REPLY would desynchronise a pooled connection")
+	end
+end
+local function call(o, name, ...)
+	self_of(o)
+	local args = args_of(name, ...)
+	check_never(name, args)
+	local l = lower(name)
+	if rawget(o, "pipe") then local p = rawget(o, "pipe"); p[#p + 1] = args; return end
+	if rawget(o, "tx") then
+		if l == "multi" then return false, "ERR MULTI calls can not be nested"
+		elseif l == "discard" then o.tx = nil; return "OK"
+		elseif l == "exec" then
+			local cmds = rawget(o, "tx")
+			cmds[#cmds + 1] = args
+			o.tx = nil
+			return exec(o, cmds, true)
+		end
+		local tx = rawget(o, "tx"); tx[#tx + 1] = args
+		return "QUEUED"
+	end
+	if l == "multi" then o.tx = {args}; return "OK" end
+	if l == "exec" or l == "discard" then return false, "ERR " .. upper(name) .. " without MULTI" end
+	return do1(o, args)
+end
+local function run_pipeline(o, cmds)
+	if #cmds == 0 then return {} end
+	local in_multi = false
+	for _, c in ipairs(cmds) do
+		local l = lower(c[1])
+		if l == "multi" then in_multi = true elseif l == "exec" or l == "discard" then in_multi = false end
+	end
+	if in_multi then uerror("spindle.redis: a pipeline with MULTI must end the transaction with EXEC or DISCARD") end
+	return exec(o, cmds, false)
+end
+methods.command = function(o, name, ...)
+	if type(name) ~= "string" or name == "" then uerror("bad argument #1 to 'command' (command name expected)") end
+	return call(o, name, ...)
+end
+methods.init_pipeline = function(o)
+	self_of(o)
+	if rawget(o, "tx") then uerror("spindle.redis: init_pipeline inside MULTI") end
+	o.pipe = {}
+end
+methods.cancel_pipeline = function(o) self_of(o); o.pipe = nil end
+methods.commit_pipeline = function(o)
+	self_of(o)
+	local cmds = rawget(o, "pipe")
+	if not cmds then return nil, "no pipeline" end
+	o.pipe = nil
+	return run_pipeline(o, cmds)
+end
+methods.pipeline = function(o, t)
+	self_of(o)
+	if type(t) ~= "table" then uerror("bad argument #1 to 'pipeline' (table of commands expected, got " .. type(t) .. ")") end
+	local cmds = {}
+	for i = 1, #t do
+		local c = t[i]
+		if type(c) ~= "table" or #c == 0 then
+			uerror('bad argument #1 to \'pipeline\' (commands expected as arrays: { {"get", "a"}, {"set", "b", 1} })')
+		end
+		if type(c[1]) ~= "string" or c[1] == "" then
+			uerror("bad argument #1 to 'pipeline' (command name expected as the first element of each command)")
+		end
+		local args = args_of(c[1], unpack(c, 2, #c))
+		check_never(c[1], args)
+		cmds[i] = args
+	end
+	return run_pipeline(o, cmds)
+end
+methods.set_timeout = function(o, ms)
+	self_of(o)
+	if type(ms) ~= "number" or ms < 0 then uerror("bad argument #1 to 'set_timeout' (timeout in milliseconds expected)") end
+	o.timeout = ms
+end
+methods.set_keepalive = function() return 1 end
+methods.close = function() return 1 end
+methods.add_commands = function() end
+methods.connect = function()
+	uerror("spindle.redis: connect is not needed: the object uses the pools of its upstream")
+end
+methods.array_to_hash = function(o, t)
+	if type(t) ~= "table" then uerror("bad argument #1 to 'array_to_hash' (table expected, got " .. type(t) .. ")") end
+	local h = {}
+	for i = 1, #t - 1, 2 do if t[i] ~= nil then h[t[i]] = t[i + 1] end end
+	return h
+end
+local nmethods = 0
+setmetatable(methods, {__index = function(t, name)
+	if type(name) ~= "string" or name == "" then return nil end
+	local f = function(o, ...) return call(o, name, ...) end
+	if nmethods < 512 and #name <= 32 then
+		nmethods = nmethods + 1
+		rawset(t, name, f)
+	end
+	return f
+end})
+spindle.redis = function(...)
+	local name = ...
+	if type(name) ~= "string" or name == "" then
+		local got = name == "" and "an empty string" or (select("#", ...) == 0 and "no value" or type(name))
+		uerror("bad argument #1 to 'spindle.redis' (upstream name expected, got " .. got .. ")")
+	end
+	local h, err = S.redis_handle(name)
+	if not h then return nil, err end
+	return setmetatable({h = h, name = name, timeout = 0}, redis_mt)
+end
+
+-- spindle.memcached(name): lua-resty-memcached's methods over the memc module's
+-- pools (memcached.go); one object per name.
+local memc_mt = {__metatable = "spindle.memcached"}
+local mmethods = {}
+memc_mt.__index = mmethods
+memc_mt.__tostring = function(o) return 'spindle.memcached("' .. rawget(o, "name") .. '")' end
+local memc_objs = {}
+local function mself(o)
+	if type(o) ~= "table" or getmetatable(o) ~= "spindle.memcached" then
+		uerror("spindle.memcached: call methods with a colon (mc:get(k), not mc.get(k))")
+	end
+	return o
+end
+local function mkey(k, fn)
+	local t = type(k)
+	if t == "string" then return k end
+	if t == "number" then return rarg(k, 1, fn) end
+	uerror("bad argument #1 to '" .. fn .. "' (key expected (string or number), got " .. t .. ")")
+end
+local function mint(v, i, fn, what)
+	if v == nil then return 0 end
+	if type(v) == "number" then return v end
+	if type(v) == "string" then
+		local n = tonumber(v)
+		if n and n == floor(n) then return n end
+	end
+	uerror("bad argument #" .. i .. " to '" .. fn .. "' (" .. what .. " expected (integer))")
+end
+local function mvalue(v, fn, depth, buf)
+	local t = type(v)
+	if t == "string" then buf[#buf + 1] = v; return end
+	if t == "number" then buf[#buf + 1] = rarg(v, 2, fn); return end
+	if t == "table" and depth < 32 then
+		for i = 1, #v do mvalue(v[i], fn, depth + 1, buf) end
+		return
+	end
+	uerror("bad argument #2 to '" .. fn .. "' (value expected (string, number or array of them), got " .. t .. ")")
+end
+local function mret(op, ...)
+	local r1, r2, r3 = ...
+	if r1 == nil and r2 == nil and r3 ~= nil and (op ~= "get" or r3:find("API disabled", 1, true)) then uerror(r3) end
+	return ...
+end
+local function mop(o, op, ...)
+	return mret(op, S.memc_op(rawget(o, "h"), op, ...))
+end
+mmethods.get = function(o, k)
+	mself(o)
+	if type(k) == "table" then
+		local res = {}
+		for i = 1, #k do
+			local name = k[i]
+			if type(name) ~= "string" and type(name) ~= "number" then
+				uerror("bad argument #1 to 'get' (keys expected as strings or numbers)")
+			end
+			local v, flags, err = mop(o, "get", mkey(name, "get"))
+			if err then return nil, err end
+			if v ~= nil then res[name] = {v, flags} end
+		end
+		return res
+	end
+	return mop(o, "get", mkey(k, "get"))
+end
+for _, op in ipairs({"set", "add", "replace", "append", "prepend"}) do
+	mmethods[op] = function(o, k, v, exptime, flags)
+		mself(o)
+		local key = mkey(k, op)
+		local buf = {}
+		mvalue(v, op, 0, buf)
+		return mop(o, op, key, concat(buf), mint(exptime, 3, op, "exptime"), mint(flags, 4, op, "flags"))
+	end
+end
+mmethods.delete = function(o, k) mself(o); return mop(o, "delete", mkey(k, "delete")) end
+for _, op in ipairs({"incr", "decr"}) do
+	mmethods[op] = function(o, k, d)
+		mself(o)
+		local key = mkey(k, op)
+		local n = tonumber(d)
+		if type(d) ~= "number" and type(d) ~= "string" or not n or n < 0 or n ~= floor(n) then
+			uerror("bad argument #2 to '" .. op .. "' (delta expected (a non-negative integer))")
+		end
+		return mop(o, op, key, "", n, 0)
+	end
+end
+mmethods.touch = function(o, k, exptime)
+	mself(o)
+	return mop(o, "touch", mkey(k, "touch"), "", mint(exptime, 2, "touch", "exptime"), 0)
+end
+mmethods.flush_all = function(o, delay) mself(o); return mop(o, "flush_all", "", "", mint(delay, 1, "flush_all", "time"), 0) end
+mmethods.stats = function(o, args)
+	mself(o)
+	if type(args) == "string" and args:find("[\r\n]") then
+		uerror("bad argument #1 to 'stats' (arguments may not hold line breaks)")
+	end
+	local out, err = mop(o, "stats", "", type(args) == "string" and args or "", 0, 0)
+	if not out then return nil, err end
+	local t = {}
+	for l in out:gmatch("[^\n]+") do t[#t + 1] = l end
+	return t
+end
+mmethods.version = function(o) mself(o); return mop(o, "version", "", "", 0, 0) end
+mmethods.set_timeout = function() return 1 end
+mmethods.set_keepalive = function() return 1 end
+mmethods.close = function() return 1 end
+mmethods.connect = function()
+	uerror("spindle.memcached: connect is not needed: the object uses the pools of its upstream")
+end
+spindle.memcached = function(...)
+	local name = ...
+	if type(name) ~= "string" or name == "" then
+		local got = name == "" and "an empty string" or (select("#", ...) == 0 and "no value" or type(name))
+		uerror("bad argument #1 to 'spindle.memcached' (upstream name expected, got " .. got .. ")")
+	end
+	local o = memc_objs[name]
+	if o then return o end
+	local h, err = S.memc_handle(name)
+	if not h then return nil, err end
+	o = setmetatable({h = h, name = name}, memc_mt)
+	memc_objs[name] = o
+	return o
+end
+
+-- lua-resty-core's modules that apps require: ngx.semaphore, ngx.re (split),
+-- and resty.core itself, whose APIs this engine has built in.
+local sema_mt = {}
+sema_mt.__index = {
+	post = function(self, n) return S.sema_post(self[1], n) end,
+	wait = function(self, timeout)
+		if type(timeout) ~= "number" or timeout < 0 then error("bad argument #1 to 'wait' (bad timeout)", 2) end
+		return S.sema_wait(self[1], timeout)
+	end,
+	count = function(self) return S.sema_count(self[1]) end,
+}
+package.loaded["ngx.semaphore"] = {
+	new = function(n)
+		n = n or 0
+		if type(n) ~= "number" or n < 0 then return nil, "no negative number" end
+		return setmetatable({S.sema_new(n)}, sema_mt)
+	end,
+}
+ngx.semaphore = package.loaded["ngx.semaphore"]
+
+-- ngx.re.split(subject, regex, opts, ctx, max, res): the pieces between matches,
+-- with the groups a match captures after its piece; at most max pieces (the last
+-- holds the rest), max <= 0 for no limit.
+ngx.re.split = function(subj, regex, opts, ctx, max, res)
+	subj = strarg(subj, 1, "split")
+	regex = strarg(regex, 2, "split")
+	max = max or 0
+	res = res or {}
+	local n = 0
+	local function add(v)
+		n = n + 1
+		res[n] = v
+	end
+	local all, per = re_all(subj, regex, opts or "", -1)
+	if not all then return nil, per end
+	local last, len = 0, #subj
+	for i = 0, #all / per - 1 do
+		if max > 0 and n >= max - 1 then break end
+		local a, b = all[i * per + 1], all[i * per + 2]
+		if a == b and (a == last or a >= len) then
+			-- an empty match at a piece's start or the end splits nothing
+		else
+			add(sub(subj, last + 1, a))
+			for g = 1, per / 2 - 1 do
+				local ga = all[i * per + 2 * g + 1]
+				if ga >= 0 then add(sub(subj, ga + 1, all[i * per + 2 * g + 2])) end
+			end
+			last = b
+		end
+	end
+	add(sub(subj, last + 1))
+	for k = n + 1, #res do res[k] = nil end
+	return res
+end
+package.loaded["ngx.re"] = {split = ngx.re.split}
+package.preload["resty.core"] = function() return {version = "spindle " .. ngx.config.ngx_lua_version} end
+
+-- Light threads: the thread's function runs in a coroutine made here; its results
+-- stay in Lua (results), Go only schedules it (thread.go).
+local results = setmetatable({}, {__mode = "k"})
+local thread_ids = setmetatable({}, {__mode = "k"})
+local uthread_proto = newproxy(true)
+local uthread_mt = getmetatable(uthread_proto)
+uthread_mt.__tostring = function(h) return "thread: " .. tostring(thread_ids[h]) end
+local function pack(...) return {n = select("#", ...), ...} end
+local function tid(h, i, name)
+	local id = thread_ids[h]
+	if not id then error("bad argument #" .. i .. " to '" .. name .. "' (thread expected)", 3) end
+	return id
+end
+ngx.thread = {
+	spawn = function(f, ...)
+		if type(f) ~= "function" then error("bad argument #1 to 'spawn' (function expected, got " .. type(f) .. ")", 2) end
+		local args, n = {...}, select("#", ...)
+		local h = newproxy(uthread_proto)
+		local co = co_create(function()
+			results[h] = pack(f(unpack(args, 1, n)))
+		end)
+		local id, err = S.thread_spawn(co)
+		if not id then error(err, 2) end
+		thread_ids[h] = id
+		return h
+	end,
+	wait = function(...)
+		local ids = {}
+		for i = 1, select("#", ...) do ids[i] = tid(select(i, ...), i, "wait") end
+		local id, ok, err = S.thread_wait(unpack(ids))
+		if id == nil then return nil, ok end
+		for i = 1, select("#", ...) do
+			local h = select(i, ...)
+			if thread_ids[h] == id then
+				if not ok then return false, err end
+				local r = results[h] or {n = 0}
+				results[h] = nil
+				return true, unpack(r, 1, r.n)
+			end
+		end
+	end,
+	kill = function(h) return S.thread_kill(tid(h, 1, "kill")) end,
+}
+
+-- Coroutines: a Go function that waits yields WAIT; a user coroutine passes it up
+-- to the request's coroutine, which yields to Go, and hands the results back down.
+local function relay(co, ok, first, ...)
+	if ok and first == WAIT then
+		return relay(co, co_resume(co, yield(WAIT)))
+	end
+	return ok, first, ...
+end
+local resume = function(co, ...)
+	return relay(co, co_resume(co, ...))
+end
+coroutine.resume = resume
+local function unwrap(ok, ...)
+	if ok then return ... end
+	local err = ...
+	error(err, type(err) == "string" and 2 or 0)
+end
+coroutine.wrap = function(f)
+	local co = co_create(f)
+	return function(...)
+		return unwrap(resume(co, ...))
+	end
+end
+
+-- The runner: what every run's coroutine starts with. factory makes a new closure
+-- of a handler's chunk, which runs in an environment of its own over the globals
+-- (ngx_lua's per-request sandbox), or in the globals for init code; ngx.arg holds
+-- set_by_lua's arguments or a body filter's chunk and eof.
+local env_meta = {__index = G}
+local EMPTY = {}
+
+-- A chunk that can never write a global (no GSET instruction, no use of _G,
+-- getfenv and friends, in it or its nested functions) runs with the shared globals
+-- as its environment: no table per run, and global reads without a metamethod,
+-- which LuaJIT's compiler handles far better.
+local jutil = require "jit.util"
+local band, rshift = bit.band, bit.rshift
+local function ops(f)
+	local t, pc = {}, 1
+	while true do
+		local ins = jutil.funcbc(f, pc)
+		if not ins then return t end
+		t[band(ins, 0xff)] = true
+		pc = pc + 1
+	end
+end
+local GSET, GGET
+do
+	local set, get, none = ops(loadstring("y = z")), ops(loadstring("local y = z")), ops(loadstring("local y = 1"))
+	for op in pairs(set) do if not get[op] then GSET = op end end
+	for op in pairs(get) do if not none[op] then GGET = op end end
+end
+local env_access = {_G = true, getfenv = true, setfenv = true, module = true,
+	loadstring = true, load = true, loadfile = true, dofile = true}
+local function pure(f)
+	local pc = 1
+	while true do
+		local ins = jutil.funcbc(f, pc)
+		if not ins then break end
+		local op = band(ins, 0xff)
+		if op == GSET then return false end
+		if op == GGET and env_access[jutil.funck(f, -rshift(ins, 16) - 1)] then return false end
+		pc = pc + 1
+	end
+	local info = jutil.funcinfo(f)
+	for i = 1, info.gcconsts or 0 do
+		local k = jutil.funck(f, -i)
+		if type(k) == "proto" and not pure(k) then return false end
+	end
+	return true
+end
+local purity = setmetatable({}, {__mode = "k"})
+S.set_runner(function(factory, kind, ...)
+	if kind == 9 then
+		-- request contexts whose requests are gone
+		for i = 1, select("#", ...) do ctxs[(select(i, ...))] = nil end
+		return
+	end
+	if kind == 5 then
+		cur_arg = EMPTY
+		return factory(...)
+	end
+	local fn = factory()
+	if kind == 4 then
+		cur_arg = EMPTY
+		return fn(...)
+	end
+	local p = purity[factory]
+	if p == nil then
+		p = pure(factory)
+		purity[factory] = p
+	end
+	if not p then
+		local env = setmetatable({}, env_meta)
+		env._G = env
+		setfenv(fn, env)
+	end
+	if kind == 2 then
+		cur_arg = {...}
+		return fn()
+	elseif kind == 3 then
+		cur_arg = {...}
+		fn()
+		return cur_arg[1], cur_arg[2]
+	end
+	cur_arg = EMPTY
+	return fn(...)
+end)

@@ -1,0 +1,344 @@
+package ngxlua
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/spindle-server/spindle/internal/luajit"
+	"github.com/spindle-server/spindle/modules/httpcore"
+)
+
+// A run's coroutines: its entry coroutine and its light threads (ngx.thread.spawn),
+// driven by resume. A coroutine that waits yields with its wait (a function to run
+// with the VM unlocked); with one coroutine the driver runs the wait itself, on the
+// request's goroutine; once there are light threads, each wait runs on a goroutine
+// of its own and its completion comes back on the run's channel, so that threads
+// wait at the same time, as ngx_lua's do.
+
+type coro struct {
+	id      int
+	t       *luajit.Thread
+	entry   bool
+	wait    func() []any // set by the Go function that yielded
+	spawn   luajit.Ref   // set by ngx.thread.spawn: the child's coroutine
+	spawned bool
+	waitIDs []int // blocked in ngx.thread.wait on these threads
+	pending bool  // its wait runs on a goroutine
+	inline  bool  // its wait writes the response: it runs on the driver's goroutine
+
+	done, killed, failed bool
+	collected            bool // ngx.thread.wait returned it
+	errMsg               string
+}
+
+type readyCo struct {
+	co   *coro
+	vals []any
+}
+
+type completion struct {
+	co  *coro
+	res []any
+}
+
+// resume runs the runner with ref (a chunk's factory, or a timer's function) on a
+// new coroutine, then every coroutine of the run until all are done (or the run
+// ends early: ngx.exit, an error in the entry coroutine), and unlocks the VM.
+func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args []any) {
+	t, err := s.NewThread(e.runner)
+	if err != nil {
+		s.Unlock()
+		ru.exit, ru.errMsg = exitError, err.Error()
+		return
+	}
+	if ru.conf != nil {
+		t.Limit = ru.conf.maxRunTime
+	}
+	ru.entry = &coro{t: t, entry: true}
+	s.PushRef(ref)
+	s.PushInt(kind)
+	pushAll(s, args)
+	next, first := ru.entry, true
+	var vals []any
+	for ru.exit == exitNone || ru.exit == exitJump && !ru.entry.done {
+		if next == nil {
+			if len(ru.ready) > 0 {
+				next, vals = ru.ready[0].co, ru.ready[0].vals
+				ru.ready = ru.ready[1:]
+			} else if ru.pending > 0 {
+				s.Unlock()
+				if len(ru.out) > 0 {
+					ru.writeOut()
+				}
+				c := <-ru.comp
+				s = e.vm.Lock()
+				if c.co.killed {
+					continue
+				}
+				c.co.pending = false
+				ru.pending--
+				next, vals = c.co, c.res
+			} else {
+				break // all done, or blocked for ever on ngx.thread.wait
+			}
+		}
+		if !first {
+			pushAll(s, vals)
+		}
+		first = false
+		co := next
+		next = nil
+		e.cur, ru.cur = ru, co
+		st, err := s.Resume(co.t)
+		e.cur, ru.cur = nil, nil
+		switch {
+		case err != nil:
+			co.done, co.failed = true, true
+			msg := errorText(err, ru)
+			if co.entry {
+				if ru.exit == exitNone || ru.exit == exitJump {
+					ru.exit, ru.errMsg = exitError, msg
+				}
+			} else {
+				co.errMsg = strings.SplitN(msg, "\n", 2)[0]
+				ru.logf("lua user thread aborted: runtime error: %s", msg)
+				e.threadDone(ru, co)
+			}
+		case st == luajit.Finished:
+			co.done = true
+			if co.entry {
+				if n := s.N(); n > 0 {
+					ru.rets = make([]any, n)
+					for i := range n {
+						ru.rets[i] = value(s, i)
+					}
+				}
+			} else {
+				e.threadDone(ru, co)
+			}
+		case ru.exit != exitNone:
+			// ngx.exit and friends: the coroutines are never resumed.
+		case co.spawned:
+			co.spawned = false
+			child, err := s.ThreadOf(co.spawn)
+			if err != nil {
+				ru.ready = append([]readyCo{{co, []any{nil, err.Error()}}}, ru.ready...)
+				break
+			}
+			if ru.conf != nil {
+				child.Limit = ru.conf.maxRunTime
+			}
+			ch := &coro{id: len(ru.threads) + 1, t: child}
+			ru.threads = append(ru.threads, ch)
+			// The child runs first, until it waits or ends; then its parent goes on.
+			ru.ready = append([]readyCo{{ch, nil}, {co, []any{ch.id}}}, ru.ready...)
+		case co.wait != nil:
+			w, inline := co.wait, co.inline
+			co.wait, co.inline = nil, false
+			if len(ru.threads) == 0 || inline {
+				// One coroutine, or a wait that works on the request (not safe for
+				// concurrent use): the wait runs here, with the VM unlocked. A wait
+				// that blocks takes the request off the event loop first; an inline
+				// one blocks itself if it must.
+				if !inline && ru.r != nil {
+					ru.r.Blocking()
+				}
+				s.Unlock()
+				if len(ru.out) > 0 {
+					ru.writeOut()
+				}
+				res := w()
+				s = e.vm.Lock()
+				next, vals = co, res
+				break
+			}
+			if ru.comp == nil {
+				ru.comp = make(chan completion, 4)
+				ru.done = make(chan struct{})
+			}
+			co.pending = true
+			ru.pending++
+			if ru.r != nil {
+				ru.r.Blocking()
+			}
+			s.Unlock()
+			if len(ru.out) > 0 {
+				ru.writeOut()
+			}
+			go func(comp chan completion, done chan struct{}) {
+				res := w()
+				select {
+				case comp <- completion{co, res}:
+				case <-done:
+				}
+			}(ru.comp, ru.done)
+			s = e.vm.Lock()
+		case co.waitIDs != nil:
+			// blocked in ngx.thread.wait until a thread it waits for ends
+		default:
+			// a bare coroutine.yield: it goes on after the others
+			ru.ready = append(ru.ready, readyCo{co, nil})
+		}
+	}
+	for _, co := range ru.threads {
+		if !co.done {
+			co.killed = true
+		}
+		if co.pending {
+			ru.abandoned = true
+		}
+		s.CloseThread(co.t)
+	}
+	s.CloseThread(ru.entry.t)
+	if ru.done != nil {
+		close(ru.done)
+	}
+	if len(ru.socks) > 0 {
+		e.closeSockets(ru)
+	}
+	s.Unlock()
+	if len(ru.out) > 0 {
+		ru.writeOut()
+	}
+}
+
+// threadDone wakes the coroutine waiting for co in ngx.thread.wait.
+func (e *engine) threadDone(ru *run, co *coro) {
+	for _, w := range append([]*coro{ru.entry}, ru.threads...) {
+		if w.waitIDs == nil {
+			continue
+		}
+		for _, id := range w.waitIDs {
+			if id == co.id {
+				w.waitIDs = nil
+				co.collected = true
+				ru.ready = append(ru.ready, readyCo{w, threadResult(co)})
+				return
+			}
+		}
+	}
+}
+
+// threadResult is what ngx.thread.wait's Go side returns for a finished thread:
+// its id, and false and the error if it failed.
+func threadResult(co *coro) []any {
+	if co.failed {
+		return []any{co.id, false, co.errMsg}
+	}
+	return []any{co.id, true}
+}
+
+// logf logs at error level with the run's request, or its context.
+func (ru *run) logf(format string, args ...any) {
+	if ru.r != nil {
+		ru.r.Logf(httpcore.LogError, format, args...)
+	} else {
+		ru.e.logf(logErr, format+", context: %s", append(args, ru.phase.directive())...)
+	}
+}
+
+// threadSpawn is __sp.thread_spawn(co): co is the coroutine the prelude made of the
+// thread's function. It yields; the driver runs the child first, then resumes the
+// caller with the child's id.
+func (e *engine) threadSpawn(s *luajit.State) error {
+	ru, err := e.run()
+	if err != nil {
+		return err
+	}
+	if !ru.phase.canYield() {
+		return disabled("ngx.thread.spawn", ru.phase)
+	}
+	ref, ok := s.Ref(0)
+	if !ok {
+		return errors.New("bad argument #1 to 'spawn' (function expected)")
+	}
+	ru.cur.spawn, ru.cur.spawned = ref, true
+	s.PushString(waitMark)
+	s.Yield()
+	return nil
+}
+
+func (ru *run) thread(id int) *coro {
+	if id >= 1 && id <= len(ru.threads) {
+		return ru.threads[id-1]
+	}
+	return nil
+}
+
+// threadWait is __sp.thread_wait(ids...): the id of the first of them that ended,
+// with true, or false and its error; it yields until one ends.
+func (e *engine) threadWait(s *luajit.State) error {
+	ru, err := e.run()
+	if err != nil {
+		return err
+	}
+	if !ru.phase.canYield() {
+		return disabled("ngx.thread.wait", ru.phase)
+	}
+	var ids []int
+	for i := 0; i < s.N(); i++ {
+		co := ru.thread(s.Int(i))
+		if co == nil {
+			return errors.New("bad argument #" + itoa(i+1) + " to 'wait' (not a thread of this request)")
+		}
+		if co.done && !co.collected && !co.killed {
+			co.collected = true
+			pushAll(s, threadResult(co))
+			return nil
+		}
+		if !co.done && !co.killed {
+			ids = append(ids, co.id)
+		}
+	}
+	if len(ids) == 0 {
+		s.PushNil()
+		s.PushString("already waited or killed")
+		return nil
+	}
+	ru.cur.waitIDs = ids
+	s.PushString(waitMark)
+	s.Yield()
+	return nil
+}
+
+// threadKill is __sp.thread_kill(id).
+func (e *engine) threadKill(s *luajit.State) error {
+	ru, err := e.run()
+	if err != nil {
+		return err
+	}
+	co := ru.thread(s.Int(0))
+	if co == nil {
+		return errors.New("bad argument #1 to 'kill' (not a thread of this request)")
+	}
+	switch {
+	case co.killed || co.collected:
+		return fail(s, "already waited or killed")
+	case co.done:
+		return fail(s, "already terminated")
+	}
+	co.killed, co.done = true, true
+	if co.pending {
+		// Its wait goes on on its goroutine; the run does not wait for it.
+		co.pending = false
+		ru.pending--
+		ru.abandoned = true
+	}
+	for i, r := range ru.ready {
+		if r.co == co {
+			ru.ready = append(ru.ready[:i], ru.ready[i+1:]...)
+			break
+		}
+	}
+	s.PushInt(1)
+	return nil
+}
+
+func itoa(n int) string { return string(appendNumber(nil, float64(n))) }
+
+func (e *engine) threadFuncs() map[string]luajit.Func {
+	return map[string]luajit.Func{
+		"thread_wait": e.threadWait,
+		"thread_kill": e.threadKill,
+	}
+}
