@@ -176,3 +176,13 @@ func UnescapeArg(s string) string {
 	}
 	return s
 }
+
+// BuiltinVar reports whether name is a built-in variable and whether handlers may
+// change it (args, uri, ...), for directives that assign variables by name.
+func BuiltinVar(name string) (exists, writable bool) {
+	b, ok := builtinVars[name]
+	if !ok {
+		return false, false
+	}
+	return true, b.set != nil
+}

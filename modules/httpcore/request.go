@@ -816,3 +816,10 @@ func (r *Request) AbsoluteURL(path string) string {
 	}
 	return "http://" + host + path
 }
+
+// ForceStatus makes the response of the request go out with status code whatever
+// the location that finally answers it sets (nginx's err_status): error_page uses it
+// for "404 =200 /empty.gif", and for the original error code of a page served by an
+// internal redirect. 0 lets the answering location's status stand ("404 = /x"). It
+// survives internal redirects.
+func (r *Request) ForceStatus(code int) { r.forceStatus = code }

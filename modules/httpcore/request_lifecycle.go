@@ -1,5 +1,9 @@
 package httpcore
 
+// A request's lifecycle on its connection: from a parsed head (prepare) through the
+// phases (process) to the response written (writeHead, writeBody, finishOutput) and the
+// log phase (endRequest).
+
 import (
 	"bufio"
 	"runtime"

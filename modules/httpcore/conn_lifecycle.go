@@ -1,5 +1,9 @@
 package httpcore
 
+// A connection's lifecycle: the Engine accepts it (or the loop does, loop.go), reads
+// each request head, runs the request (request_lifecycle.go), keeps it alive or closes
+// it; rejected heads are answered here.
+
 import (
 	"bufio"
 	"bytes"
