@@ -20,10 +20,12 @@ ensure_debs() {
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 }
 
-# What building spindle needs: a C compiler and pkg-config for cgo, PCRE2's headers.
+# What building spindle needs: a C compiler and pkg-config for cgo, PCRE2's and
+# LuaJIT's (OpenResty's branch, Debian's libluajit2) headers.
 BUILD_DEBS=(
   gcc:gcc
   libc6-dev:/usr/include/stdlib.h
   pkg-config:pkg-config
   libpcre2-dev:/usr/include/pcre2.h
+  libluajit2-5.1-dev
 )
