@@ -308,9 +308,12 @@ func TestTLSReloadsAndUpgradesUnderLoad(t *testing.T) {
 		if out, code := inst.Spindle("-s", "reload"); code != 0 {
 			t.Fatalf("reload %d: exit %d: %s", i, code, out)
 		}
-		// Let each generation serve for a while (what is under test is traffic across
-		// reloads, not reloads back to back).
-		time.Sleep(50 * time.Millisecond)
+		// Each generation answers requests before the next reload: what is under test
+		// is traffic across reloads, not reloads back to back.
+		served := keep.Answered()
+		if !e2e.WaitFor(10*time.Second, func() bool { return keep.Answered() >= served+20 }) {
+			t.Fatalf("reload %d: the load is not answered", i)
+		}
 	}
 	for i := 1; i <= 2; i++ {
 		old := inst.MasterPid()
@@ -322,9 +325,12 @@ func TestTLSReloadsAndUpgradesUnderLoad(t *testing.T) {
 			t.Fatalf("upgrade %d: old master %d still running", i, old)
 		}
 	}
-	// The last generation serves the load for a while too: traffic after an upgrade is
-	// under test, not only traffic during one.
-	time.Sleep(200 * time.Millisecond)
+	// The last generation answers the load too: traffic after an upgrade is under
+	// test, not only traffic during one.
+	served := keep.Answered()
+	if !e2e.WaitFor(10*time.Second, func() bool { return keep.Answered() >= served+100 }) {
+		t.Fatalf("the load is not answered after the upgrades")
+	}
 	res, resFresh := keep.Stop(), fresh.Stop()
 	t.Logf("10 reloads and 2 upgrades over TLS, keepalive: %v", res)
 	t.Logf("10 reloads and 2 upgrades over TLS, new connection per request: %v", resFresh)
