@@ -1,11 +1,11 @@
 package httpcore
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/internal/pcre"
 )
 
 // The decision whether a response may go out gzip-compressed, shared by the gzip
@@ -18,7 +18,7 @@ type GzipConf struct {
 	Vary         bool // gzip_vary: "Vary: Accept-Encoding" on responses that could be compressed
 	HTTP10       bool // gzip_http_version 1.0: HTTP/1.0 requests too
 	proxied      uint16
-	disable      []*regexp.Regexp
+	disable      []*pcre.Regexp
 	disableMSIE6 bool
 }
 
@@ -94,7 +94,7 @@ var GzipCoreModule = Register(&Module{
 					gc.disableMSIE6 = true
 					continue
 				}
-				re, err := regexp.Compile("(?i)" + v)
+				re, err := pcre.CompileFlags(v, pcre.Caseless)
 				if err != nil {
 					return conf.Errorf(c.Attr().Expr.Range(), "gzip_disable: %v", err)
 				}

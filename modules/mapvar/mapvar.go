@@ -5,12 +5,12 @@
 package mapvar
 
 import (
-	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spindle-server/spindle/conf"
+	"github.com/spindle-server/spindle/internal/pcre"
 	"github.com/spindle-server/spindle/modules/httpcore"
 )
 
@@ -40,7 +40,7 @@ type wildcard struct {
 }
 
 type regexEntry struct {
-	re    *regexp.Regexp
+	re    *pcre.Regexp
 	named []namedCapture
 	value *httpcore.Expr
 }
@@ -50,14 +50,13 @@ type namedCapture struct {
 	index int // the user variable
 }
 
-// compileRegex is where the module compiles its regular expressions: `~RE` is case
-// sensitive, `~*RE` not, as in nginx.
-func compileRegex(key string) (*regexp.Regexp, error) {
-	src := key[1:]
-	if strings.HasPrefix(src, "*") {
-		src = "(?i)" + src[1:]
+// compileRegex is where the module compiles its regular expressions, with PCRE as
+// nginx's map: `~RE` is case sensitive, `~*RE` not.
+func compileRegex(key string) (*pcre.Regexp, error) {
+	if src, ok := strings.CutPrefix(key[1:], "*"); ok {
+		return pcre.CompileFlags(src, pcre.Caseless)
 	}
-	return regexp.Compile(src)
+	return pcre.Compile(key[1:])
 }
 
 // mapBlock is what the settings of one map block configure: the table, whether the

@@ -45,6 +45,7 @@ http {
       "/aa"                   = "http://aa.example.com/"
       "~^/u/(\\d+)$"          = "user-${re[1]}"
       "~^/n/(?<id>\\w+)/(.*)$" = "named-${id}-${re[2]}"
+      "~^/pc/(?!admin)(\\w)\\1$" = "pcre-${re[1]}" # lookahead and backreference: PCRE, as nginx
     }
   }
   map "seen" {
@@ -112,6 +113,8 @@ func TestMapRegexes(t *testing.T) {
 		{"/", "Mozilla/5.0 (Linux; ANDROID 14)", "mobile=android new=none"},
 		{"/aa", "curl", "mobile=0 new=http://aa.example.com/"},
 		{"/u/42", "curl", "new=user-42"},
+		{"/pc/xx", "curl", "new=pcre-x"},
+		{"/pc/xy", "curl", "new=none"},
 		{"/u/4x", "curl", "new=none"},
 		{"/n/abc/rest/of", "curl", "new=named-abc-rest/of"},
 		{"/", "~literal", "mobile=tilde"},
