@@ -54,6 +54,7 @@ const captureConf = `
         ngx.say("parent dog: ", ngx.var.dog, " ctx: ", ctx.tag, " own ctx: ", tostring(ngx.ctx.tag))
       LUA
     }
+    log_not_found = false # the capture of /nowhere is a 404 on purpose
     location "= /missing" {
       content_by_lua = <<-LUA
         local res = ngx.location.capture("/nowhere")
