@@ -110,6 +110,10 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 		vm.Close()
 		return nil, fmt.Errorf("lua prelude: %v", err)
 	}
+	if err := e.installLibs(s); err != nil {
+		vm.Close()
+		return nil, err
+	}
 	for _, ch := range mc.chunks {
 		if ch.fileExpr != nil {
 			continue
@@ -360,7 +364,8 @@ func value(s *luajit.State, i int) any {
 	return s.Type(i)
 }
 
-// pushAll pushes Go values: nil, bool, int, float64, string, []byte.
+// pushAll pushes Go values: nil, bool, int, int64, float64, string, []byte, and
+// tables as []any or map[string]any of these (extensions' results, Call.Push).
 func pushAll(s *luajit.State, vals []any) {
 	for _, v := range vals {
 		switch x := v.(type) {
@@ -370,12 +375,23 @@ func pushAll(s *luajit.State, vals []any) {
 			s.PushBool(x)
 		case int:
 			s.PushInt(x)
+		case int64:
+			s.PushNumber(float64(x))
 		case float64:
 			s.PushNumber(x)
 		case string:
 			s.PushString(x)
 		case []byte:
 			s.PushBytes(x)
+		case []any:
+			s.PushArray(len(x))
+			pushAll(s, x)
+		case map[string]any:
+			s.PushTable(len(x))
+			for k, v := range x {
+				s.PushString(k)
+				pushAll(s, []any{v})
+			}
 		default:
 			panic(fmt.Sprintf("ngxlua: cannot push %T", v))
 		}
