@@ -24,18 +24,10 @@ go vet ./...
 # Integration tests start real processes; -p 1 keeps packages from competing for the
 # two cores while they count failed requests under load.
 go test -count=1 -p 1 -timeout 20m "$@" ./...
-# gopher-lua's engine (modules/lua, -tags gopherlua) in place of LuaJIT's: the command
-# builds, and the root package's Lua end-to-end tests pass with it.
-go build -tags gopherlua -o /dev/null .
-go vet -tags gopherlua . ./modules/all ./internal/e2e
-go test -tags gopherlua -count=1 -timeout 10m -run 'TestLua|TestDocs|TestBenchConfigServes' .
 # The header writer's fuzz tests (no request can add a header line) run a few seconds
 # each beyond their checked-in corpus; -fuzz takes one target per run.
-for target in modules/httpcore:FuzzAppendHeaderLine modules/lua:FuzzLuaResponseHeaders \
+for target in modules/httpcore:FuzzAppendHeaderLine modules/ngxlua:FuzzLuaResponseHeaders \
   modules/headers:FuzzTemplateHeaders modules/proxy:FuzzUpstreamRequestHead \
   modules/proxy:FuzzUpstreamResponseHead; do
   go test -run '^$' -fuzz "^${target##*:}\$" -fuzztime 5s "./${target%%:*}/"
 done
-# spindle's copy of gopher-lua is a module of its own (third_party/gopher-lua/SPINDLE.md):
-# its upstream suite and the tests of spindle's changes to it.
-(cd third_party/gopher-lua && go test -count=1 -timeout 5m .)

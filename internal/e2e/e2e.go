@@ -40,12 +40,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "spindle")
-		args := []string{"build", "-o", binPath}
-		if buildTags != "" {
-			// The tests were built with -tags gopherlua: so is the server they run.
-			args = append(args, "-tags", buildTags)
-		}
-		cmd := exec.Command("go", append(args, ".")...)
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {

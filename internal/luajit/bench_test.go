@@ -6,12 +6,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	glua "github.com/yuin/gopher-lua"
 )
 
-// Benchmarks of the binding's crossings and of a CPU-bound handler beside
-// gopher-lua (the engine modules/lua runs on today). Figures are in SPINDLE.md.
+// Benchmarks of the binding's crossings and of a CPU-bound handler. Figures are in
+// SPINDLE.md (with gopher-lua's, the engine LuaJIT replaced, measured before it was
+// removed).
 
 // cpuPerOp reports the process's CPU time per operation beside the wall time: the
 // machine these run on is shared, and CPU time is what other processes' load
@@ -215,28 +214,6 @@ func benchStringHandler(b *testing.B, limit time.Duration) {
 			b.Fatal("wrong result", s.Int(0), s.Int(3))
 		}
 		s.CloseThread(th)
-	}
-}
-
-// The same handler on gopher-lua, called on a kept LState as modules/lua does.
-func BenchmarkStringHandlerGopherLua(b *testing.B) {
-	L := glua.NewState()
-	defer L.Close()
-	fn, err := L.LoadString(stringHandler)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	cpuPerOp(b)
-	for b.Loop() {
-		L.Push(fn)
-		if err := L.PCall(0, 4, nil); err != nil {
-			b.Fatal(err)
-		}
-		if L.ToInt(-4) != 1951 || L.ToInt(-1) != 40 {
-			b.Fatal("wrong result", L.ToInt(-4), L.ToInt(-1))
-		}
-		L.Pop(4)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	_ "github.com/spindle-server/spindle/modules/headers"
 	_ "github.com/spindle-server/spindle/modules/mapvar"
 	_ "github.com/spindle-server/spindle/modules/memc"
+	_ "github.com/spindle-server/spindle/modules/ngxlua" // Lua on LuaJIT (issue 16)
 	_ "github.com/spindle-server/spindle/modules/proxy"
 	_ "github.com/spindle-server/spindle/modules/realip"
 	_ "github.com/spindle-server/spindle/modules/redis"

@@ -10,8 +10,8 @@ import (
 	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 	_ "github.com/spindle-server/spindle/modules/echo"
-	_ "github.com/spindle-server/spindle/modules/lua"
 	_ "github.com/spindle-server/spindle/modules/mapvar"
+	_ "github.com/spindle-server/spindle/modules/ngxlua"
 	_ "github.com/spindle-server/spindle/modules/rewrite"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/spindle-server/spindle/modules/redis"
 )
 
-// spindle.redis(name): modules/luabackends' API on this engine. The object, its
+// spindle.redis(name): the Lua fast path to the redis module's pools. The object, its
 // pipelines and transactions, and the conversion of replies are Lua (prelude.lua);
 // Go sends commands through the upstream's handle (modules/redis: the auto-pipeliner
 // for one command, one pooled connection for a pipeline) with the VM unlocked.

@@ -10,7 +10,7 @@ import (
 	"github.com/spindle-server/spindle/modules/memc"
 )
 
-// spindle.memcached(name): modules/luabackends' object with lua-resty-memcached's
+// spindle.memcached(name): the fast path's object with lua-resty-memcached's
 // methods over the memc module's pools. Arguments are checked in Lua
 // (prelude.lua); each call is one memc_op with the VM unlocked.
 

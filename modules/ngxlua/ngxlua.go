@@ -1,7 +1,6 @@
 // Package ngxlua is spindle's ngx_lua on LuaJIT (internal/luajit): OpenResty's
-// programming model with the same directives and behaviour as modules/lua, the
-// gopher-lua engine it replaces (modules/all links this one unless built with
-// -tags gopherlua).
+// programming model, with the directives and behaviour of the gopher-lua engine it
+// replaced (issue 16).
 // Lua handlers run in every phase (set_by_lua, rewrite_by_lua, access_by_lua,
 // content_by_lua, header and body filters, log_by_lua, init_by_lua,
 // init_worker_by_lua) with ngx_lua's ngx API.

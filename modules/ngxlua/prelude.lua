@@ -652,7 +652,7 @@ G.require = function(name)
 	return m
 end
 
--- spindle.redis(name): modules/luabackends' object over an upstream's pools
+-- spindle.redis(name): the fast path's object over an upstream's pools
 -- (backends.go sends; replies are converted here as lua-resty-redis converts them).
 local spindle = {}
 G.spindle = spindle

@@ -8,7 +8,7 @@ import (
 	"github.com/spindle-server/spindle/internal/headcheck"
 	"github.com/spindle-server/spindle/internal/testserver"
 	"github.com/spindle-server/spindle/modules/httpcore"
-	_ "github.com/spindle-server/spindle/modules/lua"
+	_ "github.com/spindle-server/spindle/modules/ngxlua"
 )
 
 const fuzzConf = `
