@@ -110,8 +110,9 @@ func TestLoopPartialInput(t *testing.T) {
 	trickle := func(parts ...string) {
 		for _, part := range parts {
 			io.WriteString(c, part)
-			// The delay is what is under test: each part arrives in a read of its own.
-			time.Sleep(30 * time.Millisecond)
+			// Each part arrives in a read of its own: the server has read it before
+			// the next is written.
+			e2e.WaitPeerRead(t, c)
 		}
 	}
 	trickle("GET /fa", "st HTTP/1.1\r\nHo", "st: x\r\n", "\r\n")

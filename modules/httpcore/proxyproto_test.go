@@ -28,9 +28,9 @@ http {
 }
 `
 
-// proxyExchange writes the pieces to a new connection, each after the server has had the
-// previous one (a short pause: what is under test is a header split over reads), and
-// returns everything the server sends until it closes.
+// proxyExchange writes the pieces to a new connection, each after the server has read
+// the previous one (what is under test is a header split over reads), and returns
+// everything the server sends until it closes.
 func proxyExchange(t *testing.T, addr string, pieces ...string) string {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -40,7 +40,7 @@ func proxyExchange(t *testing.T, addr string, pieces ...string) string {
 	defer c.Close()
 	for i, p := range pieces {
 		if i > 0 {
-			time.Sleep(50 * time.Millisecond)
+			e2e.WaitPeerRead(t, c)
 		}
 		if _, err := io.WriteString(c, p); err != nil {
 			t.Fatal(err)

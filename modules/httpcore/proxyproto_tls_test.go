@@ -72,6 +72,8 @@ func proxyTLSGet(t *testing.T, addr string, tc *tls.Config, sameWrite bool, piec
 	} else {
 		for i, p := range pieces {
 			if i > 0 {
+				// A pause rather than e2e.WaitPeerRead: the loop only peeks at a PROXY
+				// header before the handshake, so no queue shows it saw this piece.
 				time.Sleep(50 * time.Millisecond)
 			}
 			if _, err := io.WriteString(nc, p); err != nil {
