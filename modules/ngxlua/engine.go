@@ -87,6 +87,7 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 	// A connection pooled less than a second ago is handed out on the strength of
 	// the hang-up watch alone; one idle longer is peeked too.
 	e.pools = connpool.New[string, *idleConn](connpool.Options{Watch: true, PeekAfter: time.Second})
+	loadCrypto()
 	vm, err := luajit.New(luajit.Options{
 		PackagePath: mc.packagePath(cfg.Main.Prefix),
 		OnStuck: func(t *luajit.Thread, ran time.Duration) {
