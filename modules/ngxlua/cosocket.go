@@ -54,6 +54,7 @@ type tcpSock struct {
 	// light thread's goroutine): a read and a write may wait at once.
 	reading, writing atomic.Bool
 	timedOut         bool // the last receive timed out: the connection cannot be pooled
+	inline           bool // reads work on the request (ngx.req.socket's body): on its goroutine
 }
 
 // sockPools are a VM's cosocket pools, keyed "host:port", "unix:/path" or by the
@@ -374,6 +375,7 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 		return nil
 	}
 	sk.reading.Store(true)
+	ru.cur.inline = sk.inline
 	ru.waitFor(s, func() []any {
 		defer sk.reading.Store(false)
 		for {

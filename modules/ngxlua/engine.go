@@ -388,8 +388,10 @@ func pushAll(s *luajit.State, vals []any) {
 type reqData struct {
 	id        float64 // the key of the request's ngx.ctx in the VM, 0 until used
 	bodyRead  bool
-	eof       bool // ngx.eof was called
-	filterEOF bool // a body filter set ngx.arg[2]: the rest of the body is dropped
+	eof       bool  // ngx.eof was called
+	filterEOF bool  // a body filter set ngx.arg[2]: the rest of the body is dropped
+	reqSock   uint8 // the ngx.req.socket taken: reqSockBody, reqSockRaw
+	bodyEOF   bool  // the body socket read the whole body
 }
 
 func dataOf(r *httpcore.Request) *reqData {

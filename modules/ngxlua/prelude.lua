@@ -516,6 +516,21 @@ function sock:setoption() return true end
 function sock:sslhandshake(reused, name, verify)
 	return S.sock_sslhandshake(check(self, "sslhandshake"), reused, name, verify)
 end
+-- ngx.req.socket (reqsocket.go): the request body, or with raw the connection, with
+-- ngx_lua's methods for each.
+local reqsock_mt = {__index = {
+	receive = sock.receive, receiveany = sock.receiveany, receiveuntil = sock.receiveuntil,
+	settimeout = sock.settimeout, settimeouts = sock.settimeouts,
+}}
+local rawsock_mt = {__index = setmetatable({send = sock.send}, reqsock_mt)}
+req.socket = function(...)
+	local n = select("#", ...)
+	if n > 1 then error("expecting 0 or 1 argument, but got " .. n, 2) end
+	local raw = (...) and true or false
+	local id, err = S.req_socket(raw)
+	if not id then return nil, err end
+	return setmetatable({id}, raw and rawsock_mt or reqsock_mt)
+end
 ngx.socket = {
 	tcp = tcp,
 	connect = function(host, port, opts)
