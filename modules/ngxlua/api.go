@@ -223,6 +223,9 @@ func (e *engine) register(s *luajit.State) error {
 		fs[k] = f
 	}
 	fs["req_socket"] = e.reqSocket
+	for k, f := range e.udpFuncs() {
+		fs[k] = f
+	}
 	for k, f := range e.timerCounts() {
 		fs[k] = f
 	}

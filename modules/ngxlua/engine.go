@@ -51,6 +51,7 @@ type engine struct {
 	files     map[string]luajit.Ref // *_by_lua_file paths with variables, or with lua_code_cache off
 	nextID    float64
 	socks     map[int]*tcpSock
+	udps      map[int]*udpSock
 	nextSock  int
 	pools     *sockPools
 	regexes   map[string]*pcre.Regexp
@@ -243,6 +244,7 @@ type run struct {
 	rets      []any         // what the handler returned (set_by_lua, body filters)
 	subOpts   []captureReq
 	socks     []*tcpSock
+	udps      []*udpSock
 }
 
 func (e *engine) newRun(r *httpcore.Request, p phase, c *Conf) *run {
