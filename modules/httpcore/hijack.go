@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // ErrCannotHijack is returned by Hijack when the connection cannot be taken over: the
@@ -89,6 +90,15 @@ type hijackedConn struct {
 	net.Conn
 	c    *conn
 	once sync.Once
+}
+
+// SyscallConn is the connection's file descriptor, for writes that must not wait
+// (a plain TCP connection's; a TLS one has none).
+func (h *hijackedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := h.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("httpcore: no file descriptor")
 }
 
 func (h *hijackedConn) Close() error {

@@ -282,12 +282,19 @@ func (e *engine) sockSend(s *luajit.State) error {
 		return fail(s, "socket busy writing")
 	}
 	data := s.String(1)
+	sent, err := sk.tryWrite(data)
+	if err == nil && sent == len(data) && sent > 0 {
+		s.PushInt(sent)
+		return nil
+	}
+	data = data[sent:] // the rest, or the error, through the wait
 	timeout := sk.timeout(1)
 	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
 		defer sk.writing.Store(false)
 		conn.SetWriteDeadline(time.Now().Add(timeout))
 		n, err := conn.Write([]byte(data))
+		n += sent
 		if err != nil {
 			msg := sockErr(err)
 			if msg == "timeout" {

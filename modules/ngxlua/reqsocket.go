@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/spindle-server/spindle/internal/luajit"
@@ -136,6 +137,9 @@ func (e *engine) reqSocket(s *luajit.State) error {
 		}
 		sk.mu.Lock()
 		sk.conn = &rawConn{Conn: nc, rd: rw.Reader}
+		if sc, ok := nc.(syscall.Conn); ok {
+			sk.raw, _ = sc.SyscallConn()
+		}
 		sk.mu.Unlock()
 		return []any{sk.id}
 	})

@@ -160,6 +160,11 @@ func wsDial(t *testing.T, addr, path string) (*wsConn, *http.Response) {
 
 func TestWebSocketServer(t *testing.T) {
 	s := serve(t, "", websocketConf)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(s.ErrorLog())
+		}
+	})
 	ws, _ := wsDial(t, s.Addr, "/ws")
 	expect := func(wantOp byte, want string) {
 		t.Helper()
