@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spindle-server/spindle/internal/testserver"
 )
 
 // ngx.req.socket, after lua-nginx-module's t/067-req-socket.t and
@@ -28,6 +31,14 @@ const reqSocketConf = `
             ngx.say("failed to receive: ", err, " [", part, "]")
           end
         end
+      LUA
+    }
+    location "= /bodytimeout" {
+      content_by_lua = <<-LUA
+        local sock = assert(ngx.req.socket())
+        sock:settimeouts(nil, nil, 100)
+        local data, err, partial = sock:receive(10)
+        ngx.say(err, " [", partial, "]")
       LUA
     }
     location "= /twice" {
@@ -163,6 +174,11 @@ func TestReqSocketBody(t *testing.T) {
 		!strings.Contains(raw, "chunked request bodies not supported yet") {
 		t.Errorf("chunked: %q", raw)
 	}
+	// The socket's read timeout, not client_body_timeout, bounds a read.
+	raw = s.Raw("POST /bodytimeout HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", 5*time.Second)
+	if !strings.HasPrefix(raw, "HTTP/1.1 200") || !strings.Contains(raw, "timeout [abc]\n") {
+		t.Errorf("body read timeout: %q", raw)
+	}
 	// The client waits for 100 Continue: the first read sends it.
 	c, err := net.Dial("tcp", s.Addr)
 	if err != nil {
@@ -181,7 +197,7 @@ func TestReqSocketBody(t *testing.T) {
 	if !strings.HasPrefix(string(rest), "HTTP/1.1 200") || !strings.Contains(string(rest), "failed to receive: closed [d]") {
 		t.Errorf("after 100 Continue: %q", rest)
 	}
-	noErrors(t, s)
+	checkLog(t, s, "lua tcp socket read timed out")
 }
 
 func TestReqSocketMultipart(t *testing.T) {
@@ -216,4 +232,45 @@ func TestReqSocketRaw(t *testing.T) {
 		t.Errorf("timeout: %q", raw)
 	}
 	checkLog(t, s, "server: 1: failed to receive: timeout, received: ab", "server: 2: failed to receive: timeout, received: ,")
+}
+
+// ngx.req.socket is an error in a subrequest and over HTTP/2, as in ngx_lua.
+func TestReqSocketRefused(t *testing.T) {
+	s := testserver.Start(t, `
+http {
+  server {
+    listen = ["127.0.0.1:0 http2"]
+    location "= /sock" {
+      content_by_lua = <<-LUA
+        local ok, err = pcall(ngx.req.socket, ngx.var.arg_raw == "1")
+        ngx.say(ok, " ", err)
+      LUA
+    }
+    location "= /sub" {
+      content_by_lua = <<-LUA
+        ngx.print(ngx.location.capture("/sock").body)
+      LUA
+    }
+  }
+}
+`)
+	// HTTP/2 in the clear, with prior knowledge.
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	for _, raw := range []string{"0", "1"} {
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Post("http://"+s.Addr+"/sock?raw="+raw, "text/plain", strings.NewReader("body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || !strings.HasSuffix(string(b), "http v2 not supported yet\n") || !strings.HasPrefix(string(b), "false ") {
+			t.Errorf("over HTTP/2 (raw %s): %s %q", raw, resp.Proto, b)
+		}
+	}
+	r := s.Get("/sub")
+	if !strings.HasPrefix(r.Body, "false ") || !strings.HasSuffix(r.Body, "attempt to read the request body in a subrequest\n") {
+		t.Errorf("in a subrequest: %q", r.Body)
+	}
 }
