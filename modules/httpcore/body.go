@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // ErrBodyTooLarge is returned when the request body exceeds client_max_body_size.
@@ -226,9 +227,15 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // first when the client asked for it, enforcing client_max_body_size and
 // client_body_timeout.
 type wireBody struct {
-	r   *Request
-	got int64
+	r       *Request
+	got     int64
+	timeout time.Duration // SetReadTimeout's, in place of client_body_timeout
 }
+
+// SetReadTimeout bounds each following Read of the body by d instead of
+// client_body_timeout (ngx_lua's request socket reads with its own timeouts); as
+// with client_body_timeout, a read that times out ends the body.
+func (w *wireBody) SetReadTimeout(d time.Duration) { w.timeout = d }
 
 func (w *wireBody) Read(p []byte) (int, error) {
 	r := w.r
@@ -248,7 +255,11 @@ func (w *wireBody) Read(p []byte) (int, error) {
 		}
 	}
 	core := CoreConfOf(r.loc)
-	c.t.setReadTimeout(core.ClientBodyTimeout)
+	if w.timeout > 0 {
+		c.t.setReadTimeout(w.timeout)
+	} else {
+		c.t.setReadTimeout(core.ClientBodyTimeout)
+	}
 	var n int
 	var err error
 	if b.chunked {

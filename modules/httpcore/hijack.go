@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // ErrCannotHijack is returned by Hijack when the connection cannot be taken over: the
@@ -24,8 +25,35 @@ var ErrCannotHijack = errors.New("httpcore: the connection cannot be hijacked")
 // connection directly. The request is finished: the handler returns Finished, and the
 // log phase runs when it returns.
 func (r *Request) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if r.c != nil && r.c.wroteHeader {
+		return nil, nil, ErrCannotHijack
+	}
+	return r.hijack()
+}
+
+// HijackFlushed is Hijack for a handler that may have sent the response head through
+// the engine already (ngx_lua's raw request socket, ngx.req.socket(true): a WebSocket
+// server sends its 101 with ngx.send_headers, then frames on the socket): what the
+// engine holds of the response, a committed head and body bytes, is written first.
+// Without a head sent, the caller writes its own; either way the engine writes no
+// more of the response (nginx's r->header_sent = 1). Not on HTTP/2.
+func (r *Request) HijackFlushed() (net.Conn, *bufio.ReadWriter, error) {
 	c := r.c
-	if r.parent != nil || c == nil || c.hijacked || c.wroteHeader || r.finished {
+	if r.parent != nil || c == nil || c.h2 != nil || c.hijacked || r.finished {
+		return nil, nil, ErrCannotHijack
+	}
+	if r.headerSent {
+		if err := c.flushOutput(r, true); err != nil {
+			return nil, nil, err
+		}
+	}
+	r.headerSent = true
+	return r.hijack()
+}
+
+func (r *Request) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c := r.c
+	if r.parent != nil || c == nil || c.hijacked || r.finished {
 		return nil, nil, ErrCannotHijack
 	}
 	// The tunnel waits on its own: never in the event loop's goroutine.
@@ -62,6 +90,15 @@ type hijackedConn struct {
 	net.Conn
 	c    *conn
 	once sync.Once
+}
+
+// SyscallConn is the connection's file descriptor, for writes that must not wait
+// (a plain TCP connection's; a TLS one has none).
+func (h *hijackedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := h.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("httpcore: no file descriptor")
 }
 
 func (h *hijackedConn) Close() error {

@@ -260,7 +260,13 @@ func (c *conn) writeHead(r *Request, n int64) {
 			c.closeAfter = true
 		}
 	}
-	if r.keepalive {
+	if r.status == 101 {
+		// As nginx: the connection goes on in the protocol the client asked to
+		// upgrade to (a handler that switches protocols takes the connection): never
+		// another HTTP request on it.
+		b.WriteString("Connection: upgrade\r\n")
+		c.closeAfter = true
+	} else if r.keepalive {
 		b.WriteString("Connection: keep-alive\r\n")
 	} else {
 		b.WriteString("Connection: close\r\n")

@@ -222,6 +222,10 @@ func (e *engine) register(s *luajit.State) error {
 	for k, f := range e.sockFuncs() {
 		fs[k] = f
 	}
+	fs["req_socket"] = e.reqSocket
+	for k, f := range e.udpFuncs() {
+		fs[k] = f
+	}
 	for k, f := range e.timerCounts() {
 		fs[k] = f
 	}
@@ -271,9 +275,13 @@ func (e *engine) out(s *luajit.State) error {
 	if !ru.phase.canOutput() {
 		return disabled("output", ru.phase)
 	}
-	if d := peekData(ru.r); d != nil && d.eof {
+	if d := peekData(ru.r); d != nil && (d.eof || d.reqSock == reqSockRaw) {
 		s.PushNil()
-		s.PushString("seen eof")
+		if d.eof {
+			s.PushString("seen eof")
+		} else {
+			s.PushString("raw request socket acquired")
+		}
 		return nil
 	}
 	ru.out = append(ru.out, s.Bytes(0)...)
@@ -305,6 +313,11 @@ func (e *engine) outOp(s *luajit.State, api string, op func(r *httpcore.Request)
 	if !ru.phase.canOutput() {
 		return disabled(api, ru.phase)
 	}
+	if ru.r != nil && rawSocketTaken(ru.r) {
+		s.PushNil()
+		s.PushString("raw request socket acquired")
+		return nil
+	}
 	ru.committed = true
 	ru.cur.inline = true
 	ru.waitFor(s, func() []any {
@@ -335,6 +348,11 @@ func (e *engine) eof(s *luajit.State) error {
 	}
 	if ru.r != nil {
 		d := dataOf(ru.r)
+		if d.reqSock == reqSockRaw {
+			s.PushNil()
+			s.PushString("raw request socket acquired")
+			return nil
+		}
 		if d.eof {
 			s.PushNil()
 			s.PushString("seen eof")
@@ -920,7 +938,8 @@ func (e *engine) reqReadBody(s *luajit.State) error {
 	if !ru.phase.canOutput() {
 		return disabled("ngx.req.read_body", ru.phase)
 	}
-	if d := peekData(r); d != nil && d.bodyRead {
+	if d := peekData(r); d != nil && (d.bodyRead || d.reqSock != reqSockNone) {
+		// Read, or being read through ngx.req.socket: nothing to do, as ngx_lua.
 		return nil
 	}
 	// The body is the request's: read on the driver's goroutine, off the loop.

@@ -54,6 +54,7 @@ type tcpSock struct {
 	// light thread's goroutine): a read and a write may wait at once.
 	reading, writing atomic.Bool
 	timedOut         bool // the last receive timed out: the connection cannot be pooled
+	inline           bool // reads work on the request (ngx.req.socket's body): on its goroutine
 }
 
 // sockPools are a VM's cosocket pools, keyed "host:port", "unix:/path" or by the
@@ -281,12 +282,19 @@ func (e *engine) sockSend(s *luajit.State) error {
 		return fail(s, "socket busy writing")
 	}
 	data := s.String(1)
+	sent, err := sk.tryWrite(data)
+	if err == nil && sent == len(data) && sent > 0 {
+		s.PushInt(sent)
+		return nil
+	}
+	data = data[sent:] // the rest, or the error, through the wait
 	timeout := sk.timeout(1)
 	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
 		defer sk.writing.Store(false)
 		conn.SetWriteDeadline(time.Now().Add(timeout))
 		n, err := conn.Write([]byte(data))
+		n += sent
 		if err != nil {
 			msg := sockErr(err)
 			if msg == "timeout" {
@@ -374,6 +382,7 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 		return nil
 	}
 	sk.reading.Store(true)
+	ru.cur.inline = sk.inline
 	ru.waitFor(s, func() []any {
 		defer sk.reading.Store(false)
 		for {

@@ -51,6 +51,7 @@ type engine struct {
 	files     map[string]luajit.Ref // *_by_lua_file paths with variables, or with lua_code_cache off
 	nextID    float64
 	socks     map[int]*tcpSock
+	udps      map[int]*udpSock
 	nextSock  int
 	pools     *sockPools
 	regexes   map[string]*pcre.Regexp
@@ -87,6 +88,7 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 	// A connection pooled less than a second ago is handed out on the strength of
 	// the hang-up watch alone; one idle longer is peeked too.
 	e.pools = connpool.New[string, *idleConn](connpool.Options{Watch: true, PeekAfter: time.Second})
+	loadCrypto()
 	vm, err := luajit.New(luajit.Options{
 		PackagePath: mc.packagePath(cfg.Main.Prefix),
 		OnStuck: func(t *luajit.Thread, ran time.Duration) {
@@ -246,6 +248,7 @@ type run struct {
 	rets      []any         // what the handler returned (set_by_lua, body filters)
 	subOpts   []captureReq
 	socks     []*tcpSock
+	udps      []*udpSock
 }
 
 func (e *engine) newRun(r *httpcore.Request, p phase, c *Conf) *run {
@@ -403,8 +406,10 @@ func pushAll(s *luajit.State, vals []any) {
 type reqData struct {
 	id        float64 // the key of the request's ngx.ctx in the VM, 0 until used
 	bodyRead  bool
-	eof       bool // ngx.eof was called
-	filterEOF bool // a body filter set ngx.arg[2]: the rest of the body is dropped
+	eof       bool  // ngx.eof was called
+	filterEOF bool  // a body filter set ngx.arg[2]: the rest of the body is dropped
+	reqSock   uint8 // the ngx.req.socket taken: reqSockBody, reqSockRaw
+	bodyEOF   bool  // the body socket read the whole body
 }
 
 func dataOf(r *httpcore.Request) *reqData {

@@ -53,6 +53,14 @@ func runHandler(r *httpcore.Request, c *Conf, ch *chunk, ph phase) httpcore.Acti
 // result maps how a rewrite, access or content run ended to the core's next step.
 func (ru *run) result(ph phase) httpcore.Action {
 	r := ru.r
+	if rawSocketTaken(r) {
+		// The handler owns the connection (ngx.req.socket(true)): however it ended,
+		// the core sends nothing more and closes it.
+		if ru.exit == exitError {
+			ru.logErr("entry thread")
+		}
+		return httpcore.Finished
+	}
 	content := ph == phaseContent
 	// An access handler that ends normally grants access (nginx's NGX_OK).
 	done := httpcore.Continue

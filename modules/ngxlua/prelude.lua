@@ -516,7 +516,57 @@ function sock:setoption() return true end
 function sock:sslhandshake(reused, name, verify)
 	return S.sock_sslhandshake(check(self, "sslhandshake"), reused, name, verify)
 end
+-- ngx.req.socket (reqsocket.go): the request body, or with raw the connection, with
+-- ngx_lua's methods for each.
+local reqsock_mt = {__index = {
+	receive = sock.receive, receiveany = sock.receiveany, receiveuntil = sock.receiveuntil,
+	settimeout = sock.settimeout, settimeouts = sock.settimeouts,
+}}
+local rawsock_mt = {__index = setmetatable({send = sock.send}, reqsock_mt)}
+req.socket = function(...)
+	local n = select("#", ...)
+	if n > 1 then error("expecting 0 or 1 argument, but got " .. n, 2) end
+	local raw = (...) and true or false
+	local id, err = S.req_socket(raw)
+	if not id then return nil, err end
+	return setmetatable({id}, raw and rawsock_mt or reqsock_mt)
+end
+-- ngx.socket.udp (udp.go)
+local udpsock = {}
+local udpsock_mt = {__index = udpsock}
+local function udpcheck(self, name)
+	if type(self) ~= "table" or type(self[1]) ~= "number" then
+		error("bad argument #1 to '" .. name .. "' (table expected, got " .. type(self) .. ")", 3)
+	end
+	return self[1]
+end
+function udpsock:setpeername(...)
+	return S.udp_setpeername(udpcheck(self, "setpeername"), ...)
+end
+function udpsock:send(data)
+	local id = udpcheck(self, "send")
+	local t = type(data)
+	if t ~= "string" then
+		if t == "number" or t == "boolean" or t == "nil" then data = tostring(data)
+		elseif t == "table" then
+			local buf = {}
+			local n, e = flatten(buf, 0, data)
+			if not n then error("bad argument #2 to 'send' (bad data type " .. tostring(e) .. " found)", 2) end
+			data = concat(buf, "", 1, n)
+		else
+			error("bad argument #2 to 'send' (string, number, boolean, nil, or array table expected, got " .. t .. ")", 2)
+		end
+	end
+	return S.udp_send(id, data)
+end
+function udpsock:receive(...) return S.udp_receive(udpcheck(self, "receive"), ...) end
+function udpsock:settimeout(...) return S.udp_settimeout(udpcheck(self, "settimeout"), ...) end
+function udpsock:close() return S.udp_close(udpcheck(self, "close")) end
 ngx.socket = {
+	udp = function(...)
+		if select("#", ...) > 0 then error("expecting zero arguments, but got " .. select("#", ...), 2) end
+		return setmetatable({S.udp_new()}, udpsock_mt)
+	end,
 	tcp = tcp,
 	connect = function(host, port, opts)
 		local s = tcp()

@@ -196,6 +196,9 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 	if len(ru.socks) > 0 {
 		e.closeSockets(ru)
 	}
+	if len(ru.udps) > 0 {
+		e.closeUDP(ru)
+	}
 	s.Unlock()
 	if len(ru.out) > 0 {
 		ru.writeOut()
