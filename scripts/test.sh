@@ -12,7 +12,8 @@ ensure_debs "${BUILD_DEBS[@]}" redis-server:redis-server redis-tools:redis-cli m
   nghttp2-client:h2load \
   lua-nginx-redis:/usr/share/lua/5.1/nginx/redis.lua \
   lua-nginx-memcached:/usr/share/lua/5.1/nginx/memcached.lua \
-  libluajit2-5.1-dev lua-cjson lua-resty-lrucache
+  libluajit2-5.1-dev lua-cjson lua-resty-lrucache \
+  lua-nginx-string:/usr/share/lua/5.1/nginx/sha1.lua
 
 export PATH=/usr/local/go/bin:$PATH
 go version

@@ -10,6 +10,16 @@ local concat, getinfo, yield, co_resume, co_create, co_running = table.concat, d
 	coroutine.resume, coroutine.create, coroutine.running
 local G = _G
 
+-- lua-resty-string (resty.md5, sha1, aes, ...) calls OpenSSL's libcrypto through
+-- ffi.C, which finds what nginx links: here the library is loaded into the global
+-- namespace (RTLD_GLOBAL) when the system has it.
+do
+	local ffi = require "ffi"
+	for _, lib in ipairs({"libcrypto.so.3", "libcrypto.so.1.1", "crypto"}) do
+		if pcall(ffi.load, lib, true) then break end
+	end
+end
+
 local ngx = {}
 G.ngx = ngx
 package.loaded.ngx = ngx
