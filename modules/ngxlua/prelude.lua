@@ -423,7 +423,7 @@ ngx.location = {
 -- Time
 ngx.now = S.now
 ngx.time = S.time
-ngx.update_time = S.update_time
+ngx.update_time = function() end -- no cached time: ngx.now reads the clock
 ngx.today = S.today
 ngx.localtime = S.localtime
 ngx.utctime = S.utctime
@@ -441,6 +441,78 @@ ngx.encode_base64 = S.encode_base64
 ngx.decode_base64 = S.decode_base64
 ngx.hmac_sha1 = S.hmac_sha1
 ngx.quote_sql_str = S.quote_sql_str
+
+-- Pure functions through the FFI, as lua-resty-core has them: C in ngxabi.c, MD5
+-- and SHA-1 from libcrypto (loaded above) when the system has it. An FFI call costs
+-- nanoseconds; a call into Go several hundred (docs/lua-engine.md, measured).
+local ffi = require "ffi"
+local C, ffi_string, ffi_new = ffi.C, ffi.string, ffi.new
+ffi.cdef[[
+typedef struct { size_t len; const unsigned char *data; } ngx_str_t;
+unsigned char *ngx_hex_dump(unsigned char *dst, const unsigned char *src, size_t len);
+void ngx_encode_base64url(ngx_str_t *dst, ngx_str_t *src);
+intptr_t ngx_decode_base64url(ngx_str_t *dst, ngx_str_t *src);
+size_t ngx_http_lua_ffi_encode_base64(const unsigned char *src, size_t slen, unsigned char *dst, int no_padding);
+int ngx_http_lua_ffi_decode_base64(const unsigned char *src, size_t slen, unsigned char *dst, size_t *dlen);
+double ngx_http_lua_ffi_now(void);
+long ngx_http_lua_ffi_time(void);
+uint64_t ngx_http_lua_ffi_monotonic_msec(void);
+unsigned char *MD5(const unsigned char *d, size_t n, unsigned char *md);
+unsigned char *SHA1(const unsigned char *d, size_t n, unsigned char *md);
+]]
+local strbuf, strbuf_size = nil, 0
+-- get_string_buf is resty.core.base's: one scratch buffer, filled and read with no
+-- yield in between.
+local function get_string_buf(n, must_alloc)
+	if must_alloc then return ffi_new("unsigned char[?]", n) end
+	if n > strbuf_size then
+		strbuf_size = n > 4096 and n or 4096
+		strbuf = ffi_new("unsigned char[?]", strbuf_size)
+	end
+	return strbuf
+end
+local size_ptr = ffi_new("size_t[1]")
+local floor = math.floor
+ngx.now = function() return tonumber(C.ngx_http_lua_ffi_now()) end
+ngx.time = function() return tonumber(C.ngx_http_lua_ffi_time()) end
+ngx.encode_base64 = function(s, no_padding)
+	if type(s) ~= "string" then s = s and tostring(s) or "" end
+	if no_padding and no_padding ~= true then
+		error("bad no_padding: boolean expected, got " .. type(no_padding), 2)
+	end
+	local dst = get_string_buf(floor((#s + 2) / 3) * 4)
+	return ffi_string(dst, C.ngx_http_lua_ffi_encode_base64(s, #s, dst, no_padding and 1 or 0))
+end
+ngx.decode_base64 = function(s)
+	if type(s) ~= "string" then error("string argument only", 2) end
+	local dst = get_string_buf(floor((#s + 3) / 4) * 3)
+	if C.ngx_http_lua_ffi_decode_base64(s, #s, dst, size_ptr) == 0 then return nil end
+	return ffi_string(dst, size_ptr[0])
+end
+if pcall(function() return C.MD5, C.SHA1 end) then
+	local digest = ffi_new("unsigned char[20]")
+	local hex = ffi_new("unsigned char[32]")
+	local function str(s)
+		if type(s) ~= "string" then s = s and tostring(s) or "" end
+		return s
+	end
+	ngx.md5 = function(s)
+		s = str(s)
+		C.MD5(s, #s, digest)
+		C.ngx_hex_dump(hex, digest, 16)
+		return ffi_string(hex, 32)
+	end
+	ngx.md5_bin = function(s)
+		s = str(s)
+		C.MD5(s, #s, digest)
+		return ffi_string(digest, 16)
+	end
+	ngx.sha1_bin = function(s)
+		s = str(s)
+		C.SHA1(s, #s, digest)
+		return ffi_string(digest, 20)
+	end
+end
 
 ngx.timer = {
 	at = function(delay, fn, ...)
