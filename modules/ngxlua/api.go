@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/spindle-server/spindle/internal/luajit"
 	"github.com/spindle-server/spindle/modules/httpcore"
@@ -526,7 +527,7 @@ func (e *engine) varGet(s *luajit.State) error {
 		}
 		return nil
 	}
-	name := s.String(0)
+	name := argView(s, 0) // read, not kept: the value pushed is a copy
 	if len(name) > 4 && name[:4] == "arg_" {
 		if val, ok := httpcore.ArgValue(r.Args(), name[4:]); ok {
 			s.PushString(val)
@@ -760,13 +761,18 @@ func (e *engine) respHeaders(s *luajit.State) error {
 	return nil
 }
 
+// reqHeaders is ngx.req.get_headers' Go side: (table, truncated, flat). The table
+// maps each name to its value when no name repeats; otherwise it is a flat array
+// name, value, ... (flat true) that the prelude folds into lists. Names are
+// lowercased into a buffer kept by the engine: no allocation per header.
 func (e *engine) reqHeaders(s *luajit.State) error {
 	_, r, err := e.req()
 	if err != nil {
 		return err
 	}
 	raw, max := s.Bool(0), s.Int(1)
-	var kv []string
+	kv := e.kv[:0]
+	lbuf := e.lbuf[:0]
 	truncated := false
 	r.VisitHeaders(func(k, v string) {
 		if max > 0 && len(kv) >= 2*max {
@@ -774,18 +780,79 @@ func (e *engine) reqHeaders(s *luajit.State) error {
 			return
 		}
 		if !raw {
-			k = strings.ToLower(k)
+			k, lbuf = lowerView(k, lbuf)
 		}
 		kv = append(kv, k, v)
 	})
-	s.PushArray(len(kv))
+	e.kv, e.lbuf = kv[:0], lbuf[:0]
+	dup := hasDupKeys(kv)
+	pushPairs(s, kv, dup)
+	if truncated {
+		s.PushString("truncated")
+	} else {
+		s.PushNil()
+	}
+	s.PushBool(dup)
+	clear(kv)
+	return nil
+}
+
+// lowerView returns k lowercased: k itself when it has no upper-case letter, else a
+// string over bytes appended to buf (valid while the caller keeps it; a later append
+// that moves buf leaves the earlier strings on the old array).
+func lowerView(k string, buf []byte) (string, []byte) {
+	i := 0
+	for i < len(k) && (k[i] < 'A' || k[i] > 'Z') {
+		i++
+	}
+	if i == len(k) {
+		return k, buf
+	}
+	start := len(buf)
+	for j := 0; j < len(k); j++ {
+		c := k[j]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf = append(buf, c)
+	}
+	return unsafe.String(&buf[start], len(k)), buf
+}
+
+// hasDupKeys tells whether a name repeats in kv (name, value, ...).
+func hasDupKeys(kv []string) bool {
+	n := len(kv) / 2
+	if n > 32 {
+		seen := make(map[string]struct{}, n)
+		for i := 0; i < len(kv); i += 2 {
+			if _, ok := seen[kv[i]]; ok {
+				return true
+			}
+			seen[kv[i]] = struct{}{}
+		}
+		return false
+	}
+	for i := 0; i < len(kv); i += 2 {
+		for j := i + 2; j < len(kv); j += 2 {
+			if kv[i] == kv[j] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pushPairs pushes kv (name, value, ...) as a table of the pairs, or as a flat
+// array when a name repeats (dup).
+func pushPairs(s *luajit.State, kv []string, dup bool) {
+	if dup {
+		s.PushArray(len(kv))
+	} else {
+		s.PushTable(len(kv) / 2)
+	}
 	for _, x := range kv {
 		s.PushString(x)
 	}
-	if truncated {
-		s.PushString("truncated")
-	}
-	return nil
 }
 
 // reqSetHeader is ngx.req.set_header and clear_header: ("one", value or nil) or
@@ -809,10 +876,12 @@ func (e *engine) reqSetHeader(s *luajit.State) error {
 	return nil
 }
 
-// pushArgs pushes the query arguments of q as a flat array: name, value, ...
-// (true for a name without "="), at most max pairs (0: all).
+// pushArgs pushes the query arguments of q, at most max pairs (0: all), as
+// (table, truncated, flat): a table of name = value (true for a name without "=")
+// when no name repeats, else a flat array name, value, ... (flat true).
 func pushArgs(s *luajit.State, q string, max int) error {
-	var vals []any
+	var buf [16]queryArg
+	args := buf[:0]
 	truncated := false
 	for q != "" {
 		var kv string
@@ -820,23 +889,44 @@ func pushArgs(s *luajit.State, q string, max int) error {
 		if kv == "" {
 			continue
 		}
-		if max > 0 && len(vals) >= 2*max {
+		if max > 0 && len(args) >= max {
 			truncated = true
 			break
 		}
 		k, v, hasVal := strings.Cut(kv, "=")
-		if hasVal {
-			vals = append(vals, unescapeArg(k), unescapeArg(v))
-		} else {
-			vals = append(vals, unescapeArg(k), true)
+		args = append(args, queryArg{unescapeArg(k), unescapeArg(v), hasVal})
+	}
+	dup := false
+	for i := range args {
+		for j := i + 1; j < len(args) && !dup; j++ {
+			dup = args[i].k == args[j].k
 		}
 	}
-	s.PushArray(len(vals))
-	pushAll(s, vals)
+	if dup {
+		s.PushArray(2 * len(args))
+	} else {
+		s.PushTable(len(args))
+	}
+	for _, a := range args {
+		s.PushString(a.k)
+		if a.hasVal {
+			s.PushString(a.v)
+		} else {
+			s.PushBool(true)
+		}
+	}
 	if truncated {
 		s.PushString("truncated")
+	} else {
+		s.PushNil()
 	}
+	s.PushBool(dup)
 	return nil
+}
+
+type queryArg struct {
+	k, v   string
+	hasVal bool
 }
 
 func (e *engine) reqURIArgs(s *luajit.State) error {

@@ -53,12 +53,15 @@ type engine struct {
 	socks     map[int]*tcpSock
 	nextSock  int
 	pools     *sockPools
-	regexes   map[string]*pcre.Regexp
+	regexes   map[reKey]*pcre.Regexp
+	ovec      []int // compileRegex's match offsets
 	redis     []redisConn
 	redisIDs  map[string]int
 	memcs     []memcConn
 	semas     []*semaphore
 	memcIDs   map[string]int
+	kv        []string // scratch of API functions (reqHeaders)
+	lbuf      []byte
 
 	freedMu sync.Mutex
 	freed   []float64    // ngx.ctx ids of requests that are gone

@@ -308,8 +308,8 @@ req.set_header = function(name, v)
 	return S.req_set_header(tostring(name), "one", v)
 end
 req.get_headers = function(max, raw)
-	local flat, tr = S.req_headers(raw and true or false, max or 100)
-	local t = kv_table(flat)
+	local t, tr, flat = S.req_headers(raw and true or false, max or 100)
+	if flat then t = kv_table(t) end
 	if not raw then setmetatable(t, hdr_meta) end
 	return t, tr
 end
@@ -325,12 +325,14 @@ local function args_table(flat)
 	return t
 end
 req.get_uri_args = function(max)
-	local flat, tr = S.req_uri_args(max or 100)
-	return args_table(flat), tr
+	local t, tr, flat = S.req_uri_args(max or 100)
+	if flat then t = args_table(t) end
+	return t, tr
 end
 req.get_post_args = function(max)
-	local flat, tr = S.req_post_args(max or 100)
-	return args_table(flat), tr
+	local t, tr, flat = S.req_post_args(max or 100)
+	if flat then t = args_table(t) end
+	return t, tr
 end
 req.set_uri = function(uri, jump)
 	local err = S.req_set_uri(uri, jump and true or false)
@@ -368,8 +370,9 @@ encode_args = function(t)
 end
 ngx.encode_args = encode_args
 ngx.decode_args = function(s, max)
-	local flat, tr = S.decode_args(s, max or 100)
-	return args_table(flat), tr
+	local t, tr, flat = S.decode_args(s, max or 100)
+	if flat then t = args_table(t) end
+	return t, tr
 end
 function ngx.exec(uri, args)
 	if type(args) == "table" then args = encode_args(args) end
@@ -624,7 +627,7 @@ ngx.worker = {
 }
 
 -- ngx.re: Go matches (regex.go), Lua builds the captures.
-local re_exec, re_all, sub = S.re_exec, S.re_all, string.sub
+local re_match, re_find, re_all, sub = S.re_match, S.re_find, S.re_all, string.sub
 local function captures(subject, m, base, per, names, tbl)
 	tbl = tbl or {}
 	for i = 0, per / 2 - 1 do
@@ -647,24 +650,27 @@ local function strarg(s, i, name)
 	return s
 end
 ngx.re = {
+	-- One call into Go, which builds the captures table (or finds from, to).
 	match = function(subject, regex, opts, ctx, res)
 		subject = strarg(subject, 1, "match")
-		local m, names = re_exec(subject, strarg(regex, 2, "match"), opts or "", ctx_pos(ctx))
-		if not m then return nil, names end
-		if ctx then ctx.pos = m[2] + 1 end
-		return captures(subject, m, 0, #m, names, res)
+		local t, stop = re_match(subject, strarg(regex, 2, "match"), opts or "", ctx_pos(ctx))
+		if not t then return nil, stop end
+		if ctx then ctx.pos = stop + 1 end
+		if res then
+			for k, v in pairs(t) do res[k] = v end
+			return res
+		end
+		return t
 	end,
 	find = function(subject, regex, opts, ctx, nth)
 		subject = strarg(subject, 1, "find")
-		local m, err = re_exec(subject, strarg(regex, 2, "find"), opts or "", ctx_pos(ctx))
-		if not m then
-			if err then return nil, nil, err end
+		local from, to, stop = re_find(subject, strarg(regex, 2, "find"), opts or "", ctx_pos(ctx), nth or 0)
+		if not from then
+			if stop then return nil, nil, stop end
 			return nil
 		end
-		nth = nth or 0
-		if nth < 0 or 2 * nth + 2 > #m or m[2 * nth + 1] < 0 then return nil end
-		if ctx then ctx.pos = m[2] + 1 end
-		return m[2 * nth + 1] + 1, m[2 * nth + 2]
+		if ctx then ctx.pos = stop + 1 end
+		return from, to
 	end,
 	gmatch = function(subject, regex, opts)
 		subject = strarg(subject, 1, "gmatch")
