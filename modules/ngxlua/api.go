@@ -187,6 +187,37 @@ func (e *engine) register(s *luajit.State) error {
 			return nil
 		},
 		"worker_pid": func(s *luajit.State) error { s.PushInt(os.Getpid()); return nil },
+		// ngx.process.type and get_master_pid: init code runs before the workers
+		// exist ("master"); a worker without a master to reach (the core run
+		// in-process) is nginx's "single".
+		"process_type": func(s *luajit.State) error {
+			switch {
+			case e.worker == nil || e.cur != nil && e.cur.phase == phaseInit:
+				s.PushString("master")
+			case e.worker.Cluster == nil:
+				s.PushString("single")
+			default:
+				s.PushString("worker")
+			}
+			return nil
+		},
+		"master_pid": func(s *luajit.State) error {
+			if e.worker != nil && e.worker.Cluster != nil {
+				s.PushInt(os.Getppid())
+			} else {
+				s.PushInt(os.Getpid())
+			}
+			return nil
+		},
+		// ngx.errlog.get_sys_filter_level: error_log's level as ngx.ERR and friends.
+		"errlog_level": func(s *luajit.State) error {
+			lvl := logErr
+			if l := e.cfg.Log(); l != nil {
+				lvl = int(l.Level()) + 1
+			}
+			s.PushInt(lvl)
+			return nil
+		},
 		"worker_id": func(s *luajit.State) error {
 			if e.worker == nil {
 				s.PushNil()
@@ -499,7 +530,10 @@ func (e *engine) log(s *luajit.State) error {
 	lvl := errlogLevel(s.Int(0))
 	where, text := s.String(1), s.String(2)
 	msg := "[lua] " + where + ": " + text
-	if where == "" {
+	switch {
+	case s.Bool(3):
+		msg = text // ngx.errlog.raw_log: the message as it is
+	case where == "":
 		msg = "[lua] " + text
 	}
 	switch ru := e.cur; {
@@ -856,7 +890,8 @@ func pushPairs(s *luajit.State, kv []string, dup bool) {
 }
 
 // reqSetHeader is ngx.req.set_header and clear_header: ("one", value or nil) or
-// ("list", values...).
+// ("list", values...); ngx.req.add_header (lua-resty-core's ngx.req): ("add",
+// values...).
 func (e *engine) reqSetHeader(s *luajit.State) error {
 	_, r, err := e.req()
 	if err != nil {
@@ -865,7 +900,13 @@ func (e *engine) reqSetHeader(s *luajit.State) error {
 	// As ngx_lua (t/028-req-header.t TEST 62-66): the name and values are
 	// %-escaped where they could end or split a header line.
 	name := httpcore.EscapeHeaderName(s.String(0))
-	if s.String(1) == "list" {
+	switch s.String(1) {
+	case "add":
+		for i := 2; i < s.N(); i++ {
+			r.AddHeader(name, httpcore.EscapeHeaderValue(strArg(s, i)))
+		}
+		return nil
+	case "list":
 		r.SetHeader(name, "")
 		for i := 2; i < s.N(); i++ {
 			r.AddHeader(name, httpcore.EscapeHeaderValue(strArg(s, i)))

@@ -258,6 +258,7 @@ local function kv_table(flat, max, lower)
 	return t
 end
 local hdr_meta = {__index = function(t, k)
+	if type(k) == "number" then return rawget(t, tostring(k)) end
 	if type(k) ~= "string" then return nil end
 	local n = k:lower():gsub("_", "-")
 	if n ~= k then return rawget(t, n) end
@@ -1140,14 +1141,16 @@ ngx.re.split = function(subj, regex, opts, ctx, max, res)
 	end
 	local all, per = re_all(subj, regex, opts or "", -1)
 	if not all then return nil, per end
-	local last, len = 0, #subj
+	local last, len, pieces = 0, #subj, 0
 	for i = 0, #all / per - 1 do
-		if max > 0 and n >= max - 1 then break end
+		-- max counts the pieces, not the groups captured between them (re-split.t)
+		if max > 0 and pieces >= max - 1 then break end
 		local a, b = all[i * per + 1], all[i * per + 2]
 		if a == b and (a == last or a >= len) then
 			-- an empty match at a piece's start or the end splits nothing
 		else
 			add(sub(subj, last + 1, a))
+			pieces = pieces + 1
 			for g = 1, per / 2 - 1 do
 				local ga = all[i * per + 2 * g + 1]
 				if ga >= 0 then add(sub(subj, ga + 1, all[i * per + 2 * g + 2])) end
@@ -1160,7 +1163,130 @@ ngx.re.split = function(subj, regex, opts, ctx, max, res)
 	return res
 end
 package.loaded["ngx.re"] = {split = ngx.re.split}
-package.preload["resty.core"] = function() return {version = "spindle " .. ngx.config.ngx_lua_version} end
+
+-- lua-resty-core: spindle ships its own modules under lua-resty-core's names
+-- (docs/lua-engine.md, "lua-resty-core": chosen over providing the
+-- ngx_http_lua_ffi_* C ABI, by measurement). The ngx API above is what
+-- `require "resty.core"` installs in OpenResty; the modules apps load give the same
+-- functions, the pure ones through the FFI as lua-resty-core does.
+local core_version = "0.1.25" -- the lua-resty-core release whose API these follow
+local new_tab, clear_tab = require "table.new", require "table.clear"
+local errmsg_ptr = ffi_new("char *[1]")
+local core_base = {
+	version = core_version,
+	new_tab = new_tab,
+	clear_tab = clear_tab,
+	FFI_OK = 0, FFI_NO_REQ_CTX = -100, FFI_BAD_CONTEXT = -101, FFI_ERROR = -1,
+	FFI_AGAIN = -2, FFI_BUSY = -3, FFI_DONE = -4, FFI_DECLINED = -5,
+	get_string_buf = get_string_buf,
+	get_string_buf_size = function() return strbuf_size end,
+	set_string_buf_size = function(n)
+		if n > 0 then strbuf, strbuf_size = ffi_new("unsigned char[?]", n), n end
+	end,
+	get_size_ptr = function() return size_ptr end,
+	get_errmsg_ptr = function() return errmsg_ptr end,
+	ref_in_table = function(tb, key)
+		if key == nil then return -1 end
+		local ref = tb[0]
+		if ref and ref ~= 0 then tb[0] = tb[ref] else ref = #tb + 1 end
+		tb[ref] = key
+		return ref
+	end,
+	allows_subsystem = function(...)
+		for i = 1, select("#", ...) do
+			if select(i, ...) == "http" then return end
+		end
+		error("unsupported subsystem: http", 2)
+	end,
+}
+package.loaded["resty.core.base"] = core_base
+
+-- ngx.base64: URL-safe base64 (RFC 4648 §5, no padding), nginx's coders in C.
+local str_t = ffi_new("ngx_str_t[2]")
+package.loaded["ngx.base64"] = {
+	version = core_version,
+	encode_base64url = function(s)
+		if type(s) ~= "string" then return nil, "must provide a string" end
+		str_t[0].data, str_t[0].len = s, #s
+		str_t[1].data = get_string_buf(floor((#s + 2) / 3) * 4)
+		C.ngx_encode_base64url(str_t + 1, str_t)
+		return ffi_string(str_t[1].data, str_t[1].len)
+	end,
+	decode_base64url = function(s)
+		if type(s) ~= "string" then return nil, "must provide a string" end
+		str_t[0].data, str_t[0].len = s, #s
+		str_t[1].data = get_string_buf(floor((#s + 3) / 4) * 3)
+		if C.ngx_decode_base64url(str_t + 1, str_t) ~= 0 then return nil, "invalid input" end
+		return ffi_string(str_t[1].data, str_t[1].len)
+	end,
+}
+
+-- ngx.process: spindle has no privileged agent.
+local process_type = S.process_type
+package.loaded["ngx.process"] = {
+	version = core_version,
+	type = function() return process_type() end,
+	get_master_pid = S.master_pid,
+	enable_privileged_agent = function() return nil, "privileged agent not supported" end,
+	signal_graceful_exit = function() end,
+}
+
+-- ngx.errlog: raw_log writes the message as it is; capturing the error log
+-- (lua_capture_error_log) is not supported.
+local no_capture = 'directive "lua_capture_error_log" is not set'
+package.loaded["ngx.errlog"] = {
+	version = core_version,
+	raw_log = function(level, msg)
+		if type(level) ~= "number" then error("bad argument #1 to 'raw_log' (must be a number)", 2) end
+		if type(msg) ~= "string" then error("bad argument #2 to 'raw_log' (must be a string)", 2) end
+		if level < 0 or level > 8 then error("bad log level", 2) end
+		if log_enabled(level) then log(level, "", msg, true) end
+	end,
+	get_sys_filter_level = S.errlog_level,
+	set_filter_level = function(level)
+		if not level then return nil, [[missing "level" argument]] end
+		return nil, no_capture
+	end,
+	get_logs = function() return nil, no_capture end,
+}
+
+-- ngx.req (lua-resty-core's module): add_header adds to the values a header has.
+local get_phase = S.get_phase
+package.loaded["ngx.req"] = {
+	version = core_version,
+	add_header = function(name, value)
+		local ph = get_phase()
+		if ph == "init" or ph == "init_worker" or ph == "timer" then
+			error("API disabled in the current context", 2)
+		end
+		if name == nil then error("bad 'name' argument: string expected, got nil", 2) end
+		if value == nil then error("bad 'value' argument: string or table expected, got nil", 2) end
+		name = tostring(name)
+		if type(value) == "table" then
+			if #value == 0 then error("bad 'value' argument: non-empty table expected", 2) end
+			local vals = norm_header_value(value)
+			return S.req_set_header(name, "add", unpack(vals))
+		end
+		return S.req_set_header(name, "add", tostring(value))
+	end,
+}
+
+-- resty.core.time: ngx.now and friends are set above; monotonic clocks.
+package.loaded["resty.core.time"] = {
+	version = core_version,
+	monotonic_msec = function() return tonumber(C.ngx_http_lua_ffi_monotonic_msec()) end,
+	monotonic_time = function() return tonumber(C.ngx_http_lua_ffi_monotonic_msec()) / 1000 end,
+}
+
+-- The other modules resty.core loads: what they install is in place already.
+for _, name in ipairs({"var", "worker", "regex", "shdict", "hash", "uri", "exit", "base64",
+		"request", "response", "phase", "ndk", "socket", "misc", "ctx", "coroutine", "param", "utils"}) do
+	package.loaded["resty.core." .. name] = package.loaded["resty.core." .. name] or {version = core_version}
+end
+package.loaded["resty.core.utils"].str_replace_char = function(str, find, replace)
+	return (str:gsub(find:find("%W") and "%" .. find or find, (replace:gsub("%%", "%%%%"))))
+end
+package.loaded["resty.core"] = {version = core_version}
 
 -- Light threads: the thread's function runs in a coroutine made here; its results
 -- stay in Lua (results), Go only schedules it (thread.go).
