@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,9 @@ func strArg(s *luajit.State, i int) string {
 
 // appendNumber formats as Lua's tostring does (%.14g).
 func appendNumber(buf []byte, f float64) []byte {
+	if f == 0 && math.Signbit(f) {
+		return append(buf, "-0"...)
+	}
 	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
 		return strconv.AppendInt(buf, int64(f), 10)
 	}
@@ -308,7 +312,30 @@ func (e *engine) out(s *luajit.State) error {
 		s.PushString("seen eof")
 		return nil
 	}
-	ru.out = append(ru.out, s.Bytes(0)...)
+	if s.N() <= 2 {
+		ru.out = append(ru.out, s.Bytes(0)...)
+	} else {
+		// out(nl, true, values...): ngx.say/print's arguments as they are, when
+		// each is a string, number, boolean or nil (outArgs checked); no
+		// concatenation in Lua.
+		need := 1
+		for i := 3; i < s.N(); i++ {
+			need += len(s.Bytes(i)) + 24 // 24: a number's or a boolean's text at most
+		}
+		ru.out = slices.Grow(ru.out, need)
+		for i := 3; i < s.N(); i++ {
+			switch s.Type(i) {
+			case luajit.TypeString:
+				ru.out = append(ru.out, s.Bytes(i)...)
+			case luajit.TypeNumber:
+				ru.out = appendNumber(ru.out, s.Number(i))
+			case luajit.TypeBoolean:
+				ru.out = strconv.AppendBool(ru.out, s.Bool(i))
+			default:
+				ru.out = append(ru.out, "nil"...)
+			}
+		}
+	}
 	if s.Bool(1) {
 		ru.out = append(ru.out, '\n')
 	}
@@ -727,7 +754,8 @@ func (e *engine) headerSet(s *luajit.State) error {
 		r.Logf(httpcore.LogError, "attempt to set ngx.header.HEADER after sending out response headers")
 		return nil
 	}
-	var vals []string
+	var buf [2]string // most headers have one value: no slice to allocate
+	vals := buf[:0]
 	for i := 2; i < s.N(); i++ {
 		if s.Type(i) == luajit.TypeNil {
 			continue

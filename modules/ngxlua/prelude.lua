@@ -57,12 +57,22 @@ local function flatten(buf, n, v)
 	return n
 end
 
+-- simple(...) tells whether every argument is a string, number, boolean or nil.
+local function simple(n, ...)
+	for i = 1, n do
+		local t = type((select(i, ...)))
+		if t ~= "string" and t ~= "number" and t ~= "boolean" and t ~= "nil" then return false end
+	end
+	return true
+end
 local function output(fname, nl, ...)
 	local nargs = select("#", ...)
 	if nargs == 1 then
 		local a = ...
 		if type(a) == "string" then return S.out(a, nl) end
 	end
+	-- Up to 29 plain values go to Go as they are (engine.out formats them).
+	if nargs <= 29 and simple(nargs, ...) then return S.out("", nl, true, ...) end
 	local buf, n = {}, 0
 	for i = 1, nargs do
 		local err
