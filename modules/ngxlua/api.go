@@ -191,6 +191,7 @@ func (e *engine) register(s *luajit.State) error {
 			return nil
 		},
 		"worker_pid": func(s *luajit.State) error { s.PushInt(os.Getpid()); return nil },
+		"engine_id":  func(s *luajit.State) error { s.PushInt(e.ffiID); return nil },
 		// ngx.process.type and get_master_pid: init code runs before the workers
 		// exist ("master"); a worker without a master to reach (the core run
 		// in-process) is nginx's "single".

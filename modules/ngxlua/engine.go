@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/spindle-server/spindle/conf"
 	"github.com/spindle-server/spindle/internal/errlog"
@@ -62,6 +63,9 @@ type engine struct {
 	memcIDs   map[string]int
 	kv        []string // scratch of API functions (reqHeaders)
 	lbuf      []byte
+	ffiID     int            // the engine's index for the FFI functions (ngxabi.go), -1 for none
+	ffiBuf    unsafe.Pointer // C memory for the values they return
+	ffiCap    int
 
 	freedMu sync.Mutex
 	freed   []float64    // ngx.ctx ids of requests that are gone
@@ -103,13 +107,16 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 		return nil, err
 	}
 	e.vm = vm
+	e.ffiID = ffiRegister(e)
 	s := vm.Lock()
 	defer s.Unlock()
 	if err := e.register(s); err != nil {
+		ffiRelease(e)
 		vm.Close()
 		return nil, err
 	}
 	if err := s.DoString("ngx.prelude", preludeCode, waitMark); err != nil {
+		ffiRelease(e)
 		vm.Close()
 		return nil, fmt.Errorf("lua prelude: %v", err)
 	}
@@ -119,6 +126,7 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 		}
 		ref, err := s.Load(ch.name, factoryCode(ch.code))
 		if err != nil {
+			ffiRelease(e)
 			vm.Close()
 			return nil, fmt.Errorf("%s: %v", ch.directive, err)
 		}
@@ -152,6 +160,7 @@ func (e *engine) close() {
 	e.once.Do(func() {
 		close(e.stop)
 		s := e.vm.Lock()
+		ffiRelease(e)
 		s.Unlock()
 		e.vm.Close()
 		e.pools.Close()

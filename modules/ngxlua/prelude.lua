@@ -141,12 +141,24 @@ function G.print(...)
 	log(6, where, msg)
 end
 
--- ngx.var
+-- ngx.var: a name's value is read through the FFI (spindle_var_get, ngxabi.go);
+-- capture numbers and errors through var_get.
 local var_get, var_set = S.var_get, S.var_set
+local ffi = require "ffi"
+ffi.cdef[[int spindle_var_get(int eid, const char *name, size_t n, const unsigned char **val, size_t *vlen);]]
+local EID = S.engine_id()
+local var_val, var_len = ffi.new("const unsigned char *[1]"), ffi.new("size_t[1]")
+local var_ffi, ffi_str = ffi.C.spindle_var_get, ffi.string
 ngx.var = setmetatable({}, {
 	__index = function(_, k)
 		local t = type(k)
-		if t ~= "string" and t ~= "number" then error("bad variable name", 2) end
+		if t == "string" then
+			local rc = var_ffi(EID, k, #k, var_val, var_len)
+			if rc == 0 then return ffi_str(var_val[0], var_len[0]) end
+			if rc == 1 then return nil end
+		elseif t ~= "number" then
+			error("bad variable name", 2)
+		end
 		return var_get(k)
 	end,
 	__newindex = function(_, k, v)
