@@ -53,6 +53,9 @@ install_deps() {
   [ -e /usr/lib/nginx/modules/ngx_http_memc_module.so ] || need+=(libnginx-mod-http-memc)
   [ -e /usr/lib/nginx/modules/ndk_http_module.so ] || need+=(libnginx-mod-http-ndk)
   [ -e /usr/share/lua/5.1/nginx/redis.lua ] || need+=(lua-nginx-redis)
+  # The CPU-bound Lua workloads' libraries: lua-cjson, lua-resty-string (nginx.sha1 ...).
+  dpkg -s lua-cjson >/dev/null 2>&1 || need+=(lua-cjson)
+  [ -e /usr/share/lua/5.1/nginx/sha1.lua ] || need+=(lua-nginx-string)
   command -v wrk >/dev/null || need+=(wrk)
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v memcached >/dev/null || need+=(memcached)
@@ -148,6 +151,108 @@ EOF
 cat > "$WORK/nginx/bench-locations/gzip.conf" <<EOF
 location = /page.html { root $WORK/html; gzip on; gzip_comp_level 1; }
 EOF
+
+# CPU-bound Lua workloads (issue 16): the same Lua files, run by both servers with
+# content_by_lua_file, where the Lua code itself does the work.
+LUACPU=(lua_strings lua_cjson lua_sort lua_fib lua_hash lua_gateway)
+mkdir -p "$WORK/lua"
+cat > "$WORK/lua/lua_strings.lua" <<'LUA'
+-- String building with Lua patterns: a ~2 KB string from string.format and
+-- table.concat, scanned with gmatch, find and gsub.
+local parts = {}
+for i = 1, 40 do
+	parts[#parts + 1] = string.format("item-%d=%s;", i, string.rep(string.char(97 + i % 26), 40))
+end
+local s = table.concat(parts)
+local n = 0
+for k, v in s:gmatch("(item%-%d+)=(%a+);") do
+	n = n + #k + #v
+end
+local first = s:find("item%-2%d=")
+local r, count = s:gsub("item%-(%d+)", "x%1")
+ngx.say(#s, " ", n, " ", first, " ", #r, " ", count)
+LUA
+{
+  echo '-- cjson: decode a ~2 KB document, change it, encode it again.'
+  echo 'local cjson = require "cjson"'
+  printf 'local doc = cjson.decode([[%s]])\n' "$(python3 -c '
+import json
+doc = {"id": 12345, "name": "spindle benchmark document", "active": True, "tags": ["lua", "json", "bench", "nginx"],
+       "owner": {"login": "alice", "id": 42, "email": "alice@example.com", "admin": False}, "items": []}
+for i in range(20):
+    doc["items"].append({"sku": "SKU-%04d" % (i * 37), "qty": i + 1, "price": round(3.5 + i * 1.25, 2),
+                         "title": "item number %d of the order" % i, "in_stock": i % 3 != 0})
+print(json.dumps(doc, separators=(",", ":")))')"
+  cat <<'LUA'
+local total = 0
+for _, it in ipairs(doc.items) do total = total + it.qty * it.price end
+doc.total = total
+doc.count = #doc.items
+local out = cjson.encode(doc)
+ngx.say(#out, " ", doc.count)
+LUA
+} > "$WORK/lua/lua_cjson.lua"
+cat > "$WORK/lua/lua_sort.lua" <<'LUA'
+-- table.sort of 200 records with a Lua comparator (score descending, then id).
+local recs, x = {}, 12345
+for i = 1, 200 do
+	x = (x * 1103515245 + 12345) % 2147483648
+	recs[i] = {id = i, score = x % 1000, name = "user" .. i}
+end
+table.sort(recs, function(a, b)
+	if a.score ~= b.score then return a.score > b.score end
+	return a.id < b.id
+end)
+ngx.say(recs[1].id, " ", recs[1].score, " ", recs[200].id)
+LUA
+cat > "$WORK/lua/lua_fib.lua" <<'LUA'
+-- A recursive function: fib(20), 21,891 calls.
+local function fib(n)
+	if n < 2 then return n end
+	return fib(n - 1) + fib(n - 2)
+end
+ngx.say(fib(20))
+LUA
+cat > "$WORK/lua/lua_hash.lua" <<'LUA'
+-- Hashing with lua-resty-string (Debian's lua-nginx-string): SHA-1 and MD5 of a
+-- 1 KB body through OpenSSL's libcrypto (FFI), hex-encoded by resty.string.
+local sha1 = require "nginx.sha1"
+local md5 = require "nginx.md5"
+local str = require "nginx.string"
+local body = string.rep("0123456789abcdef", 64)
+local out = {}
+for i = 1, 10 do
+	local h = sha1:new()
+	h:update(body)
+	h:update(tostring(i))
+	local m = md5:new()
+	m:update(body)
+	m:update(tostring(i))
+	out[i] = str.to_hex(h:final()) .. str.to_hex(m:final())
+end
+ngx.say(out[1], " ", out[10])
+LUA
+cat > "$WORK/lua/lua_gateway.lua" <<'LUA'
+-- A gateway-style handler: request headers and arguments, a PCRE match on the URI,
+-- an md5 token, response headers, a small JSON body.
+local h = ngx.req.get_headers()
+local args = ngx.req.get_uri_args()
+local key = h["x-api-key"]
+if not key then return ngx.exit(401) end
+local m = ngx.re.match(ngx.var.uri, [[^/(\w+)_(\w+)$]], "jo")
+local route = m and m[2] or "none"
+local user = args.user or "anonymous"
+local token = ngx.md5(user .. ":" .. key .. ":" .. (h["user-agent"] or ""))
+ngx.header["X-Route"] = route
+ngx.header["X-Token"] = token
+ngx.header["Content-Type"] = "application/json"
+ngx.say('{"route":"', route, '","user":"', user, '","page":', tonumber(args.page) or 1, ',"token":"', token, '"}')
+LUA
+chmod 755 "$WORK/lua"
+chmod 644 "$WORK"/lua/*.lua
+for w in "${LUACPU[@]}"; do
+  echo "location = /$w { content_by_lua_file $WORK/lua/$w.lua; }"
+done > "$WORK/nginx/bench-locations/luacpu.conf"
 
 # ---------------------------------------------------------------- nginx
 NGINXPORT=$(free_port)
@@ -253,6 +358,9 @@ LOC[upload]='location "= /upload" {
       echo_read_request_body = true
       echo                   = "ok"
     }'
+for w in "${LUACPU[@]}"; do
+  LOC[$w]="location \"= /$w\" { content_by_lua_file = \"$WORK/lua/$w.lua\" }"
+done
 LOC[gzip]="location \"= /page.html\" {
       root            = \"$WORK/html\"
       gzip            = true
@@ -340,7 +448,7 @@ PY
 SUPPORTED=()
 detect_workloads() {
   mkdir -p "$WORK/spindle/conf" "$WORK/spindle/html"
-  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short redis_short_lua memc proxy lua_sleep upload gzip; do
+  for w in hello moon earth multi lua multi_lua redis redis_lua redis_fast redis_short redis_short_lua memc proxy lua_sleep upload gzip "${LUACPU[@]}"; do
     local loc=${LOC[$w]//REDISPORT/$REDISPORT}
     local helpers=("${LOC[moon]}" "${LOC[earth]}")
     [ "$w" = moon ] || [ "$w" = earth ] && helpers=()
@@ -418,6 +526,12 @@ throughput() {
     "https /hello /hello - 1.0"
     "https_close /hello /hello Connection:close 1.0"
     "gzip /page.html /page.html Accept-Encoding:gzip 1.0"
+    "lua_strings /lua_strings /lua_strings - 0.9"
+    "lua_cjson /lua_cjson /lua_cjson - 0.9"
+    "lua_sort /lua_sort /lua_sort - 0.9"
+    "lua_fib /lua_fib /lua_fib - 0.9"
+    "lua_hash /lua_hash /lua_hash - 0.9"
+    "lua_gateway /lua_gateway?user=alice&page=3 /lua_gateway?user=alice&page=3 X-Api-Key:k3y-0123 0.9"
   )
   # cpu0/req: CPU 0's busy time per request (the worker's user and system time and the
   # kernel's network work on that CPU), in microseconds: the cost per core. wrk saturates
@@ -445,7 +559,7 @@ throughput() {
     fi
     start_spindle 1
     local code
-    code=$(curl -sk -o /dev/null -w '%{http_code}' "$surl")
+    code=$(curl -sk -o /dev/null -w '%{http_code}' ${hdr:+-H "$hdr"} "$surl")
     stop_spindle
     if [ "$code" != 200 ]; then
       printf '%-16s %10s\n' "$name" "skipped (answers $code)"

@@ -13,9 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/spindle-server/spindle/internal/luajit"
 	"github.com/spindle-server/spindle/modules/httpcore"
@@ -60,6 +62,9 @@ func strArg(s *luajit.State, i int) string {
 
 // appendNumber formats as Lua's tostring does (%.14g).
 func appendNumber(buf []byte, f float64) []byte {
+	if f == 0 && math.Signbit(f) {
+		return append(buf, "-0"...)
+	}
 	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
 		return strconv.AppendInt(buf, int64(f), 10)
 	}
@@ -186,6 +191,38 @@ func (e *engine) register(s *luajit.State) error {
 			return nil
 		},
 		"worker_pid": func(s *luajit.State) error { s.PushInt(os.Getpid()); return nil },
+		"engine_id":  func(s *luajit.State) error { s.PushInt(e.ffiID); return nil },
+		// ngx.process.type and get_master_pid: init code runs before the workers
+		// exist ("master"); a worker without a master to reach (the core run
+		// in-process) is nginx's "single".
+		"process_type": func(s *luajit.State) error {
+			switch {
+			case e.worker == nil || e.cur != nil && e.cur.phase == phaseInit:
+				s.PushString("master")
+			case e.worker.Cluster == nil:
+				s.PushString("single")
+			default:
+				s.PushString("worker")
+			}
+			return nil
+		},
+		"master_pid": func(s *luajit.State) error {
+			if e.worker != nil && e.worker.Cluster != nil {
+				s.PushInt(os.Getppid())
+			} else {
+				s.PushInt(os.Getpid())
+			}
+			return nil
+		},
+		// ngx.errlog.get_sys_filter_level: error_log's level as ngx.ERR and friends.
+		"errlog_level": func(s *luajit.State) error {
+			lvl := logErr
+			if l := e.cfg.Log(); l != nil {
+				lvl = int(l.Level()) + 1
+			}
+			s.PushInt(lvl)
+			return nil
+		},
 		"worker_id": func(s *luajit.State) error {
 			if e.worker == nil {
 				s.PushNil()
@@ -284,7 +321,30 @@ func (e *engine) out(s *luajit.State) error {
 		}
 		return nil
 	}
-	ru.out = append(ru.out, s.Bytes(0)...)
+	if s.N() <= 2 {
+		ru.out = append(ru.out, s.Bytes(0)...)
+	} else {
+		// out(nl, true, values...): ngx.say/print's arguments as they are, when
+		// each is a string, number, boolean or nil (outArgs checked); no
+		// concatenation in Lua.
+		need := 1
+		for i := 3; i < s.N(); i++ {
+			need += len(s.Bytes(i)) + 24 // 24: a number's or a boolean's text at most
+		}
+		ru.out = slices.Grow(ru.out, need)
+		for i := 3; i < s.N(); i++ {
+			switch s.Type(i) {
+			case luajit.TypeString:
+				ru.out = append(ru.out, s.Bytes(i)...)
+			case luajit.TypeNumber:
+				ru.out = appendNumber(ru.out, s.Number(i))
+			case luajit.TypeBoolean:
+				ru.out = strconv.AppendBool(ru.out, s.Bool(i))
+			default:
+				ru.out = append(ru.out, "nil"...)
+			}
+		}
+	}
 	if s.Bool(1) {
 		ru.out = append(ru.out, '\n')
 	}
@@ -516,7 +576,10 @@ func (e *engine) log(s *luajit.State) error {
 	lvl := errlogLevel(s.Int(0))
 	where, text := s.String(1), s.String(2)
 	msg := "[lua] " + where + ": " + text
-	if where == "" {
+	switch {
+	case s.Bool(3):
+		msg = text // ngx.errlog.raw_log: the message as it is
+	case where == "":
 		msg = "[lua] " + text
 	}
 	switch ru := e.cur; {
@@ -544,7 +607,7 @@ func (e *engine) varGet(s *luajit.State) error {
 		}
 		return nil
 	}
-	name := s.String(0)
+	name := argView(s, 0) // read, not kept: the value pushed is a copy
 	if len(name) > 4 && name[:4] == "arg_" {
 		if val, ok := httpcore.ArgValue(r.Args(), name[4:]); ok {
 			s.PushString(val)
@@ -710,7 +773,8 @@ func (e *engine) headerSet(s *luajit.State) error {
 		r.Logf(httpcore.LogError, "attempt to set ngx.header.HEADER after sending out response headers")
 		return nil
 	}
-	var vals []string
+	var buf [2]string // most headers have one value: no slice to allocate
+	vals := buf[:0]
 	for i := 2; i < s.N(); i++ {
 		if s.Type(i) == luajit.TypeNil {
 			continue
@@ -778,13 +842,18 @@ func (e *engine) respHeaders(s *luajit.State) error {
 	return nil
 }
 
+// reqHeaders is ngx.req.get_headers' Go side: (table, truncated, flat). The table
+// maps each name to its value when no name repeats; otherwise it is a flat array
+// name, value, ... (flat true) that the prelude folds into lists. Names are
+// lowercased into a buffer kept by the engine: no allocation per header.
 func (e *engine) reqHeaders(s *luajit.State) error {
 	_, r, err := e.req()
 	if err != nil {
 		return err
 	}
 	raw, max := s.Bool(0), s.Int(1)
-	var kv []string
+	kv := e.kv[:0]
+	lbuf := e.lbuf[:0]
 	truncated := false
 	r.VisitHeaders(func(k, v string) {
 		if max > 0 && len(kv) >= 2*max {
@@ -792,22 +861,84 @@ func (e *engine) reqHeaders(s *luajit.State) error {
 			return
 		}
 		if !raw {
-			k = strings.ToLower(k)
+			k, lbuf = lowerView(k, lbuf)
 		}
 		kv = append(kv, k, v)
 	})
-	s.PushArray(len(kv))
-	for _, x := range kv {
-		s.PushString(x)
-	}
+	e.kv, e.lbuf = kv[:0], lbuf[:0]
+	dup := hasDupKeys(kv)
+	pushPairs(s, kv, dup)
 	if truncated {
 		s.PushString("truncated")
+	} else {
+		s.PushNil()
 	}
+	s.PushBool(dup)
+	clear(kv)
 	return nil
 }
 
+// lowerView returns k lowercased: k itself when it has no upper-case letter, else a
+// string over bytes appended to buf (valid while the caller keeps it; a later append
+// that moves buf leaves the earlier strings on the old array).
+func lowerView(k string, buf []byte) (string, []byte) {
+	i := 0
+	for i < len(k) && (k[i] < 'A' || k[i] > 'Z') {
+		i++
+	}
+	if i == len(k) {
+		return k, buf
+	}
+	start := len(buf)
+	for j := 0; j < len(k); j++ {
+		c := k[j]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf = append(buf, c)
+	}
+	return unsafe.String(&buf[start], len(k)), buf
+}
+
+// hasDupKeys tells whether a name repeats in kv (name, value, ...).
+func hasDupKeys(kv []string) bool {
+	n := len(kv) / 2
+	if n > 32 {
+		seen := make(map[string]struct{}, n)
+		for i := 0; i < len(kv); i += 2 {
+			if _, ok := seen[kv[i]]; ok {
+				return true
+			}
+			seen[kv[i]] = struct{}{}
+		}
+		return false
+	}
+	for i := 0; i < len(kv); i += 2 {
+		for j := i + 2; j < len(kv); j += 2 {
+			if kv[i] == kv[j] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pushPairs pushes kv (name, value, ...) as a table of the pairs, or as a flat
+// array when a name repeats (dup).
+func pushPairs(s *luajit.State, kv []string, dup bool) {
+	if dup {
+		s.PushArray(len(kv))
+	} else {
+		s.PushTable(len(kv) / 2)
+	}
+	for _, x := range kv {
+		s.PushString(x)
+	}
+}
+
 // reqSetHeader is ngx.req.set_header and clear_header: ("one", value or nil) or
-// ("list", values...).
+// ("list", values...); ngx.req.add_header (lua-resty-core's ngx.req): ("add",
+// values...).
 func (e *engine) reqSetHeader(s *luajit.State) error {
 	_, r, err := e.req()
 	if err != nil {
@@ -816,7 +947,13 @@ func (e *engine) reqSetHeader(s *luajit.State) error {
 	// As ngx_lua (t/028-req-header.t TEST 62-66): the name and values are
 	// %-escaped where they could end or split a header line.
 	name := httpcore.EscapeHeaderName(s.String(0))
-	if s.String(1) == "list" {
+	switch s.String(1) {
+	case "add":
+		for i := 2; i < s.N(); i++ {
+			r.AddHeader(name, httpcore.EscapeHeaderValue(strArg(s, i)))
+		}
+		return nil
+	case "list":
 		r.SetHeader(name, "")
 		for i := 2; i < s.N(); i++ {
 			r.AddHeader(name, httpcore.EscapeHeaderValue(strArg(s, i)))
@@ -827,10 +964,12 @@ func (e *engine) reqSetHeader(s *luajit.State) error {
 	return nil
 }
 
-// pushArgs pushes the query arguments of q as a flat array: name, value, ...
-// (true for a name without "="), at most max pairs (0: all).
+// pushArgs pushes the query arguments of q, at most max pairs (0: all), as
+// (table, truncated, flat): a table of name = value (true for a name without "=")
+// when no name repeats, else a flat array name, value, ... (flat true).
 func pushArgs(s *luajit.State, q string, max int) error {
-	var vals []any
+	var buf [16]queryArg
+	args := buf[:0]
 	truncated := false
 	for q != "" {
 		var kv string
@@ -838,23 +977,44 @@ func pushArgs(s *luajit.State, q string, max int) error {
 		if kv == "" {
 			continue
 		}
-		if max > 0 && len(vals) >= 2*max {
+		if max > 0 && len(args) >= max {
 			truncated = true
 			break
 		}
 		k, v, hasVal := strings.Cut(kv, "=")
-		if hasVal {
-			vals = append(vals, unescapeArg(k), unescapeArg(v))
-		} else {
-			vals = append(vals, unescapeArg(k), true)
+		args = append(args, queryArg{unescapeArg(k), unescapeArg(v), hasVal})
+	}
+	dup := false
+	for i := range args {
+		for j := i + 1; j < len(args) && !dup; j++ {
+			dup = args[i].k == args[j].k
 		}
 	}
-	s.PushArray(len(vals))
-	pushAll(s, vals)
+	if dup {
+		s.PushArray(2 * len(args))
+	} else {
+		s.PushTable(len(args))
+	}
+	for _, a := range args {
+		s.PushString(a.k)
+		if a.hasVal {
+			s.PushString(a.v)
+		} else {
+			s.PushBool(true)
+		}
+	}
 	if truncated {
 		s.PushString("truncated")
+	} else {
+		s.PushNil()
 	}
+	s.PushBool(dup)
 	return nil
+}
+
+type queryArg struct {
+	k, v   string
+	hasVal bool
 }
 
 func (e *engine) reqURIArgs(s *luajit.State) error {

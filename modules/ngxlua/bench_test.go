@@ -53,6 +53,22 @@ http {
         ngx.say(#s, " ", n, " ", #r, " ", count)
       LUA
     }
+    location "= /gateway" {
+      content_by_lua = <<-LUA
+        local h = ngx.req.get_headers()
+        local args = ngx.req.get_uri_args()
+        local key = h["x-api-key"]
+        if not key then return ngx.exit(401) end
+        local m = ngx.re.match(ngx.var.uri, [[^/(\w+)_?(\w*)$]], "jo")
+        local route = m and m[1] or "none"
+        local user = args.user or "anonymous"
+        local token = ngx.md5(user .. ":" .. key .. ":" .. (h["user-agent"] or ""))
+        ngx.header["X-Route"] = route
+        ngx.header["X-Token"] = token
+        ngx.header["Content-Type"] = "application/json"
+        ngx.say('{"route":"', route, '","user":"', user, '","page":', tonumber(args.page) or 1, ',"token":"', token, '"}')
+      LUA
+    }
     location "= /moon" { echo = "moon" }
     location "= /earth" { echo = "earth" }
     location "= /multi" {
@@ -102,6 +118,12 @@ func BenchmarkLuaGlobal(b *testing.B) { testserver.BenchPath(b, benchConf, "GET 
 // BenchmarkLuaString is issue 16's CPU-bound handler: a ~2 KB string built with
 // string.format and table.concat, then Lua patterns over it (gmatch, gsub).
 func BenchmarkLuaString(b *testing.B) { testserver.BenchPath(b, benchConf, "GET /string"+benchReq) }
+
+// BenchmarkLuaGateway is bench.sh's lua_gateway: request headers and arguments,
+// ngx.re.match, ngx.md5 and response headers.
+func BenchmarkLuaGateway(b *testing.B) {
+	testserver.BenchPath(b, benchConf, "GET /gateway?user=alice&page=3 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nX-Api-Key: k3y-0123\r\nAccept: */*\r\n\r\n")
+}
 
 // BenchmarkLuaMulti is /multi: two subrequests through ngx.location.capture_multi.
 func BenchmarkLuaMulti(b *testing.B) { testserver.BenchPath(b, benchConf, "GET /multi"+benchReq) }

@@ -263,3 +263,20 @@ func TestContentErrors(t *testing.T) {
 		t.Errorf("error after output: %q", raw)
 	}
 }
+
+// ngx.say and ngx.print with several plain values hand them to Go as they are
+// (engine.out formats numbers, booleans and nil as Lua's tostring does); a table
+// among them is flattened in Lua.
+func TestSayValues(t *testing.T) {
+	s := serve(t, "", `
+    location "= /say" {
+      content_by_lua = <<-LUA
+        ngx.say("a", 1, " ", 2.5, " ", true, " ", nil, " ", -0.0, " ", 1e15, " ", 1/3, " ", -7)
+        ngx.print("x", "y")
+        ngx.say({"t", 1}, "z")
+        ngx.say()
+        ngx.say(nil)
+      LUA
+    }`)
+	check(t, s.Get("/say"), 200, "a1 2.5 true nil -0 1e+15 0.33333333333333 -7\nxyt1z\n\nnil\n")
+}

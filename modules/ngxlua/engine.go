@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/spindle-server/spindle/conf"
 	"github.com/spindle-server/spindle/internal/errlog"
@@ -54,12 +55,18 @@ type engine struct {
 	udps      map[int]*udpSock
 	nextSock  int
 	pools     *sockPools
-	regexes   map[string]*pcre.Regexp
+	regexes   map[reKey]*pcre.Regexp
+	ovec      []int // compileRegex's match offsets
 	redis     []redisConn
 	redisIDs  map[string]int
 	memcs     []memcConn
 	semas     []*semaphore
 	memcIDs   map[string]int
+	kv        []string // scratch of API functions (reqHeaders)
+	lbuf      []byte
+	ffiID     int            // the engine's index for the FFI functions (ngxabi.go), -1 for none
+	ffiBuf    unsafe.Pointer // C memory for the values they return
+	ffiCap    int
 
 	freedMu sync.Mutex
 	freed   []float64    // ngx.ctx ids of requests that are gone
@@ -88,7 +95,6 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 	// A connection pooled less than a second ago is handed out on the strength of
 	// the hang-up watch alone; one idle longer is peeked too.
 	e.pools = connpool.New[string, *idleConn](connpool.Options{Watch: true, PeekAfter: time.Second})
-	loadCrypto()
 	vm, err := luajit.New(luajit.Options{
 		PackagePath: mc.packagePath(cfg.Main.Prefix),
 		OnStuck: func(t *luajit.Thread, ran time.Duration) {
@@ -102,13 +108,16 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 		return nil, err
 	}
 	e.vm = vm
+	e.ffiID = ffiRegister(e)
 	s := vm.Lock()
 	defer s.Unlock()
 	if err := e.register(s); err != nil {
+		ffiRelease(e)
 		vm.Close()
 		return nil, err
 	}
 	if err := s.DoString("ngx.prelude", preludeCode, waitMark); err != nil {
+		ffiRelease(e)
 		vm.Close()
 		return nil, fmt.Errorf("lua prelude: %v", err)
 	}
@@ -122,6 +131,7 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 		}
 		ref, err := s.Load(ch.name, factoryCode(ch.code))
 		if err != nil {
+			ffiRelease(e)
 			vm.Close()
 			return nil, fmt.Errorf("%s: %v", ch.directive, err)
 		}
@@ -155,6 +165,7 @@ func (e *engine) close() {
 	e.once.Do(func() {
 		close(e.stop)
 		s := e.vm.Lock()
+		ffiRelease(e)
 		s.Unlock()
 		e.vm.Close()
 		e.pools.Close()

@@ -44,3 +44,23 @@ func TestLibraries(t *testing.T) {
 	check(t, s.Get("/jit"), 200, "table true 7\n")
 	noErrors(t, s)
 }
+
+// lua-resty-string (Debian's lua-nginx-string) calls OpenSSL's libcrypto and
+// nginx's ngx_hex_dump and ngx_atoi through ffi.C: the prelude loads libcrypto
+// into the global namespace and the binary exports nginx's two functions
+// (ngxabi.c).
+func TestRestyStringFFI(t *testing.T) {
+	s := serve(t, "", `
+    location "= /hash" {
+      content_by_lua = <<-LUA
+        local str = require "nginx.string"
+        local md5, sha1 = require "nginx.md5", require "nginx.sha1"
+        local m = md5:new(); m:update("hel"); m:update("lo")
+        local h = sha1:new(); h:update("hello")
+        ngx.say(str.to_hex(m:final()), " ", str.to_hex(h:final()))
+        ngx.say(str.atoi("12345"), " ", str.atoi("12a"), " ", str.atoi(""), " ", str.to_hex("\0\255"))
+      LUA
+    }`)
+	check(t, s.Get("/hash"), 200, "5d41402abc4b2a76b9719d911017c592 aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d\n12345 -1 -1 00ff\n")
+	noErrors(t, s)
+}

@@ -10,6 +10,16 @@ local concat, getinfo, yield, co_resume, co_create, co_running = table.concat, d
 	coroutine.resume, coroutine.create, coroutine.running
 local G = _G
 
+-- lua-resty-string (resty.md5, sha1, aes, ...) calls OpenSSL's libcrypto through
+-- ffi.C, which finds what nginx links: here the library is loaded into the global
+-- namespace (RTLD_GLOBAL) when the system has it.
+do
+	local ffi = require "ffi"
+	for _, lib in ipairs({"libcrypto.so.3", "libcrypto.so.1.1", "crypto"}) do
+		if pcall(ffi.load, lib, true) then break end
+	end
+end
+
 local ngx = {}
 G.ngx = ngx
 package.loaded.ngx = ngx
@@ -47,12 +57,22 @@ local function flatten(buf, n, v)
 	return n
 end
 
+-- simple(...) tells whether every argument is a string, number, boolean or nil.
+local function simple(n, ...)
+	for i = 1, n do
+		local t = type((select(i, ...)))
+		if t ~= "string" and t ~= "number" and t ~= "boolean" and t ~= "nil" then return false end
+	end
+	return true
+end
 local function output(fname, nl, ...)
 	local nargs = select("#", ...)
 	if nargs == 1 then
 		local a = ...
 		if type(a) == "string" then return S.out(a, nl) end
 	end
+	-- Up to 29 plain values go to Go as they are (engine.out formats them).
+	if nargs <= 29 and simple(nargs, ...) then return S.out("", nl, true, ...) end
 	local buf, n = {}, 0
 	for i = 1, nargs do
 		local err
@@ -121,12 +141,24 @@ function G.print(...)
 	log(6, where, msg)
 end
 
--- ngx.var
+-- ngx.var: a name's value is read through the FFI (spindle_var_get, ngxabi.go);
+-- capture numbers and errors through var_get.
 local var_get, var_set = S.var_get, S.var_set
+local ffi = require "ffi"
+ffi.cdef[[int spindle_var_get(int eid, const char *name, size_t n, const unsigned char **val, size_t *vlen);]]
+local EID = S.engine_id()
+local var_val, var_len = ffi.new("const unsigned char *[1]"), ffi.new("size_t[1]")
+local var_ffi, ffi_str = ffi.C.spindle_var_get, ffi.string
 ngx.var = setmetatable({}, {
 	__index = function(_, k)
 		local t = type(k)
-		if t ~= "string" and t ~= "number" then error("bad variable name", 2) end
+		if t == "string" then
+			local rc = var_ffi(EID, k, #k, var_val, var_len)
+			if rc == 0 then return ffi_str(var_val[0], var_len[0]) end
+			if rc == 1 then return nil end
+		elseif t ~= "number" then
+			error("bad variable name", 2)
+		end
 		return var_get(k)
 	end,
 	__newindex = function(_, k, v)
@@ -248,6 +280,7 @@ local function kv_table(flat, max, lower)
 	return t
 end
 local hdr_meta = {__index = function(t, k)
+	if type(k) == "number" then return rawget(t, tostring(k)) end
 	if type(k) ~= "string" then return nil end
 	local n = k:lower():gsub("_", "-")
 	if n ~= k then return rawget(t, n) end
@@ -298,8 +331,8 @@ req.set_header = function(name, v)
 	return S.req_set_header(tostring(name), "one", v)
 end
 req.get_headers = function(max, raw)
-	local flat, tr = S.req_headers(raw and true or false, max or 100)
-	local t = kv_table(flat)
+	local t, tr, flat = S.req_headers(raw and true or false, max or 100)
+	if flat then t = kv_table(t) end
 	if not raw then setmetatable(t, hdr_meta) end
 	return t, tr
 end
@@ -315,12 +348,14 @@ local function args_table(flat)
 	return t
 end
 req.get_uri_args = function(max)
-	local flat, tr = S.req_uri_args(max or 100)
-	return args_table(flat), tr
+	local t, tr, flat = S.req_uri_args(max or 100)
+	if flat then t = args_table(t) end
+	return t, tr
 end
 req.get_post_args = function(max)
-	local flat, tr = S.req_post_args(max or 100)
-	return args_table(flat), tr
+	local t, tr, flat = S.req_post_args(max or 100)
+	if flat then t = args_table(t) end
+	return t, tr
 end
 req.set_uri = function(uri, jump)
 	local err = S.req_set_uri(uri, jump and true or false)
@@ -358,8 +393,9 @@ encode_args = function(t)
 end
 ngx.encode_args = encode_args
 ngx.decode_args = function(s, max)
-	local flat, tr = S.decode_args(s, max or 100)
-	return args_table(flat), tr
+	local t, tr, flat = S.decode_args(s, max or 100)
+	if flat then t = args_table(t) end
+	return t, tr
 end
 function ngx.exec(uri, args)
 	if type(args) == "table" then args = encode_args(args) end
@@ -413,7 +449,7 @@ ngx.location = {
 -- Time
 ngx.now = S.now
 ngx.time = S.time
-ngx.update_time = S.update_time
+ngx.update_time = function() end -- no cached time: ngx.now reads the clock
 ngx.today = S.today
 ngx.localtime = S.localtime
 ngx.utctime = S.utctime
@@ -431,6 +467,78 @@ ngx.encode_base64 = S.encode_base64
 ngx.decode_base64 = S.decode_base64
 ngx.hmac_sha1 = S.hmac_sha1
 ngx.quote_sql_str = S.quote_sql_str
+
+-- Pure functions through the FFI, as lua-resty-core has them: C in ngxabi.c, MD5
+-- and SHA-1 from libcrypto (loaded above) when the system has it. An FFI call costs
+-- nanoseconds; a call into Go several hundred (docs/lua-engine.md, measured).
+local ffi = require "ffi"
+local C, ffi_string, ffi_new = ffi.C, ffi.string, ffi.new
+ffi.cdef[[
+typedef struct { size_t len; const unsigned char *data; } ngx_str_t;
+unsigned char *ngx_hex_dump(unsigned char *dst, const unsigned char *src, size_t len);
+void ngx_encode_base64url(ngx_str_t *dst, ngx_str_t *src);
+intptr_t ngx_decode_base64url(ngx_str_t *dst, ngx_str_t *src);
+size_t ngx_http_lua_ffi_encode_base64(const unsigned char *src, size_t slen, unsigned char *dst, int no_padding);
+int ngx_http_lua_ffi_decode_base64(const unsigned char *src, size_t slen, unsigned char *dst, size_t *dlen);
+double ngx_http_lua_ffi_now(void);
+long ngx_http_lua_ffi_time(void);
+uint64_t ngx_http_lua_ffi_monotonic_msec(void);
+unsigned char *MD5(const unsigned char *d, size_t n, unsigned char *md);
+unsigned char *SHA1(const unsigned char *d, size_t n, unsigned char *md);
+]]
+local strbuf, strbuf_size = nil, 0
+-- get_string_buf is resty.core.base's: one scratch buffer, filled and read with no
+-- yield in between.
+local function get_string_buf(n, must_alloc)
+	if must_alloc then return ffi_new("unsigned char[?]", n) end
+	if n > strbuf_size then
+		strbuf_size = n > 4096 and n or 4096
+		strbuf = ffi_new("unsigned char[?]", strbuf_size)
+	end
+	return strbuf
+end
+local size_ptr = ffi_new("size_t[1]")
+local floor = math.floor
+ngx.now = function() return tonumber(C.ngx_http_lua_ffi_now()) end
+ngx.time = function() return tonumber(C.ngx_http_lua_ffi_time()) end
+ngx.encode_base64 = function(s, no_padding)
+	if type(s) ~= "string" then s = s and tostring(s) or "" end
+	if no_padding and no_padding ~= true then
+		error("bad no_padding: boolean expected, got " .. type(no_padding), 2)
+	end
+	local dst = get_string_buf(floor((#s + 2) / 3) * 4)
+	return ffi_string(dst, C.ngx_http_lua_ffi_encode_base64(s, #s, dst, no_padding and 1 or 0))
+end
+ngx.decode_base64 = function(s)
+	if type(s) ~= "string" then error("string argument only", 2) end
+	local dst = get_string_buf(floor((#s + 3) / 4) * 3)
+	if C.ngx_http_lua_ffi_decode_base64(s, #s, dst, size_ptr) == 0 then return nil end
+	return ffi_string(dst, size_ptr[0])
+end
+if pcall(function() return C.MD5, C.SHA1 end) then
+	local digest = ffi_new("unsigned char[20]")
+	local hex = ffi_new("unsigned char[32]")
+	local function str(s)
+		if type(s) ~= "string" then s = s and tostring(s) or "" end
+		return s
+	end
+	ngx.md5 = function(s)
+		s = str(s)
+		C.MD5(s, #s, digest)
+		C.ngx_hex_dump(hex, digest, 16)
+		return ffi_string(hex, 32)
+	end
+	ngx.md5_bin = function(s)
+		s = str(s)
+		C.MD5(s, #s, digest)
+		return ffi_string(digest, 16)
+	end
+	ngx.sha1_bin = function(s)
+		s = str(s)
+		C.SHA1(s, #s, digest)
+		return ffi_string(digest, 20)
+	end
+end
 
 ngx.timer = {
 	at = function(delay, fn, ...)
@@ -592,7 +700,7 @@ ngx.worker = {
 }
 
 -- ngx.re: Go matches (regex.go), Lua builds the captures.
-local re_exec, re_all, sub = S.re_exec, S.re_all, string.sub
+local re_match, re_find, re_all, sub = S.re_match, S.re_find, S.re_all, string.sub
 local function captures(subject, m, base, per, names, tbl)
 	tbl = tbl or {}
 	for i = 0, per / 2 - 1 do
@@ -615,24 +723,27 @@ local function strarg(s, i, name)
 	return s
 end
 ngx.re = {
+	-- One call into Go, which builds the captures table (or finds from, to).
 	match = function(subject, regex, opts, ctx, res)
 		subject = strarg(subject, 1, "match")
-		local m, names = re_exec(subject, strarg(regex, 2, "match"), opts or "", ctx_pos(ctx))
-		if not m then return nil, names end
-		if ctx then ctx.pos = m[2] + 1 end
-		return captures(subject, m, 0, #m, names, res)
+		local t, stop = re_match(subject, strarg(regex, 2, "match"), opts or "", ctx_pos(ctx))
+		if not t then return nil, stop end
+		if ctx then ctx.pos = stop + 1 end
+		if res then
+			for k, v in pairs(t) do res[k] = v end
+			return res
+		end
+		return t
 	end,
 	find = function(subject, regex, opts, ctx, nth)
 		subject = strarg(subject, 1, "find")
-		local m, err = re_exec(subject, strarg(regex, 2, "find"), opts or "", ctx_pos(ctx))
-		if not m then
-			if err then return nil, nil, err end
+		local from, to, stop = re_find(subject, strarg(regex, 2, "find"), opts or "", ctx_pos(ctx), nth or 0)
+		if not from then
+			if stop then return nil, nil, stop end
 			return nil
 		end
-		nth = nth or 0
-		if nth < 0 or 2 * nth + 2 > #m or m[2 * nth + 1] < 0 then return nil end
-		if ctx then ctx.pos = m[2] + 1 end
-		return m[2 * nth + 1] + 1, m[2 * nth + 2]
+		if ctx then ctx.pos = stop + 1 end
+		return from, to
 	end,
 	gmatch = function(subject, regex, opts)
 		subject = strarg(subject, 1, "gmatch")
@@ -1102,14 +1213,16 @@ ngx.re.split = function(subj, regex, opts, ctx, max, res)
 	end
 	local all, per = re_all(subj, regex, opts or "", -1)
 	if not all then return nil, per end
-	local last, len = 0, #subj
+	local last, len, pieces = 0, #subj, 0
 	for i = 0, #all / per - 1 do
-		if max > 0 and n >= max - 1 then break end
+		-- max counts the pieces, not the groups captured between them (re-split.t)
+		if max > 0 and pieces >= max - 1 then break end
 		local a, b = all[i * per + 1], all[i * per + 2]
 		if a == b and (a == last or a >= len) then
 			-- an empty match at a piece's start or the end splits nothing
 		else
 			add(sub(subj, last + 1, a))
+			pieces = pieces + 1
 			for g = 1, per / 2 - 1 do
 				local ga = all[i * per + 2 * g + 1]
 				if ga >= 0 then add(sub(subj, ga + 1, all[i * per + 2 * g + 2])) end
@@ -1122,7 +1235,130 @@ ngx.re.split = function(subj, regex, opts, ctx, max, res)
 	return res
 end
 package.loaded["ngx.re"] = {split = ngx.re.split}
-package.preload["resty.core"] = function() return {version = "spindle " .. ngx.config.ngx_lua_version} end
+
+-- lua-resty-core: spindle ships its own modules under lua-resty-core's names
+-- (docs/lua-engine.md, "lua-resty-core": chosen over providing the
+-- ngx_http_lua_ffi_* C ABI, by measurement). The ngx API above is what
+-- `require "resty.core"` installs in OpenResty; the modules apps load give the same
+-- functions, the pure ones through the FFI as lua-resty-core does.
+local core_version = "0.1.25" -- the lua-resty-core release whose API these follow
+local new_tab, clear_tab = require "table.new", require "table.clear"
+local errmsg_ptr = ffi_new("char *[1]")
+local core_base = {
+	version = core_version,
+	new_tab = new_tab,
+	clear_tab = clear_tab,
+	FFI_OK = 0, FFI_NO_REQ_CTX = -100, FFI_BAD_CONTEXT = -101, FFI_ERROR = -1,
+	FFI_AGAIN = -2, FFI_BUSY = -3, FFI_DONE = -4, FFI_DECLINED = -5,
+	get_string_buf = get_string_buf,
+	get_string_buf_size = function() return strbuf_size end,
+	set_string_buf_size = function(n)
+		if n > 0 then strbuf, strbuf_size = ffi_new("unsigned char[?]", n), n end
+	end,
+	get_size_ptr = function() return size_ptr end,
+	get_errmsg_ptr = function() return errmsg_ptr end,
+	ref_in_table = function(tb, key)
+		if key == nil then return -1 end
+		local ref = tb[0]
+		if ref and ref ~= 0 then tb[0] = tb[ref] else ref = #tb + 1 end
+		tb[ref] = key
+		return ref
+	end,
+	allows_subsystem = function(...)
+		for i = 1, select("#", ...) do
+			if select(i, ...) == "http" then return end
+		end
+		error("unsupported subsystem: http", 2)
+	end,
+}
+package.loaded["resty.core.base"] = core_base
+
+-- ngx.base64: URL-safe base64 (RFC 4648 §5, no padding), nginx's coders in C.
+local str_t = ffi_new("ngx_str_t[2]")
+package.loaded["ngx.base64"] = {
+	version = core_version,
+	encode_base64url = function(s)
+		if type(s) ~= "string" then return nil, "must provide a string" end
+		str_t[0].data, str_t[0].len = s, #s
+		str_t[1].data = get_string_buf(floor((#s + 2) / 3) * 4)
+		C.ngx_encode_base64url(str_t + 1, str_t)
+		return ffi_string(str_t[1].data, str_t[1].len)
+	end,
+	decode_base64url = function(s)
+		if type(s) ~= "string" then return nil, "must provide a string" end
+		str_t[0].data, str_t[0].len = s, #s
+		str_t[1].data = get_string_buf(floor((#s + 3) / 4) * 3)
+		if C.ngx_decode_base64url(str_t + 1, str_t) ~= 0 then return nil, "invalid input" end
+		return ffi_string(str_t[1].data, str_t[1].len)
+	end,
+}
+
+-- ngx.process: spindle has no privileged agent.
+local process_type = S.process_type
+package.loaded["ngx.process"] = {
+	version = core_version,
+	type = function() return process_type() end,
+	get_master_pid = S.master_pid,
+	enable_privileged_agent = function() return nil, "privileged agent not supported" end,
+	signal_graceful_exit = function() end,
+}
+
+-- ngx.errlog: raw_log writes the message as it is; capturing the error log
+-- (lua_capture_error_log) is not supported.
+local no_capture = 'directive "lua_capture_error_log" is not set'
+package.loaded["ngx.errlog"] = {
+	version = core_version,
+	raw_log = function(level, msg)
+		if type(level) ~= "number" then error("bad argument #1 to 'raw_log' (must be a number)", 2) end
+		if type(msg) ~= "string" then error("bad argument #2 to 'raw_log' (must be a string)", 2) end
+		if level < 0 or level > 8 then error("bad log level", 2) end
+		if log_enabled(level) then log(level, "", msg, true) end
+	end,
+	get_sys_filter_level = S.errlog_level,
+	set_filter_level = function(level)
+		if not level then return nil, [[missing "level" argument]] end
+		return nil, no_capture
+	end,
+	get_logs = function() return nil, no_capture end,
+}
+
+-- ngx.req (lua-resty-core's module): add_header adds to the values a header has.
+local get_phase = S.get_phase
+package.loaded["ngx.req"] = {
+	version = core_version,
+	add_header = function(name, value)
+		local ph = get_phase()
+		if ph == "init" or ph == "init_worker" or ph == "timer" then
+			error("API disabled in the current context", 2)
+		end
+		if name == nil then error("bad 'name' argument: string expected, got nil", 2) end
+		if value == nil then error("bad 'value' argument: string or table expected, got nil", 2) end
+		name = tostring(name)
+		if type(value) == "table" then
+			if #value == 0 then error("bad 'value' argument: non-empty table expected", 2) end
+			local vals = norm_header_value(value)
+			return S.req_set_header(name, "add", unpack(vals))
+		end
+		return S.req_set_header(name, "add", tostring(value))
+	end,
+}
+
+-- resty.core.time: ngx.now and friends are set above; monotonic clocks.
+package.loaded["resty.core.time"] = {
+	version = core_version,
+	monotonic_msec = function() return tonumber(C.ngx_http_lua_ffi_monotonic_msec()) end,
+	monotonic_time = function() return tonumber(C.ngx_http_lua_ffi_monotonic_msec()) / 1000 end,
+}
+
+-- The other modules resty.core loads: what they install is in place already.
+for _, name in ipairs({"var", "worker", "regex", "shdict", "hash", "uri", "exit", "base64",
+		"request", "response", "phase", "ndk", "socket", "misc", "ctx", "coroutine", "param", "utils"}) do
+	package.loaded["resty.core." .. name] = package.loaded["resty.core." .. name] or {version = core_version}
+end
+package.loaded["resty.core.utils"].str_replace_char = function(str, find, replace)
+	return (str:gsub(find:find("%W") and "%" .. find or find, (replace:gsub("%%", "%%%%"))))
+end
+package.loaded["resty.core"] = {version = core_version}
 
 -- Light threads: the thread's function runs in a coroutine made here; its results
 -- stay in Lua (results), Go only schedules it (thread.go).

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	"unsafe"
+
 	"github.com/spindle-server/spindle/internal/luajit"
 	"github.com/spindle-server/spindle/internal/pcre"
 )
@@ -13,7 +15,15 @@ import (
 // lua_regex_cache_max_entries) and matches; prelude.lua builds the capture tables
 // from the match offsets.
 
-// compileRegex compiles pattern with ngx_lua's option letters.
+// reKey is a compiled regex's key in the worker's cache.
+type reKey struct {
+	flags   pcre.Flags
+	pattern string
+}
+
+// compileRegex compiles pattern with ngx_lua's option letters, or finds it in the
+// cache. pattern may be a view of Lua's string (argView): it is copied only when
+// the regex is cached.
 func (e *engine) compileRegex(pattern, opts string) (*pcre.Regexp, string, error) {
 	var flags pcre.Flags
 	for _, f := range opts {
@@ -39,10 +49,10 @@ func (e *engine) compileRegex(pattern, opts string) (*pcre.Regexp, string, error
 			return nil, "", fmt.Errorf("unknown flag \"%c\" (flags \"%s\")", f, opts)
 		}
 	}
-	key := strconv.FormatUint(uint64(flags), 16) + "/" + pattern
-	if re := e.regexes[key]; re != nil {
+	if re := e.regexes[reKey{flags, pattern}]; re != nil {
 		return re, "", nil
 	}
+	pattern = strings.Clone(pattern)
 	re, err := pcre.CompileFlags(pattern, flags)
 	if err != nil {
 		msg := err.Error()
@@ -52,12 +62,115 @@ func (e *engine) compileRegex(pattern, opts string) (*pcre.Regexp, string, error
 		return nil, fmt.Sprintf("failed to compile regex \"%s\": pcre2_compile() failed: %s in \"%s\"", pattern, msg, pattern), nil
 	}
 	if e.regexes == nil {
-		e.regexes = map[string]*pcre.Regexp{}
+		e.regexes = map[reKey]*pcre.Regexp{}
 	}
 	if len(e.regexes) < e.main.regexCacheMax {
-		e.regexes[key] = re
+		e.regexes[reKey{flags, pattern}] = re
 	}
 	return re, "", nil
+}
+
+// argView is argument i's string in place, valid until the function returns: for
+// what is read and not kept.
+func argView(s *luajit.State, i int) string {
+	b := s.Bytes(i)
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// ovector returns the engine's match offsets buffer sized for re.
+func (e *engine) ovector(re *pcre.Regexp) []int {
+	n := 2 * (re.NumSubexp() + 1)
+	if cap(e.ovec) < n {
+		e.ovec = make([]int, n)
+	}
+	return e.ovec[:n]
+}
+
+// reMatch is __sp.re_match(subject, pattern, opts, pos): ngx.re.match's table of
+// captures ([0] the match, [i] group i or false, and the named groups) and where
+// the match ends; nil if no match; nil and the error.
+func (e *engine) reMatch(s *luajit.State) error {
+	subject := argView(s, 0)
+	re, msg, err := e.compileRegex(argView(s, 1), argView(s, 2))
+	if err != nil {
+		return err
+	}
+	if msg != "" {
+		return fail(s, msg)
+	}
+	m := e.ovector(re)
+	ok, err := re.MatchAt(subject, max(s.Int(3), 0), m)
+	if err != nil {
+		return fail(s, "pcre2_match() failed: "+err.Error())
+	}
+	if !ok {
+		s.PushNil()
+		return nil
+	}
+	names := re.SubexpNames()
+	n := len(m) / 2
+	for _, name := range names {
+		if name != "" {
+			n++
+		}
+	}
+	s.PushTable(n)
+	group := func(i int) {
+		if a := m[2*i]; a >= 0 {
+			s.PushString(subject[a:m[2*i+1]])
+		} else {
+			s.PushBool(false)
+		}
+	}
+	for i := range len(m) / 2 {
+		s.PushInt(i)
+		group(i)
+	}
+	for i, name := range names {
+		if name != "" && 2*i < len(m) {
+			s.PushString(name)
+			group(i)
+		}
+	}
+	s.PushInt(m[1])
+	return nil
+}
+
+// reFind is __sp.re_find(subject, pattern, opts, pos, nth): ngx.re.find's from and
+// to (1-based, inclusive) of the match or its group nth, and where the match ends;
+// nil if no match (or no such group); nil, nil and the error.
+func (e *engine) reFind(s *luajit.State) error {
+	subject := argView(s, 0)
+	re, msg, err := e.compileRegex(argView(s, 1), argView(s, 2))
+	if err != nil {
+		return err
+	}
+	if msg != "" {
+		s.PushNil()
+		s.PushNil()
+		s.PushString(msg)
+		return nil
+	}
+	m := e.ovector(re)
+	ok, err := re.MatchAt(subject, max(s.Int(3), 0), m)
+	if err != nil {
+		s.PushNil()
+		s.PushNil()
+		s.PushString("pcre2_match() failed: " + err.Error())
+		return nil
+	}
+	nth := s.Int(4)
+	if !ok || nth < 0 || 2*nth+2 > len(m) || m[2*nth] < 0 {
+		s.PushNil()
+		return nil
+	}
+	s.PushInt(m[2*nth] + 1)
+	s.PushInt(m[2*nth+1])
+	s.PushInt(m[1])
+	return nil
 }
 
 // pushNames pushes the names of re's groups as an array (group i at i+1, "" when
@@ -76,36 +189,6 @@ func pushNames(s *luajit.State, re *pcre.Regexp) {
 	for _, n := range names {
 		s.PushString(n)
 	}
-}
-
-// reExec is __sp.re_exec(subject, pattern, opts, pos): the offsets of the match
-// (an array of 2*(groups+1), -1 for a group that did not take part) and the group
-// names; nil if no match; nil and the error.
-func (e *engine) reExec(s *luajit.State) error {
-	subject := s.String(0)
-	re, msg, err := e.compileRegex(s.String(1), s.String(2))
-	if err != nil {
-		return err
-	}
-	if msg != "" {
-		return fail(s, msg)
-	}
-	pos := max(s.Int(3), 0)
-	m := make([]int, 2*(re.NumSubexp()+1))
-	ok, err := re.MatchAt(subject, pos, m)
-	if err != nil {
-		return fail(s, "pcre2_match() failed: "+err.Error())
-	}
-	if !ok {
-		s.PushNil()
-		return nil
-	}
-	s.PushArray(len(m))
-	for _, x := range m {
-		s.PushInt(x)
-	}
-	pushNames(s, re)
-	return nil
 }
 
 // reAll is __sp.re_all(subject, pattern, opts, limit): every match's offsets, one
@@ -187,7 +270,7 @@ func (e *engine) reSub(s *luajit.State) error {
 }
 
 func (e *engine) reFuncs() map[string]luajit.Func {
-	return map[string]luajit.Func{"re_exec": e.reExec, "re_all": e.reAll, "re_sub": e.reSub}
+	return map[string]luajit.Func{"re_match": e.reMatch, "re_find": e.reFind, "re_all": e.reAll, "re_sub": e.reSub}
 }
 
 type tmplPart struct {
