@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -702,7 +703,8 @@ http {
 `
 
 // The master's death loses no work: its workers stop accepting and finish what is in
-// flight (three large downloads read slowly, a sleeping request), then exit.
+// flight (three large downloads whose readers pause until the master is dead, a
+// sleeping request), then exit.
 func TestKillMasterFinishesInFlight(t *testing.T) {
 	const size = 16 << 20
 	inst := e2e.Start(t, orphanConf, &e2e.Options{Files: map[string]string{"html/files/big": strings.Repeat("x", size)}})
@@ -714,6 +716,12 @@ func TestKillMasterFinishesInFlight(t *testing.T) {
 	}
 	results := make(chan result, 4)
 	started := make(chan struct{}, 4)
+	// The downloads' readers stop after 1 MB until the master is dead, so that each is
+	// in flight then.
+	resume := make(chan struct{})
+	var resumeOnce sync.Once
+	resumeReaders := func() { resumeOnce.Do(func() { close(resume) }) }
+	defer resumeReaders()
 	for i := 0; i < 3; i++ {
 		go func() {
 			c, err := net.Dial("tcp", inst.Addr())
@@ -738,6 +746,7 @@ func TestKillMasterFinishesInFlight(t *testing.T) {
 				n += int64(k)
 				if n >= 1<<20 && n-int64(k) < 1<<20 {
 					started <- struct{}{}
+					<-resume
 				}
 				if err != nil {
 					if err == io.EOF {
@@ -746,9 +755,6 @@ func TestKillMasterFinishesInFlight(t *testing.T) {
 					results <- result{n, err}
 					return
 				}
-				// A slow reader, so that the download is in flight when the master
-				// dies: the delay is what is under test.
-				time.Sleep(2 * time.Millisecond)
 			}
 		}()
 	}
@@ -794,6 +800,7 @@ func TestKillMasterFinishesInFlight(t *testing.T) {
 	}) {
 		t.Errorf("the port still accepts after the master's death")
 	}
+	resumeReaders()
 	for i := 0; i < 4; i++ {
 		r := <-results
 		if r.err != nil || (r.n != size && r.n != int64(len("start\ndone\n"))) {
