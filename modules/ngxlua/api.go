@@ -1066,8 +1066,9 @@ type captureReq struct {
 }
 
 // captureAdd creates a subrequest: (uri, method, args, body, copy_all_vars,
-// share_all_vars, vars, headers, always_forward_body, first). It returns the
-// subrequest's ngx.ctx key, or nil and an error message.
+// share_all_vars, vars, headers, always_forward_body, first, has_ctx). It returns
+// the subrequest's ngx.ctx key (true when it has no ctx option: a subrequest's
+// ngx.ctx is made when its own code uses it), or nil and an error message.
 func (e *engine) captureAdd(s *luajit.State) error {
 	ru, r, err := e.req()
 	if err != nil {
@@ -1127,7 +1128,11 @@ func (e *engine) captureAdd(s *luajit.State) error {
 		return nil
 	}
 	ru.subOpts = append(ru.subOpts, captureReq{sr: sr, inherits: inherits})
-	s.PushNumber(e.ctxID(sr))
+	if s.Bool(10) {
+		s.PushNumber(e.ctxID(sr))
+	} else {
+		s.PushBool(true)
+	}
 	return nil
 }
 
