@@ -67,7 +67,8 @@ type eventLoop struct {
 
 	// Shared with other goroutines, under mu.
 	mu       sync.Mutex
-	back     []*conn // connections handed back by their goroutines
+	back     []*conn        // connections handed back by their goroutines
+	resumes  []parkedResume // parked requests to go on with (Request.Resume)
 	adds     []*loopListener
 	reaccept bool // rearm paused listeners: worker_connections freed
 	drainReq bool
@@ -217,7 +218,7 @@ func (l *eventLoop) wait() int {
 func (l *eventLoop) pending() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.back) > 0 || len(l.adds) > 0 || l.reaccept || l.drainReq && !l.draining || l.expired
+	return len(l.back) > 0 || len(l.resumes) > 0 || len(l.adds) > 0 || l.reaccept || l.drainReq && !l.draining || l.expired
 }
 
 func epollWait(epfd int, events []unix.EpollEvent) int {
@@ -266,8 +267,24 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 func (l *eventLoop) maintain(me *leaderToken) bool {
 	l.mu.Lock()
 	back, adds, drain, expired, reaccept := l.back, l.adds, l.drainReq, l.expired, l.reaccept
-	l.back, l.adds, l.reaccept = nil, nil, false
+	resumes := l.resumes
+	l.back, l.adds, l.reaccept, l.resumes = nil, nil, false, nil
 	l.mu.Unlock()
+	for i, pr := range resumes {
+		pr.c.resumeParked(pr.fn)
+		if l.leader.Load() != me {
+			// The continuation waits on the request's behalf: the new leader takes
+			// the rest, and what this maintain was to do.
+			l.mu.Lock()
+			l.resumes = append(resumes[i+1:], l.resumes...)
+			l.back = append(back, l.back...)
+			l.adds = append(adds, l.adds...)
+			l.reaccept = l.reaccept || reaccept
+			l.mu.Unlock()
+			l.wake()
+			return true
+		}
+	}
 	for _, ln := range adds {
 		if l.draining {
 			ln.ln.Close()

@@ -239,6 +239,8 @@ type run struct {
 	comp      chan completion
 	done      chan struct{} // closed when the run is over: abandoned waits give up
 	abandoned bool          // a killed thread's wait may still run
+	park      bool          // a content handler whose request can park (httpcore.Request.CanPark)
+	parked    bool          // the run is parked: the event loop resumes it (thread.go)
 	rets      []any         // what the handler returned (set_by_lua, body filters)
 	subOpts   []captureReq
 	socks     []*tcpSock

@@ -9,18 +9,28 @@ import (
 )
 
 // A run's coroutines: its entry coroutine and its light threads (ngx.thread.spawn),
-// driven by resume. A coroutine that waits yields with its wait (a function to run
-// with the VM unlocked); with one coroutine the driver runs the wait itself, on the
-// request's goroutine; once there are light threads, each wait runs on a goroutine
-// of its own and its completion comes back on the run's channel, so that threads
-// wait at the same time, as ngx_lua's do.
+// driven by resume. A coroutine that waits yields with its wait, of one of two kinds:
+//
+//   - start (waitAsync): it starts the wait and returns; whatever ends the wait (a
+//     timer) calls done with the results, from any goroutine. A content handler
+//     whose request can park (httpcore.Request.CanPark) and that has no light threads
+//     parks (step 2 of docs/lua-engine.md): the handler returns httpcore.Parked, the
+//     VM is unlocked and nothing waits on a goroutine; done hands the rest of the
+//     run to the event loop (Request.Resume), which resumes the coroutine there.
+//     Otherwise done sends the results to the run's channel, which the driver waits
+//     on (step 1).
+//   - wait (waitFor): a function to run with the VM unlocked; with one coroutine the
+//     driver runs it itself, on the request's goroutine; once there are light
+//     threads, each wait runs on a goroutine of its own and its completion comes back
+//     on the run's channel, so that threads wait at the same time, as ngx_lua's do.
 
 type coro struct {
 	id      int
 	t       *luajit.Thread
 	entry   bool
 	wait    func() []any // set by the Go function that yielded
-	spawn   luajit.Ref   // set by ngx.thread.spawn: the child's coroutine
+	start   func(done func([]any))
+	spawn   luajit.Ref // set by ngx.thread.spawn: the child's coroutine
 	spawned bool
 	waitIDs []int // blocked in ngx.thread.wait on these threads
 	pending bool  // its wait runs on a goroutine
@@ -58,8 +68,12 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 	s.PushRef(ref)
 	s.PushInt(kind)
 	pushAll(s, args)
-	next, first := ru.entry, true
-	var vals []any
+	e.drive(s, ru, ru.entry, nil, true)
+}
+
+// drive resumes next (with vals, unless first), then the run's other coroutines,
+// until the run is over or parks (ru.parked); either way it unlocks the VM.
+func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first bool) {
 	for ru.exit == exitNone || ru.exit == exitJump && !ru.entry.done {
 		if next == nil {
 			if len(ru.ready) > 0 {
@@ -132,6 +146,38 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 			ru.threads = append(ru.threads, ch)
 			// The child runs first, until it waits or ends; then its parent goes on.
 			ru.ready = append([]readyCo{{ch, nil}, {co, []any{ch.id}}}, ru.ready...)
+		case co.start != nil:
+			start := co.start
+			co.start = nil
+			if ru.park && len(ru.threads) == 0 {
+				// Parked: the loop resumes the run when the wait is over.
+				ru.parked = true
+				r := ru.r
+				start(func(res []any) {
+					r.Resume(func() httpcore.Action { return e.unpark(ru, co, res) })
+				})
+				s.Unlock()
+				if len(ru.out) > 0 {
+					ru.writeOut()
+				}
+				return
+			}
+			if ru.comp == nil {
+				ru.comp = make(chan completion, 4)
+				ru.done = make(chan struct{})
+			}
+			co.pending = true
+			ru.pending++
+			if ru.r != nil {
+				ru.r.Blocking()
+			}
+			comp, done := ru.comp, ru.done
+			start(func(res []any) {
+				select {
+				case comp <- completion{co, res}:
+				case <-done:
+				}
+			})
 		case co.wait != nil:
 			w, inline := co.wait, co.inline
 			co.wait, co.inline = nil, false
@@ -200,6 +246,23 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 	if len(ru.out) > 0 {
 		ru.writeOut()
 	}
+}
+
+// unpark goes on with a parked run on the event loop: co's wait ended with res. It
+// returns the content handler's action: Parked again, or the run's outcome.
+func (e *engine) unpark(ru *run, co *coro, res []any) httpcore.Action {
+	select {
+	case <-e.stop:
+		return ru.r.Error(500) // the worker's VM is gone
+	default:
+	}
+	s := e.vm.Lock()
+	ru.parked = false
+	e.drive(s, ru, co, res, false)
+	if ru.parked {
+		return httpcore.Parked
+	}
+	return ru.result(ru.phase)
 }
 
 // threadDone wakes the coroutine waiting for co in ngx.thread.wait.
