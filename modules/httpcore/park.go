@@ -1,6 +1,10 @@
 package httpcore
 
-import "sync"
+import (
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
 
 // Parking: a content handler whose request waits for something other than its
 // client (a timer, a backend's socket) may return Parked instead of blocking. The
@@ -124,4 +128,93 @@ func (l *eventLoop) post(c *conn, fn func() Action) {
 	if l.waiting.Load() && l.woken.CompareAndSwap(false, true) {
 		l.wake()
 	}
+}
+
+// Loop is the event loop of a request's connection, for modules whose waits end on
+// it: Post runs a function on the loop's leader, Watch calls one when a descriptor
+// is ready. A parked request's wait uses them to hold no goroutine.
+type Loop struct{ l *eventLoop }
+
+// Loop returns the event loop r's connection belongs to, or nil (HTTP/2, a
+// connection without the loop).
+func (r *Request) Loop() *Loop {
+	c := r.c
+	if c == nil || c.lt == nil || c.h2 != nil {
+		return nil
+	}
+	return c.lt.l.pub
+}
+
+// fdWatch is a descriptor the loop watches for another module (Loop.Watch).
+type fdWatch struct {
+	fd int
+	fn func()
+}
+
+// Post makes fn run on the loop's leader, soon.
+func (lp *Loop) Post(fn func()) {
+	l := lp.l
+	l.mu.Lock()
+	l.posted = append(l.posted, fn)
+	l.mu.Unlock()
+	if l.waiting.Load() && l.woken.CompareAndSwap(false, true) {
+		l.wake()
+	}
+}
+
+// Watch makes the loop's leader call fn once fd is readable (or writable, with
+// write; or has an error or a hang-up). It returns the watch's id for Unwatch, or
+// an error if epoll refuses fd. fd must stay open until fn runs or Unwatch
+// returns true: the loop leaves it alone then.
+func (lp *Loop) Watch(fd int, write bool, fn func()) (int32, error) {
+	l := lp.l
+	ev := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT)
+	if write {
+		ev = unix.EPOLLOUT | unix.EPOLLONESHOT
+	}
+	l.watchMu.Lock()
+	l.nextWatch++
+	if l.nextWatch <= 0 {
+		l.nextWatch = 1
+	}
+	id := l.nextWatch
+	if l.watches == nil {
+		l.watches = map[int32]fdWatch{}
+	}
+	l.watches[id] = fdWatch{fd, fn}
+	l.watchMu.Unlock()
+	// Pad (epoll's user data beside Fd) tells a watch's event from a connection's.
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: ev, Fd: int32(fd), Pad: id}); err != nil {
+		l.watchMu.Lock()
+		delete(l.watches, id)
+		l.watchMu.Unlock()
+		return 0, err
+	}
+	return id, nil
+}
+
+// Unwatch cancels a watch; it reports false when its function runs or ran.
+func (lp *Loop) Unwatch(id int32) bool {
+	l := lp.l
+	l.watchMu.Lock()
+	w, ok := l.watches[id]
+	delete(l.watches, id)
+	l.watchMu.Unlock()
+	if ok {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
+	}
+	return ok
+}
+
+// fire runs the watch an event is for, unless it was cancelled.
+func (l *eventLoop) fire(id int32) {
+	l.watchMu.Lock()
+	w, ok := l.watches[id]
+	delete(l.watches, id)
+	l.watchMu.Unlock()
+	if !ok {
+		return
+	}
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
+	w.fn()
 }

@@ -53,7 +53,8 @@ type tcpSock struct {
 	// An operation waits with the VM unlocked (its wait clears the flag, maybe on a
 	// light thread's goroutine): a read and a write may wait at once.
 	reading, writing atomic.Bool
-	timedOut         bool // the last receive timed out: the connection cannot be pooled
+	timedOut         bool      // the last receive timed out: the connection cannot be pooled
+	wait             *sockWait // the last wait on the event loop (sockwait.go)
 }
 
 // sockPools are a VM's cosocket pools, keyed "host:port", "unix:/path" or by the
@@ -145,6 +146,9 @@ func sockErr(err error) string {
 // closeSockets closes what a run left open (pooled connections are gone already).
 func (e *engine) closeSockets(ru *run) {
 	for _, sk := range ru.socks {
+		if sk.wait != nil {
+			sk.wait.cancel()
+		}
 		if ru.abandoned {
 			// A killed thread's wait may still use the socket: closing the
 			// connection ends it; the rest is left to it.
@@ -282,6 +286,36 @@ func (e *engine) sockSend(s *luajit.State) error {
 	}
 	data := s.String(1)
 	timeout := sk.timeout(1)
+	if lp := sk.loop(ru); lp != nil {
+		written := 0
+		step := func() ([]any, bool) {
+			n, err := sk.writeNow(data[written:])
+			written += max(n, 0)
+			switch {
+			case err == syscall.EAGAIN:
+				return nil, false
+			case err != nil:
+				msg := sockErr(err)
+				sk.logErr("lua tcp socket write failed: %s", msg)
+				sk.closeConn()
+				return []any{nil, msg}, true
+			}
+			return []any{len(data)}, true
+		}
+		if res, done := step(); done {
+			pushAll(s, res)
+			return nil
+		}
+		sk.writing.Store(true)
+		ru.waitAsync(s, func(done func([]any)) {
+			sk.waitLoop(lp, true, timeout, step, func() []any {
+				sk.logErr("lua tcp socket write timed out")
+				sk.closeConn()
+				return []any{nil, "timeout"}
+			}, done)
+		})
+		return nil
+	}
 	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
 		defer sk.writing.Store(false)
@@ -371,6 +405,17 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 	}
 	if sk.getConn() == nil {
 		pushAll(s, sk.readFailed(io.EOF))
+		return nil
+	}
+	if lp := sk.loop(ru); lp != nil {
+		if res, done := sk.receiveStep(rd); done {
+			pushAll(s, res)
+			return nil
+		}
+		sk.reading.Store(true)
+		ru.waitAsync(s, func(done func([]any)) {
+			sk.waitLoop(lp, false, sk.timeout(2), func() ([]any, bool) { return sk.receiveStep(rd) }, sk.readTimedOut, done)
+		})
 		return nil
 	}
 	sk.reading.Store(true)
@@ -624,6 +669,11 @@ func (e *engine) sockClose(s *luajit.State) error {
 	}
 	if sk.conn == nil {
 		return fail(s, "closed")
+	}
+	if sk.wait != nil {
+		// A light thread waits on it (so the run is not parked): the loop lets go of
+		// the descriptor first, and the thread's receive or send fails.
+		sk.wait.abort([]any{nil, "closed"})
 	}
 	sk.closeConn()
 	s.PushInt(1)

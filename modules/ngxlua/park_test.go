@@ -1,10 +1,17 @@
 package ngxlua_test
 
 import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spindle-server/spindle/internal/e2e"
 	"github.com/spindle-server/spindle/internal/testserver"
 )
 
@@ -109,5 +116,66 @@ func TestParkedSleep(t *testing.T) {
 	}
 	if log := s.ErrorLog(); strings.Count(log, "[error]") != 1 {
 		t.Errorf("error log: %s", log)
+	}
+}
+
+// Lua requests waiting in a cosocket receive hold no goroutine either: the socket is
+// in the event loop's epoll set meanwhile. The backend is a listening socket that
+// never accepts (the kernel completes the connections): the requests' receives wait
+// until the listener closes and the connections are reset.
+func TestParkedCosocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	const n = 100
+	s := serve(t, "", `
+    location "= /pool" {
+      content_by_lua = <<-LUA
+        local socks = {}
+        for i = 1, `+strconv.Itoa(n)+` do
+          local sock = ngx.socket.tcp()
+          assert(sock:connect("127.0.0.1", `+port+`))
+          socks[i] = sock
+        end
+        for i = 1, #socks do assert(socks[i]:setkeepalive(60000, 1000)) end
+        ngx.say("pooled")
+      LUA
+    }
+    location "= /wait" {
+      content_by_lua = <<-LUA
+        local sock = ngx.socket.tcp()
+        sock:settimeout(10000)
+        assert(sock:connect("127.0.0.1", `+port+`))
+        assert(sock:getreusedtimes() == 1, "not pooled")
+        assert(sock:send("ping\r\n"))
+        local line, err = sock:receive()
+        ngx.say("receive: ", err)
+      LUA
+    }
+`)
+	check(t, s.Get("/pool"), 200, "pooled\n")
+	g0 := runtime.NumGoroutine()
+	conns := hold(t, s.Addr, "/wait", n)
+	if !e2e.WaitFor(10*time.Second, func() bool { return s.Engine.Counters()["writing"] >= n }) {
+		t.Fatalf("requests in flight: %v", s.Engine.Counters())
+	}
+	if g := runtime.NumGoroutine() - g0; g > n/4 {
+		t.Errorf("%d Lua requests waiting in a receive hold %d goroutines", n, g)
+	}
+	ln.Close() // the connections in its queue are reset
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != "receive: connection reset by peer\n" {
+			t.Errorf("got %q", body)
+		}
+		c.Close()
 	}
 }

@@ -173,9 +173,19 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 			}
 			comp, done := ru.comp, ru.done
 			start(func(res []any) {
+				c := completion{co, res}
 				select {
-				case comp <- completion{co, res}:
+				case comp <- c:
 				case <-done:
+				default:
+					// Full: done may be called by the event loop's leader, which
+					// must not wait on the run (the run may wait on it).
+					go func() {
+						select {
+						case comp <- c:
+						case <-done:
+						}
+					}()
 				}
 			})
 		case co.wait != nil:
