@@ -179,3 +179,45 @@ func TestParkedCosocket(t *testing.T) {
 		c.Close()
 	}
 }
+
+// Light threads park with their request: n requests, each with threads sleeping and
+// one killed while it sleeps, hold no goroutine while they wait.
+func TestParkedThreads(t *testing.T) {
+	s := serve(t, "", `
+    location "= /threads" {
+      content_by_lua = <<-LUA
+        local hold = tonumber(ngx.var.arg_hold) or 0
+        local a = ngx.thread.spawn(function() ngx.sleep(hold) return "a" end)
+        local b = ngx.thread.spawn(function() ngx.sleep(hold + 0.01) return "b" end)
+        local k = ngx.thread.spawn(function() ngx.sleep(60) return "never" end)
+        ngx.thread.kill(k)
+        local _, x = ngx.thread.wait(a)
+        local _, y = ngx.thread.wait(b)
+        ngx.say(x, y)
+      LUA
+    }
+`)
+	check(t, s.Get("/threads"), 200, "ab\n")
+	const n = 100
+	g0 := runtime.NumGoroutine()
+	conns := hold(t, s.Addr, "/threads?hold=0.5", n)
+	if !e2e.WaitFor(10*time.Second, func() bool { return s.Engine.Counters()["writing"] >= n }) {
+		t.Fatalf("requests in flight: %v", s.Engine.Counters())
+	}
+	if g := runtime.NumGoroutine() - g0; g > n/4 {
+		t.Errorf("%d Lua requests with light threads in ngx.sleep hold %d goroutines", n, g)
+	}
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != "ab\n" {
+			t.Errorf("got %q", body)
+		}
+		c.Close()
+	}
+	noErrors(t, s)
+}

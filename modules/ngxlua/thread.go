@@ -76,25 +76,51 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first bool) {
 	for ru.exit == exitNone || ru.exit == exitJump && !ru.entry.done {
 		if next == nil {
-			if len(ru.ready) > 0 {
-				next, vals = ru.ready[0].co, ru.ready[0].vals
-				ru.ready = ru.ready[1:]
-			} else if ru.pending > 0 {
-				s.Unlock()
-				if len(ru.out) > 0 {
-					ru.writeOut()
+			if len(ru.ready) == 0 && ru.pending > 0 {
+				// Every coroutine waits: take the completions that came, else park
+				// (the completion that comes first resumes the run on the event
+				// loop) or wait for one on this goroutine.
+				ru.mu.Lock()
+				q := ru.q
+				ru.q = nil
+				if len(q) == 0 && ru.park {
+					ru.sleeping = true
+					ru.mu.Unlock()
+					ru.parked = true
+					s.Unlock()
+					if len(ru.out) > 0 {
+						ru.writeOut()
+					}
+					return
 				}
-				c := <-ru.comp
-				s = e.vm.Lock()
-				if c.co.killed {
+				ru.mu.Unlock()
+				if len(q) == 0 {
+					if ru.r != nil {
+						ru.r.Blocking()
+					}
+					s.Unlock()
+					if len(ru.out) > 0 {
+						ru.writeOut()
+					}
+					<-ru.sig
+					s = e.vm.Lock()
 					continue
 				}
-				c.co.pending = false
-				ru.pending--
-				next, vals = c.co, c.res
-			} else {
+				for _, c := range q {
+					if c.co.killed || !c.co.pending {
+						continue
+					}
+					c.co.pending = false
+					ru.pending--
+					ru.ready = append(ru.ready, readyCo{c.co, c.res})
+				}
+				continue
+			}
+			if len(ru.ready) == 0 {
 				break // all done, or blocked for ever on ngx.thread.wait
 			}
+			next, vals = ru.ready[0].co, ru.ready[0].vals
+			ru.ready = ru.ready[1:]
 		}
 		if !first {
 			pushAll(s, vals)
@@ -149,45 +175,8 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 		case co.start != nil:
 			start := co.start
 			co.start = nil
-			if ru.park && len(ru.threads) == 0 {
-				// Parked: the loop resumes the run when the wait is over.
-				ru.parked = true
-				r := ru.r
-				start(func(res []any) {
-					r.Resume(func() httpcore.Action { return e.unpark(ru, co, res) })
-				})
-				s.Unlock()
-				if len(ru.out) > 0 {
-					ru.writeOut()
-				}
-				return
-			}
-			if ru.comp == nil {
-				ru.comp = make(chan completion, 4)
-				ru.done = make(chan struct{})
-			}
-			co.pending = true
-			ru.pending++
-			if ru.r != nil {
-				ru.r.Blocking()
-			}
-			comp, done := ru.comp, ru.done
-			start(func(res []any) {
-				c := completion{co, res}
-				select {
-				case comp <- c:
-				case <-done:
-				default:
-					// Full: done may be called by the event loop's leader, which
-					// must not wait on the run (the run may wait on it).
-					go func() {
-						select {
-						case comp <- c:
-						case <-done:
-						}
-					}()
-				}
-			})
+			ru.await(co)
+			start(func(res []any) { e.complete(ru, co, res) })
 		case co.wait != nil:
 			w, inline := co.wait, co.inline
 			co.wait, co.inline = nil, false
@@ -208,27 +197,10 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 				next, vals = co, res
 				break
 			}
-			if ru.comp == nil {
-				ru.comp = make(chan completion, 4)
-				ru.done = make(chan struct{})
-			}
-			co.pending = true
-			ru.pending++
-			if ru.r != nil {
-				ru.r.Blocking()
-			}
-			s.Unlock()
-			if len(ru.out) > 0 {
-				ru.writeOut()
-			}
-			go func(comp chan completion, done chan struct{}) {
-				res := w()
-				select {
-				case comp <- completion{co, res}:
-				case <-done:
-				}
-			}(ru.comp, ru.done)
-			s = e.vm.Lock()
+			// A light thread's blocking wait: on a goroutine of its own, while the
+			// others go on (the request may park meanwhile).
+			ru.await(co)
+			go func() { e.complete(ru, co, w()) }()
 		case co.waitIDs != nil:
 			// blocked in ngx.thread.wait until a thread it waits for ends
 		default:
@@ -246,9 +218,6 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 		s.CloseThread(co.t)
 	}
 	s.CloseThread(ru.entry.t)
-	if ru.done != nil {
-		close(ru.done)
-	}
 	if len(ru.socks) > 0 {
 		e.closeSockets(ru)
 	}
@@ -258,9 +227,36 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 	}
 }
 
-// unpark goes on with a parked run on the event loop: co's wait ended with res. It
+// await counts co's wait, which complete ends.
+func (ru *run) await(co *coro) {
+	if ru.sig == nil {
+		ru.sig = make(chan struct{}, 1)
+	}
+	co.pending = true
+	ru.pending++
+}
+
+// complete hands a wait's results to its run, from any goroutine: a parked run is
+// resumed on the event loop; a driver waiting on its goroutine is woken.
+func (e *engine) complete(ru *run, co *coro, res []any) {
+	ru.mu.Lock()
+	ru.q = append(ru.q, completion{co, res})
+	if ru.sleeping {
+		ru.sleeping = false
+		ru.mu.Unlock()
+		ru.r.Resume(func() httpcore.Action { return e.unpark(ru) })
+		return
+	}
+	ru.mu.Unlock()
+	select {
+	case ru.sig <- struct{}{}:
+	default:
+	}
+}
+
+// unpark goes on with a parked run on the event loop, a wait of it being over. It
 // returns the content handler's action: Parked again, or the run's outcome.
-func (e *engine) unpark(ru *run, co *coro, res []any) httpcore.Action {
+func (e *engine) unpark(ru *run) httpcore.Action {
 	select {
 	case <-e.stop:
 		return ru.r.Error(500) // the worker's VM is gone
@@ -268,7 +264,7 @@ func (e *engine) unpark(ru *run, co *coro, res []any) httpcore.Action {
 	}
 	s := e.vm.Lock()
 	ru.parked = false
-	e.drive(s, ru, co, res, false)
+	e.drive(s, ru, nil, nil, false)
 	if ru.parked {
 		return httpcore.Parked
 	}
