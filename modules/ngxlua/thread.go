@@ -180,11 +180,11 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 		case co.wait != nil:
 			w, inline := co.wait, co.inline
 			co.wait, co.inline = nil, false
-			if len(ru.threads) == 0 || inline {
-				// One coroutine, or a wait that works on the request (not safe for
-				// concurrent use): the wait runs here, with the VM unlocked. A wait
-				// that blocks takes the request off the event loop first; an inline
-				// one blocks itself if it must.
+			if len(ru.threads) == 0 && !ru.park || inline {
+				// One coroutine that cannot park, or a wait that works on the
+				// request (not safe for concurrent use): the wait runs here, with the
+				// VM unlocked. A wait that blocks takes the request off the event
+				// loop first; an inline one blocks itself if it must.
 				if !inline && ru.r != nil {
 					ru.r.Blocking()
 				}
@@ -197,8 +197,10 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 				next, vals = co, res
 				break
 			}
-			// A light thread's blocking wait: on a goroutine of its own, while the
-			// others go on (the request may park meanwhile).
+			// A light thread's blocking wait, or one of a run that can park (a
+			// connect): on a goroutine of its own, while the others go on or the
+			// request is parked (a goroutine switch either way, and the request's
+			// connection stays with the loop).
 			ru.await(co)
 			go func() { e.complete(ru, co, w()) }()
 		case co.waitIDs != nil:
