@@ -23,9 +23,10 @@ import (
 
 // ngx.socket.tcp: cosockets. A socket is a Lua table holding an integer handle into
 // the engine's sockets (e.socks, used under the VM's lock). A call that must wait
-// (connect, a send, a receive the buffer cannot answer) yields; the run's driver
-// does the I/O on the request's goroutine with the VM unlocked and resumes the
-// coroutine with the results (step 1 of docs/lua-engine.md). A socket belongs to
+// (connect, a send, a receive the buffer cannot answer) yields: sends and receives
+// on the event loop where they can (sockwait.go, step 2 of docs/lua-engine.md);
+// else the run's driver does the I/O on a goroutine with the VM unlocked and
+// resumes the coroutine with the results (step 1). A socket belongs to
 // the run that created it and is closed when the run ends, unless setkeepalive put
 // its connection in the worker's pool for that host:port (or pool name).
 
