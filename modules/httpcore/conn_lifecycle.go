@@ -305,7 +305,8 @@ type conn struct {
 	idleSince atomic.Int64
 	owner     atomic.Int32 // ownerLoop or ownerGoroutine (event loop connections)
 
-	inLoop bool // the loop's leader is running this connection
+	inLoop bool    // the loop's leader is running this connection
+	park   parking // a parked request's hand-over (park.go)
 	// predicted: the location mayBlock looked at for the current request; waited: the
 	// request called Request.Blocking (it waited, or would have, for a backend).
 	predicted    *Location
@@ -617,7 +618,10 @@ func (c *conn) run() (handedOff bool) {
 			c.handOff(ok)
 			return true
 		}
-		c.process(ok)
+		if c.process(ok) {
+			c.parkHere()
+			return true
+		}
 		c.learn()
 		if !c.afterRequest() {
 			return false
@@ -666,11 +670,24 @@ func (c *conn) handOff(ok bool) {
 	}
 	c.owner.Store(ownerGoroutine)
 	workers.Go(func() {
-		defer func() { c.leaveAfterRun(recover()) }()
-		c.process(ok)
+		gone := false // parked: the connection is its continuation's now
+		defer func() {
+			p := recover()
+			if !gone {
+				c.leaveAfterRun(p)
+			} else if p != nil {
+				panic(p)
+			}
+		}()
+		if c.process(ok) {
+			gone = true
+			c.parkHere()
+			return
+		}
 		c.learn()
 		if c.afterRequest() {
-			c.run()
+			// true: a later request parked, or HTTP/2 took the connection.
+			gone = c.run()
 		}
 	})
 }

@@ -66,14 +66,21 @@ type eventLoop struct {
 	woken   atomic.Bool
 
 	// Shared with other goroutines, under mu.
-	mu       sync.Mutex
-	back     []*conn // connections handed back by their goroutines
-	adds     []*loopListener
-	reaccept bool // rearm paused listeners: worker_connections freed
-	drainReq bool
-	expireCh chan struct{} // closed to fail every wait (forced shutdown)
-	expired  bool
-	done     chan struct{} // closed when the loop has ended
+	mu      sync.Mutex
+	back    []*conn        // connections handed back by their goroutines
+	resumes []parkedResume // parked requests to go on with (Request.Resume)
+	posted  []func()       // functions to run on the leader (Loop.Post)
+
+	pub       *Loop
+	watchMu   sync.Mutex
+	watches   map[int32]fdWatch // descriptors of other modules (Loop.Watch), by id
+	nextWatch int32
+	adds      []*loopListener
+	reaccept  bool // rearm paused listeners: worker_connections freed
+	drainReq  bool
+	expireCh  chan struct{} // closed to fail every wait (forced shutdown)
+	expired   bool
+	done      chan struct{} // closed when the loop has ended
 }
 
 type leaderToken struct{ _ byte }
@@ -133,6 +140,7 @@ func newEventLoop(e *Engine) (*eventLoop, error) {
 		done:     make(chan struct{}),
 	}
 	l.leadFn = l.lead
+	l.pub = &Loop{l}
 	workers.Go(l.leadFn)
 	return l, nil
 }
@@ -217,7 +225,7 @@ func (l *eventLoop) wait() int {
 func (l *eventLoop) pending() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.back) > 0 || len(l.adds) > 0 || l.reaccept || l.drainReq && !l.draining || l.expired
+	return len(l.back) > 0 || len(l.resumes) > 0 || len(l.posted) > 0 || len(l.adds) > 0 || l.reaccept || l.drainReq && !l.draining || l.expired
 }
 
 func epollWait(epfd int, events []unix.EpollEvent) int {
@@ -237,6 +245,8 @@ func epollWait(epfd int, events []unix.EpollEvent) int {
 // connections, or a connection's readiness.
 func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 	switch fd := ev.Fd; {
+	case ev.Pad != 0:
+		l.fire(ev.Pad)
 	case int(fd) == l.evfd:
 		var buf [8]byte
 		unix.Read(l.evfd, buf[:])
@@ -266,8 +276,27 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 func (l *eventLoop) maintain(me *leaderToken) bool {
 	l.mu.Lock()
 	back, adds, drain, expired, reaccept := l.back, l.adds, l.drainReq, l.expired, l.reaccept
-	l.back, l.adds, l.reaccept = nil, nil, false
+	resumes, posted := l.resumes, l.posted
+	l.back, l.adds, l.reaccept, l.resumes, l.posted = nil, nil, false, nil, nil
 	l.mu.Unlock()
+	for _, fn := range posted {
+		fn() // they do not wait (Loop.Post)
+	}
+	for i, pr := range resumes {
+		pr.c.resumeParked(pr.fn)
+		if l.leader.Load() != me {
+			// The continuation waits on the request's behalf: the new leader takes
+			// the rest, and what this maintain was to do.
+			l.mu.Lock()
+			l.resumes = append(resumes[i+1:], l.resumes...)
+			l.back = append(back, l.back...)
+			l.adds = append(adds, l.adds...)
+			l.reaccept = l.reaccept || reaccept
+			l.mu.Unlock()
+			l.wake()
+			return true
+		}
+	}
 	for _, ln := range adds {
 		if l.draining {
 			ln.ln.Close()

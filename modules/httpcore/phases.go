@@ -48,6 +48,11 @@ const (
 	// Redirected restarts processing at a new URI (Request.InternalRedirect), or at
 	// location search after a rewrite ... last.
 	Redirected
+	// Parked (a content handler only, after Request.CanPark said yes) leaves the
+	// request waiting with no goroutine, as nginx's NGX_DONE with r->main->count++:
+	// the request keeps its connection, and whatever it waits for (a timer, a socket)
+	// calls Request.Resume when it is over.
+	Parked
 )
 
 // Handler is a phase handler.
@@ -324,7 +329,13 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 	loc := r.loc
 	var a Action
 	if loc.content != nil {
+		r.inContent = true
 		a = loc.content(r)
+		r.inContent = false
+		if a == Parked {
+			r.parked = true
+			return 0, false
+		}
 	} else {
 		// Without a content handler of its own, the location is served by the modules'
 		// content-phase handlers (index, static), as nginx's phase handlers do.
@@ -399,6 +410,22 @@ func (r *Request) access() Action {
 }
 
 // settle finishes the request after a handler returned a.
+// afterPark goes on with a request whose content handler, resumed, ended with a.
+func (r *Request) afterPark(a Action) {
+	if a != Redirected {
+		r.settle(a)
+		return
+	}
+	r.uriChanges++
+	if r.uriChanges > maxURIChanges {
+		r.Logf(LogError, "rewrite or internal redirection cycle while processing %q", r.uri)
+		r.named = nil
+		r.finalize(500)
+		return
+	}
+	r.runFrom(r.redirectStage())
+}
+
 func (r *Request) settle(a Action) {
 	switch a {
 	case Redirected:

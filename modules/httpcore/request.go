@@ -72,6 +72,9 @@ type Request struct {
 	named         *Location
 	restartServer bool
 	uriChanges    int
+	inContent     bool // its content handler is running (CanPark)
+	parked        bool // its content handler returned Parked: it waits for Resume
+	noPark        bool // an error page's content handler: finalize goes on after it
 	subDepth      int
 	subCount      int
 	caps          []string
@@ -694,6 +697,7 @@ func (r *Request) sendErrorPage(status int) bool {
 				r.finalize(500)
 				return true
 			}
+			r.noPark = true // finalize goes on after it
 			r.runFrom(r.redirectStage())
 			if !r.finished {
 				r.finalize(r.errStatus)

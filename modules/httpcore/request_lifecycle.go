@@ -117,9 +117,10 @@ func (c *conn) learn() {
 	}
 }
 
-// process runs a prepared request to its end (ok: the target was well formed).
-func (c *conn) process(ok bool) {
-	e := c.e
+// process runs a prepared request to its end (ok: the target was well formed), or
+// until its content handler parks it: then it reports true, and the request goes on
+// in resumeParked.
+func (c *conn) process(ok bool) (parked bool) {
 	r := c.req
 	c.logPending = true
 	if !ok {
@@ -133,10 +134,20 @@ func (c *conn) process(ok bool) {
 		r.finalize(497)
 	} else {
 		r.runPhases()
+		if r.parked {
+			return true
+		}
 		if !r.finished {
 			r.finalize(r.errStatus)
 		}
 	}
+	c.endProcess(r)
+	return false
+}
+
+// endProcess is the end of process, once the request's response is complete.
+func (c *conn) endProcess(r *Request) {
+	e := c.e
 	if !c.hijacked && !c.closeAfter {
 		// A closing connection drops the rest of the body in its lingering close.
 		c.discardBody(r)

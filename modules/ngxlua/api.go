@@ -80,7 +80,16 @@ func appendNumber(buf []byte, f float64) []byte {
 	return strconv.AppendFloat(buf, f, 'g', 14, 64)
 }
 
-// wait makes the calling coroutine yield until the run's driver has run w with the
+// waitAsync makes the calling coroutine yield until the wait that start starts calls
+// done, from any goroutine, once; done's values are the Lua function's results.
+// start runs with the VM locked and must not block.
+func (ru *run) waitAsync(s *luajit.State, start func(done func([]any))) {
+	ru.cur.start = start
+	s.PushString(waitMark)
+	s.Yield()
+}
+
+// waitFor makes the calling coroutine yield until the run's driver has run w with the
 // VM unlocked; w's results are the Lua function's.
 func (ru *run) waitFor(s *luajit.State, w func() []any) {
 	ru.cur.wait = w
@@ -542,8 +551,8 @@ func (e *engine) getPhase(s *luajit.State) error {
 	return nil
 }
 
-// sleep is ngx.sleep(seconds): the request leaves the event loop and waits on its
-// goroutine with the VM unlocked.
+// sleep is ngx.sleep(seconds): a Go timer ends the wait; a content handler's request
+// is parked meanwhile (see thread.go), others wait on their goroutine.
 func (e *engine) sleep(s *luajit.State) error {
 	ru, err := e.run()
 	if err != nil {
@@ -557,11 +566,12 @@ func (e *engine) sleep(s *luajit.State) error {
 		return errors.New("bad argument #1 to 'sleep' (invalid sleeping time)")
 	}
 	d := time.Duration(sec * float64(time.Second))
-	ru.waitFor(s, func() []any {
-		if d > 0 {
-			time.Sleep(d)
+	ru.waitAsync(s, func(done func([]any)) {
+		if d <= 0 {
+			done(nil)
+			return
 		}
-		return nil
+		time.AfterFunc(d, func() { done(nil) })
 	})
 	return nil
 }
@@ -1245,8 +1255,9 @@ type captureReq struct {
 }
 
 // captureAdd creates a subrequest: (uri, method, args, body, copy_all_vars,
-// share_all_vars, vars, headers, always_forward_body, first). It returns the
-// subrequest's ngx.ctx key, or nil and an error message.
+// share_all_vars, vars, headers, always_forward_body, first, has_ctx). It returns
+// the subrequest's ngx.ctx key (true when it has no ctx option: a subrequest's
+// ngx.ctx is made when its own code uses it), or nil and an error message.
 func (e *engine) captureAdd(s *luajit.State) error {
 	ru, r, err := e.req()
 	if err != nil {
@@ -1306,7 +1317,11 @@ func (e *engine) captureAdd(s *luajit.State) error {
 		return nil
 	}
 	ru.subOpts = append(ru.subOpts, captureReq{sr: sr, inherits: inherits})
-	s.PushNumber(e.ctxID(sr))
+	if s.Bool(10) {
+		s.PushNumber(e.ctxID(sr))
+	} else {
+		s.PushBool(true)
+	}
 	return nil
 }
 

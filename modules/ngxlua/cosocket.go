@@ -23,9 +23,10 @@ import (
 
 // ngx.socket.tcp: cosockets. A socket is a Lua table holding an integer handle into
 // the engine's sockets (e.socks, used under the VM's lock). A call that must wait
-// (connect, a send, a receive the buffer cannot answer) yields; the run's driver
-// does the I/O on the request's goroutine with the VM unlocked and resumes the
-// coroutine with the results (step 1 of docs/lua-engine.md). A socket belongs to
+// (connect, a send, a receive the buffer cannot answer) yields: sends and receives
+// on the event loop where they can (sockwait.go, step 2 of docs/lua-engine.md);
+// else the run's driver does the I/O on a goroutine with the VM unlocked and
+// resumes the coroutine with the results (step 1). A socket belongs to
 // the run that created it and is closed when the run ends, unless setkeepalive put
 // its connection in the worker's pool for that host:port (or pool name).
 
@@ -53,8 +54,10 @@ type tcpSock struct {
 	// An operation waits with the VM unlocked (its wait clears the flag, maybe on a
 	// light thread's goroutine): a read and a write may wait at once.
 	reading, writing atomic.Bool
-	timedOut         bool // the last receive timed out: the connection cannot be pooled
-	inline           bool // reads work on the request (ngx.req.socket's body): on its goroutine
+	timedOut         bool      // the last receive timed out: the connection cannot be pooled
+	inline           bool      // reads work on the request (ngx.req.socket's body): on its goroutine
+	client           bool      // the client's connection (ngx.req.socket(true)): its reads start in a buffer, not on the event loop
+	wait             *sockWait // the last wait on the event loop (sockwait.go)
 }
 
 // sockPools are a VM's cosocket pools, keyed "host:port", "unix:/path" or by the
@@ -146,6 +149,9 @@ func sockErr(err error) string {
 // closeSockets closes what a run left open (pooled connections are gone already).
 func (e *engine) closeSockets(ru *run) {
 	for _, sk := range ru.socks {
+		if sk.wait != nil {
+			sk.wait.cancel()
+		}
 		if ru.abandoned {
 			// A killed thread's wait may still use the socket: closing the
 			// connection ends it; the rest is left to it.
@@ -289,6 +295,36 @@ func (e *engine) sockSend(s *luajit.State) error {
 	}
 	data = data[sent:] // the rest, or the error, through the wait
 	timeout := sk.timeout(1)
+	if lp := sk.loop(ru); lp != nil {
+		written := 0
+		step := func() ([]any, bool) {
+			n, err := sk.writeNow(data[written:])
+			written += max(n, 0)
+			switch {
+			case err == syscall.EAGAIN:
+				return nil, false
+			case err != nil:
+				msg := sockErr(err)
+				sk.logErr("lua tcp socket write failed: %s", msg)
+				sk.closeConn()
+				return []any{nil, msg}, true
+			}
+			return []any{sent + len(data)}, true
+		}
+		if res, done := step(); done {
+			pushAll(s, res)
+			return nil
+		}
+		sk.writing.Store(true)
+		ru.waitAsync(s, func(done func([]any)) {
+			sk.waitLoop(lp, true, timeout, step, func() []any {
+				sk.logErr("lua tcp socket write timed out")
+				sk.closeConn()
+				return []any{nil, "timeout"}
+			}, done)
+		})
+		return nil
+	}
 	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
 		defer sk.writing.Store(false)
@@ -379,6 +415,17 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 	}
 	if sk.getConn() == nil {
 		pushAll(s, sk.readFailed(io.EOF))
+		return nil
+	}
+	if lp := sk.loop(ru); lp != nil {
+		if res, done := sk.receiveStep(rd); done {
+			pushAll(s, res)
+			return nil
+		}
+		sk.reading.Store(true)
+		ru.waitAsync(s, func(done func([]any)) {
+			sk.waitLoop(lp, false, sk.timeout(2), func() ([]any, bool) { return sk.receiveStep(rd) }, sk.readTimedOut, done)
+		})
 		return nil
 	}
 	sk.reading.Store(true)
@@ -633,6 +680,11 @@ func (e *engine) sockClose(s *luajit.State) error {
 	}
 	if sk.conn == nil {
 		return fail(s, "closed")
+	}
+	if sk.wait != nil {
+		// A light thread waits on it (so the run is not parked): the loop lets go of
+		// the descriptor first, and the thread's receive or send fails.
+		sk.wait.abort([]any{nil, "closed"})
 	}
 	sk.closeConn()
 	s.PushInt(1)

@@ -252,14 +252,21 @@ type run struct {
 	entry     *coro
 	threads   []*coro // light threads (ngx.thread.spawn)
 	ready     []readyCo
-	pending   int // waits running on goroutines (light threads only)
-	comp      chan completion
-	done      chan struct{} // closed when the run is over: abandoned waits give up
-	abandoned bool          // a killed thread's wait may still run
-	rets      []any         // what the handler returned (set_by_lua, body filters)
-	subOpts   []captureReq
-	socks     []*tcpSock
-	udps      []*udpSock
+	pending   int  // waits not over (await, complete)
+	abandoned bool // a killed thread's wait may still run
+	// Completions of waits, from any goroutine (complete): under mu. sleeping: the
+	// run is parked and the next completion resumes it; sig wakes a driver waiting
+	// on its goroutine.
+	mu       sync.Mutex
+	q        []completion
+	sleeping bool
+	sig      chan struct{}
+	park     bool  // a content handler whose request can park (httpcore.Request.CanPark)
+	parked   bool  // the run is parked: the event loop resumes it (thread.go)
+	rets     []any // what the handler returned (set_by_lua, body filters)
+	subOpts  []captureReq
+	socks    []*tcpSock
+	udps     []*udpSock
 }
 
 func (e *engine) newRun(r *httpcore.Request, p phase, c *Conf) *run {

@@ -46,7 +46,11 @@ func runHandler(r *httpcore.Request, c *Conf, ch *chunk, ph phase) httpcore.Acti
 	if ru == nil {
 		return r.Error(500)
 	}
+	ru.park = ph == phaseContent && r.CanPark()
 	ru.e.exec(ru, ch, kindHandler)
+	if ru.parked {
+		return httpcore.Parked
+	}
 	return ru.result(ph)
 }
 

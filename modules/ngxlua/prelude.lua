@@ -406,12 +406,12 @@ end
 -- ngx.location.capture: requests flattened into one call; responses come back as
 -- arrays built in Lua.
 local function pairs_string(t)
+	if not t then return "" end
 	local out = {}
-	if t then
-		for k, v in pairs(t) do out[#out + 1] = tostring(k); out[#out + 1] = tostring(v) end
-	end
+	for k, v in pairs(t) do out[#out + 1] = tostring(k); out[#out + 1] = tostring(v) end
 	return concat(out, "\0")
 end
+local no_opts = {}
 local function capture_multi(reqs)
 	if type(reqs) ~= "table" then error("bad argument #1 to 'capture_multi' (table expected)", 3) end
 	local n = #reqs
@@ -421,14 +421,18 @@ local function capture_multi(reqs)
 		if type(r) ~= "table" or type(r[1]) ~= "string" then
 			error("capture_multi: each element must be a table { uri, options }", 3)
 		end
-		local o = r[2] or {}
+		local o = r[2] or no_opts
 		local args = o.args
 		if type(args) == "table" then args = encode_args(args) end
+		local ctx = o.ctx
+		if type(ctx) ~= "table" then ctx = nil end
+		-- The subrequest's ngx.ctx key only when it is given one: a key costs a
+		-- cleanup in Go (2.9 us of BenchmarkLuaMulti's 22 us for two).
 		local id, err = S.capture_add(r[1], o.method, args, o.body, o.copy_all_vars and true or false,
 			o.share_all_vars and true or false, pairs_string(o.vars), pairs_string(o.headers),
-			o.always_forward_body and true or false, i == 1)
+			o.always_forward_body and true or false, i == 1, ctx ~= nil)
 		if not id then error(err, 3) end
-		if type(o.ctx) == "table" then ctxs[id] = o.ctx end
+		if ctx then ctxs[id] = ctx end
 	end
 	S.capture_run()
 	local out = {}

@@ -136,7 +136,7 @@ func (e *engine) reqSocket(s *luajit.State) error {
 			return []any{nil, err.Error()}
 		}
 		sk.mu.Lock()
-		sk.conn = &rawConn{Conn: nc, rd: rw.Reader}
+		sk.conn, sk.client = &rawConn{Conn: nc, rd: rw.Reader}, true
 		if sc, ok := nc.(syscall.Conn); ok {
 			sk.raw, _ = sc.SyscallConn()
 		}

@@ -9,13 +9,19 @@ import (
 )
 
 // ngx.semaphore (lua-resty-core's): a counter of resources shared by the worker's
-// runs. A wait that finds none yields; its run's goroutine waits for a post or the
-// timeout with the VM unlocked.
+// runs. A wait that finds none yields (waitAsync): a post or a timer ends it, and a
+// parked request is resumed on the event loop (step 2 of docs/lua-engine.md).
 
 type semaphore struct {
 	mu      sync.Mutex
 	count   int
-	waiters []chan struct{}
+	waiters []*semWaiter
+}
+
+// semWaiter is a run waiting in sema:wait.
+type semWaiter struct {
+	done func([]any)
+	tm   *time.Timer
 }
 
 func (e *engine) semaNew(s *luajit.State) error {
@@ -46,16 +52,23 @@ func (e *engine) semaPost(s *luajit.State) error {
 	if s.Type(1) == luajit.TypeNumber {
 		n = s.Int(1)
 	}
+	var woken []*semWaiter
 	sem.mu.Lock()
 	for ; n > 0; n-- {
 		if len(sem.waiters) > 0 {
-			close(sem.waiters[0])
+			w := sem.waiters[0]
+			sem.waiters[0] = nil
 			sem.waiters = sem.waiters[1:]
+			w.tm.Stop()
+			woken = append(woken, w)
 		} else {
 			sem.count++
 		}
 	}
 	sem.mu.Unlock()
+	for _, w := range woken {
+		w.done([]any{true})
+	}
 	s.PushBool(true)
 	return nil
 }
@@ -86,26 +99,30 @@ func (e *engine) semaWait(s *luajit.State) error {
 		sem.mu.Unlock()
 		return disabled("ngx.semaphore", ru.phase)
 	}
-	ch := make(chan struct{})
-	sem.waiters = append(sem.waiters, ch)
 	sem.mu.Unlock()
-	ru.waitFor(s, func() []any {
-		tm := time.NewTimer(timeout)
-		defer tm.Stop()
-		select {
-		case <-ch:
-			return []any{true}
-		case <-tm.C:
-		}
+	ru.waitAsync(s, func(done func([]any)) {
+		w := &semWaiter{done: done}
 		sem.mu.Lock()
 		defer sem.mu.Unlock()
-		for i, w := range sem.waiters {
-			if w == ch {
-				sem.waiters = append(sem.waiters[:i], sem.waiters[i+1:]...)
-				return []any{nil, "timeout"}
-			}
+		if sem.count > 0 {
+			// Posted to since (by a goroutine of a run in step 1).
+			sem.count--
+			done([]any{true})
+			return
 		}
-		return []any{true} // posted to as the timer fired
+		sem.waiters = append(sem.waiters, w)
+		w.tm = time.AfterFunc(timeout, func() {
+			sem.mu.Lock()
+			for i, x := range sem.waiters {
+				if x == w {
+					sem.waiters = append(sem.waiters[:i], sem.waiters[i+1:]...)
+					sem.mu.Unlock()
+					done([]any{nil, "timeout"})
+					return
+				}
+			}
+			sem.mu.Unlock() // posted to as the timer fired
+		})
 	})
 	return nil
 }

@@ -9,18 +9,28 @@ import (
 )
 
 // A run's coroutines: its entry coroutine and its light threads (ngx.thread.spawn),
-// driven by resume. A coroutine that waits yields with its wait (a function to run
-// with the VM unlocked); with one coroutine the driver runs the wait itself, on the
-// request's goroutine; once there are light threads, each wait runs on a goroutine
-// of its own and its completion comes back on the run's channel, so that threads
-// wait at the same time, as ngx_lua's do.
+// driven by resume. A coroutine that waits yields with its wait, of one of two kinds:
+//
+//   - start (waitAsync): it starts the wait and returns; whatever ends the wait (a
+//     timer) calls done with the results, from any goroutine. A content handler
+//     whose request can park (httpcore.Request.CanPark) and that has no light threads
+//     parks (step 2 of docs/lua-engine.md): the handler returns httpcore.Parked, the
+//     VM is unlocked and nothing waits on a goroutine; done hands the rest of the
+//     run to the event loop (Request.Resume), which resumes the coroutine there.
+//     Otherwise done sends the results to the run's channel, which the driver waits
+//     on (step 1).
+//   - wait (waitFor): a function to run with the VM unlocked; with one coroutine the
+//     driver runs it itself, on the request's goroutine; once there are light
+//     threads, each wait runs on a goroutine of its own and its completion comes back
+//     on the run's channel, so that threads wait at the same time, as ngx_lua's do.
 
 type coro struct {
 	id      int
 	t       *luajit.Thread
 	entry   bool
 	wait    func() []any // set by the Go function that yielded
-	spawn   luajit.Ref   // set by ngx.thread.spawn: the child's coroutine
+	start   func(done func([]any))
+	spawn   luajit.Ref // set by ngx.thread.spawn: the child's coroutine
 	spawned bool
 	waitIDs []int // blocked in ngx.thread.wait on these threads
 	pending bool  // its wait runs on a goroutine
@@ -58,29 +68,59 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 	s.PushRef(ref)
 	s.PushInt(kind)
 	pushAll(s, args)
-	next, first := ru.entry, true
-	var vals []any
+	e.drive(s, ru, ru.entry, nil, true)
+}
+
+// drive resumes next (with vals, unless first), then the run's other coroutines,
+// until the run is over or parks (ru.parked); either way it unlocks the VM.
+func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first bool) {
 	for ru.exit == exitNone || ru.exit == exitJump && !ru.entry.done {
 		if next == nil {
-			if len(ru.ready) > 0 {
-				next, vals = ru.ready[0].co, ru.ready[0].vals
-				ru.ready = ru.ready[1:]
-			} else if ru.pending > 0 {
-				s.Unlock()
-				if len(ru.out) > 0 {
-					ru.writeOut()
+			if len(ru.ready) == 0 && ru.pending > 0 {
+				// Every coroutine waits: take the completions that came, else park
+				// (the completion that comes first resumes the run on the event
+				// loop) or wait for one on this goroutine.
+				ru.mu.Lock()
+				q := ru.q
+				ru.q = nil
+				if len(q) == 0 && ru.park {
+					ru.sleeping = true
+					ru.mu.Unlock()
+					ru.parked = true
+					s.Unlock()
+					if len(ru.out) > 0 {
+						ru.writeOut()
+					}
+					return
 				}
-				c := <-ru.comp
-				s = e.vm.Lock()
-				if c.co.killed {
+				ru.mu.Unlock()
+				if len(q) == 0 {
+					if ru.r != nil {
+						ru.r.Blocking()
+					}
+					s.Unlock()
+					if len(ru.out) > 0 {
+						ru.writeOut()
+					}
+					<-ru.sig
+					s = e.vm.Lock()
 					continue
 				}
-				c.co.pending = false
-				ru.pending--
-				next, vals = c.co, c.res
-			} else {
+				for _, c := range q {
+					if c.co.killed || !c.co.pending {
+						continue
+					}
+					c.co.pending = false
+					ru.pending--
+					ru.ready = append(ru.ready, readyCo{c.co, c.res})
+				}
+				continue
+			}
+			if len(ru.ready) == 0 {
 				break // all done, or blocked for ever on ngx.thread.wait
 			}
+			next, vals = ru.ready[0].co, ru.ready[0].vals
+			ru.ready = ru.ready[1:]
 		}
 		if !first {
 			pushAll(s, vals)
@@ -132,14 +172,19 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 			ru.threads = append(ru.threads, ch)
 			// The child runs first, until it waits or ends; then its parent goes on.
 			ru.ready = append([]readyCo{{ch, nil}, {co, []any{ch.id}}}, ru.ready...)
+		case co.start != nil:
+			start := co.start
+			co.start = nil
+			ru.await(co)
+			start(func(res []any) { e.complete(ru, co, res) })
 		case co.wait != nil:
 			w, inline := co.wait, co.inline
 			co.wait, co.inline = nil, false
-			if len(ru.threads) == 0 || inline {
-				// One coroutine, or a wait that works on the request (not safe for
-				// concurrent use): the wait runs here, with the VM unlocked. A wait
-				// that blocks takes the request off the event loop first; an inline
-				// one blocks itself if it must.
+			if len(ru.threads) == 0 && !ru.park || inline {
+				// One coroutine that cannot park, or a wait that works on the
+				// request (not safe for concurrent use): the wait runs here, with the
+				// VM unlocked. A wait that blocks takes the request off the event
+				// loop first; an inline one blocks itself if it must.
 				if !inline && ru.r != nil {
 					ru.r.Blocking()
 				}
@@ -152,27 +197,12 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 				next, vals = co, res
 				break
 			}
-			if ru.comp == nil {
-				ru.comp = make(chan completion, 4)
-				ru.done = make(chan struct{})
-			}
-			co.pending = true
-			ru.pending++
-			if ru.r != nil {
-				ru.r.Blocking()
-			}
-			s.Unlock()
-			if len(ru.out) > 0 {
-				ru.writeOut()
-			}
-			go func(comp chan completion, done chan struct{}) {
-				res := w()
-				select {
-				case comp <- completion{co, res}:
-				case <-done:
-				}
-			}(ru.comp, ru.done)
-			s = e.vm.Lock()
+			// A light thread's blocking wait, or one of a run that can park (a
+			// connect): on a goroutine of its own, while the others go on or the
+			// request is parked (a goroutine switch either way, and the request's
+			// connection stays with the loop).
+			ru.await(co)
+			go func() { e.complete(ru, co, w()) }()
 		case co.waitIDs != nil:
 			// blocked in ngx.thread.wait until a thread it waits for ends
 		default:
@@ -190,9 +220,6 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 		s.CloseThread(co.t)
 	}
 	s.CloseThread(ru.entry.t)
-	if ru.done != nil {
-		close(ru.done)
-	}
 	if len(ru.socks) > 0 {
 		e.closeSockets(ru)
 	}
@@ -203,6 +230,50 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 	if len(ru.out) > 0 {
 		ru.writeOut()
 	}
+}
+
+// await counts co's wait, which complete ends.
+func (ru *run) await(co *coro) {
+	if ru.sig == nil {
+		ru.sig = make(chan struct{}, 1)
+	}
+	co.pending = true
+	ru.pending++
+}
+
+// complete hands a wait's results to its run, from any goroutine: a parked run is
+// resumed on the event loop; a driver waiting on its goroutine is woken.
+func (e *engine) complete(ru *run, co *coro, res []any) {
+	ru.mu.Lock()
+	ru.q = append(ru.q, completion{co, res})
+	if ru.sleeping {
+		ru.sleeping = false
+		ru.mu.Unlock()
+		ru.r.Resume(func() httpcore.Action { return e.unpark(ru) })
+		return
+	}
+	ru.mu.Unlock()
+	select {
+	case ru.sig <- struct{}{}:
+	default:
+	}
+}
+
+// unpark goes on with a parked run on the event loop, a wait of it being over. It
+// returns the content handler's action: Parked again, or the run's outcome.
+func (e *engine) unpark(ru *run) httpcore.Action {
+	select {
+	case <-e.stop:
+		return ru.r.Error(500) // the worker's VM is gone
+	default:
+	}
+	s := e.vm.Lock()
+	ru.parked = false
+	e.drive(s, ru, nil, nil, false)
+	if ru.parked {
+		return httpcore.Parked
+	}
+	return ru.result(ru.phase)
 }
 
 // threadDone wakes the coroutine waiting for co in ngx.thread.wait.
