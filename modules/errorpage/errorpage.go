@@ -83,7 +83,7 @@ func setErrorPage(c *httpcore.Cmd) error {
 	if len(pages) == 0 {
 		return c.Errorf("error_page needs at least one page")
 	}
-	c.Conf().(*Conf).pages = pages
+	mod.Cmd(c).pages = pages
 	return nil
 }
 

@@ -30,23 +30,23 @@ type Conf struct {
 // uncompressed, and the compressed length is what goes out.
 const Order = httpcore.OrderHeaders + 50
 
+// mod is the module's typed handle.
+var mod = httpcore.Define(func() *Conf { return &Conf{MinLength: 20, Level: 1} })
+
 // Module is the gzip filter module.
-var Module = &httpcore.Module{
+var Module = httpcore.Register(&httpcore.Module{
 	Name:    "gzip",
 	Order:   Order,
-	NewConf: func() any { return &Conf{MinLength: 20, Level: 1} },
+	Conf:    mod,
+	Install: install,
 	Directives: []httpcore.Directive{
-		{Name: "gzip", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
-			v, err := conf.Bool(c.Attr())
-			c.Conf().(*Conf).On = v
-			return err
-		}},
+		{Name: "gzip", Context: httpcore.CtxAll, Set: httpcore.SetBool(func(c *Conf) *bool { return &c.On })},
 		{Name: "gzip_types", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
 			vals, err := conf.Strings(c.Attr())
 			if err != nil {
 				return err
 			}
-			gc := c.Conf().(*Conf)
+			gc := mod.Cmd(c)
 			gc.Types, gc.anyType = nil, false
 			for _, v := range vals {
 				for _, t := range strings.Fields(v) {
@@ -62,19 +62,8 @@ var Module = &httpcore.Module{
 			}
 			return nil
 		}},
-		{Name: "gzip_min_length", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
-			v, err := conf.Size(c.Attr())
-			c.Conf().(*Conf).MinLength = v
-			return err
-		}},
-		{Name: "gzip_comp_level", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
-			n, err := conf.Int(c.Attr())
-			if err == nil && (n < 1 || n > 9) {
-				return conf.Errorf(c.Attr().Expr.Range(), "gzip_comp_level must be 1 to 9")
-			}
-			c.Conf().(*Conf).Level = n
-			return err
-		}},
+		{Name: "gzip_min_length", Context: httpcore.CtxAll, Set: httpcore.SetSize(func(c *Conf) *int64 { return &c.MinLength })},
+		{Name: "gzip_comp_level", Context: httpcore.CtxAll, Set: httpcore.SetCount(1, 9, func(c *Conf) *int { return &c.Level })},
 		// The compressor's output goes to the response as it comes: nginx's buffer
 		// settings have nothing to size. Accepted so that nginx configurations load.
 		{Name: "gzip_buffers", Context: httpcore.CtxAll, Set: func(c *httpcore.Cmd) error {
@@ -82,15 +71,10 @@ var Module = &httpcore.Module{
 			return err
 		}},
 	},
-}
-
-func init() {
-	Module.Install = install
-	httpcore.Register(Module)
-}
+})
 
 func install(l *httpcore.Location) error {
-	c := httpcore.LocConf[Conf](l, Module)
+	c := mod.Of(l)
 	if c.On {
 		l.AddHeaderFilter(Order, c.header)
 		l.AddBodyFilter(Order, c.body)
@@ -152,7 +136,7 @@ func (c *Conf) header(r *httpcore.Request) error {
 	}
 	st := &state{level: c.Level}
 	st.w = getWriter(&st.out, c.Level)
-	r.SetModuleCtx(Module, st)
+	mod.SetCtx(r, st)
 	return nil
 }
 
@@ -176,7 +160,7 @@ func (c *Conf) typeOK(ct string) bool {
 // body compresses the response as it is written; what the compressor has produced
 // so far goes on, the rest at the end.
 func (c *Conf) body(r *httpcore.Request, p []byte, last bool) ([]byte, error) {
-	st, _ := r.ModuleCtx(Module).(*state)
+	st, _ := mod.Ctx(r).(*state)
 	if st == nil || st.w == nil {
 		return p, nil
 	}

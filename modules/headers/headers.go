@@ -127,7 +127,7 @@ func setAddHeader(c *httpcore.Cmd) error {
 		}
 		hs = append(hs, h)
 	}
-	c.Conf().(*Conf).headers = hs
+	mod.Cmd(c).headers = hs
 	return nil
 }
 
@@ -155,7 +155,7 @@ func setExpires(c *httpcore.Cmd) error {
 	if perr != nil {
 		return conf.Errorf(c.Attr().Expr.Range(), "expires: %v", perr)
 	}
-	c.Conf().(*Conf).expires = e
+	mod.Cmd(c).expires = e
 	return nil
 }
 

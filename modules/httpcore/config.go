@@ -93,8 +93,8 @@ func Build(mc *conf.Config) (*Config, error) {
 	b := &builder{cfg: cfg, src: mc.Source}
 	root := &Location{Name: "http", ctx: CtxHTTP, cfg: cfg, confs: make([]any, len(registry))}
 	for i, m := range registry {
-		if m.NewConf != nil {
-			root.confs[i] = m.NewConf()
+		if m.newConf != nil {
+			root.confs[i] = m.newConf()
 		}
 	}
 	cfg.root = root

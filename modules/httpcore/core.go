@@ -44,28 +44,31 @@ type CoreConf struct {
 	LogSubrequest bool
 }
 
+// coreMod is the core module's handle.
+var coreMod = Define(func() *CoreConf {
+	return &CoreConf{
+		DefaultType:         "text/plain",
+		ClientMaxBodySize:   1 << 20,
+		KeepaliveTimeout:    75 * time.Second,
+		KeepaliveRequests:   1000,
+		ClientHeaderTimeout: 60 * time.Second,
+		ClientBodyTimeout:   60 * time.Second,
+		SendTimeout:         60 * time.Second,
+		LingeringTimeout:    5 * time.Second,
+		ServerTokens:        true,
+		LargeHeaderBuffers:  4,
+		LargeHeaderBuffer:   8 << 10,
+		// nginx's default on 64-bit systems: two pages.
+		ClientBodyBufferSize: 16 << 10,
+	}
+})
+
 // CoreModule is the HTTP core's own module: server, listen, location, timeouts and
 // limits.
 var CoreModule = Register(&Module{
 	Name:  "core",
 	Order: OrderCore,
-	NewConf: func() any {
-		return &CoreConf{
-			DefaultType:         "text/plain",
-			ClientMaxBodySize:   1 << 20,
-			KeepaliveTimeout:    75 * time.Second,
-			KeepaliveRequests:   1000,
-			ClientHeaderTimeout: 60 * time.Second,
-			ClientBodyTimeout:   60 * time.Second,
-			SendTimeout:         60 * time.Second,
-			LingeringTimeout:    5 * time.Second,
-			ServerTokens:        true,
-			LargeHeaderBuffers:  4,
-			LargeHeaderBuffer:   8 << 10,
-			// nginx's default on 64-bit systems: two pages.
-			ClientBodyBufferSize: 16 << 10,
-		}
-	},
+	Conf:  coreMod,
 	Directives: []Directive{
 		{Name: "listen", Context: CtxServer, Set: setListen},
 		{Name: "server_name", Context: CtxServer, Set: setServerName},
@@ -95,7 +98,7 @@ var CoreModule = Register(&Module{
 			if !filepath.IsAbs(v) {
 				v = filepath.Join(c.Config().Main.Prefix, v)
 			}
-			c.Conf().(*CoreConf).ClientBodyTempPath = v
+			coreMod.Cmd(c).ClientBodyTempPath = v
 			return nil
 		}},
 		{Name: "client_body_in_file_only", Context: CtxAll, Set: func(c *Cmd) error {
@@ -108,7 +111,7 @@ var CoreModule = Register(&Module{
 			if !ok {
 				return conf.Errorf(c.Attr().Expr.Range(), "client_body_in_file_only must be \"on\", \"clean\" or \"off\", not %q", v)
 			}
-			c.Conf().(*CoreConf).ClientBodyInFileOnly = m
+			coreMod.Cmd(c).ClientBodyInFileOnly = m
 			return nil
 		}},
 		{Name: "client_body_in_single_buffer", Context: CtxAll, Set: SetBool(func(cc *CoreConf) *bool { return &cc.ClientBodyInSingleBuffer })},
@@ -116,7 +119,7 @@ var CoreModule = Register(&Module{
 })
 
 // CoreConfOf returns the core configuration of a location.
-func CoreConfOf(l *Location) *CoreConf { return l.confs[CoreModule.idx].(*CoreConf) }
+func CoreConfOf(l *Location) *CoreConf { return coreMod.Of(l) }
 
 // satisfy = "all" | "any"
 func setSatisfy(c *Cmd) error {
@@ -126,7 +129,7 @@ func setSatisfy(c *Cmd) error {
 	}
 	switch v {
 	case "all", "any":
-		c.Conf().(*CoreConf).SatisfyAny = v == "any"
+		coreMod.Cmd(c).SatisfyAny = v == "any"
 	default:
 		return conf.Errorf(c.Attr().Expr.Range(), "satisfy is \"all\" or \"any\", got %q", v)
 	}
@@ -169,7 +172,7 @@ func setServerName(c *Cmd) error {
 // large_client_header_buffers = "4 8k" or { number = 4, size = "8k" }
 func setLargeHeaderBuffers(c *Cmd) error {
 	a := c.Attr()
-	cc := c.Conf().(*CoreConf)
+	cc := coreMod.Cmd(c)
 	if obj, ok := a.Expr.(*hclsyntax.ObjectConsExpr); ok {
 		fields, err := conf.ObjectFields(obj)
 		if err != nil {

@@ -39,17 +39,16 @@ var proxiedFlags = map[string]uint16{
 	"private": proxiedPrivate, "no_last_modified": proxiedNoLastModified, "no_etag": proxiedNoETag, "auth": proxiedAuth,
 }
 
+// gzipCoreMod is the handle of the gzip decision's module.
+var gzipCoreMod = Define(func() *GzipConf { return &GzipConf{} })
+
 // GzipCoreModule holds the directives of the gzip decision.
 var GzipCoreModule = Register(&Module{
-	Name:    "gzip_core",
-	Order:   OrderCore,
-	NewConf: func() any { return &GzipConf{} },
+	Name:  "gzip_core",
+	Order: OrderCore,
+	Conf:  gzipCoreMod,
 	Directives: []Directive{
-		{Name: "gzip_vary", Context: CtxAll, Set: func(c *Cmd) error {
-			v, err := conf.Bool(c.Attr())
-			c.Conf().(*GzipConf).Vary = v
-			return err
-		}},
+		{Name: "gzip_vary", Context: CtxAll, Set: SetBool(func(gc *GzipConf) *bool { return &gc.Vary })},
 		{Name: "gzip_http_version", Context: CtxAll, Set: func(c *Cmd) error {
 			v, err := conf.String(c.Attr())
 			if err != nil {
@@ -58,7 +57,7 @@ var GzipCoreModule = Register(&Module{
 			if v != "1.0" && v != "1.1" {
 				return conf.Errorf(c.Attr().Expr.Range(), "gzip_http_version is \"1.0\" or \"1.1\", not %q", v)
 			}
-			c.Conf().(*GzipConf).HTTP10 = v == "1.0"
+			gzipCoreMod.Cmd(c).HTTP10 = v == "1.0"
 			return nil
 		}},
 		{Name: "gzip_proxied", Context: CtxAll, Set: func(c *Cmd) error {
@@ -79,7 +78,7 @@ var GzipCoreModule = Register(&Module{
 					flags |= f
 				}
 			}
-			c.Conf().(*GzipConf).proxied = flags
+			gzipCoreMod.Cmd(c).proxied = flags
 			return nil
 		}},
 		{Name: "gzip_disable", Context: CtxAll, Set: func(c *Cmd) error {
@@ -87,7 +86,7 @@ var GzipCoreModule = Register(&Module{
 			if err != nil {
 				return err
 			}
-			gc := c.Conf().(*GzipConf)
+			gc := gzipCoreMod.Cmd(c)
 			gc.disable, gc.disableMSIE6 = nil, false
 			for _, v := range vals {
 				if v == "msie6" {
@@ -106,7 +105,7 @@ var GzipCoreModule = Register(&Module{
 })
 
 // GzipConfOf returns the core gzip settings of a location.
-func GzipConfOf(l *Location) *GzipConf { return l.confs[GzipCoreModule.idx].(*GzipConf) }
+func GzipConfOf(l *Location) *GzipConf { return gzipCoreMod.Of(l) }
 
 // GzipOK reports whether the response to r may be sent gzip-compressed, as nginx's
 // ngx_http_gzip_ok: a main request whose Accept-Encoding takes gzip, of an HTTP

@@ -60,12 +60,6 @@ type Module struct {
 	Name       string
 	Directives []Directive
 
-	// NewConf returns the module's default per-location configuration (nginx's
-	// create_loc_conf). Nested contexts start from a shallow copy of their parent's
-	// configuration, taken after the parent's own directives are applied (directives
-	// are applied before nested blocks, whatever their order in the file).
-	NewConf func() any
-
 	// Install is called for every location (including each server's and the http
 	// block's own context and if blocks) once the tree is built; it adds the module's
 	// phase handlers and filters to l.
@@ -93,7 +87,11 @@ type Module struct {
 
 	// Conf is the module's typed handle (Define), through which its functions reach
 	// their configuration, state and request context without naming the Module value
-	// they are part of. It replaces NewConf.
+	// they are part of. Its constructor makes the module's default per-location
+	// configuration (nginx's create_loc_conf). Nested contexts start from a shallow
+	// copy of their parent's configuration, taken after the parent's own directives
+	// are applied (directives are applied before nested blocks, whatever their order
+	// in the file). A module without configuration leaves it nil.
 	Conf handle
 
 	// ErrorPage, set by the one module that provides error pages (error_page), answers
@@ -111,7 +109,8 @@ type Module struct {
 	// that was not set for the request.
 	UninitializedVar func(r *Request, name string)
 
-	idx int
+	newConf func() any // from Conf
+	idx     int
 }
 
 // Orders of the built-in modules, CoreDNS plugin.cfg style: handlers of one phase run in
@@ -148,10 +147,7 @@ var (
 // of a hook (ErrorPage, UninitializedVar), programming errors caught by every test run.
 func Register(m *Module) *Module {
 	if m.Conf != nil {
-		if m.NewConf != nil {
-			panic(fmt.Sprintf("httpcore: module %s sets both Conf and NewConf", m.Name))
-		}
-		m.NewConf = m.Conf.bind(m)
+		m.newConf = m.Conf.bind(m)
 	}
 	for _, h := range []struct {
 		set  bool
@@ -214,7 +210,7 @@ type Handle[T any] struct {
 }
 
 // Define returns the handle of a module whose per-location configuration is T, made
-// by newConf (nginx's create_loc_conf; see Module.NewConf for inheritance).
+// by newConf (nginx's create_loc_conf; see Module.Conf for inheritance).
 func Define[T any](newConf func() *T) *Handle[T] { return &Handle[T]{newConf: newConf} }
 
 func (h *Handle[T]) bind(m *Module) func() any {
@@ -243,16 +239,12 @@ func (h *Handle[T]) State(cfg *Config) any { return cfg.modState[h.mod.idx] }
 // SetState stores the module's per-worker runtime state (pools, compiled code).
 func (h *Handle[T]) SetState(cfg *Config, v any) { cfg.modState[h.mod.idx] = v }
 
-// Ctx returns the module's per-request context, as Request.ModuleCtx.
-func (h *Handle[T]) Ctx(r *Request) any { return r.ModuleCtx(h.mod) }
+// Ctx returns the module's per-request context (nginx's ngx_http_get_module_ctx),
+// nil until SetCtx. It is reset by an internal redirect.
+func (h *Handle[T]) Ctx(r *Request) any { return r.moduleCtx(h.mod) }
 
-// SetCtx stores the module's per-request context, as Request.SetModuleCtx.
-func (h *Handle[T]) SetCtx(r *Request, v any) { r.SetModuleCtx(h.mod, v) }
-
-// LocConf returns module m's configuration for location l.
-func LocConf[T any](l *Location, m *Module) *T {
-	return l.confs[m.idx].(*T)
-}
+// SetCtx stores the module's per-request context.
+func (h *Handle[T]) SetCtx(r *Request, v any) { r.setModuleCtx(h.mod, v) }
 
 func cloneConf(v any) any {
 	if v == nil {
@@ -295,8 +287,9 @@ func (c *Cmd) Errorf(format string, args ...any) error {
 	return conf.Errorf(c.Range(), format, args...)
 }
 
-// Conf returns the calling module's configuration in this context.
-func (c *Cmd) Conf() any { return c.Loc.confs[c.mod.idx] }
+// conf is the calling module's configuration in this context, for the shared setters;
+// a module's own setters use its handle (mod.Cmd(c)).
+func (c *Cmd) conf() any { return c.Loc.confs[c.mod.idx] }
 
 // Config is the HTTP configuration being built.
 func (c *Cmd) Config() *Config { return c.b.cfg }

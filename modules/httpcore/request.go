@@ -465,17 +465,17 @@ func (r *Request) ReLocate() Action {
 	return Redirected
 }
 
-// ModuleCtx returns the module's per-request context (nginx's ngx_http_get_module_ctx),
-// or nil. It is reset by an internal redirect.
-func (r *Request) ModuleCtx(m *Module) any {
+// moduleCtx is module m's per-request context (Handle.Ctx), or nil. It is reset by an
+// internal redirect.
+func (r *Request) moduleCtx(m *Module) any {
 	if m.idx >= len(r.ctx) {
 		return nil
 	}
 	return r.ctx[m.idx]
 }
 
-// SetModuleCtx stores the module's per-request context.
-func (r *Request) SetModuleCtx(m *Module, v any) {
+// setModuleCtx stores module m's per-request context (Handle.SetCtx).
+func (r *Request) setModuleCtx(m *Module, v any) {
 	if r.ctx == nil {
 		r.ctx = make([]any, len(registry))
 	}

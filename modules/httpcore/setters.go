@@ -18,7 +18,7 @@ import (
 // Slot makes a directive setter out of a conf slot over the module's configuration
 // type T.
 func Slot[T any](s conf.Setter[T]) func(*Cmd) error {
-	return func(c *Cmd) error { return s(c.Conf().(*T), c.Item) }
+	return func(c *Cmd) error { return s(c.conf().(*T), c.Item) }
 }
 
 // SetBool sets a flag (conf.BoolSlot).
@@ -57,7 +57,7 @@ func SetTemplate[T any](field func(*T) **Expr) func(*Cmd) error {
 		if err != nil {
 			return err
 		}
-		*field(c.Conf().(*T)) = e
+		*field(c.conf().(*T)) = e
 		return nil
 	}
 }

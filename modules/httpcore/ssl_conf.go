@@ -53,32 +53,35 @@ const (
 	verifyOptionalNoCA
 )
 
+// sslMod is the handle of the TLS settings' module.
+var sslMod = Define(func() *SSLConf {
+	return &SSLConf{
+		Protocols:      []string{"TLSv1.2", "TLSv1.3"},
+		minVersion:     tls.VersionTLS12,
+		maxVersion:     tls.VersionTLS13,
+		Ciphers:        "HIGH:!aNULL:!MD5",
+		VerifyDepth:    1,
+		SessionTickets: true,
+		SessionTimeout: 5 * time.Minute,
+	}
+})
+
 // SSLModule holds the TLS directives. The handshakes themselves are the engine's
 // (tls.go): a TLS address belongs to the core as a plain one does.
 var SSLModule = Register(&Module{
 	Name:  "ssl",
 	Order: OrderCore,
-	NewConf: func() any {
-		return &SSLConf{
-			Protocols:      []string{"TLSv1.2", "TLSv1.3"},
-			minVersion:     tls.VersionTLS12,
-			maxVersion:     tls.VersionTLS13,
-			Ciphers:        "HIGH:!aNULL:!MD5",
-			VerifyDepth:    1,
-			SessionTickets: true,
-			SessionTimeout: 5 * time.Minute,
-		}
-	},
+	Conf:  sslMod,
 	Directives: []Directive{
 		{Name: "ssl_certificate", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
 			v, err := conf.Strings(c.Attr())
-			sc := c.Conf().(*SSLConf)
+			sc := sslMod.Cmd(c)
 			sc.Certificates, sc.certRange = v, c.Attr().Expr.Range()
 			return err
 		}},
 		{Name: "ssl_certificate_key", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
 			v, err := conf.Strings(c.Attr())
-			sc := c.Conf().(*SSLConf)
+			sc := sslMod.Cmd(c)
 			sc.CertificateKeys, sc.keyRange = v, c.Attr().Expr.Range()
 			return err
 		}},
@@ -92,15 +95,11 @@ var SSLModule = Register(&Module{
 			if err != nil {
 				return conf.Errorf(c.Attr().Expr.Range(), "ssl_ciphers: %v", err)
 			}
-			sc := c.Conf().(*SSLConf)
+			sc := sslMod.Cmd(c)
 			sc.Ciphers, sc.cipherSuites = v, ids
 			return nil
 		}},
-		{Name: "ssl_prefer_server_ciphers", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
-			v, err := conf.Bool(c.Attr())
-			c.Conf().(*SSLConf).PreferServer = v
-			return err
-		}},
+		{Name: "ssl_prefer_server_ciphers", Context: CtxHTTP | CtxServer, Set: SetBool(func(sc *SSLConf) *bool { return &sc.PreferServer })},
 		{Name: "ssl_ecdh_curve", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
 			v, err := conf.String(c.Attr())
 			if err != nil {
@@ -110,24 +109,24 @@ var SSLModule = Register(&Module{
 			if err != nil {
 				return conf.Errorf(c.Attr().Expr.Range(), "ssl_ecdh_curve: %v", err)
 			}
-			c.Conf().(*SSLConf).curves = curves
+			sslMod.Cmd(c).curves = curves
 			return nil
 		}},
 		{Name: "ssl_client_certificate", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
 			v, err := conf.String(c.Attr())
-			sc := c.Conf().(*SSLConf)
+			sc := sslMod.Cmd(c)
 			sc.ClientCA, sc.clientCARange = v, c.Attr().Expr.Range()
 			return err
 		}},
 		{Name: "ssl_trusted_certificate", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
 			v, err := conf.String(c.Attr())
-			sc := c.Conf().(*SSLConf)
+			sc := sslMod.Cmd(c)
 			sc.TrustedCA, sc.trustedRange = v, c.Attr().Expr.Range()
 			return err
 		}},
 		{Name: "ssl_dhparam", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
 			v, err := conf.String(c.Attr())
-			sc := c.Conf().(*SSLConf)
+			sc := sslMod.Cmd(c)
 			sc.DHParam, sc.dhRange = v, c.Attr().Expr.Range()
 			return err
 		}},
@@ -158,30 +157,15 @@ var SSLModule = Register(&Module{
 			if mode < 0 {
 				return conf.Errorf(c.Attr().Expr.Range(), "ssl_verify_client must be on, off, optional or optional_no_ca")
 			}
-			c.Conf().(*SSLConf).VerifyClient = mode
+			sslMod.Cmd(c).VerifyClient = mode
 			return nil
 		}},
-		{Name: "ssl_verify_depth", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
-			n, err := conf.Int(c.Attr())
-			if err == nil && n < 0 {
-				return conf.Errorf(c.Attr().Expr.Range(), "ssl_verify_depth must not be negative")
-			}
-			c.Conf().(*SSLConf).VerifyDepth = n
-			return err
-		}},
-		{Name: "ssl_session_tickets", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
-			v, err := conf.Bool(c.Attr())
-			c.Conf().(*SSLConf).SessionTickets = v
-			return err
-		}},
-		{Name: "ssl_session_timeout", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
-			v, err := conf.Duration(c.Attr())
-			c.Conf().(*SSLConf).SessionTimeout = v
-			return err
-		}},
+		{Name: "ssl_verify_depth", Context: CtxHTTP | CtxServer, Set: SetCount(0, conf.NoMax, func(sc *SSLConf) *int { return &sc.VerifyDepth })},
+		{Name: "ssl_session_tickets", Context: CtxHTTP | CtxServer, Set: SetBool(func(sc *SSLConf) *bool { return &sc.SessionTickets })},
+		{Name: "ssl_session_timeout", Context: CtxHTTP | CtxServer, Set: SetDuration(func(sc *SSLConf) *time.Duration { return &sc.SessionTimeout })},
 		{Name: "ssl_session_ticket_key", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
 			v, err := conf.Strings(c.Attr())
-			sc := c.Conf().(*SSLConf)
+			sc := sslMod.Cmd(c)
 			sc.TicketKeyFiles, sc.ticketKeyRange = v, c.Attr().Expr.Range()
 			return err
 		}},
@@ -216,7 +200,7 @@ var SSLModule = Register(&Module{
 		}},
 		{Name: "ssl_stapling_file", Context: CtxHTTP | CtxServer, Set: func(c *Cmd) error {
 			v, err := conf.String(c.Attr())
-			sc := c.Conf().(*SSLConf)
+			sc := sslMod.Cmd(c)
 			sc.StaplingFile, sc.staplingRange = v, c.Attr().Expr.Range()
 			return err
 		}},
@@ -237,27 +221,13 @@ func dhparamNotice(cfg *Config, w *Worker) error {
 		if l.ctx != CtxServer {
 			continue
 		}
-		sc := sslConf(l)
+		sc := sslMod.Of(l)
 		if sc.DHParam == "" || seen[sc.DHParam] {
 			continue
 		}
 		seen[sc.DHParam] = true
 		cfg.log.Noticef("%s:%d: ssl_dhparam %q is not used: Go's crypto/tls has no finite-field DHE (TLS 1.2 key exchange is ECDHE, TLS 1.3's is ECDHE)",
 			sc.dhRange.Filename, sc.dhRange.Start.Line, sc.DHParam)
-	}
-	return nil
-}
-
-// SSLConfOf returns the TLS configuration of a server (or of the http block).
-func SSLConfOf(l *Location) *SSLConf { return l.confs[SSLModule.idx].(*SSLConf) }
-
-// sslConf is SSLConfOf for the module's own hooks, found by type: through SSLModule
-// they would make its declaration refer to itself. Load time only.
-func sslConf(l *Location) *SSLConf {
-	for _, c := range l.confs {
-		if sc, ok := c.(*SSLConf); ok {
-			return sc
-		}
 	}
 	return nil
 }
@@ -304,7 +274,7 @@ func setSSLProtocols(c *Cmd) error {
 			return conf.Errorf(rng, "ssl_protocols: the protocols must be a contiguous range of versions (crypto/tls takes a minimum and a maximum)")
 		}
 	}
-	sc := c.Conf().(*SSLConf)
+	sc := sslMod.Cmd(c)
 	sc.Protocols, sc.minVersion, sc.maxVersion, sc.protoRange = words, min, max, rng
 	return nil
 }
@@ -313,7 +283,7 @@ func setSSLProtocols(c *Cmd) error {
 // certificate is missing or bad as nginx does (495/496, sent as 400 with nginx's
 // text), per request, with the server the Host header selected.
 func installSSL(l *Location) error {
-	if l.ctx != CtxServer || sslConf(l).VerifyClient == verifyOff {
+	if l.ctx != CtxServer || sslMod.Of(l).VerifyClient == verifyOff {
 		return nil
 	}
 	l.AddInlineHandler(PhasePostRead, OrderCore, checkClientCert)
@@ -354,7 +324,7 @@ func buildTLS(cfg *Config) error {
 }
 
 func (srv *Server) buildTLS(l Listen) (*serverTLS, error) {
-	sc := sslConf(srv.root)
+	sc := sslMod.Of(srv.root)
 	prefix := srv.cfg.Main.Prefix
 	acme := acmeMod.Of(srv.root).on
 	if len(sc.Certificates) == 0 && !acme {

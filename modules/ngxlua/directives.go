@@ -54,7 +54,7 @@ func directives() []httpcore.Directive {
 func handlerCode(name string, h int) func(file bool) func(*httpcore.Cmd) error {
 	return func(file bool) func(*httpcore.Cmd) error {
 		return func(c *httpcore.Cmd) error {
-			lc := c.Conf().(*Conf)
+			lc := mod.Cmd(c)
 			if lc.chunks[h] != nil && lc.owner(h) == c.Loc {
 				return c.Errorf("%s is duplicate: %s and %s_file cannot both be set", c.Name(), name, name)
 			}
@@ -83,7 +83,7 @@ func compileCmd(c *httpcore.Cmd, name string, file bool) (*chunk, error) {
 	if err != nil {
 		return nil, err
 	}
-	mc := c.Conf().(*Conf).main
+	mc := mod.Cmd(c).main
 	mc.used = true
 	mc.chunks = append(mc.chunks, ch)
 	return ch, nil
@@ -92,7 +92,7 @@ func compileCmd(c *httpcore.Cmd, name string, file bool) (*chunk, error) {
 func initCode(name string, slot func(*mainConf) **chunk) func(file bool) func(*httpcore.Cmd) error {
 	return func(file bool) func(*httpcore.Cmd) error {
 		return func(c *httpcore.Cmd) error {
-			mc := c.Conf().(*Conf).main
+			mc := mod.Cmd(c).main
 			if *slot(mc) != nil {
 				return c.Errorf("%s is duplicate: %s and %s_file cannot both be set", c.Name(), name, name)
 			}
@@ -162,7 +162,7 @@ func setByLua(file bool) func(*httpcore.Cmd) error {
 		if file {
 			key = "file"
 		}
-		op := &setOp{name: blk.Labels[0], conf: c.Conf().(*Conf)}
+		op := &setOp{name: blk.Labels[0], conf: mod.Cmd(c)}
 		for _, it := range items {
 			if it.Attr == nil {
 				return conf.Errorf(it.Range(), "unexpected block %q in %s", it.Name, name)
@@ -218,7 +218,7 @@ func setPackagePath(c *httpcore.Cmd) error {
 	if err != nil {
 		return err
 	}
-	mc := c.Conf().(*Conf).main
+	mc := mod.Cmd(c).main
 	mc.path, mc.pathSet = s, true
 	return nil
 }
@@ -248,14 +248,14 @@ func setBufferSize(c *httpcore.Cmd) error {
 	if n < 1 || n > 1<<30 {
 		return conf.Errorf(c.Attr().Expr.Range(), "lua_socket_buffer_size must be between 1 and 1g")
 	}
-	c.Conf().(*Conf).sock.bufferSize = int(n)
+	mod.Cmd(c).sock.bufferSize = int(n)
 	return nil
 }
 
 // lua_max_run_time = "5s" | "off"
 func setMaxRunTime(c *httpcore.Cmd) error {
 	if s, err := conf.String(c.Attr()); err == nil && (s == "off" || s == "0") {
-		c.Conf().(*Conf).maxRunTime = 0
+		mod.Cmd(c).maxRunTime = 0
 		return nil
 	}
 	return httpcore.SetDuration(func(c *Conf) *time.Duration { return &c.maxRunTime })(c)

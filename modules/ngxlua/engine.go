@@ -419,7 +419,7 @@ func pushAll(s *luajit.State, vals []any) {
 	}
 }
 
-// reqData is the module's per-request state, kept across phases (r.ModuleCtx); an
+// reqData is the module's per-request state, kept across phases (mod.Ctx); an
 // internal redirect resets it, and with it ngx.ctx, as in ngx_lua.
 type reqData struct {
 	id        float64 // the key of the request's ngx.ctx in the VM, 0 until used

@@ -197,13 +197,16 @@ func copyBody(w io.Writer, body io.Reader) error {
 	}
 }
 
+// framingNames are the hop-by-hop and framing headers of a response that hidden
+// never passes.
+var framingNames = []string{"connection", "keep-alive", "proxy-connection", "te", "trailer",
+	"transfer-encoding", "upgrade", "content-length"}
+
 // hidden reports upstream response headers not passed to the client: hop-by-hop and
 // framing headers, and those nginx hides by default (Date, Server, X-Accel-*) unless
 // proxy_pass_header names them, plus proxy_hide_header.
 func (c *Conf) hidden(name string, connTokens []string) bool {
-	ln := strings.ToLower(name)
-	switch ln {
-	case "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "content-length":
+	if lowerIn(name, framingNames) {
 		return true
 	}
 	for _, t := range connTokens {
@@ -216,7 +219,7 @@ func (c *Conf) hidden(name string, connTokens []string) bool {
 			return true
 		}
 	}
-	if ln == "date" || ln == "server" || strings.HasPrefix(ln, "x-accel-") {
+	if lowerIs(name, "date") || lowerIs(name, "server") || len(name) >= 8 && lowerIs(name[:8], "x-accel-") {
 		for _, h := range c.passHeaders {
 			if strings.EqualFold(h, name) {
 				return false

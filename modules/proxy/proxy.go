@@ -45,8 +45,9 @@ type Conf struct {
 }
 
 type setHeader struct {
-	name string
-	val  *httpcore.Expr
+	name  string
+	lname string // name in lower case, for the per-request comparisons
+	val   *httpcore.Expr
 }
 
 type redirectMode uint8
@@ -247,7 +248,7 @@ func setHeaders(c *httpcore.Cmd) error {
 		if err != nil {
 			return err
 		}
-		hs = append(hs, setHeader{name: f.Name, val: e})
+		hs = append(hs, setHeader{name: f.Name, lname: strings.ToLower(f.Name), val: e})
 	}
 	mod.Cmd(c).headers = hs
 	return nil
@@ -407,11 +408,53 @@ func PoolStats(cfg *httpcore.Config, u *upstream.Upstream) (idle int, dialed int
 
 // hop-by-hop headers are not passed in either direction (RFC 9110 7.6.1), nor are the
 // framing headers spindle sets itself.
-func hopByHop(name string) bool {
-	switch strings.ToLower(name) {
-	case "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-		"upgrade", "content-length", "expect", "host":
-		return true
+func hopByHop(name string) bool { return lowerIn(name, hopByHopNames) }
+
+// forwardingNames are the headers buildHead sets from the client's address.
+var forwardingNames = []string{"x-forwarded-for", "x-real-ip", "x-forwarded-proto"}
+
+var hopByHopNames = []string{"connection", "keep-alive", "proxy-connection", "te", "trailer",
+	"transfer-encoding", "upgrade", "content-length", "expect", "host"}
+
+// lowerIs reports whether name in ASCII lower case is lower, a lower-case name: the
+// header name comparisons of every proxied request, without the copy that
+// strings.ToLower makes of a name with capitals (User-Agent). Header names are
+// tokens, ASCII. Comparing names this way instead of through strings.ToLower and a
+// map of the names set took ~3,000 of the ~62,000 instructions of a proxied GET with
+// three request headers (BenchmarkProxyLoopback under callgrind).
+func lowerIs(name, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerIn reports whether name is one of the lower-case names (lowerIs).
+func lowerIn(name string, names []string) bool {
+	for _, n := range names {
+		if lowerIs(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// sets reports whether proxy_set_header names the header (even with an empty value,
+// which keeps the client's from being passed).
+func (c *Conf) sets(name string) bool {
+	for i := range c.headers {
+		if lowerIs(name, c.headers[i].lname) {
+			return true
+		}
 	}
 	return false
 }
@@ -684,7 +727,6 @@ func (q *request) buildHead() ([]byte, error) {
 	// %-escape what would end or split a line (a decoded URI in a computed proxy_pass,
 	// a variable in proxy_set_header) and log it.
 	b := r.AppendRequestLine(make([]byte, 0, 512), q.method, q.uri)
-	set := map[string]bool{}
 	emit := func(k, v string) {
 		if v == "" {
 			return // nginx sends no line for an empty proxy_set_header value
@@ -698,12 +740,9 @@ func (q *request) buildHead() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		lk := strings.ToLower(h.name)
-		set[lk] = true
-		if lk == "host" {
+		if h.lname == "host" {
 			hostSet = true
-		}
-		if hopByHop(h.name) && lk != "host" {
+		} else if hopByHop(h.name) {
 			continue
 		}
 		emit(h.name, v)
@@ -715,23 +754,22 @@ func (q *request) buildHead() ([]byte, error) {
 	if err != nil {
 		remote = r.RemoteAddr()
 	}
-	if !set["x-real-ip"] {
+	if !c.sets("x-real-ip") {
 		emit("X-Real-IP", remote)
 	}
-	if !set["x-forwarded-for"] {
+	if !c.sets("x-forwarded-for") {
 		emit("X-Forwarded-For", addXForwardedFor(r))
 	}
-	if !set["x-forwarded-proto"] {
+	if !c.sets("x-forwarded-proto") {
 		emit("X-Forwarded-Proto", "http")
 	}
 	if c.passReqHeaders {
 		conn := r.HeaderValues("Connection")
 		r.VisitHeaders(func(k, v string) {
-			lk := strings.ToLower(k)
-			if set[lk] || hopByHop(k) || connectionHas(conn, k) {
+			if c.sets(k) || hopByHop(k) || connectionHas(conn, k) {
 				return
 			}
-			if lk == "x-forwarded-for" || lk == "x-real-ip" || lk == "x-forwarded-proto" {
+			if lowerIn(k, forwardingNames) {
 				// Replaced by the values above unless proxy_set_header removed them.
 				return
 			}

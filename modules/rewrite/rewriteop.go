@@ -118,7 +118,7 @@ func setRewrite(c *httpcore.Cmd) error {
 		op.code = 302
 	}
 	if !op.server {
-		c.Conf().(*Conf).relocate = true
+		mod.Cmd(c).relocate = true
 	}
 	c.AddRewriteOp(op)
 	return nil

@@ -20,10 +20,10 @@ const (
 )
 
 // setGzipStatic: gzip_static = true | false | "on" | "off" | "always".
-func setGzipStatic(c *httpcore.Cmd) error { return setStaticMode(c, &c.Conf().(*Conf).gzipStatic) }
+func setGzipStatic(c *httpcore.Cmd) error { return setStaticMode(c, &mod.Cmd(c).gzipStatic) }
 
 // setBrotliStatic: brotli_static, ngx_brotli's, with gzip_static's values.
-func setBrotliStatic(c *httpcore.Cmd) error { return setStaticMode(c, &c.Conf().(*Conf).brotliStatic) }
+func setBrotliStatic(c *httpcore.Cmd) error { return setStaticMode(c, &mod.Cmd(c).brotliStatic) }
 
 func setStaticMode(c *httpcore.Cmd, dst *gzipStaticMode) error {
 	v, err := conf.StaticValue(c.Attr().Expr)

@@ -45,7 +45,7 @@ func setIndex(c *httpcore.Cmd) error {
 		}
 		out = append(out, indexFile{name: v})
 	}
-	c.Conf().(*Conf).index = out
+	mod.Cmd(c).index = out
 	return nil
 }
 

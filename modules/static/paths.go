@@ -274,7 +274,7 @@ func setAlias(c *httpcore.Cmd) error {
 }
 
 func setDoc(c *httpcore.Cmd, alias bool) error {
-	sc := c.Conf().(*Conf)
+	sc := mod.Cmd(c)
 	if sc.doc.owner == c.Loc {
 		this, other := "root", "alias"
 		if alias {

@@ -188,7 +188,7 @@ func setTypes(c *httpcore.Cmd) error {
 			m[e] = f.Name
 		}
 	}
-	c.Conf().(*Conf).types = m
+	mod.Cmd(c).types = m
 	return nil
 }
 
@@ -198,7 +198,7 @@ func setIMS(c *httpcore.Cmd) error {
 	if err != nil {
 		return err
 	}
-	sc := c.Conf().(*Conf)
+	sc := mod.Cmd(c)
 	switch v {
 	case "off":
 		sc.ims = imsOff

@@ -76,7 +76,7 @@ func setTryFiles(c *httpcore.Cmd) error {
 	if tf.code == 0 && tf.named == "" {
 		tf.uri = last
 	}
-	c.Conf().(*Conf).try = tf
+	mod.Cmd(c).try = tf
 	return nil
 }
 
