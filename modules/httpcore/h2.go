@@ -1354,9 +1354,9 @@ func (s *h2stream) writeHead(r *Request, n int64, end bool) error {
 	enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
 	if r.status >= 200 && r.status != 204 && r.status != 304 {
 		if ct := r.respHdr.Get("Content-Type"); ct != "" {
-			h2WriteField(enc, "content-type", ct)
+			h2WriteField(enc, r, "content-type", ct)
 		} else if core.DefaultType != "" {
-			h2WriteField(enc, "content-type", core.DefaultType)
+			h2WriteField(enc, r, "content-type", core.DefaultType)
 		}
 		if n >= 0 {
 			enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(n, 10)})
@@ -1368,7 +1368,7 @@ func (s *h2stream) writeHead(r *Request, n int64, end bool) error {
 			"keep-alive", "proxy-connection", "upgrade":
 			continue
 		}
-		h2WriteField(enc, f.Key, f.Value)
+		h2WriteField(enc, r, f.Key, f.Value)
 	}
 	block := hc.hbuf.Bytes()
 	r.headerBytes += int64(len(block))
@@ -1408,11 +1408,13 @@ func (s *h2stream) writeHead(r *Request, n int64, end bool) error {
 	return nil
 }
 
-// h2WriteField encodes a response header field: the name in lowercase, and nothing
-// for a value with CR, LF or NUL, which HTTP/2 forbids (RFC 9113 §8.2.1). The one
-// place response fields are checked: a validated header writer can take its place.
-func h2WriteField(enc *hpack.Encoder, name, value string) {
-	if strings.ContainsAny(value, "\r\n\x00") || !httpguts.ValidHeaderFieldName(name) {
+// h2WriteField encodes a response header field with the bytes that may not appear in
+// it %-escaped and logged as HTTP/1.1's header lines are (Request.HeaderField), and the
+// name in lowercase, as HTTP/2 requires (RFC 9113 §8.2.1: a value with CR, LF or NUL
+// would be malformed, an uppercase name too).
+func h2WriteField(enc *hpack.Encoder, r *Request, name, value string) {
+	name, value, ok := r.HeaderField("response header", name, value)
+	if !ok {
 		return
 	}
 	enc.WriteField(hpack.HeaderField{Name: strings.ToLower(name), Value: value})
