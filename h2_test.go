@@ -993,3 +993,71 @@ func TestHTTP2LargeBodiesBoundedMemory(t *testing.T) {
 		t.Errorf("the worker grew by %d KB", peak-before)
 	}
 }
+
+// Response header values and names with CR, LF, NUL or other bytes a field may not
+// hold go out %-escaped over HTTP/2 as over HTTP/1.1 (TestHeaderInjection), with the
+// name in lowercase: the decoded fields are exactly those set, none added, none lost.
+func TestHTTP2HeaderEscaping(t *testing.T) {
+	env := startH2(t, 1, `
+    location "= /inject/lua" {
+      content_by_lua = <<-LUA
+        ngx.header["X-Name: v\r\nInjected"] = "1"
+        ngx.header.x_value = "value\rfoo:bar\nbar:foo\0end"
+        require("ngx.resp").add_header("Foo", "a\r\nInjected: yes")
+        ngx.say("ok")
+      LUA
+    }
+    location "/inject/add/" {
+      add_header = { "X-Uri" = "${uri}" }
+      return     = { code = 200, body = "ok\n" }
+    }`, nil)
+	want := map[string][]hpack.HeaderField{
+		"/inject/lua": {
+			{Name: "x-name%3a%20v%0d%0ainjected", Value: "1"},
+			{Name: "x-value", Value: "value%0Dfoo:bar%0Abar:foo%00end"},
+			{Name: "foo", Value: "a%0D%0AInjected: yes"},
+		},
+		"/inject/add/a%0d%0aInjected:%20yes": {{Name: "x-uri", Value: "/inject/add/a%0D%0AInjected: yes"}},
+	}
+	own := map[string]bool{":status": true, "server": true, "date": true, "content-type": true, "content-length": true}
+	c := dialRawH2(t, env.h2cURL("")[len("http://"):])
+	id := uint32(1)
+	for path, fields := range want {
+		c.headers(id, true, c.block("GET", path))
+		var got []hpack.HeaderField
+		var status string
+		err := c.until(func(f http2.Frame) bool {
+			h, ok := f.(*http2.MetaHeadersFrame)
+			if !ok || h.StreamID != id {
+				return false
+			}
+			for _, hf := range h.Fields {
+				if hf.Name == ":status" {
+					status = hf.Value
+				}
+				if !own[hf.Name] {
+					got = append(got, hpack.HeaderField{Name: hf.Name, Value: hf.Value})
+				}
+			}
+			return true
+		})
+		if err != nil || status != "200" || fmt.Sprint(got) != fmt.Sprint(fields) {
+			t.Errorf("h2c GET %s: %v status %s, fields %q; want %q", path, err, status, got, fields)
+		}
+		id += 2
+	}
+	// Go's HTTP/2 client over TLS takes the response (it refuses a malformed field).
+	code, body, resp := h2do(t, env.tls, "GET", env.tlsURL("/inject/lua"), nil)
+	if code != 200 || body != "ok\n" || resp.Header.Get("X-Value") != "value%0Dfoo:bar%0Abar:foo%00end" ||
+		resp.Header.Get("Foo") != "a%0D%0AInjected: yes" || resp.Header.Get("Injected") != "" {
+		t.Errorf("h2 GET /inject/lua: %d %q %v", code, body, resp.Header)
+	}
+	// Logged at warn level, as HTTP/1.1's escaped lines are.
+	logged := `response header with unsafe bytes sent %-escaped: "X-Uri: /inject/add/a%0D%0AInjected: yes"`
+	if !e2e.WaitFor(5*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(env.inst.Prefix, "logs/error.log"))
+		return strings.Contains(string(b), logged)
+	}) {
+		t.Errorf("error.log lacks %s", logged)
+	}
+}

@@ -23,15 +23,20 @@ import (
 // HTTP/2 (RFC 9113), over TLS (ALPN "h2") and in the clear with prior knowledge (h2c),
 // on addresses whose listen has the http2 flag.
 //
-// A connection that speaks HTTP/2 leaves the event loop as a hijacked one does (a
-// duplicate of the socket in Go's poller) and gets a goroutine of its own, which reads
-// frames with x/net/http2's Framer and decodes header blocks with its hpack.Decoder
+// A connection that speaks HTTP/2 leaves the event loop's connections as a hijacked one
+// does (a duplicate of the socket in Go's poller). Its reader, on a goroutine of the
+// pool, reads frames with x/net/http2's Framer and decodes header blocks with its hpack.Decoder
 // fragment by fragment, so that a header block is bounded before it is complete. Each
 // stream becomes a Request on a conn of its own (h2stream is its transport) and runs
 // through the same phases as an HTTP/1.1 request, on a coroutine of its own; its
 // response head and body go out as HEADERS and DATA frames (conn.flushOutput and
 // conn.finishOutput hand over to h2stream.flushOutput and h2stream.finishOutput), and
 // its request body is read through the same body API (wireBody over h2stream.Read).
+//
+// An idle connection (no stream open, no frame begun) has no goroutine: the reader parks
+// the socket in the event loop (eventLoop.watch) and returns, and the loop starts it
+// again on a goroutine of the pool when the next frame arrives, as it runs an idle
+// HTTP/1.1 keepalive connection (h2mem.go).
 //
 // Handlers start at the end of each batch of frames read together (when the read
 // buffer is empty), so that a HEADERS frame followed by its RST_STREAM in the same
@@ -74,7 +79,7 @@ type h2conn struct {
 	nc  net.Conn
 	h2c bool
 	rd  h2in
-	fr  *http2.Framer // reads only
+	r   *h2reader // the read Framer, while busy (h2mem.go)
 	// bigRead, bigWrite: a Framer handled a large frame (h2mem.go)
 	bigRead, bigWrite bool
 	dec               *hpack.Decoder
@@ -82,9 +87,7 @@ type h2conn struct {
 	// Writes, from the reader and every stream's coroutine.
 	wmu  sync.Mutex
 	bw   *bufio.Writer
-	wfr  *http2.Framer
-	enc  *hpack.Encoder
-	hbuf bytes.Buffer
+	w    *h2writer // the write Framer and encoder, while busy (h2mem.go)
 	werr error
 
 	mu          sync.Mutex
@@ -104,6 +107,14 @@ type h2conn struct {
 	served      int          // streams started
 	running     atomic.Int32 // streams whose handler runs
 	flushArmed  bool         // a coalesced flush is due (h2mem.go); under wmu
+
+	// Parking (h2mem.go). loop is nil for a connection that never parks; waiting and
+	// kicked are under mu.
+	loop      *eventLoop
+	fd        int         // the socket, as the loop watches it
+	idleTimer *time.Timer // wakes a parked connection at http2_idle_timeout
+	waiting   bool        // the reader waits for the next frame
+	kicked    bool        // its wait was cut short to let it park
 
 	// Reader goroutine only.
 	pending   []*h2stream // streams to start at the end of the batch
@@ -193,20 +204,20 @@ func (c *conn) h2Detect() int {
 
 // takeOverH2 moves a connection out of the event loop for HTTP/2, as Hijack does: it
 // returns the net.Conn to serve (nil on failure) with what was buffered before it.
-func (c *conn) takeOverH2() (net.Conn, io.Reader) {
+func (c *conn) takeOverH2() (net.Conn, []byte) {
 	nc, err := c.t.netConn()
 	if err != nil {
 		c.abort = true
 		c.t.close()
 		return nil, nil
 	}
-	var rd io.Reader = nc
+	var pre []byte
 	if c.br != nil && c.br.Buffered() > 0 {
 		b, _ := c.br.Peek(c.br.Buffered())
-		rd = io.MultiReader(bytes.NewReader(append([]byte(nil), b...)), nc)
+		pre = append([]byte(nil), b...)
 	}
 	if c.lt == nil {
-		return nc, rd
+		return nc, pre
 	}
 	c.hijacked = true
 	c.hijackRefs.Store(2)
@@ -219,16 +230,15 @@ func (c *conn) takeOverH2() (net.Conn, io.Reader) {
 	c.inLoop = false
 	c.owner.Store(ownerGoroutine)
 	c.lt.l.handBack(c) // the loop forgets it: one reference
-	return hc, rd
+	return hc, pre
 }
 
 // serveH2 serves an HTTP/2 connection until it closes; the caller releases c.
-func (c *conn) serveH2(nc net.Conn, rd io.Reader, h2c bool) {
+func (c *conn) serveH2(nc net.Conn, pre []byte, h2c bool) {
 	core := CoreConfOf(c.as.def.root)
 	h := h2confOf(c.as.def.root)
 	hc := &h2conn{
 		e: c.e, c: c, nc: nc, h2c: h2c,
-		streams:     map[uint32]*h2stream{},
 		sendConn:    65535,
 		sendConnMax: 65535,
 		peerWin:     65535,
@@ -249,28 +259,21 @@ func (c *conn) serveH2(nc net.Conn, rd io.Reader, h2c bool) {
 		hc.idleTimeout = core.KeepaliveTimeout
 	}
 	hc.cond = sync.NewCond(&hc.mu)
-	hc.rd.src = rd
-	hc.newReadFramer()
+	hc.rd.src, hc.rd.pre = nc, pre
+	if h, ok := nc.(*hijackedConn); ok && c.lt != nil {
+		hc.parkable(h)
+	}
 	hc.dec = hpack.NewDecoder(4096, hc.onField)
 	hc.dec.SetMaxStringLength(hc.maxField)
-	hc.wfr = http2.NewFramer(h2out{hc}, nil)
-	hc.enc = hpack.NewEncoder(&hc.hbuf)
 	hc.serve()
 }
 
-// serve is the reader: it runs until the connection ends.
+// serve reads the connection preface, sends the server's, and runs the reader.
 func (hc *h2conn) serve() {
-	reg := h2registryOf(hc.e)
-	defer func() {
-		if p := recover(); p != nil {
-			hc.e.cfg.log.Alertf("*%d panic in HTTP/2 connection: %v\n%s", hc.c.id, p, stack())
-		}
-		reg.remove(hc)
-		hc.shutdown()
-	}()
 	hc.nc.SetReadDeadline(time.Now().Add(hc.recvTimeout))
 	var pre [len(h2Preface)]byte
 	if _, err := io.ReadFull(&hc.rd, pre[:]); err != nil || string(pre[:]) != h2Preface {
+		hc.shutdown()
 		return
 	}
 	hc.writeFrames(func(fr *http2.Framer) error {
@@ -280,15 +283,48 @@ func (hc *h2conn) serve() {
 		)
 		return fr.WriteWindowUpdate(0, h2ConnWindow-65535)
 	})
-	reg.add(hc)
+	h2registryOf(hc.e).add(hc)
+	hc.run()
+}
+
+// run is the reader: it reads and handles frames until the connection ends, or until
+// it is idle and parks in the event loop, which runs it again on the next frame.
+func (hc *h2conn) run() {
+	parked := false
+	defer func() {
+		if p := recover(); p != nil {
+			hc.e.cfg.log.Alertf("*%d panic in HTTP/2 connection: %v\n%s", hc.c.id, p, stack())
+			parked = false
+		}
+		if !parked {
+			hc.finish()
+		}
+	}()
+	if hc.idleTimer != nil {
+		hc.idleTimer.Stop()
+	}
+	// Started for what the socket has (or for its error): it reads before it may park.
+	read := false
 	for {
 		if hc.rd.buffered() == 0 {
 			hc.startPending()
 			if hc.setReadDeadline() {
 				hc.idleRelease()
+				if read && hc.park() {
+					parked = true
+					return
+				}
+			}
+			if err := hc.awaitFrame(); err != nil {
+				if err == errH2Kicked {
+					continue // idle now: it may park
+				}
+				hc.readFailed(err)
+				return
 			}
 		}
-		f, err := hc.fr.ReadFrame()
+		f, err := hc.reader().ReadFrame()
+		read = true
 		if err == nil {
 			hc.bigRead = hc.bigRead || f.Header().Length > h2SmallFrame
 			err = hc.handle(f)
@@ -297,24 +333,36 @@ func (hc *h2conn) serve() {
 			continue
 		}
 		var se http2.StreamError
-		var ce http2.ConnectionError
-		switch {
-		case errors.As(err, &se):
+		if errors.As(err, &se) {
 			hc.resetStream(se.StreamID, se.Code)
 			continue
-		case errors.As(err, &ce):
-			hc.goAway(http2.ErrCode(ce))
-		case err == http2.ErrFrameTooLarge:
-			hc.goAway(http2.ErrCodeFrameSize)
-		case isTimeout(err):
-			hc.mu.Lock()
-			idle := len(hc.streams) == 0
-			hc.mu.Unlock()
-			if idle {
-				hc.goAway(http2.ErrCodeNo)
-			}
 		}
+		hc.readFailed(err)
 		return
+	}
+}
+
+// finish ends the connection once its reader is done.
+func (hc *h2conn) finish() {
+	h2registryOf(hc.e).remove(hc)
+	hc.shutdown()
+}
+
+// readFailed answers an error that ends the connection.
+func (hc *h2conn) readFailed(err error) {
+	var ce http2.ConnectionError
+	switch {
+	case errors.As(err, &ce):
+		hc.goAway(http2.ErrCode(ce))
+	case err == http2.ErrFrameTooLarge:
+		hc.goAway(http2.ErrCodeFrameSize)
+	case isTimeout(err):
+		hc.mu.Lock()
+		idle := len(hc.streams) == 0
+		hc.mu.Unlock()
+		if idle {
+			hc.goAway(http2.ErrCodeNo)
+		}
 	}
 }
 
@@ -322,10 +370,19 @@ func (hc *h2conn) serve() {
 // http2_recv_timeout, an idle connection by http2_idle_timeout; with streams running
 // their own timeouts apply.
 func (hc *h2conn) setReadDeadline() (idle bool) {
-	var d time.Duration
 	// Under hc.mu, as closeConn's and end's deadlines are: the last one set wins.
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
+	if hc.closed {
+		return false
+	}
+	hc.waiting = true
+	return hc.applyReadDeadline()
+}
+
+// applyReadDeadline sets the deadline setReadDeadline describes; under hc.mu.
+func (hc *h2conn) applyReadDeadline() (idle bool) {
+	var d time.Duration
 	switch {
 	case hc.closed:
 		return false
@@ -399,6 +456,7 @@ func (hc *h2conn) closeConn() {
 	hc.cond.Broadcast()
 	hc.nc.SetReadDeadline(time.Now())
 	hc.mu.Unlock()
+	hc.wake()
 }
 
 // shutdown ends the connection: running streams see their writes and reads fail,
@@ -431,7 +489,9 @@ func (hc *h2conn) shutdown() {
 // reset that would destroy the GOAWAY (and responses) in flight.
 func (hc *h2conn) linger() {
 	nc := hc.nc
-	if h, ok := nc.(*hijackedConn); ok {
+	if h, ok := nc.(*h2NetConn); ok {
+		nc = h.Conn
+	} else if h, ok := nc.(*hijackedConn); ok {
 		nc = h.Conn
 	}
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
@@ -448,7 +508,7 @@ func (hc *h2conn) writeFrames(f func(fr *http2.Framer) error) error {
 	if hc.werr != nil {
 		return hc.werr
 	}
-	err := f(hc.wfr)
+	err := f(hc.writer().fr)
 	if err == nil {
 		err = hc.flushOut()
 	}
@@ -591,9 +651,7 @@ func (hc *h2conn) applySetting(s http2.Setting) error {
 		hc.peerFrame = int(s.Val)
 		hc.mu.Unlock()
 	case http2.SettingHeaderTableSize:
-		hc.wmu.Lock()
-		hc.enc.SetMaxDynamicTableSizeLimit(min(s.Val, 4096))
-		hc.wmu.Unlock()
+		// Our encoder's table is off (h2writer): any size the client allows is enough.
 	}
 	return nil
 }
@@ -771,6 +829,9 @@ func (hc *h2conn) openStream(id uint32) error {
 		hc.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 	}
+	if hc.streams == nil {
+		hc.streams = map[uint32]*h2stream{}
+	}
 	hc.streams[id] = s
 	hc.pending = append(hc.pending, s)
 	last := hc.maxRequests > 0 && hc.opened >= hc.maxRequests && !hc.goingAway
@@ -822,11 +883,12 @@ func h2ValidPseudo(fields []hpack.HeaderField) bool {
 func (hc *h2conn) simpleResponse(id uint32, status int) error {
 	body := AppendErrorPage(nil, status)
 	return hc.writeFrames(func(fr *http2.Framer) error {
-		hc.hbuf.Reset()
-		hc.enc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(status)})
-		hc.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "text/html"})
-		hc.enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))})
-		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hc.hbuf.Bytes(), EndHeaders: true}); err != nil {
+		w := hc.writer()
+		w.hbuf.Reset()
+		w.enc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(status)})
+		w.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "text/html"})
+		w.enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))})
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: w.hbuf.Bytes(), EndHeaders: true}); err != nil {
 			return err
 		}
 		return fr.WriteData(id, true, body)
@@ -1255,7 +1317,14 @@ func (s *h2stream) end() {
 	idle := len(hc.streams) == 0
 	closeNow := idle && hc.goingAway
 	if idle && !closeNow && !hc.closed {
-		hc.nc.SetReadDeadline(time.Now().Add(hc.idleTimeout))
+		if hc.waiting && hc.loop != nil {
+			// The reader waits for a frame with no deadline: cut the wait short, so
+			// that it parks the connection now that it is idle.
+			hc.kicked = true
+			hc.nc.SetReadDeadline(time.Now())
+		} else {
+			hc.nc.SetReadDeadline(time.Now().Add(hc.idleTimeout))
+		}
 	}
 	hc.cond.Broadcast()
 	hc.mu.Unlock()
@@ -1343,8 +1412,9 @@ func (s *h2stream) writeHead(r *Request, n int64, end bool) error {
 	if hc.werr != nil {
 		return hc.werr
 	}
-	hc.hbuf.Reset()
-	enc := hc.enc
+	w := hc.writer()
+	w.hbuf.Reset()
+	enc := w.enc
 	enc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(r.status)})
 	if core.ServerTokens {
 		enc.WriteField(hpack.HeaderField{Name: "server", Value: "spindle/" + version.Version})
@@ -1354,9 +1424,9 @@ func (s *h2stream) writeHead(r *Request, n int64, end bool) error {
 	enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
 	if r.status >= 200 && r.status != 204 && r.status != 304 {
 		if ct := r.respHdr.Get("Content-Type"); ct != "" {
-			h2WriteField(enc, "content-type", ct)
+			h2WriteField(enc, r, "content-type", ct)
 		} else if core.DefaultType != "" {
-			h2WriteField(enc, "content-type", core.DefaultType)
+			h2WriteField(enc, r, "content-type", core.DefaultType)
 		}
 		if n >= 0 {
 			enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(n, 10)})
@@ -1368,9 +1438,9 @@ func (s *h2stream) writeHead(r *Request, n int64, end bool) error {
 			"keep-alive", "proxy-connection", "upgrade":
 			continue
 		}
-		h2WriteField(enc, f.Key, f.Value)
+		h2WriteField(enc, r, f.Key, f.Value)
 	}
-	block := hc.hbuf.Bytes()
+	block := w.hbuf.Bytes()
 	r.headerBytes += int64(len(block))
 	hc.bigWrite = hc.bigWrite || len(block) > h2SmallFrame
 	hc.mu.Lock()
@@ -1389,10 +1459,10 @@ func (s *h2stream) writeHead(r *Request, n int64, end bool) error {
 		block = block[len(chunk):]
 		var err error
 		if first {
-			err = hc.wfr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: chunk, EndStream: end, EndHeaders: len(block) == 0})
+			err = w.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: chunk, EndStream: end, EndHeaders: len(block) == 0})
 			first = false
 		} else {
-			err = hc.wfr.WriteContinuation(s.id, len(block) == 0, chunk)
+			err = w.fr.WriteContinuation(s.id, len(block) == 0, chunk)
 		}
 		if err != nil {
 			hc.werr = err
@@ -1408,11 +1478,13 @@ func (s *h2stream) writeHead(r *Request, n int64, end bool) error {
 	return nil
 }
 
-// h2WriteField encodes a response header field: the name in lowercase, and nothing
-// for a value with CR, LF or NUL, which HTTP/2 forbids (RFC 9113 §8.2.1). The one
-// place response fields are checked: a validated header writer can take its place.
-func h2WriteField(enc *hpack.Encoder, name, value string) {
-	if strings.ContainsAny(value, "\r\n\x00") || !httpguts.ValidHeaderFieldName(name) {
+// h2WriteField encodes a response header field with the bytes that may not appear in
+// it %-escaped and logged as HTTP/1.1's header lines are (Request.HeaderField), and the
+// name in lowercase, as HTTP/2 requires (RFC 9113 §8.2.1: a value with CR, LF or NUL
+// would be malformed, an uppercase name too).
+func h2WriteField(enc *hpack.Encoder, r *Request, name, value string) {
+	name, value, ok := r.HeaderField("response header", name, value)
+	if !ok {
 		return
 	}
 	enc.WriteField(hpack.HeaderField{Name: strings.ToLower(name), Value: value})
@@ -1485,7 +1557,7 @@ func (s *h2stream) writeData(r *Request, p []byte, end bool) error {
 		hc.wmu.Lock()
 		err := hc.werr
 		if err == nil {
-			err = hc.wfr.WriteData(s.id, last, p[:n])
+			err = hc.writer().fr.WriteData(s.id, last, p[:n])
 			hc.bigWrite = hc.bigWrite || n > h2SmallFrame
 			if err == nil && last {
 				err = hc.flushEnd()

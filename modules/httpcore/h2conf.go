@@ -70,23 +70,25 @@ func (st *serverTLS) configFor(as *addrServers) *tls.Config {
 // handedOff).
 func (c *conn) startH2() bool {
 	loop := c.lt != nil
-	nc, rd := c.takeOverH2()
+	nc, pre := c.takeOverH2()
 	if nc == nil {
 		return false
 	}
 	h2c := c.tls == nil
 	if !loop {
-		c.serveH2(nc, rd, h2c)
+		c.serveH2(nc, pre, h2c)
 		return false
 	}
+	// The reader closes the connection when it ends (h2conn.shutdown); it may return
+	// before, having parked the connection in the event loop.
 	workers.Go(func() {
 		defer func() {
 			if p := recover(); p != nil {
 				c.e.cfg.log.Alertf("*%d panic in HTTP/2 connection: %v\n%s", c.id, p, stack())
+				nc.Close()
 			}
-			nc.Close()
 		}()
-		c.serveH2(nc, rd, h2c)
+		c.serveH2(nc, pre, h2c)
 	})
 	return true
 }

@@ -106,40 +106,62 @@ func EscapeURI(s string) string { return escapeString(s, uriEscapes) }
 // "#": a URI that is already escaped comes back unchanged.
 func EscapeUnsafeURI(s string) string { return escapeString(s, unsafeURIEscapes) }
 
-// AppendHeaderLine appends the header line "name: value\r\n" to dst, with the bytes
-// that may not appear in a name or a value %-escaped (see EscapeHeaderName and
-// EscapeHeaderValue). escaped reports whether any was. A line with an empty name is
-// not written (ok false): there is no way to write it that parses.
-func AppendHeaderLine(dst []byte, name, value string) (out []byte, escaped, ok bool) {
+// EscapeHeaderField returns a header field's name and value with the bytes that may
+// not appear in them %-escaped (see EscapeHeaderName and EscapeHeaderValue): the one
+// check every response head goes through, HTTP/1.1's lines (AppendHeaderLine) and
+// HTTP/2's fields alike. escaped reports whether any byte was. A field with an empty
+// name is not to be sent (ok false): there is no way to write it that parses.
+func EscapeHeaderField(name, value string) (n, v string, escaped, ok bool) {
 	if name == "" {
-		return dst, false, false
+		return name, value, false, false
 	}
 	if clean(name, headerNameEscapes) && cleanValue(value) {
-		dst = append(dst, name...)
-		dst = append(dst, ": "...)
-		dst = append(dst, value...)
-		return append(dst, "\r\n"...), false, true
+		return name, value, false, true
 	}
-	dst = appendEscaped(dst, name, headerNameEscapes)
-	dst = append(dst, ": "...)
-	dst = appendEscaped(dst, value, headerValueEscapes)
-	return append(dst, "\r\n"...), true, true
+	return EscapeHeaderName(name), EscapeHeaderValue(value), true, true
 }
 
-// AppendHeaderLine appends a header line of r's response head or of a request head
-// r sends to a server (what is "response header" or "upstream request header", for
-// the log) with httpcore.AppendHeaderLine, and logs at warn level a line that had to
-// be escaped or dropped: whatever put a CR or LF there, it cannot add a line.
-func (r *Request) AppendHeaderLine(dst []byte, what, name, value string) []byte {
-	out, escaped, ok := AppendHeaderLine(dst, name, value)
+// AppendHeaderLine appends the header line "name: value\r\n" to dst, with the bytes
+// that may not appear in a name or a value %-escaped (EscapeHeaderField). escaped
+// reports whether any was; a line with an empty name is not written (ok false).
+func AppendHeaderLine(dst []byte, name, value string) (out []byte, escaped, ok bool) {
+	name, value, escaped, ok = EscapeHeaderField(name, value)
+	if !ok {
+		return dst, false, false
+	}
+	dst = append(dst, name...)
+	dst = append(dst, ": "...)
+	dst = append(dst, value...)
+	return append(dst, "\r\n"...), escaped, true
+}
+
+// HeaderField is EscapeHeaderField for a field of r's response head or of a request
+// head r sends to a server (what is "response header" or "upstream request header",
+// for the log): a field that had to be escaped or dropped is logged at warn level.
+// Whatever put a CR or LF there, it cannot add a line or a field.
+func (r *Request) HeaderField(what, name, value string) (n, v string, ok bool) {
+	n, v, escaped, ok := EscapeHeaderField(name, value)
 	switch {
 	case !ok:
 		r.Logf(LogWarn, "%s with an empty name dropped", what)
 	case escaped:
-		line := out[len(dst) : len(out)-2]
-		r.Logf(LogWarn, "%s with unsafe bytes sent %%-escaped: \"%s\"", what, line)
+		r.Logf(LogWarn, "%s with unsafe bytes sent %%-escaped: \"%s: %s\"", what, n, v)
 	}
-	return out
+	return n, v, ok
+}
+
+// AppendHeaderLine appends a header line of r's response head or of a request head
+// r sends to a server with the bytes that may not appear in it escaped and logged
+// (Request.HeaderField).
+func (r *Request) AppendHeaderLine(dst []byte, what, name, value string) []byte {
+	name, value, ok := r.HeaderField(what, name, value)
+	if !ok {
+		return dst
+	}
+	dst = append(dst, name...)
+	dst = append(dst, ": "...)
+	dst = append(dst, value...)
+	return append(dst, "\r\n"...)
 }
 
 // AppendRequestLine appends the request line "METHOD target HTTP/1.1\r\n" of a

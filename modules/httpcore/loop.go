@@ -81,6 +81,13 @@ type eventLoop struct {
 	expireCh  chan struct{} // closed to fail every wait (forced shutdown)
 	expired   bool
 	done      chan struct{} // closed when the loop has ended
+	// sockWatches: sockets that are not the loop's connections, parked by an owner
+	// that keeps no goroutine while they are idle (an HTTP/2 connection): the loop
+	// calls the function once when the socket is readable (watch), keyed by fd (under
+	// mu; Loop.Watch's watches are keyed by id in epoll's Pad). ended: the loop is
+	// over and takes no more.
+	sockWatches map[int32]func()
+	ended       bool
 }
 
 type leaderToken struct{ _ byte }
@@ -133,11 +140,12 @@ func newEventLoop(e *Engine) (*eventLoop, error) {
 	}
 	l := &eventLoop{
 		e: e, epfd: epfd, evfd: evfd, epFile: f, epRC: rc,
-		events:   make([]unix.EpollEvent, loopBatch),
-		conns:    map[int32]*conn{},
-		lns:      map[int32]*loopListener{},
-		expireCh: make(chan struct{}),
-		done:     make(chan struct{}),
+		events:      make([]unix.EpollEvent, loopBatch),
+		conns:       map[int32]*conn{},
+		lns:         map[int32]*loopListener{},
+		sockWatches: map[int32]func(){},
+		expireCh:    make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	l.leadFn = l.lead
 	l.pub = &Loop{l}
@@ -256,6 +264,9 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 	default:
 		c := l.conns[fd]
 		if c == nil {
+			if fn := l.takeWatch(fd); fn != nil {
+				fn()
+			}
 			return
 		}
 		if c.owner.Load() != ownerLoop {
@@ -367,9 +378,18 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 	}
 	if l.draining && len(l.conns) == 0 {
 		l.leader.Store(nil)
+		l.mu.Lock()
+		l.ended = true
+		watches := l.sockWatches
+		l.sockWatches = nil
+		l.mu.Unlock()
 		unix.Close(l.evfd)
 		l.epFile.Close()
 		close(l.done)
+		// Parked sockets go back to their owners, which wait on goroutines from now on.
+		for _, fn := range watches {
+			fn()
+		}
 		return true
 	}
 	return false
@@ -633,6 +653,49 @@ func (l *eventLoop) expire() {
 	}
 	l.mu.Unlock()
 	l.wake()
+}
+
+// watch parks a socket that is not one of the loop's connections: the loop calls fn
+// once, from the leader, when the socket has bytes to read or is hung up (fn must not
+// wait: it starts a goroutine). Until then the owner keeps no goroutine on it. It
+// reports false when the loop has ended or cannot watch the socket: the owner waits
+// itself. unwatch takes the socket back; an owner that closes a watched socket must
+// take it back first.
+func (l *eventLoop) watch(fd int, fn func()) bool {
+	l.mu.Lock()
+	if l.ended {
+		l.mu.Unlock()
+		return false
+	}
+	l.sockWatches[int32(fd)] = fn
+	l.mu.Unlock()
+	// One-shot: reported once, then disarmed until watched again (EPOLL_CTL_MOD), so
+	// that a socket its owner reads on a goroutine brings the leader no more events.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd)}
+	err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+	if err == unix.ENOENT {
+		err = rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	}
+	if err != nil {
+		// Not watched: the owner goes on, unless something took it back already (and
+		// runs it).
+		return !l.unwatch(fd)
+	}
+	return true
+}
+
+// unwatch takes a watched socket back from the loop: true when fn will not be called
+// (the caller owns the socket again), false when it was not watched or fn was called.
+func (l *eventLoop) unwatch(fd int) bool {
+	return l.takeWatch(int32(fd)) != nil
+}
+
+func (l *eventLoop) takeWatch(fd int32) func() {
+	l.mu.Lock()
+	fn := l.sockWatches[fd]
+	delete(l.sockWatches, fd)
+	l.mu.Unlock()
+	return fn
 }
 
 // handBack returns a connection to the loop: idle again, or to be closed.

@@ -318,6 +318,16 @@ func releaseTLSBuffers(tc *tls.Conn) {
 	}
 }
 
+// tlsDrained reports whether crypto/tls holds no bytes read from the socket and not
+// taken yet (false when its buffers cannot be seen: see tlsBufs).
+func tlsDrained(tc *tls.Conn) bool {
+	if !tlsBufs.ok {
+		return false
+	}
+	p := unsafe.Pointer(tc)
+	return (*bytes.Buffer)(unsafe.Add(p, tlsBufs.raw)).Len() == 0 && (*bytes.Reader)(unsafe.Add(p, tlsBufs.input)).Len() == 0
+}
+
 func (t *tlsTransport) Write(p []byte) (int, error) { return t.s.tc.Write(p) }
 
 // sendfile(2) would send the file in the clear.
