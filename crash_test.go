@@ -13,8 +13,9 @@ import (
 // A C module that crashes the process (here a write through a NULL pointer with
 // LuaJIT's FFI, in a request) costs one worker, as in nginx: the master logs the
 // worker's exit and starts another, while the other worker serves; the next
-// requests succeed.
-func TestLuaCrashCostsOneWorker(t *testing.T) {
+// requests succeed. (Not named TestLua*: scripts/test.sh runs those with gopher-lua
+// too, which has no FFI.)
+func TestCModuleCrashCostsOneWorker(t *testing.T) {
 	inst := e2e.Start(t, `
 worker_processes = 2
 error_log        = { path = "logs/error.log", level = "info" }

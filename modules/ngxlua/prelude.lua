@@ -674,6 +674,7 @@ end
 function udpsock:receive(...) return S.udp_receive(udpcheck(self, "receive"), ...) end
 function udpsock:settimeout(...) return S.udp_settimeout(udpcheck(self, "settimeout"), ...) end
 function udpsock:close() return S.udp_close(udpcheck(self, "close")) end
+function udpsock:bind(...) return S.udp_bind(udpcheck(self, "bind"), ...) end
 ngx.socket = {
 	udp = function(...)
 		if select("#", ...) > 0 then error("expecting zero arguments, but got " .. select("#", ...), 2) end

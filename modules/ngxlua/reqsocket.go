@@ -67,14 +67,15 @@ type rawConn struct {
 func (c *rawConn) Read(p []byte) (int, error) { return c.rd.Read(p) }
 
 // Close reads what the client sent and nobody read before closing: closing with
-// unread data would reset the connection, and the reset can destroy the last bytes
-// the handler sent before the client reads them (nginx closes such connections
-// with a lingering close).
+// unread data in the socket would reset the connection, and the reset can destroy
+// the last bytes the handler sent before the client reads them (nginx closes such
+// connections with a lingering close). It reads the connection, not the buffer: a
+// killed thread's receive may still be using that.
 func (c *rawConn) Close() error {
 	c.Conn.SetReadDeadline(time.Now())
 	var buf [4096]byte
 	for range 16 {
-		if n, err := c.rd.Read(buf[:]); n == 0 || err != nil {
+		if n, err := c.Conn.Read(buf[:]); n == 0 || err != nil {
 			break
 		}
 	}

@@ -128,6 +128,16 @@ const reqSocketConf = `
         error("the connection is the handler's: no 500 after this")
       LUA
     }
+    location "= /rawexit" {
+      content_by_lua = <<-LUA
+        local sock = assert(ngx.req.socket(true))
+        -- A light thread waits in receive when the handler exits: the exit ends
+        -- it, and the connection closes.
+        ngx.thread.spawn(function() return sock:receive(10) end)
+        assert(sock:send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+        ngx.exit(444)
+      LUA
+    }
     location "= /rawtimeout" {
       content_by_lua = <<-LUA
         ngx.send_headers()
@@ -225,6 +235,11 @@ func TestReqSocketRaw(t *testing.T) {
 		t.Errorf("own head: %q", raw)
 	}
 	checkLog(t, s, "the connection is the handler's: no 500 after this")
+
+	raw = s.Raw("GET /rawexit HTTP/1.1\r\nHost: x\r\n\r\n", 5*time.Second)
+	if raw != "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" {
+		t.Errorf("exit with a thread waiting: %q", raw)
+	}
 
 	// A receive that times out keeps the socket and returns what arrived.
 	raw = s.Raw("GET /rawtimeout HTTP/1.1\r\nHost: x\r\n\r\nab", 5*time.Second)

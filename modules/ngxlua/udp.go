@@ -30,6 +30,7 @@ type udpSock struct {
 	conf    *sockConf
 	conn    net.Conn // nil until setpeername, and after close
 	timeout time.Duration
+	local   net.IP      // bind's address: the next setpeername binds to it
 	busy    atomic.Bool // a setpeername or receive waits
 }
 
@@ -147,6 +148,9 @@ func (e *engine) udpSetPeername(s *luajit.State) error {
 		var err error
 		if laddr != nil {
 			conn, err = net.DialUnix(network, laddr.(*net.UnixAddr), &net.UnixAddr{Net: network, Name: addr})
+		} else if sk.local != nil {
+			d := net.Dialer{Timeout: sk.conf.connectTimeout, LocalAddr: &net.UDPAddr{IP: sk.local}}
+			conn, err = d.DialContext(context.Background(), network, addr)
 		} else {
 			conn, err = netutil.Dial(context.Background(), network, addr, sk.conf.connectTimeout)
 		}
@@ -256,6 +260,24 @@ func (e *engine) udpSetTimeout(s *luajit.State) error {
 	return nil
 }
 
+// udpBind is sock:bind(ip): the local address of the next setpeername.
+func (e *engine) udpBind(s *luajit.State) error {
+	_, sk, err := e.udpSock(s)
+	if err != nil {
+		return err
+	}
+	if n := s.N(); n != 2 {
+		return errors.New("expecting 2 arguments, but got " + strconv.Itoa(n))
+	}
+	ip := net.ParseIP(strings.Trim(s.String(1), "[]"))
+	if ip == nil {
+		return fail(s, "bad address")
+	}
+	sk.local = ip
+	s.PushInt(1)
+	return nil
+}
+
 func (e *engine) udpClose(s *luajit.State) error {
 	_, sk, err := e.udpSock(s)
 	if err != nil {
@@ -280,5 +302,6 @@ func (e *engine) udpFuncs() map[string]luajit.Func {
 		"udp_receive":     e.udpReceive,
 		"udp_settimeout":  e.udpSetTimeout,
 		"udp_close":       e.udpClose,
+		"udp_bind":        e.udpBind,
 	}
 }

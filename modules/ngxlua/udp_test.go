@@ -26,7 +26,12 @@ func startUDP(t *testing.T, pc net.PacketConn) {
 			if string(buf[:n]) == "silent" {
 				continue
 			}
-			pc.WriteTo(append([]byte("echo: "), buf[:n]...), from)
+			reply := append([]byte("echo: "), buf[:n]...)
+			if string(buf[:n]) == "from" {
+				// Who sent it (bind).
+				reply = append(reply, " "+from.(*net.UDPAddr).IP.String()...)
+			}
+			pc.WriteTo(reply, from)
 		}
 	}()
 	t.Cleanup(func() {
@@ -89,6 +94,16 @@ func TestUDPSocket(t *testing.T) {
         ngx.say(udp:setpeername("127.0.0.1", 70000))
         ngx.say(pcall(ngx.socket.udp, 1))
         ngx.say(udp:receive())
+        ngx.say(udp:bind("not an address"))
+      LUA
+    }
+    location "= /udp_bind" {
+      content_by_lua = <<-LUA
+        local udp = ngx.socket.udp()
+        assert(udp:bind("127.0.0.2"))
+        assert(udp:setpeername("127.0.0.1", tonumber(ngx.var.arg_port)))
+        assert(udp:send("from"))
+        ngx.say(udp:receive())
       LUA
     }
     location "= /udp_threads" {
@@ -122,6 +137,7 @@ func TestUDPSocket(t *testing.T) {
 		t.Errorf("resolution failure: %q", r.Body)
 	}
 	check(t, s.Get("/udp_errors"), 200, "falsengx.socket.udp setpeername: expecting 2 or 3 arguments (including the object), but seen 1\n"+
-		"nilbad port number: 70000\nfalseexpecting zero arguments, but got 1\nnilclosed\n")
+		"nilbad port number: 70000\nfalseexpecting zero arguments, but got 1\nnilclosed\nnilbad address\n")
 	check(t, s.Get("/udp_threads?port="+port), 200, "echo: one, echo: two\n")
+	check(t, s.Get("/udp_bind?port="+port), 200, "echo: from 127.0.0.2\n")
 }
