@@ -419,9 +419,10 @@ var hopByHopNames = []string{"connection", "keep-alive", "proxy-connection", "te
 // lowerIs reports whether name in ASCII lower case is lower, a lower-case name: the
 // header name comparisons of every proxied request, without the copy that
 // strings.ToLower makes of a name with capitals (User-Agent). Header names are
-// tokens, ASCII. Comparing names this way instead of through strings.ToLower and a
-// map of the names set took ~3,000 of the ~62,000 instructions of a proxied GET with
-// three request headers (BenchmarkProxyLoopback under callgrind).
+// tokens, ASCII. Compared this way rather than through strings.ToLower and a map of
+// the names proxy_set_header sets, a proxied GET with three request headers runs
+// ~3,400 fewer of its ~62,000 instructions (buildHead 10.1k -> 7.2k, hidden 750 ->
+// 220; BenchmarkProxyLoopback under callgrind) and makes 7 fewer allocations.
 func lowerIs(name, lower string) bool {
 	if len(name) != len(lower) {
 		return false
