@@ -490,6 +490,16 @@ stop_spindle() {
 # then busy and all ticks of CPU 1 (wrk's).
 cpu_ticks() { awk '/^cpu0 / {a = $2 + $3 + $4 + $7 + $8 + $9} /^cpu1 / {b = $2 + $3 + $4 + $7 + $8 + $9; c = b + $5 + $6} END {print a, b, c}' /proc/stat; }
 
+# The worker process of master $1 (its one child), once it has started.
+worker_of() {
+  local w
+  for _ in $(seq 50); do
+    w=$(pgrep -P "$1" | head -1)
+    [ -n "$w" ] && { echo "$w"; return; }
+    sleep 0.1
+  done
+}
+
 # User and system clock ticks of process $1 (all its threads), 0 without one.
 proc_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
@@ -576,11 +586,11 @@ throughput() {
     local s=() n=() sc=() nc=() sw=() nw=() r rps us wus pid
     for _ in $(seq "$ROUNDS"); do
       start_spindle 1
-      pid=$(pgrep -f "spindle: worker process" -P "$(cat "$WORK/spindle/logs/spindle.pid")" | head -1)
+      pid=$(worker_of "$SPINDLE_MASTER")
       r=$(wrk_rps "$surl" "$hdr" "$pid"); stop_spindle
       read -r rps us _ wus <<<"$r"; s+=("$rps"); sc+=("$us"); sw+=("$wus")
       start_nginx 1
-      pid=$(pgrep -P "$NGINX_MASTER" | head -1)
+      pid=$(worker_of "$NGINX_MASTER")
       r=$(wrk_rps "$nurl" "$hdr" "$pid"); stop_nginx
       read -r rps us _ wus <<<"$r"; n+=("$rps"); nc+=("$us"); nw+=("$wus")
     done
