@@ -13,6 +13,7 @@ package ngxlua
 
 /*
 #cgo LDFLAGS: -Wl,--export-dynamic
+#cgo pkg-config: libpcre2-8
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
