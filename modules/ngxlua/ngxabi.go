@@ -110,3 +110,27 @@ func spindle_var_get(eid C.int, name *C.char, n C.size_t, out **C.uchar, outlen 
 	e.ffiValue(val, out, outlen)
 	return 0
 }
+
+// spindle_req_id is ngx.ctx's key (engine.ctxID): > 0 for a request, 0 for a run
+// without one, -1 when the caller should use the registered function (no run: it
+// raises the error).
+//
+//export spindle_req_id
+func spindle_req_id(eid C.int) (id C.double) {
+	if eid < 0 || int(eid) >= len(ffiEngines) {
+		return -1
+	}
+	e := ffiEngines[eid].Load()
+	if e == nil || e.cur == nil {
+		return -1
+	}
+	if e.cur.r == nil {
+		return 0
+	}
+	defer func() {
+		if recover() != nil {
+			id = -1
+		}
+	}()
+	return C.double(e.ctxID(e.cur.r))
+}

@@ -197,8 +197,11 @@ local arg_proxy = setmetatable({}, {
 	__len = function() return #cur_arg end,
 })
 
+ffi.cdef[[double spindle_req_id(int eid);]]
+local req_id_ffi, req_id = ffi.C.spindle_req_id, S.req_id
 local function ctx_of(create)
-	local id = S.req_id()
+	local id = req_id_ffi(EID) -- through the FFI: ngx.ctx is read often
+	if id < 0 then id = req_id() end
 	if id == 0 then
 		local co = co_running()
 		local c = run_ctx[co]
