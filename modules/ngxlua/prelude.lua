@@ -249,6 +249,8 @@ local function norm_header_value(v)
 	return tostring(v)
 end
 local header_get, header_set = S.header_get, S.header_set
+ffi.cdef[[int spindle_header_set(int eid, const char *name, size_t n, const char *val, size_t vn);]]
+local header_set_ffi = ffi.C.spindle_header_set
 ngx.header = setmetatable({}, {
 	__index = function(_, k)
 		local a, n = header_get(tostring(k))
@@ -261,6 +263,9 @@ ngx.header = setmetatable({}, {
 	end,
 	__newindex = function(_, k, v)
 		v = norm_header_value(v)
+		if type(v) == "string" and type(k) == "string" and header_set_ffi(EID, k, #k, v, #v) == 0 then
+			return -- set through the FFI (spindle_header_set): the common case
+		end
 		local err
 		if type(v) == "table" then
 			err = header_set(tostring(k), "list", unpack(v))
