@@ -8,8 +8,9 @@
 # throughput: one worker each pinned to CPU 0, wrk -t1 -c100 pinned to CPU 1 (backends
 #             too), each workload run ROUNDS times alternating the servers; prints the
 #             median rps of each, the ratio spindle/nginx, and the median busy time
-#             of CPU 0 per request of each (cpu0/req, µs). Workloads whose spindle
-#             module is not built yet are skipped.
+#             of CPU 0 per request of each (cpu0/req, µs), and of the worker process
+#             alone (worker/req, µs: not inflated by other processes on CPU 0).
+#             Workloads whose spindle module is not built yet are skipped.
 # memory:     RSS per idle keepalive connection (4,000 connections) and per Lua request
 #             in flight (2,000 requests in ngx.sleep) for both servers.
 # reload:     2 workers each, 20 reloads under wrk load, with a new connection per
@@ -489,18 +490,32 @@ stop_spindle() {
 # then busy and all ticks of CPU 1 (wrk's).
 cpu_ticks() { awk '/^cpu0 / {a = $2 + $3 + $4 + $7 + $8 + $9} /^cpu1 / {b = $2 + $3 + $4 + $7 + $8 + $9; c = b + $5 + $6} END {print a, b, c}' /proc/stat; }
 
-wrk_rps() { # url [header] -> "rps cpu0-microseconds-per-request cpu1-busy-percent"
+# The worker process of master $1 (its one child), once it has started.
+worker_of() {
+  local w
+  for _ in $(seq 50); do
+    w=$(pgrep -P "$1" | head -1)
+    [ -n "$w" ] && { echo "$w"; return; }
+    sleep 0.1
+  done
+}
+
+# User and system clock ticks of process $1 (all its threads), 0 without one.
+proc_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+wrk_rps() { # url [header] [worker-pid] -> "rps cpu0-us-per-request cpu1-busy-percent worker-us-per-request"
   local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency)
   [ -n "${2:-}" ] && args+=(-H "$2")
-  local t0 t1 out
-  t0=$(cpu_ticks)
+  local t0 t1 w0 w1 out
+  t0=$(cpu_ticks); w0=$(proc_ticks "${3:-}")
   out=$(taskset -c 1 wrk "${args[@]}" "$1" 2>&1)
-  t1=$(cpu_ticks)
+  t1=$(cpu_ticks); w1=$(proc_ticks "${3:-}")
   awk '/Non-2xx/ {print "non2xx", $NF > "/dev/stderr"}' <<<"$out"
-  awk -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" '
+  awk -v t0="$t0" -v t1="$t1" -v w="$((w1 - w0))" -v hz="$(getconf CLK_TCK)" '
     / requests in / {n = $1} /Requests\/sec/ {rps = $2}
     END {split(t0, a, " "); split(t1, b, " ")
-      printf "%s %.1f %.1f\n", rps, n ? (b[1] - a[1]) * 1e6 / hz / n : 0, 100 * (b[2] - a[2]) / (b[3] - a[3] + 1e-9)}' <<<"$out"
+      printf "%s %.1f %.1f %.1f\n", rps, n ? (b[1] - a[1]) * 1e6 / hz / n : 0, 100 * (b[2] - a[2]) / (b[3] - a[3] + 1e-9),
+        n ? w * 1e6 / hz / n : 0}' <<<"$out"
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -536,8 +551,11 @@ throughput() {
   # cpu0/req: CPU 0's busy time per request (the worker's user and system time and the
   # kernel's network work on that CPU), in microseconds: the cost per core. wrk saturates
   # CPU 1 before either server saturates CPU 0 on the lightest workloads, so there rps
-  # alone cannot tell the servers apart.
-  printf '\n%-16s %10s %10s %7s %7s %8s %8s\n' workload spindle nginx ratio target "cpu0/req" "(nginx)"
+  # alone cannot tell the servers apart. worker/req: the worker process's own user and
+  # system time per request (/proc/PID/stat), which other processes that run on CPU 0
+  # (a loaded machine) do not inflate; it misses the kernel's network work done in
+  # interrupts.
+  printf '\n%-16s %10s %10s %7s %7s %8s %8s %10s %8s\n' workload spindle nginx ratio target "cpu0/req" "(nginx)" "worker/req" "(nginx)"
   for row in "${rows[@]}"; do
     read -r name spath npath hdr target <<<"$row"
     if [ -n "${WORKLOADS:-}" ] && [[ ! " $WORKLOADS " == *" $name "* ]]; then
@@ -565,18 +583,22 @@ throughput() {
       printf '%-16s %10s\n' "$name" "skipped (answers $code)"
       continue
     fi
-    local s=() n=() sc=() nc=() r rps us
+    local s=() n=() sc=() nc=() sw=() nw=() r rps us wus pid
     for _ in $(seq "$ROUNDS"); do
-      start_spindle 1; r=$(wrk_rps "$surl" "$hdr"); stop_spindle
-      read -r rps us _ <<<"$r"; s+=("$rps"); sc+=("$us")
-      start_nginx 1; r=$(wrk_rps "$nurl" "$hdr"); stop_nginx
-      read -r rps us _ <<<"$r"; n+=("$rps"); nc+=("$us")
+      start_spindle 1
+      pid=$(worker_of "$SPINDLE_MASTER")
+      r=$(wrk_rps "$surl" "$hdr" "$pid"); stop_spindle
+      read -r rps us _ wus <<<"$r"; s+=("$rps"); sc+=("$us"); sw+=("$wus")
+      start_nginx 1
+      pid=$(worker_of "$NGINX_MASTER")
+      r=$(wrk_rps "$nurl" "$hdr" "$pid"); stop_nginx
+      read -r rps us _ wus <<<"$r"; n+=("$rps"); nc+=("$us"); nw+=("$wus")
     done
     local sm nm scm ncm
     sm=$(median "${s[@]}"); nm=$(median "${n[@]}")
     scm=$(median "${sc[@]}"); ncm=$(median "${nc[@]}")
-    printf '%-16s %10.0f %10.0f %7.3f %7s %8.1f %8.1f   (spindle %s; nginx %s)\n' "$name" "$sm" "$nm" \
-      "$(echo "scale=3; $sm/$nm" | bc)" "$target" "$scm" "$ncm" "${s[*]}" "${n[*]}"
+    printf '%-16s %10.0f %10.0f %7.3f %7s %8.1f %8.1f %10.1f %8.1f   (spindle %s; nginx %s)\n' "$name" "$sm" "$nm" \
+      "$(echo "scale=3; $sm/$nm" | bc)" "$target" "$scm" "$ncm" "$(median "${sw[@]}")" "$(median "${nw[@]}")" "${s[*]}" "${n[*]}"
   done
   if [[ " ${SUPPORTED[*]} " == *" redis "* ]]; then
     echo "redis connected_clients after the runs: $(redis-cli -p "$REDISPORT" info clients | awk -F: '/connected_clients/ {print $2}')"
@@ -726,12 +748,12 @@ ceiling() {
     taskset -c 0 "$WORK/nullserver" -addr "127.0.0.1:$port" &
     local zp=$!
     wait_port "$port"
-    r=$(wrk_rps "http://127.0.0.1:$port/hello"); read -r rps _ c <<<"$r"; z+=("$rps"); zc+=("$c")
+    r=$(wrk_rps "http://127.0.0.1:$port/hello"); read -r rps _ c _ <<<"$r"; z+=("$rps"); zc+=("$c")
     kill "$zp"; wait "$zp" 2>/dev/null || true
     start_spindle 1; r=$(wrk_rps "http://127.0.0.1:$SPINDLEPORT/hello"); stop_spindle
-    read -r rps _ c <<<"$r"; s+=("$rps"); sc+=("$c")
+    read -r rps _ c _ <<<"$r"; s+=("$rps"); sc+=("$c")
     start_nginx 1; r=$(wrk_rps "http://127.0.0.1:$NGINXPORT/hello"); stop_nginx
-    read -r rps _ c <<<"$r"; n+=("$rps"); nc+=("$c")
+    read -r rps _ c _ <<<"$r"; n+=("$rps"); nc+=("$c")
   done
   local zm sm nm
   zm=$(median "${z[@]}"); sm=$(median "${s[@]}"); nm=$(median "${n[@]}")

@@ -199,6 +199,11 @@ func (re *Regexp) NumSubexp() int { return re.pairs - 1 }
 // slice is shared: do not modify it.
 func (re *Regexp) SubexpNames() []string { return re.names }
 
+// Code is the compiled pattern (a pcre2_code in C memory) for callers that match in
+// C themselves (modules/ngxlua's ngx.re through LuaJIT's FFI). It is freed once re
+// is unreachable: keep re while the pointer is in use.
+func (re *Regexp) Code() unsafe.Pointer { return unsafe.Pointer(re.code) }
+
 // MatchAt matches s starting at byte offset start (lookbehinds and \b see the bytes
 // before start, as PCRE's start offset does) and writes the offset pairs of the match
 // and of every group into ovec, which must hold 2*(NumSubexp()+1) ints; unset groups

@@ -728,7 +728,12 @@ func (e *engine) isSubrequest(s *luajit.State) error {
 
 // headerName maps ngx.header.content_type to Content-Type, as ngx_lua with
 // lua_transform_underscores_in_response_headers on (its default).
-func headerName(k string) string { return strings.ReplaceAll(k, "_", "-") }
+func headerName(k string) string {
+	if strings.IndexByte(k, '_') < 0 {
+		return k // most names: no scan for a count first, as ReplaceAll makes
+	}
+	return strings.ReplaceAll(k, "_", "-")
+}
 
 // headerGet is ngx.header[name]: the value, and the number of values; with a
 // second argument i, the i-th value.
@@ -797,7 +802,7 @@ func (e *engine) headerSet(s *luajit.State) error {
 	for i, v := range vals {
 		vals[i] = httpcore.EscapeHeaderValue(v)
 	}
-	if strings.EqualFold(name, "Content-Length") {
+	if len(name) == len("Content-Length") && strings.EqualFold(name, "Content-Length") {
 		n := int64(-1)
 		if len(vals) > 0 {
 			var err error

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <time.h>
 #include <sys/types.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 typedef struct {
 	size_t len;
@@ -179,4 +181,46 @@ uint64_t ngx_http_lua_ffi_monotonic_msec(void) {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// spindle_re_exec is one ngx.re match in C (prelude.lua calls it through the FFI
+// with a pattern internal/pcre compiled and the engine keeps): the offsets of the
+// match and its groups go to ovec (2*pairs ints, -1 for a group that did not take
+// part). It returns pcre2_match's result: > 0 on a match, PCRE2_ERROR_NOMATCH (-1),
+// or another negative code. The match data is the thread's own (one VM per thread
+// at a time).
+int spindle_re_exec(void *code, const unsigned char *subj, size_t len, size_t start, int pairs, int *ovec) {
+	static __thread pcre2_match_data *md;
+	static __thread uint32_t mdpairs;
+	if (md == NULL || mdpairs < (uint32_t)pairs) {
+		if (md != NULL) {
+			pcre2_match_data_free(md);
+		}
+		uint32_t n = pairs < 32 ? 32 : (uint32_t)pairs;
+		md = pcre2_match_data_create(n, NULL);
+		if (md == NULL) {
+			mdpairs = 0;
+			return PCRE2_ERROR_NOMEMORY;
+		}
+		mdpairs = n;
+	}
+	if (start > len) {
+		return PCRE2_ERROR_NOMATCH;
+	}
+	int rc = pcre2_match((pcre2_code *)code, subj, len, start, 0, md, NULL);
+	if (rc < 0) {
+		return rc;
+	}
+	if (rc == 0) {
+		rc = (int)mdpairs;
+	}
+	PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+	int n = rc < pairs ? rc : pairs;
+	for (int i = 0; i < 2 * n; i++) {
+		ovec[i] = ov[i] == PCRE2_UNSET ? -1 : (int)ov[i];
+	}
+	for (int i = 2 * n; i < 2 * pairs; i++) {
+		ovec[i] = -1;
+	}
+	return rc;
 }

@@ -13,6 +13,7 @@ package ngxlua
 
 /*
 #cgo LDFLAGS: -Wl,--export-dynamic
+#cgo pkg-config: libpcre2-8
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -107,5 +108,65 @@ func spindle_var_get(eid C.int, name *C.char, n C.size_t, out **C.uchar, outlen 
 		return 1
 	}
 	e.ffiValue(val, out, outlen)
+	return 0
+}
+
+// spindle_req_id is ngx.ctx's key (engine.ctxID): > 0 for a request, 0 for a run
+// without one, -1 when the caller should use the registered function (no run: it
+// raises the error).
+//
+//export spindle_req_id
+func spindle_req_id(eid C.int) (id C.double) {
+	if eid < 0 || int(eid) >= len(ffiEngines) {
+		return -1
+	}
+	e := ffiEngines[eid].Load()
+	if e == nil || e.cur == nil {
+		return -1
+	}
+	if e.cur.r == nil {
+		return 0
+	}
+	defer func() {
+		if recover() != nil {
+			id = -1
+		}
+	}()
+	return C.double(e.ctxID(e.cur.r))
+}
+
+// spindle_header_set is ngx.header.NAME = "value" in the common case: one string
+// value set in a phase that may, before the header is sent, on a name other than
+// Content-Length. It returns 0 when done, -1 when the caller should use the
+// registered function (every other case, errors and the log line included).
+//
+//export spindle_header_set
+func spindle_header_set(eid C.int, name *C.char, n C.size_t, val *C.char, vn C.size_t) (rc C.int) {
+	if eid < 0 || int(eid) >= len(ffiEngines) {
+		return -1
+	}
+	e := ffiEngines[eid].Load()
+	if e == nil || e.cur == nil || e.cur.r == nil {
+		return -1
+	}
+	ru, r := e.cur, e.cur.r
+	switch ru.phase {
+	case phaseRewrite, phaseAccess, phaseContent, phaseBodyFilter, phaseSet:
+	default:
+		return -1
+	}
+	if r.HeaderSent() || ru.committed || int(n) == len("Content-Length") { // (and other 14-byte names: slower, same result)
+		return -1
+	}
+	defer func() {
+		if recover() != nil {
+			rc = -1
+		}
+	}()
+	k := httpcore.EscapeHeaderName(headerName(C.GoStringN(name, C.int(n))))
+	v := httpcore.EscapeHeaderValue(C.GoStringN(val, C.int(vn)))
+	h := r.RespHeader()
+	h.Del(k)
+	h.Add(k, v)
 	return 0
 }

@@ -197,8 +197,11 @@ local arg_proxy = setmetatable({}, {
 	__len = function() return #cur_arg end,
 })
 
+ffi.cdef[[double spindle_req_id(int eid);]]
+local req_id_ffi, req_id = ffi.C.spindle_req_id, S.req_id
 local function ctx_of(create)
-	local id = S.req_id()
+	local id = req_id_ffi(EID) -- through the FFI: ngx.ctx is read often
+	if id < 0 then id = req_id() end
 	if id == 0 then
 		local co = co_running()
 		local c = run_ctx[co]
@@ -246,6 +249,8 @@ local function norm_header_value(v)
 	return tostring(v)
 end
 local header_get, header_set = S.header_get, S.header_set
+ffi.cdef[[int spindle_header_set(int eid, const char *name, size_t n, const char *val, size_t vn);]]
+local header_set_ffi = ffi.C.spindle_header_set
 ngx.header = setmetatable({}, {
 	__index = function(_, k)
 		local a, n = header_get(tostring(k))
@@ -258,6 +263,9 @@ ngx.header = setmetatable({}, {
 	end,
 	__newindex = function(_, k, v)
 		v = norm_header_value(v)
+		if type(v) == "string" and type(k) == "string" and header_set_ffi(EID, k, #k, v, #v) == 0 then
+			return -- set through the FFI (spindle_header_set): the common case
+		end
 		local err
 		if type(v) == "table" then
 			err = header_set(tostring(k), "list", unpack(v))
@@ -717,6 +725,29 @@ local function captures(subject, m, base, per, names, tbl)
 	end
 	return tbl
 end
+-- compiled(regex, opts): {code, offsets per match, names} of a pattern the engine
+-- keeps compiled (re_compile), looked up by opts then pattern (no string built per
+-- call); false when the engine's cache is full or the pattern does not compile:
+-- re_match and re_find then compile (and report the error) as they match.
+ffi.cdef[[int spindle_re_exec(void *code, const unsigned char *subj, size_t len, size_t start, int pairs, int *ovec);]]
+local re_compile = S.re_compile
+local ovec = ffi_new("int[?]", 2 * 256)
+local re_compiled = {}
+local function compiled(regex, opts)
+	local byopts = re_compiled[opts]
+	if not byopts then
+		byopts = {}
+		re_compiled[opts] = byopts
+	end
+	local c = byopts[regex]
+	if c == nil then
+		local code, per, names = re_compile(regex, opts)
+		-- a cdata pointer, not the light userdata: the JIT compiles calls passing it
+		if code and per <= 2 * 256 then c = {ffi.cast("void *", code), per, names} else c = false end
+		if code then byopts[regex] = c end
+	end
+	return c
+end
 local function ctx_pos(ctx)
 	if ctx and type(ctx.pos) == "number" and ctx.pos > 1 then return ctx.pos - 1 end
 	return 0
@@ -728,10 +759,34 @@ local function strarg(s, i, name)
 	return s
 end
 ngx.re = {
-	-- One call into Go, which builds the captures table (or finds from, to).
+	-- A pattern compiled once (and kept by the engine's cache) is matched in C
+	-- through the FFI (spindle_re_exec): no call into Go per match.
 	match = function(subject, regex, opts, ctx, res)
 		subject = strarg(subject, 1, "match")
-		local t, stop = re_match(subject, strarg(regex, 2, "match"), opts or "", ctx_pos(ctx))
+		regex = strarg(regex, 2, "match")
+		opts = opts or ""
+		local c = compiled(regex, opts)
+		if c then
+			local rc = C.spindle_re_exec(c[1], subject, #subject, ctx_pos(ctx), c[2] / 2, ovec)
+			if rc == -1 then return nil end
+			if rc > 0 then
+				if ctx then ctx.pos = ovec[1] + 1 end
+				local t, names = res or {}, c[3]
+				for i = 0, c[2] / 2 - 1 do
+					local a = ovec[2 * i]
+					local v = false
+					if a >= 0 then v = sub(subject, a + 1, ovec[2 * i + 1]) end
+					t[i] = v
+					if names then
+						local name = names[i + 1]
+						if name and name ~= "" then t[name] = v end
+					end
+				end
+				return t
+			end
+			-- an error: re_match says which
+		end
+		local t, stop = re_match(subject, regex, opts, ctx_pos(ctx))
 		if not t then return nil, stop end
 		if ctx then ctx.pos = stop + 1 end
 		if res then
@@ -742,7 +797,20 @@ ngx.re = {
 	end,
 	find = function(subject, regex, opts, ctx, nth)
 		subject = strarg(subject, 1, "find")
-		local from, to, stop = re_find(subject, strarg(regex, 2, "find"), opts or "", ctx_pos(ctx), nth or 0)
+		regex = strarg(regex, 2, "find")
+		opts = opts or ""
+		nth = nth or 0
+		local c = compiled(regex, opts)
+		if c then
+			local rc = C.spindle_re_exec(c[1], subject, #subject, ctx_pos(ctx), c[2] / 2, ovec)
+			if rc == -1 then return nil end
+			if rc > 0 then
+				if nth < 0 or 2 * nth + 2 > c[2] or ovec[2 * nth] < 0 then return nil end
+				if ctx then ctx.pos = ovec[1] + 1 end
+				return ovec[2 * nth] + 1, ovec[2 * nth + 1]
+			end
+		end
+		local from, to, stop = re_find(subject, regex, opts, ctx_pos(ctx), nth)
 		if not from then
 			if stop then return nil, nil, stop end
 			return nil

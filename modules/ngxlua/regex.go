@@ -11,20 +11,15 @@ import (
 	"github.com/spindle-server/spindle/internal/pcre"
 )
 
-// ngx.re on PCRE2 (internal/pcre): Go compiles (with a cache bounded by
-// lua_regex_cache_max_entries) and matches; prelude.lua builds the capture tables
-// from the match offsets.
+// ngx.re on PCRE2 (internal/pcre): Go compiles, with a cache bounded by
+// lua_regex_cache_max_entries. ngx.re.match and find of a cached pattern match in C
+// through the FFI (ngxabi.c's spindle_re_exec, the pattern's pointer from
+// re_compile): per call in a Lua loop, find 480-850 ns through Go, 88-100 through
+// the FFI (OpenResty: 63-81); match 1,000-1,500 -> 240-460 (OpenResty: 325-555).
+// The rest (gmatch, sub, gsub, split) and uncached patterns match in Go.
 
-// reKey is a compiled regex's key in the worker's cache.
-type reKey struct {
-	flags   pcre.Flags
-	pattern string
-}
-
-// compileRegex compiles pattern with ngx_lua's option letters, or finds it in the
-// cache. pattern may be a view of Lua's string (argView): it is copied only when
-// the regex is cached.
-func (e *engine) compileRegex(pattern, opts string) (*pcre.Regexp, string, error) {
+// regexFlags parses ngx_lua's option letters.
+func regexFlags(opts string) (pcre.Flags, error) {
 	var flags pcre.Flags
 	for _, f := range opts {
 		switch f {
@@ -46,8 +41,25 @@ func (e *engine) compileRegex(pattern, opts string) (*pcre.Regexp, string, error
 			flags |= pcre.DupNames
 		case 'j', 'o', 'J', 'd':
 		default:
-			return nil, "", fmt.Errorf("unknown flag \"%c\" (flags \"%s\")", f, opts)
+			return 0, fmt.Errorf("unknown flag \"%c\" (flags \"%s\")", f, opts)
 		}
+	}
+	return flags, nil
+}
+
+// reKey is a compiled regex's key in the worker's cache.
+type reKey struct {
+	flags   pcre.Flags
+	pattern string
+}
+
+// compileRegex compiles pattern with ngx_lua's option letters, or finds it in the
+// cache. pattern may be a view of Lua's string (argView): it is copied only when
+// the regex is cached.
+func (e *engine) compileRegex(pattern, opts string) (*pcre.Regexp, string, error) {
+	flags, err := regexFlags(opts)
+	if err != nil {
+		return nil, "", err
 	}
 	if re := e.regexes[reKey{flags, pattern}]; re != nil {
 		return re, "", nil
@@ -87,6 +99,30 @@ func (e *engine) ovector(re *pcre.Regexp) []int {
 		e.ovec = make([]int, n)
 	}
 	return e.ovec[:n]
+}
+
+// reCompile is __sp.re_compile(pattern, opts): the compiled pattern (a pointer for
+// spindle_re_exec), its offsets per match (2 per group and the match) and its group
+// names, for prelude.lua to match through the FFI. The pattern must stay compiled:
+// nil when the cache is full (the caller then matches through re_match); nil and
+// the error message when it does not compile.
+func (e *engine) reCompile(s *luajit.State) error {
+	pattern, opts := argView(s, 0), argView(s, 1)
+	re, msg, err := e.compileRegex(pattern, opts)
+	if err != nil {
+		return err
+	}
+	if msg != "" {
+		return fail(s, msg)
+	}
+	if flags, _ := regexFlags(opts); e.regexes[reKey{flags, pattern}] != re {
+		s.PushNil()
+		return nil
+	}
+	s.PushPointer(re.Code())
+	s.PushInt(2 * (re.NumSubexp() + 1))
+	pushNames(s, re)
+	return nil
 }
 
 // reMatch is __sp.re_match(subject, pattern, opts, pos): ngx.re.match's table of
@@ -270,7 +306,7 @@ func (e *engine) reSub(s *luajit.State) error {
 }
 
 func (e *engine) reFuncs() map[string]luajit.Func {
-	return map[string]luajit.Func{"re_match": e.reMatch, "re_find": e.reFind, "re_all": e.reAll, "re_sub": e.reSub}
+	return map[string]luajit.Func{"re_match": e.reMatch, "re_compile": e.reCompile, "re_find": e.reFind, "re_all": e.reAll, "re_sub": e.reSub}
 }
 
 type tmplPart struct {

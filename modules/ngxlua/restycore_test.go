@@ -174,3 +174,35 @@ func TestRestyCore(t *testing.T) {
 	check(t, s.Get("/re"), 200, "a|b|c|d\na|;|b|;|c|;|d,e\na|b|c,d,e\na|,|b|,|c,d,e\n")
 	check(t, s.Get("/sema"), 200, "2\ntrue\ntrue\nniltimeout\n3\n")
 }
+
+// ngx.re.match and find match in C through the FFI once the engine keeps the
+// pattern compiled: the same results as through Go (captures, named groups, groups
+// that did not take part, ctx.pos, nth, res), and errors still reported.
+func TestRegexFFI(t *testing.T) {
+	s := serve(t, "", `
+    location "= /re" {
+      content_by_lua = <<-LUA
+        for round = 1, 2 do -- the first compiles, the second matches in C
+          local m = ngx.re.match("hello, 1234", [[(?<word>[a-z]+), (\d+)(x)?]], "jo")
+          ngx.say(m[0], "|", m[1], "|", m.word, "|", m[2], "|", tostring(m[3]))
+          local ctx = {pos = 3}
+          local from, to = ngx.re.find("abcabc", "b(c)", "jo", ctx)
+          ngx.say(from, " ", to, " ", ctx.pos, " ", ngx.re.find("abcabc", "b(c)", "jo", nil, 1))
+          ngx.say(tostring(ngx.re.find("abc", "x", "jo")), " ", tostring(ngx.re.match("abc", "x", "jo")),
+            " ", tostring(ngx.re.find("abc", "b(x)?", "jo", nil, 1)))
+          local res = {}
+          ngx.re.match("k=v", "(\\w)=(\\w)", "jo", nil, res)
+          ngx.say(res[1], res[2])
+          local mm, err = ngx.re.match("abc", "(", "jo")
+          ngx.say(tostring(mm), " ", err ~= nil)
+          ngx.say(pcall(ngx.re.find, "abc", "b", "jq"))
+        end
+      LUA
+    }`)
+	want := "hello, 1234|hello|hello|1234|false\n5 6 7 33\nnil nil nil\nkv\nnil true\n"
+	r := s.Get("/re")
+	if r.Status != 200 || !strings.HasPrefix(r.Body, want) || strings.Count(r.Body, want) != 2 ||
+		strings.Count(r.Body, `unknown flag "q"`) != 2 {
+		t.Errorf("got %d %q", r.Status, r.Body)
+	}
+}
