@@ -14,7 +14,12 @@
 # memory:     RSS per idle keepalive connection (4,000 connections) and per Lua request
 #             in flight (2,000 requests in ngx.sleep) for both servers.
 # reload:     2 workers each, 20 reloads under wrk load, with a new connection per
-#             request and over keepalive connections; prints requests and errors.
+#             request and over keepalive connections, in the clear and over TLS
+#             (sessions resumed), and under h2load -m10 over HTTP/2 (TLS, ALPN h2);
+#             prints requests and errors. h2load counts failed the requests it had
+#             queued on a connection when its GOAWAY came (it does not send them again
+#             elsewhere, as RFC 9113 §6.8 lets a client do): about one per connection
+#             per drain, for nginx too; every stream it opened is answered.
 # upgrade:    3 binary upgrades under the same loads (nginx: USR2, WINCH, QUIT).
 # hostile:    1,000 slowloris connections and 200 slow 1 MB request bodies (a byte every
 #             5 s) against one worker each, beside sequential /hello requests: their
@@ -141,9 +146,12 @@ PY
 SPINDLETLSPORT=$(free_port)
 NGINXTLSPORT=$(free_port)
 mkdir -p "$WORK/nginx/bench-http" "$WORK/nginx/bench-locations"
+# nginx 1.22's ssl_protocols default lacks TLSv1.3 (it came with 1.23.4): without it
+# nginx's handshakes, full and resumed, would be TLS 1.2's against spindle's 1.3.
 cat > "$WORK/nginx/bench-http/tls.conf" <<EOF
 server {
     listen 127.0.0.1:$NGINXTLSPORT ssl reuseport backlog=4096;
+    ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate $TLSCERT;
     ssl_certificate_key $TLSKEY;
     location = /hello { return 200 "hello world\n"; }
@@ -677,7 +685,7 @@ hostile_run() { # worker-pid port -> one line of figures
 # ---------------------------------------------------------------- reload / upgrade
 load_with_ops() { # label url op count header
   local label=$1 url=$2 op=$3 count=$4 hdr=${5:-}
-  local out="$WORK/wrk-$label.txt"
+  local out="$WORK/wrk-${label//[^a-zA-Z0-9]/_}.txt"
   local args=(-t1 -c"$CONNS" -d"$((count + 5))s")
   [ -n "$hdr" ] && args+=(-H "$hdr")
   taskset -c 1 wrk "${args[@]}" "$url" >"$out" 2>&1 &
@@ -709,33 +717,74 @@ nginx_upgrade_op() {
   sleep 2
 }
 
+h2load_with_ops() { # label url op count
+  local label=$1 url=$2 op=$3 count=$4
+  local out="$WORK/h2load-${label//[^a-zA-Z0-9]/_}.txt"
+  taskset -c 1 h2load -D "$((count + 5))" -c"$CONNS" -m10 "$url" >"$out" 2>&1 &
+  local hp=$!
+  sleep 2
+  for i in $(seq "$count"); do $op "$i"; sleep 1; done
+  wait $hp || true
+  printf '  %-44s %s\n' "$label" "$(grep '^requests:' "$out" || echo "h2load: no summary")"
+}
+
+# The TLS and HTTP/2 rows of reload and upgrade: spindle's and nginx's TLS servers (the
+# https workload's), and an "ssl http2" address on each main server.
+edge_ports() {
+  [[ " ${SUPPORTED[*]} " == *" https "* ]] || return 1
+  command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
+  EDGE_SH2=$(free_port); EDGE_NH2=$(free_port)
+  export SPINDLE_LISTEN_EXTRA=", \"127.0.0.1:$EDGE_SH2 ssl http2\""
+  export SPINDLE_SERVER_EXTRA="    ssl_certificate = \"$TLSCERT\"
+    ssl_certificate_key = \"$TLSKEY\""
+  export NGINX_LISTEN_EXTRA="listen 127.0.0.1:$EDGE_NH2 ssl http2; ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate $TLSCERT; ssl_certificate_key $TLSKEY;"
+}
+edge_unset() { unset SPINDLE_LISTEN_EXTRA SPINDLE_SERVER_EXTRA NGINX_LISTEN_EXTRA; }
+edge_loads() { # who(spindle|nginx) op count
+  local who=$1 op=$2 count=$3 tport=$SPINDLETLSPORT h2port=$EDGE_SH2
+  [ "$who" = nginx ] && tport=$NGINXTLSPORT h2port=$EDGE_NH2
+  load_with_ops "$who, TLS, new connection per request" "https://127.0.0.1:$tport/hello" "$op" "$count" "Connection: close"
+  load_with_ops "$who, TLS keepalive" "https://127.0.0.1:$tport/hello" "$op" "$count"
+  h2load_with_ops "$who, HTTP/2 over TLS (h2load -m10)" "https://127.0.0.1:$h2port/hello" "$op" "$count"
+}
+
 reload() {
   [ ${#SUPPORTED[@]} -gt 0 ] || detect_workloads
+  local edge=1
+  edge_ports || edge=
   echo
   echo "20 reloads under load (2 workers each, wrk -c$CONNS):"
   start_spindle 2
   load_with_ops "spindle, new connection per request" "http://127.0.0.1:$SPINDLEPORT/hello" spindle_reload_op 20 "Connection: close"
   load_with_ops "spindle, keepalive" "http://127.0.0.1:$SPINDLEPORT/hello" spindle_reload_op 20
+  [ -n "$edge" ] && edge_loads spindle spindle_reload_op 20
   stop_spindle
   start_nginx 2
   load_with_ops "nginx, new connection per request" "http://127.0.0.1:$NGINXPORT/hello" nginx_reload_op 20 "Connection: close"
   load_with_ops "nginx, keepalive" "http://127.0.0.1:$NGINXPORT/hello" nginx_reload_op 20
+  [ -n "$edge" ] && edge_loads nginx nginx_reload_op 20
   stop_nginx
+  edge_unset
 }
 
 upgrade() {
   [ ${#SUPPORTED[@]} -gt 0 ] || detect_workloads
+  local edge=1
+  edge_ports || edge=
   echo
   echo "3 binary upgrades under load (2 workers each, wrk -c$CONNS):"
   start_spindle 2
   load_with_ops "spindle, new connection per request" "http://127.0.0.1:$SPINDLEPORT/hello" spindle_upgrade_op 3 "Connection: close"
   load_with_ops "spindle, keepalive" "http://127.0.0.1:$SPINDLEPORT/hello" spindle_upgrade_op 3
+  [ -n "$edge" ] && edge_loads spindle spindle_upgrade_op 3
   stop_spindle
   # nginx re-executes the binary it was started as: start_nginx gives an absolute path.
   NGINX_DAEMON=1 start_nginx 2
   NGINX_DAEMON=1 load_with_ops "nginx, new connection per request" "http://127.0.0.1:$NGINXPORT/hello" nginx_upgrade_op 3 "Connection: close"
   NGINX_DAEMON=1 load_with_ops "nginx, keepalive" "http://127.0.0.1:$NGINXPORT/hello" nginx_upgrade_op 3
+  [ -n "$edge" ] && NGINX_DAEMON=1 edge_loads nginx nginx_upgrade_op 3
   NGINX_DAEMON=1 stop_nginx
+  edge_unset
 }
 
 # ---------------------------------------------------------------- ceiling
@@ -786,7 +835,7 @@ http2() {
   export SPINDLE_SERVER_EXTRA="    ssl_certificate = \"$WORK/h2.crt\"
     ssl_certificate_key = \"$WORK/h2.key\"
     keepalive_requests = 100000000"
-  export NGINX_LISTEN_EXTRA="listen 127.0.0.1:$np http2; listen 127.0.0.1:$ntp ssl http2; ssl_certificate $WORK/h2.crt; ssl_certificate_key $WORK/h2.key; keepalive_requests 100000000;"
+  export NGINX_LISTEN_EXTRA="listen 127.0.0.1:$np http2; listen 127.0.0.1:$ntp ssl http2; ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate $WORK/h2.crt; ssl_certificate_key $WORK/h2.key; keepalive_requests 100000000;"
   echo
   printf '%-16s %10s %10s %7s %7s %8s %8s\n' workload spindle nginx ratio target "cpu0/req" "(nginx)"
   local row scheme s n sc nc r rps us

@@ -109,12 +109,12 @@ type h2conn struct {
 	flushArmed  bool         // a coalesced flush is due (h2mem.go); under wmu
 
 	// Parking (h2mem.go). loop is nil for a connection that never parks; waiting and
-	// kicked are under mu.
+	// parkWait are under mu.
 	loop      *eventLoop
 	fd        int         // the socket, as the loop watches it
-	idleTimer *time.Timer // wakes a parked connection at http2_idle_timeout
+	idleTimer *time.Timer // ends a parked connection at http2_idle_timeout
 	waiting   bool        // the reader waits for the next frame
-	kicked    bool        // its wait was cut short to let it park
+	parkWait  bool        // for h2ParkDelay: if nothing comes, the connection parks
 
 	// Reader goroutine only.
 	pending   []*h2stream // streams to start at the end of the batch
@@ -303,28 +303,28 @@ func (hc *h2conn) run() {
 	if hc.idleTimer != nil {
 		hc.idleTimer.Stop()
 	}
-	// Started for what the socket has (or for its error): it reads before it may park.
-	read := false
+	parkDue := false // idle for h2ParkDelay
 	for {
 		if hc.rd.buffered() == 0 {
 			hc.startPending()
-			if hc.setReadDeadline() {
+			if hc.setReadDeadline(parkDue) {
 				hc.idleRelease()
-				if read && hc.park() {
+				if parkDue && hc.park() {
 					parked = true
 					return
 				}
 			}
-			if err := hc.awaitFrame(); err != nil {
-				if err == errH2Kicked {
-					continue // idle now: it may park
-				}
+			err := hc.awaitFrame()
+			parkDue = err == errH2ParkDue
+			if parkDue {
+				continue
+			}
+			if err != nil {
 				hc.readFailed(err)
 				return
 			}
 		}
 		f, err := hc.reader().ReadFrame()
-		read = true
 		if err == nil {
 			hc.bigRead = hc.bigRead || f.Header().Length > h2SmallFrame
 			err = hc.handle(f)
@@ -366,10 +366,10 @@ func (hc *h2conn) readFailed(err error) {
 	}
 }
 
-// setReadDeadline bounds the next read: a header block in progress by
-// http2_recv_timeout, an idle connection by http2_idle_timeout; with streams running
-// their own timeouts apply.
-func (hc *h2conn) setReadDeadline() (idle bool) {
+// setReadDeadline bounds the wait for the next frame: a header block in progress by
+// http2_recv_timeout, an idle connection by h2ParkDelay, then, if it cannot park
+// (parkDue), by http2_idle_timeout; with streams running their own timeouts apply.
+func (hc *h2conn) setReadDeadline(parkDue bool) (idle bool) {
 	// Under hc.mu, as closeConn's and end's deadlines are: the last one set wins.
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
@@ -377,11 +377,11 @@ func (hc *h2conn) setReadDeadline() (idle bool) {
 		return false
 	}
 	hc.waiting = true
-	return hc.applyReadDeadline()
+	return hc.applyReadDeadline(parkDue)
 }
 
 // applyReadDeadline sets the deadline setReadDeadline describes; under hc.mu.
-func (hc *h2conn) applyReadDeadline() (idle bool) {
+func (hc *h2conn) applyReadDeadline(parkDue bool) (idle bool) {
 	var d time.Duration
 	switch {
 	case hc.closed:
@@ -390,6 +390,9 @@ func (hc *h2conn) applyReadDeadline() (idle bool) {
 		d = hc.recvTimeout
 	case len(hc.streams) == 0:
 		d, idle = hc.idleTimeout, true
+		if hc.loop != nil && !parkDue && h2ParkDelay < d {
+			d, hc.parkWait = h2ParkDelay, true
+		}
 	}
 	if d > 0 {
 		hc.nc.SetReadDeadline(time.Now().Add(d))
@@ -1317,11 +1320,10 @@ func (s *h2stream) end() {
 	idle := len(hc.streams) == 0
 	closeNow := idle && hc.goingAway
 	if idle && !closeNow && !hc.closed {
-		if hc.waiting && hc.loop != nil {
-			// The reader waits for a frame with no deadline: cut the wait short, so
-			// that it parks the connection now that it is idle.
-			hc.kicked = true
-			hc.nc.SetReadDeadline(time.Now())
+		if hc.waiting {
+			// The reader waits for a frame with no deadline: the idle one now (and
+			// first h2ParkDelay's, after which it parks).
+			hc.applyReadDeadline(false)
 		} else {
 			hc.nc.SetReadDeadline(time.Now().Add(hc.idleTimeout))
 		}

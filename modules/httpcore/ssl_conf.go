@@ -338,7 +338,7 @@ func (srv *Server) buildTLS(l Listen) (*serverTLS, error) {
 		MinVersion:       sc.minVersion,
 		MaxVersion:       sc.maxVersion,
 		CipherSuites:     sc.cipherSuites,
-		CurvePreferences: sc.curves,
+		CurvePreferences: curvePreferences(sc.curves),
 		// Go decides the order itself (ssl_prefer_server_ciphers is accepted only).
 		SessionTicketsDisabled: !sc.SessionTickets,
 	}

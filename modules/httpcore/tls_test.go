@@ -206,3 +206,38 @@ http {
 		nc.Close()
 	}
 }
+
+// Key exchange: without ssl_ecdh_curve (or with auto) a client that offers Go's
+// post-quantum hybrid, as Go's and browsers do, gets X25519, as from nginx 1.22; the
+// hybrid only when ssl_ecdh_curve lists it.
+func TestTLSDefaultCurvesWithoutPostQuantum(t *testing.T) {
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	for _, c := range []struct {
+		directive string
+		want      tls.CurveID
+	}{
+		{"", tls.X25519},
+		{`ssl_ecdh_curve = "auto"`, tls.X25519},
+		{`ssl_ecdh_curve = "X25519MLKEM768:X25519"`, tls.X25519MLKEM768},
+		{`ssl_ecdh_curve = "prime256v1"`, tls.CurveP256},
+	} {
+		s := testserver.Start(t, fmt.Sprintf(`
+http {
+  server {
+    listen              = ["127.0.0.1:0 ssl"]
+    ssl_certificate     = "%s"
+    ssl_certificate_key = "%s"
+    %s
+  }
+}`, crt, key, c.directive))
+		conn, err := tls.Dial("tcp", s.Addr, &tls.Config{ServerName: "srv.test", RootCAs: ca.Pool})
+		if err != nil {
+			t.Fatalf("%q: %v", c.directive, err)
+		}
+		if got := conn.ConnectionState().CurveID; got != c.want {
+			t.Errorf("%q: key exchange %v, want %v", c.directive, got, c.want)
+		}
+		conn.Close()
+	}
+}
