@@ -312,3 +312,67 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// DialStart begins a non-blocking TCP connection to addr, an "ip:port" (ok false
+// for anything else: a name to resolve, a zone), for a caller that waits for the
+// socket to be writable itself (an event loop's epoll set) and then calls
+// DialFinish, or closes fd with unix.Close to give up.
+func DialStart(addr string) (fd int, ap netip.AddrPort, ok bool, err error) {
+	ap, perr := netip.ParseAddrPort(addr)
+	if perr != nil || ap.Addr().Zone() != "" {
+		return -1, ap, false, nil
+	}
+	raddr := net.TCPAddrFromAddrPort(ap)
+	opErr := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err}
+	}
+	var sa unix.Sockaddr
+	family := unix.AF_INET6
+	if a := ap.Addr(); a.Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+	}
+	fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, ap, true, opErr(os.NewSyscallError("socket", err))
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		unix.Close(fd)
+		return -1, ap, true, opErr(os.NewSyscallError("setsockopt", err))
+	}
+	switch err := unix.Connect(fd, sa); err {
+	case nil, unix.EINPROGRESS, unix.EINTR:
+	default:
+		unix.Close(fd)
+		return -1, ap, true, opErr(os.NewSyscallError("connect", err))
+	}
+	return fd, ap, true, nil
+}
+
+// DialFinish makes the connection DialStart began a net.Conn once its socket is
+// writable (or failed: the connection's error then, and fd is closed).
+func DialFinish(fd int, ap netip.AddrPort) (net.Conn, error) {
+	raddr := net.TCPAddrFromAddrPort(ap)
+	opErr := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err}
+	}
+	soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && soErr != 0 {
+		err = syscall.Errno(soErr)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, opErr(os.NewSyscallError("connect", err))
+	}
+	f := os.NewFile(uintptr(fd), "tcp "+raddr.String())
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, opErr(err)
+	}
+	c := &tcpConn{f: f, rc: rc, raddr: raddr}
+	c.rd.readFn, c.wr.writeFn = c.rd.read, c.wr.write
+	return c, nil
+}

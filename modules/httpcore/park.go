@@ -30,12 +30,12 @@ type parkedResume struct {
 	fn func() Action
 }
 
-// CanPark reports whether r's content handler, running now, may return Parked: r is
-// a main request over HTTP/1 on the event loop, not in an error page. Otherwise the
-// handler waits in blocking style.
+// CanPark reports whether r's handler, running now, may return Parked: a rewrite,
+// access or content handler of a main request over HTTP/1 on the event loop, not in
+// an error page. Otherwise the handler waits in blocking style.
 func (r *Request) CanPark() bool {
 	c := r.c
-	return r.inContent && r.parent == nil && !r.noPark && c != nil && c.lt != nil &&
+	return r.inHandler && r.parent == nil && !r.noPark && c != nil && c.lt != nil &&
 		c.h2 == nil && c.tls == nil && !c.hijacked && c.req == r
 }
 

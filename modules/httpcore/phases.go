@@ -48,8 +48,9 @@ const (
 	// Redirected restarts processing at a new URI (Request.InternalRedirect), or at
 	// location search after a rewrite ... last.
 	Redirected
-	// Parked (a content handler only, after Request.CanPark said yes) leaves the
-	// request waiting with no goroutine, as nginx's NGX_DONE with r->main->count++:
+	// Parked (a location's rewrite, access or content handler, after
+	// Request.CanPark said yes) leaves the request waiting with no goroutine where
+	// the handler was, as nginx's NGX_DONE with r->main->count++:
 	// the request keeps its connection, and whatever it waits for (a timer, a socket)
 	// calls Request.Resume when it is over.
 	Parked
@@ -294,13 +295,24 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 			return 0, false
 		}
 	}
-	for p := PhaseRewrite; p < PhaseContent; p++ {
+	return r.walk(PhaseRewrite, 0, 0)
+}
+
+// walk runs the location's handlers from handler i of phase p (refused: the access
+// phase's refusal so far) through the content handler. A handler that parks (see
+// Parked) leaves where it was in r.parkAt; afterPark walks on from there.
+func (r *Request) walk(p Phase, i, refused int) (next stage, again bool) {
+	for ; p < PhaseContent; p, i = p+1, 0 {
 		if p == PhaseAccess || p == PhasePostAccess {
 			if r.parent != nil {
 				continue // nginx runs no access checks for subrequests
 			}
 			if p == PhaseAccess {
-				switch a := r.access(); a {
+				a, parked := r.access(i, refused)
+				if parked {
+					return 0, false
+				}
+				switch a {
 				case Continue:
 				case Redirected:
 					return r.redirectStage(), true
@@ -312,14 +324,18 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 			}
 		}
 		// An if block may have switched r.loc; its handlers apply from here on.
+		hs := r.loc.run[p]
 	handlers:
-		for _, h := range r.loc.run[p] {
-			switch a := h(r); a {
+		for ; i < len(hs); i++ {
+			a := r.call(hs[i], p, i, 0)
+			switch a {
 			case Continue:
 			case NextPhase:
 				break handlers
 			case Redirected:
 				return r.redirectStage(), true
+			case Parked:
+				return 0, false
 			default:
 				r.settle(a)
 				return 0, false
@@ -329,11 +345,8 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 	loc := r.loc
 	var a Action
 	if loc.content != nil {
-		r.inContent = true
-		a = loc.content(r)
-		r.inContent = false
+		a = r.call(loc.content, PhaseContent, 0, 0)
 		if a == Parked {
-			r.parked = true
 			return 0, false
 		}
 	} else {
@@ -361,6 +374,26 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 	return 0, false
 }
 
+// parkPoint is where a parked request's handler ran: handler i of phase p (the
+// content handler: PhaseContent), with the access phase's refusal so far.
+type parkPoint struct {
+	p       Phase
+	i       int
+	refused int
+}
+
+// call runs handler h, i of phase p, where it may park (CanPark).
+func (r *Request) call(h Handler, p Phase, i, refused int) Action {
+	r.inHandler = true
+	a := h(r)
+	r.inHandler = false
+	if a == Parked {
+		r.parked = true
+		r.parkAt = parkPoint{p, i, refused}
+	}
+	return a
+}
+
 // access runs the access phase and decides it, as nginx's core module does
 // (ngx_http_core_access_phase and _post_access_phase). Each handler (allow/deny,
 // auth_request, access_by_lua, ...) answers with
@@ -375,31 +408,53 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 // decide. Under satisfy any a grant ends the phase with access granted; a refusal is
 // remembered (401 over 403, so that the client gets the challenge) and sent only
 // when no handler grants access.
-func (r *Request) access() Action {
+//
+// access starts at handler i with refused as the refusal so far (a parked handler's
+// request goes on there); parked reports that a handler parked the request.
+func (r *Request) access(i, refused int) (a Action, parked bool) {
 	satisfyAny := CoreConfOf(r.loc).SatisfyAny
-	refused := 0
-	for _, h := range r.loc.run[PhaseAccess] {
-		a := h(r)
-		switch {
-		case a == Continue:
-		case a == NextPhase:
-			if !satisfyAny {
-				continue
-			}
-			if refused != 0 {
-				// A refusal's challenge no longer applies.
-				r.respHdr.Del("WWW-Authenticate")
-			}
-			return Continue
-		case a == Finished && satisfyAny && !r.headerSent && (r.errStatus == 403 || r.errStatus == 401):
-			if refused != 401 {
-				refused = r.errStatus
-			}
-			r.errStatus = 0
-		default:
-			return a
+	hs := r.loc.run[PhaseAccess]
+	for ; i < len(hs); i++ {
+		a := r.call(hs[i], PhaseAccess, i, refused)
+		if a == Parked {
+			return a, true
 		}
+		out, decided, ref := r.accessStep(a, refused, satisfyAny)
+		if decided {
+			return out, false
+		}
+		refused = ref
 	}
+	return r.accessEnd(refused), false
+}
+
+// accessStep weighs a handler's answer a (see access): decided with the phase's
+// outcome, or not yet, with the refusal so far.
+func (r *Request) accessStep(a Action, refused int, satisfyAny bool) (out Action, decided bool, refusedOut int) {
+	switch {
+	case a == Continue:
+	case a == NextPhase:
+		if !satisfyAny {
+			return 0, false, refused
+		}
+		if refused != 0 {
+			// A refusal's challenge no longer applies.
+			r.respHdr.Del("WWW-Authenticate")
+		}
+		return Continue, true, refused
+	case a == Finished && satisfyAny && !r.headerSent && (r.errStatus == 403 || r.errStatus == 401):
+		if refused != 401 {
+			refused = r.errStatus
+		}
+		r.errStatus = 0
+	default:
+		return a, true, refused
+	}
+	return 0, false, refused
+}
+
+// accessEnd is the access phase's outcome once every handler answered.
+func (r *Request) accessEnd(refused int) Action {
 	if refused == 0 {
 		return Continue
 	}
@@ -409,11 +464,48 @@ func (r *Request) access() Action {
 	return r.Error(refused)
 }
 
-// settle finishes the request after a handler returned a.
-// afterPark goes on with a request whose content handler, resumed, ended with a.
+// afterPark goes on with a parked request whose handler, resumed, answered a: as
+// walk would have with that answer, from where the handler parked.
 func (r *Request) afterPark(a Action) {
-	if a != Redirected {
-		r.settle(a)
+	pp := r.parkAt
+	var again bool
+	var next stage
+	switch {
+	case pp.p == PhaseContent || a == Redirected:
+		if a != Redirected {
+			r.settle(a)
+			return
+		}
+		next, again = r.redirectStage(), true
+	case pp.p == PhaseAccess:
+		out, decided, refused := r.accessStep(a, pp.refused, CoreConfOf(r.loc).SatisfyAny)
+		if !decided {
+			var parked bool
+			if out, parked = r.access(pp.i+1, refused); parked {
+				return
+			}
+		}
+		switch out {
+		case Continue:
+			next, again = r.walk(PhaseAccess+1, 0, 0)
+		case Redirected:
+			next, again = r.redirectStage(), true
+		default:
+			r.settle(out)
+			return
+		}
+	default:
+		switch a {
+		case Continue:
+			next, again = r.walk(pp.p, pp.i+1, 0)
+		case NextPhase:
+			next, again = r.walk(pp.p+1, 0, 0)
+		default:
+			r.settle(a)
+			return
+		}
+	}
+	if !again {
 		return
 	}
 	r.uriChanges++
@@ -423,9 +515,10 @@ func (r *Request) afterPark(a Action) {
 		r.finalize(500)
 		return
 	}
-	r.runFrom(r.redirectStage())
+	r.runFrom(next)
 }
 
+// settle finishes the request after a handler returned a.
 func (r *Request) settle(a Action) {
 	switch a {
 	case Redirected:

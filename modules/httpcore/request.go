@@ -72,9 +72,10 @@ type Request struct {
 	named         *Location
 	restartServer bool
 	uriChanges    int
-	inContent     bool // its content handler is running (CanPark)
-	parked        bool // its content handler returned Parked: it waits for Resume
-	noPark        bool // an error page's content handler: finalize goes on after it
+	inHandler     bool      // a rewrite, access or content handler is running (CanPark)
+	parked        bool      // a handler returned Parked: it waits for Resume
+	parkAt        parkPoint // where
+	noPark        bool      // an error page's content handler: finalize goes on after it
 	subDepth      int
 	subCount      int
 	caps          []string

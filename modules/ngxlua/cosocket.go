@@ -249,6 +249,11 @@ func (e *engine) sockConnect(s *luajit.State) error {
 		return nil
 	}
 	timeout := sk.timeout(0)
+	if network == "tcp" && ru.r != nil {
+		if lp := ru.r.Loop(); lp != nil && sk.connectLoop(s, ru, lp, addr, timeout) {
+			return nil
+		}
+	}
 	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
 		defer sk.writing.Store(false)
@@ -317,7 +322,7 @@ func (e *engine) sockSend(s *luajit.State) error {
 		}
 		sk.writing.Store(true)
 		ru.waitAsync(s, func(done func([]any)) {
-			sk.waitLoop(lp, true, timeout, step, func() []any {
+			sk.waitLoop(lp, sk.fd(), true, timeout, step, func() []any {
 				sk.logErr("lua tcp socket write timed out")
 				sk.closeConn()
 				return []any{nil, "timeout"}
@@ -424,7 +429,7 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 		}
 		sk.reading.Store(true)
 		ru.waitAsync(s, func(done func([]any)) {
-			sk.waitLoop(lp, false, sk.timeout(2), func() ([]any, bool) { return sk.receiveStep(rd) }, sk.readTimedOut, done)
+			sk.waitLoop(lp, sk.fd(), false, sk.timeout(2), func() ([]any, bool) { return sk.receiveStep(rd) }, sk.readTimedOut, done)
 		})
 		return nil
 	}

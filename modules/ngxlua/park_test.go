@@ -221,3 +221,72 @@ func TestParkedThreads(t *testing.T) {
 	}
 	noErrors(t, s)
 }
+
+// Rewrite and access handlers park too; the request goes on from where the handler
+// was: the phase's next handler, the next phase, satisfy's decision, a redirect.
+func TestParkedPhases(t *testing.T) {
+	s := serve(t, "", `
+    location "= /both" {
+      rewrite_by_lua = "ngx.sleep(0.001) ngx.ctx.r = 'rw'"
+      access_by_lua = "ngx.sleep(0.001) ngx.ctx.a = 'ac'"
+      content_by_lua = "ngx.sleep(0.001) ngx.say(ngx.ctx.r, ngx.ctx.a)"
+    }
+    location "= /deny" {
+      access_by_lua = "ngx.sleep(0.001) ngx.exit(403)"
+      content_by_lua = "ngx.say('never')"
+    }
+    location "= /any" {
+      satisfy = "any"
+      access_by_lua = "ngx.sleep(0.001) ngx.exit(ngx.OK)"
+      content_by_lua = "ngx.say('granted')"
+    }
+    location "= /any_refused" {
+      satisfy = "any"
+      access_by_lua = "ngx.sleep(0.001) ngx.exit(403)"
+      content_by_lua = "ngx.say('never')"
+    }
+    location "= /exec" {
+      rewrite_by_lua = "ngx.sleep(0.001) ngx.exec('/both')"
+    }
+    location "= /hold" {
+      access_by_lua = "ngx.sleep(tonumber(ngx.var.arg_s))"
+      content_by_lua = "ngx.say('held')"
+    }
+    location "= /rewrite_out" {
+      rewrite_by_lua = "ngx.sleep(0.001) ngx.say('from rewrite')"
+      content_by_lua = "ngx.say('never')"
+    }
+`)
+	check(t, s.Get("/both"), 200, "rwac\n")
+	check(t, s.Get("/any"), 200, "granted\n")
+	check(t, s.Get("/exec"), 200, "rwac\n")
+	check(t, s.Get("/rewrite_out"), 200, "from rewrite\n")
+	if r := s.Get("/deny"); r.Status != 403 {
+		t.Errorf("/deny: %d %q", r.Status, r.Body)
+	}
+	if r := s.Get("/any_refused"); r.Status != 403 {
+		t.Errorf("/any_refused: %d %q", r.Status, r.Body)
+	}
+	check(t, s.Get("/hold?s=0"), 200, "held\n")
+	const n = 50
+	g0 := runtime.NumGoroutine()
+	conns := hold(t, s.Addr, "/hold?s=0.5", n)
+	if !e2e.WaitFor(10*time.Second, func() bool { return s.Engine.Counters()["writing"] >= n }) {
+		t.Fatalf("requests in flight: %v", s.Engine.Counters())
+	}
+	if g := runtime.NumGoroutine() - g0; g > n/4 {
+		t.Errorf("%d requests in access_by_lua's ngx.sleep hold %d goroutines", n, g)
+	}
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != "held\n" {
+			t.Errorf("got %q", body)
+		}
+		c.Close()
+	}
+}

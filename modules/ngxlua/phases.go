@@ -46,7 +46,7 @@ func runHandler(r *httpcore.Request, c *Conf, ch *chunk, ph phase) httpcore.Acti
 	if ru == nil {
 		return r.Error(500)
 	}
-	ru.park = ph == phaseContent && r.CanPark()
+	ru.park = r.CanPark()
 	ru.e.exec(ru, ch, kindHandler)
 	if ru.parked {
 		return httpcore.Parked

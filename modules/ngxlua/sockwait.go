@@ -8,8 +8,10 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/spindle-server/spindle/internal/luajit"
 	"github.com/spindle-server/spindle/internal/netutil"
 	"github.com/spindle-server/spindle/modules/httpcore"
+	"golang.org/x/sys/unix"
 )
 
 // Cosocket I/O on the event loop (step 2 of docs/lua-engine.md): a receive or send
@@ -30,6 +32,7 @@ type sockWait struct {
 	id     int32
 	tm     *time.Timer
 	finish func([]any)
+	drop   func() // at a cancellation: what the wait holds (a connecting socket)
 }
 
 // loop is the event loop sk's I/O may wait on, or nil: step 1's blocking I/O then.
@@ -151,7 +154,7 @@ func (sk *tcpSock) receiveStep(rd reader) (res []any, done bool) {
 // waitLoop waits on lp for sk to be ready (for writing with write), then runs step
 // on the loop's leader until it is done, or expire at the timeout; the results go to
 // done. It runs with the VM locked (waitAsync's start).
-func (sk *tcpSock) waitLoop(lp *httpcore.Loop, write bool, timeout time.Duration, step func() ([]any, bool), expire func() []any, done func([]any)) {
+func (sk *tcpSock) waitLoop(lp *httpcore.Loop, fd int, write bool, timeout time.Duration, step func() ([]any, bool), expire func() []any, done func([]any)) *sockWait {
 	w := &sockWait{lp: lp}
 	flag := &sk.reading
 	if write {
@@ -161,7 +164,6 @@ func (sk *tcpSock) waitLoop(lp *httpcore.Loop, write bool, timeout time.Duration
 		flag.Store(false)
 		done(res)
 	}
-	fd := sk.fd()
 	var ready func()
 	ready = func() {
 		w.mu.Lock()
@@ -190,7 +192,7 @@ func (sk *tcpSock) waitLoop(lp *httpcore.Loop, write bool, timeout time.Duration
 	if err != nil {
 		w.over = true
 		w.finish([]any{nil, sockErr(err)})
-		return
+		return w
 	}
 	w.id = id
 	sk.wait = w
@@ -209,6 +211,7 @@ func (sk *tcpSock) waitLoop(lp *httpcore.Loop, write bool, timeout time.Duration
 		w.mu.Unlock()
 		w.finish(res)
 	})
+	return w
 }
 
 // cancel ends the wait without results (its run is over, or its socket closes): the
@@ -224,6 +227,9 @@ func (w *sockWait) cancel() {
 	if w.tm != nil {
 		w.tm.Stop()
 	}
+	if w.drop != nil {
+		w.drop()
+	}
 }
 
 // abort ends the wait with res, unless it is over.
@@ -238,9 +244,56 @@ func (w *sockWait) abort(res []any) {
 	if w.tm != nil {
 		w.tm.Stop()
 	}
+	if w.drop != nil {
+		w.drop()
+	}
 	w.mu.Unlock()
 	w.finish(res)
 }
 
 // readTimedOut is a receive's results at its timeout.
 func (sk *tcpSock) readTimedOut() []any { return sk.readFailed(os.ErrDeadlineExceeded) }
+
+// connectLoop connects sk to addr ("ip:port") on the event loop: the socket is
+// writable once the handshake is over. ok false: addr needs step 1 (a name to
+// resolve).
+func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr string, timeout time.Duration) (ok bool) {
+	fd, ap, ok, err := netutil.DialStart(addr)
+	if !ok {
+		return false
+	}
+	failed := func(err error) []any {
+		msg := sockErr(err)
+		if msg == "timeout" {
+			sk.logErr("lua tcp socket connect timed out, when connecting to %s", addr)
+		} else {
+			sk.logErr("lua tcp socket connect() to %s failed: %s", addr, msg)
+		}
+		return []any{nil, msg}
+	}
+	if err != nil {
+		pushAll(s, failed(err))
+		return true
+	}
+	sk.writing.Store(true)
+	ru.waitAsync(s, func(done func([]any)) {
+		w := sk.waitLoop(lp, fd, true, timeout, func() ([]any, bool) {
+			conn, err := netutil.DialFinish(fd, ap)
+			if err != nil {
+				return failed(err), true
+			}
+			sk.mu.Lock()
+			sk.conn = conn
+			sk.mu.Unlock()
+			if sc, ok := conn.(syscall.Conn); ok {
+				sk.raw, _ = sc.SyscallConn()
+			}
+			return []any{1}, true
+		}, func() []any {
+			unix.Close(fd)
+			return failed(os.ErrDeadlineExceeded)
+		}, done)
+		w.drop = func() { unix.Close(fd) }
+	})
+	return true
+}
