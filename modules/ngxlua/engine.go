@@ -261,9 +261,10 @@ type run struct {
 	q        []completion
 	sleeping bool
 	sig      chan struct{}
-	park     bool  // a content handler whose request can park (httpcore.Request.CanPark)
-	parked   bool  // the run is parked: the event loop resumes it (thread.go)
-	rets     []any // what the handler returned (set_by_lua, body filters)
+	unparkFn func() httpcore.Action // e.unpark(ru), made once
+	park     bool                   // a content handler whose request can park (httpcore.Request.CanPark)
+	parked   bool                   // the run is parked: the event loop resumes it (thread.go)
+	rets     []any                  // what the handler returned (set_by_lua, body filters)
 	subOpts  []captureReq
 	socks    []*tcpSock
 	udps     []*udpSock

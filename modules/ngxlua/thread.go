@@ -25,16 +25,18 @@ import (
 //     on the run's channel, so that threads wait at the same time, as ngx_lua's do.
 
 type coro struct {
-	id      int
-	t       *luajit.Thread
-	entry   bool
-	wait    func() []any // set by the Go function that yielded
-	start   func(done func([]any))
-	spawn   luajit.Ref // set by ngx.thread.spawn: the child's coroutine
-	spawned bool
-	waitIDs []int // blocked in ngx.thread.wait on these threads
-	pending bool  // its wait runs on a goroutine
-	inline  bool  // its wait writes the response: it runs on the driver's goroutine
+	id    int
+	t     *luajit.Thread
+	entry bool
+	wait  func() []any // set by the Go function that yielded
+	start func(done func([]any))
+	// complete ends its waits (engine.complete), made once
+	complete func([]any)
+	spawn    luajit.Ref // set by ngx.thread.spawn: the child's coroutine
+	spawned  bool
+	waitIDs  []int // blocked in ngx.thread.wait on these threads
+	pending  bool  // its wait runs on a goroutine
+	inline   bool  // its wait writes the response: it runs on the driver's goroutine
 
 	done, killed, failed bool
 	collected            bool // ngx.thread.wait returned it
@@ -84,6 +86,9 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 				q := ru.q
 				ru.q = nil
 				if len(q) == 0 && ru.park {
+					if ru.unparkFn == nil {
+						ru.unparkFn = func() httpcore.Action { return e.unpark(ru) }
+					}
 					ru.sleeping = true
 					ru.mu.Unlock()
 					ru.parked = true
@@ -176,7 +181,11 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 			start := co.start
 			co.start = nil
 			ru.await(co)
-			start(func(res []any) { e.complete(ru, co, res) })
+			if co.complete == nil {
+				// Made once per coroutine: a request may wait many times.
+				co.complete = func(res []any) { e.complete(ru, co, res) }
+			}
+			start(co.complete)
 		case co.wait != nil:
 			w, inline := co.wait, co.inline
 			co.wait, co.inline = nil, false
@@ -249,7 +258,7 @@ func (e *engine) complete(ru *run, co *coro, res []any) {
 	if ru.sleeping {
 		ru.sleeping = false
 		ru.mu.Unlock()
-		ru.r.Resume(func() httpcore.Action { return e.unpark(ru) })
+		ru.r.Resume(ru.unparkFn)
 		return
 	}
 	ru.mu.Unlock()
