@@ -24,7 +24,7 @@ import (
 // map's buckets, crypto/tls's record buffers (releaseTLSBuffers), and no goroutine of
 // its own waits for the drain (one per engine, h2registry). RSS per idle connection
 // (2,000, one stream each, internal/cmd/idleconns): h2c 12.8 KB with a reader goroutine
-// each, 6.0 KB parked (nginx 1.22: 6.6 KB); TLS 35.0 KB, 15.4 KB (nginx: 21.0 KB).
+// each, 5.9-6.0 KB parked (nginx 1.22: 6.6 KB); TLS 35.0 KB, 15.4-16.0 KB (nginx: 21.0 KB).
 
 // h2in is the connection's read buffer. A read that may wait goes into an array of 16
 // bytes, so that a connection waiting for its next frame holds no buffer; when that
@@ -352,11 +352,13 @@ func (hc *h2conn) parkable(h *hijackedConn) {
 }
 
 // h2ParkDelay is how long an idle connection keeps its reader goroutine before it
-// parks: a busy connection goes idle between bursts of requests for less than a
-// millisecond (h2load -m10: after every ten), and parking at once cost each burst a
+// parks: a busy connection goes idle between bursts of requests for a millisecond or
+// less (h2load -m10: after every ten), and parking at once cost each burst a
 // deadline, an epoll_ctl and a goroutine hand-off (h2load -c100 -m10 /hello: 1-2 µs
-// of CPU per request more).
-const h2ParkDelay = 100 * time.Millisecond
+// of CPU per request more). Longer delays leave more goroutines with their stacks in
+// the pool after a burst of new connections: 100 ms made an idle h2c connection cost
+// 6.7-6.8 KB of RSS (2,000 opened at once), 10 ms 5.9 KB.
+const h2ParkDelay = 10 * time.Millisecond
 
 // errH2ParkDue: the connection stayed idle for h2ParkDelay: it may park.
 var errH2ParkDue = errors.New("http2: idle, may park")

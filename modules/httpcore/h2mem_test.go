@@ -39,6 +39,7 @@ func dialH2(t *testing.T, addr string) *h2Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { nc.Close() }) // before the server's: its lingering close sees ours
 	nc.SetDeadline(time.Now().Add(20 * time.Second))
 	io.WriteString(nc, http2.ClientPreface)
 	c := &h2Client{t: t, nc: nc, fr: http2.NewFramer(nc, nc)}
