@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spindle-server/spindle/internal/e2e"
+)
+
+// New TLS connections (a full handshake each, "Connection: close") get their answer
+// within wrk's 2 s timeout across SIGHUP reloads: a connection accepted by a worker
+// that drains is handshaken and served, never left without an answer.
+//
+// Open bug, so opt-in (SPINDLE_TLS_RELOAD_REPRO=1): it fails only on a loaded machine.
+// With 4 busy loops (yes >/dev/null) beside it on a shared 2-core machine, three runs
+// of -count=2 had 5, 29 and ~26 requests unanswered after 2 s; minutes later, with the
+// machine quieter, 9 runs with or without the loops had none (one more failed, output
+// not kept).
+// What the failures showed (ss and ps at the client's timeout): every stuck
+// connection belonged to a worker "shutting down" (the old generation), ESTAB with
+// Recv-Q 0 (the worker had read the ClientHello, the client's Finished and the
+// request: 1,640 bytes in) and only its handshake flight out (~778 bytes), several at
+// once in the same worker, one in FIN-WAIT-2 at 2 s. The idle grace of the drain
+// (eventLoop.sweep) did not close any of them as an idle TLS connection with no
+// request, so they were not sitting idle in the loop: the cause is still open.
+func TestTLSReloadNewConnectionsAnswered(t *testing.T) {
+	if os.Getenv("SPINDLE_TLS_RELOAD_REPRO") == "" {
+		t.Skip("open bug, reproduces only on a loaded machine: set SPINDLE_TLS_RELOAD_REPRO=1")
+	}
+	s := newTLSSetup(t)
+	inst := e2e.Start(t, s.conf(2, ""), nil)
+	client := &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool}
+	req := "GET /hello HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+	var stop atomic.Bool
+	var ok, slow, failed atomic.Int64
+	var mu sync.Mutex
+	errs := map[string]int{}
+	fail := func(n *atomic.Int64, kind string, err error) {
+		n.Add(1)
+		mu.Lock()
+		errs[fmt.Sprintf("%s: %v", kind, err)]++
+		mu.Unlock()
+	}
+	one := func() {
+		start := time.Now()
+		nc, err := net.DialTimeout("tcp", inst.Addr(), 2*time.Second)
+		if err != nil {
+			fail(&failed, "connect", err)
+			return
+		}
+		defer nc.Close()
+		// wrk's timeout: an answer within 2 s of the connect.
+		nc.SetDeadline(start.Add(2 * time.Second))
+		connected := time.Now()
+		c := tls.Client(nc, client)
+		herr := c.Handshake()
+		shaken := time.Now()
+		defer func() {
+			if d := time.Since(start); d >= 2*time.Second {
+				t.Logf("timed out: connect %v, handshake %v, waiting for the answer %v (%s)", connected.Sub(start), shaken.Sub(connected), time.Since(shaken), nc.LocalAddr())
+			}
+		}()
+		if herr != nil {
+			fail(&failed, "handshake", herr)
+			return
+		}
+		if _, err := io.WriteString(c, req); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				fail(&slow, "handshake", err)
+			} else {
+				fail(&failed, "handshake", err)
+			}
+			return
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			// Which process holds the server's end, and whether it is draining.
+			out, _ := exec.Command("ss", "-tnp", "dst", nc.LocalAddr().String()).CombinedOutput()
+			ps, _ := exec.Command("ps", "-o", "pid,stat,args", "-C", "spindle").CombinedOutput()
+			out = append(out, ps...)
+			t.Logf("stuck %s:\n%s", nc.LocalAddr(), out)
+		}
+		switch {
+		case err != nil:
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				fail(&slow, "read", err)
+			} else {
+				fail(&failed, "read", err)
+			}
+		case !strings.HasPrefix(line, "HTTP/1.1 200"):
+			fail(&failed, "status", fmt.Errorf("%q", line))
+		default:
+			ok.Add(1)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				one()
+			}
+		}()
+	}
+	for i := 1; i <= 20; i++ {
+		inst.WriteConfig(s.conf(2, fmt.Sprintf("# generation %d", i)))
+		inst.Signal(syscall.SIGHUP)
+		served := ok.Load()
+		if !e2e.WaitFor(10*time.Second, func() bool { return ok.Load() >= served+150 }) {
+			t.Fatalf("reload %d: the load is not answered", i)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	for _, ln := range strings.Split(inst.ErrorLog(), "\n") {
+		if strings.Contains(ln, "DEBUG") {
+			t.Log(ln)
+		}
+	}
+	t.Logf("20 reloads, new TLS connection per request: %d answered, %d timed out, %d failed %v", ok.Load(), slow.Load(), failed.Load(), errs)
+	if slow.Load() != 0 || failed.Load() != 0 {
+		t.Errorf("requests not answered across reloads: %d timed out, %d failed %v", slow.Load(), failed.Load(), errs)
+	}
+}
