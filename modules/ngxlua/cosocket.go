@@ -359,25 +359,9 @@ func (sk *tcpSock) fill() error {
 	if conn == nil {
 		return io.EOF
 	}
-	if sk.r > 0 && sk.r == sk.w {
-		sk.r, sk.w = 0, 0
-	}
-	if sk.buf == nil {
-		sk.buf = make([]byte, max(sk.conf.bufferSize, 4096))
-	}
-	if sk.w == len(sk.buf) {
-		if sk.r > 0 {
-			copy(sk.buf, sk.buf[sk.r:sk.w])
-			sk.w -= sk.r
-			sk.r = 0
-		} else {
-			nb := make([]byte, 2*len(sk.buf))
-			copy(nb, sk.buf[:sk.w])
-			sk.buf = nb
-		}
-	}
+	buf := sk.room()
 	conn.SetReadDeadline(time.Now().Add(sk.timeout(2)))
-	n, err := conn.Read(sk.buf[sk.w:])
+	n, err := conn.Read(buf)
 	sk.w += n
 	if n > 0 {
 		return nil

@@ -56,6 +56,23 @@ func (sk *udpSock) close() {
 	}
 }
 
+// refusal is why an operation cannot use the socket now ("" when it can): busy is
+// looked at first, since a wait that ended set conn before it cleared busy. op names
+// the operation for the error log when the socket is closed, as ngx_lua logs a send
+// or receive on a closed socket ("" logs nothing).
+func (sk *udpSock) refusal(op string) string {
+	if sk.busy.Load() {
+		return "socket busy"
+	}
+	if sk.conn == nil {
+		if op != "" {
+			sk.logErr("attempt to %s on a closed socket", op)
+		}
+		return "closed"
+	}
+	return ""
+}
+
 // closeUDP closes what a run left open.
 func (e *engine) closeUDP(ru *run) {
 	for _, sk := range ru.udps {
@@ -179,13 +196,8 @@ func (e *engine) udpSend(s *luajit.State) error {
 	if err != nil {
 		return err
 	}
-	// busy first: a wait that ended set conn before it cleared busy.
-	if sk.busy.Load() {
-		return fail(s, "socket busy")
-	}
-	if sk.conn == nil {
-		sk.logErr("attempt to send data on a closed socket")
-		return fail(s, "closed")
+	if why := sk.refusal("send data"); why != "" {
+		return fail(s, why)
 	}
 	data := s.Bytes(1)
 	n, err := sk.conn.Write(data)
@@ -208,14 +220,10 @@ func (e *engine) udpReceive(s *luajit.State) error {
 	if n := s.N(); n != 1 && n != 2 {
 		return errors.New("expecting 1 or 2 arguments (including the object), but got " + strconv.Itoa(n))
 	}
-	if sk.busy.Load() {
-		return fail(s, "socket busy")
+	if why := sk.refusal("receive data"); why != "" {
+		return fail(s, why)
 	}
 	conn := sk.conn
-	if conn == nil {
-		sk.logErr("attempt to receive data on a closed socket")
-		return fail(s, "closed")
-	}
 	size := maxDatagram
 	if s.Type(1) == luajit.TypeNumber {
 		size = min(max(s.Int(1), 0), maxDatagram)
@@ -283,11 +291,8 @@ func (e *engine) udpClose(s *luajit.State) error {
 	if err != nil {
 		return err
 	}
-	if sk.busy.Load() {
-		return fail(s, "socket busy")
-	}
-	if sk.conn == nil {
-		return fail(s, "closed")
+	if why := sk.refusal(""); why != "" {
+		return fail(s, why)
 	}
 	sk.close()
 	s.PushInt(1)
