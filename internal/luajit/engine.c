@@ -305,15 +305,22 @@ static int sp_register_p(lua_State *L) {
 	int fid = vm->arg;
 	size_t len = vm->arglen;
 	const char *name = vm->argstr;
-	lua_pushlightuserdata(L, vm);
-	lua_pushinteger(L, fid);
-	lua_pushboolean(L, vm->refs);
-	lua_pushcclosure(L, sp_trampoline, 3);
+	if (vm->cfn != NULL) {
+		lua_pushlightuserdata(L, vm->cud);
+		lua_pushcclosure(L, vm->cfn, 1);
+	} else {
+		lua_pushlightuserdata(L, vm);
+		lua_pushinteger(L, fid);
+		lua_pushboolean(L, vm->refs);
+		lua_pushcclosure(L, sp_trampoline, 3);
+	}
 	int fn = lua_gettop(L);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->funcref);
-	lua_pushvalue(L, fn);
-	lua_rawseti(L, -2, fid);
-	lua_pop(L, 1);
+	if (vm->cfn == NULL) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, vm->funcref);
+		lua_pushvalue(L, fn);
+		lua_rawseti(L, -2, fid);
+		lua_pop(L, 1);
+	}
 	if (len == 0)
 		return 0;
 	// name is a global or a dotted path ("ngx.req.get_method"): tables are made
@@ -436,7 +443,25 @@ int sp_register(sp_vm *vm, int fid, const char *name, size_t len, int refs) {
 	vm->arg = fid;
 	vm->argstr = name;
 	vm->arglen = len;
+	vm->cfn = NULL;
 	int rc = lua_cpcall(vm->L, sp_register_p, vm);
+	if (rc != 0)
+		sp_errinfo(vm, vm->L, rc);
+	sp_leave(vm);
+	return rc;
+}
+
+// sp_register_c sets the global name (a dotted path, as sp_register) to a C
+// function with ud as its one upvalue (a light userdata).
+int sp_register_c(sp_vm *vm, const char *name, size_t len, lua_CFunction fn, void *ud) {
+	sp_enter(vm);
+	sp_collect(vm);
+	vm->argstr = name;
+	vm->arglen = len;
+	vm->cfn = fn;
+	vm->cud = ud;
+	int rc = lua_cpcall(vm->L, sp_register_p, vm);
+	vm->cfn = NULL;
 	if (rc != 0)
 		sp_errinfo(vm, vm->L, rc);
 	sp_leave(vm);

@@ -88,6 +88,8 @@ typedef struct sp_vm {
 	int arg;
 	int ref;
 	int refs; // sp_register: anchor the function's arguments
+	lua_CFunction cfn; // sp_register_c: the C function and its upvalue
+	void *cud;
 	const char *argstr, *argname;
 	size_t arglen;
 	lua_State *from;
@@ -98,6 +100,7 @@ sp_vm *sp_new(int id, size_t memlimit);
 void sp_close(sp_vm *vm);
 int sp_grow(sp_vm *vm, size_t need);
 int sp_register(sp_vm *vm, int fid, const char *name, size_t len, int refs);
+int sp_register_c(sp_vm *vm, const char *name, size_t len, lua_CFunction fn, void *ud);
 lua_State *sp_thread(sp_vm *vm, int ref);
 int sp_sandbox(sp_vm *vm, int factory, lua_State **co, int *ref);
 void sp_setexdata(sp_vm *vm, lua_State *co, uintptr_t h);

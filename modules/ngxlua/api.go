@@ -201,6 +201,7 @@ func (e *engine) register(s *luajit.State) error {
 		},
 		"worker_pid": func(s *luajit.State) error { s.PushInt(os.Getpid()); return nil },
 		"engine_id":  func(s *luajit.State) error { s.PushInt(e.ffiID); return nil },
+		"engine_rt":  func(s *luajit.State) error { s.PushPointer(unsafe.Pointer(e.rt)); return nil },
 		// ngx.process.type and get_master_pid: init code runs before the workers
 		// exist ("master"); a worker without a master to reach (the core run
 		// in-process) is nginx's "single".
@@ -283,9 +284,12 @@ func (e *engine) register(s *luajit.State) error {
 		if name == "timer_new" || name == "thread_spawn" {
 			reg = s.RegisterRefs // keeps the timer's function
 		}
-		if err := reg("__sp."+name, f); err != nil {
+		if err := reg("__sp."+name, e.withOut(f)); err != nil {
 			return err
 		}
+	}
+	if err := e.registerOut(s); err != nil {
+		return err
 	}
 	return s.RegisterRefs("__sp.set_runner", func(s *luajit.State) error {
 		ref, ok := s.Ref(0)
@@ -428,6 +432,7 @@ func (e *engine) eof(s *luajit.State) error {
 			return nil
 		}
 		d.eof = true
+		e.outStopped()
 	}
 	return e.outOp(s, "ngx.eof", func(r *httpcore.Request) error { return r.EOF() })
 }

@@ -66,6 +66,7 @@ type engine struct {
 	lbuf      []byte
 	ffiID     int            // the engine's index for the FFI functions (ngxabi.go), -1 for none
 	ffiBuf    unsafe.Pointer // C memory for the values they return
+	rt        *cRT           // what Lua code reads and writes through the FFI (rt.go)
 	ffiCap    int
 
 	freedMu sync.Mutex
@@ -109,6 +110,7 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 	}
 	e.vm = vm
 	e.ffiID = ffiRegister(e)
+	e.newRT()
 	s := vm.Lock()
 	defer s.Unlock()
 	if err := e.register(s); err != nil {

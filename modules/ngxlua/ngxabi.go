@@ -59,6 +59,7 @@ func ffiRelease(e *engine) {
 		C.free(e.ffiBuf)
 		e.ffiBuf, e.ffiCap = nil, 0
 	}
+	e.freeRT()
 }
 
 // ffiValue copies v into the engine's C buffer (Lua reads it after the call
@@ -96,6 +97,9 @@ func spindle_var_get(eid C.int, name *C.char, n C.size_t, out **C.uchar, outlen 
 		}
 	}()
 	r := e.cur.r
+	if e.rt.said != 0 {
+		e.takeOut(e.cur) // $bytes_sent and the like count it
+	}
 	k := unsafe.String((*byte)(unsafe.Pointer(name)), int(n)) // read, not kept
 	var val string
 	var ok bool
@@ -125,6 +129,7 @@ func spindle_req_id(eid C.int) (id C.double) {
 		return -1
 	}
 	if e.cur.r == nil {
+		e.rt.reqid = 0
 		return 0
 	}
 	defer func() {
@@ -132,7 +137,9 @@ func spindle_req_id(eid C.int) (id C.double) {
 			id = -1
 		}
 	}()
-	return C.double(e.ctxID(e.cur.r))
+	id = C.double(e.ctxID(e.cur.r))
+	e.rt.reqid = id // for the rest of the resume: read in Lua, no call
+	return id
 }
 
 // spindle_header_set is ngx.header.NAME = "value" in the common case: one string
@@ -150,6 +157,9 @@ func spindle_header_set(eid C.int, name *C.char, n C.size_t, val *C.char, vn C.s
 		return -1
 	}
 	ru, r := e.cur, e.cur.r
+	if e.rt.said != 0 {
+		e.takeOut(ru)
+	}
 	switch ru.phase {
 	case phaseRewrite, phaseAccess, phaseContent, phaseBodyFilter, phaseSet:
 	default:

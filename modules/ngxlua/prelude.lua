@@ -86,8 +86,36 @@ local function output(fname, nl, ...)
 	end
 	return S.out(concat(buf, "", 1, n), nl)
 end
-function ngx.say(...) return output("say", true, ...) end
-function ngx.print(...) return output("print", false, ...) end
+-- S.say and S.print (rt.c) buffer plain values in C memory, which Go takes when
+-- the resume ends or Lua calls a Go function: no call into Go per ngx.say. They
+-- return 1, or 0 once the output reaches 16 KB (Go writes it), or false to leave
+-- the call to output: tables, ngx.null, output the request may not send (Go's
+-- out answers with its errors).
+local c_say, c_print, out = S.say, S.print, S.out
+function ngx.say(...)
+	local r = c_say(...)
+	if r == 1 then return 1 end
+	if r == 0 then return out("", false) end
+	return output("say", true, ...)
+end
+function ngx.print(...)
+	local r = c_print(...)
+	if r == 1 then return 1 end
+	if r == 0 then return out("", false) end
+	return output("print", false, ...)
+end
+-- What Lua code reads of the engine's state without calling Go (rt.go).
+local ffi = require "ffi"
+ffi.cdef[[
+typedef struct {
+	unsigned char *buf;
+	int len, cap;
+	int ok, said;
+	double reqid, now;
+} spindle_rt;
+double spindle_now(spindle_rt *rt);
+]]
+local RT = ffi.cast("spindle_rt *", S.engine_rt())
 ngx.flush = S.flush
 ngx.eof = S.eof
 ngx.send_headers = S.send_headers
@@ -200,8 +228,13 @@ local arg_proxy = setmetatable({}, {
 ffi.cdef[[double spindle_req_id(int eid);]]
 local req_id_ffi, req_id = ffi.C.spindle_req_id, S.req_id
 local function ctx_of(create)
-	local id = req_id_ffi(EID) -- through the FFI: ngx.ctx is read often
-	if id < 0 then id = req_id() end
+	-- The key, once Go gave it in this resume, is read from C memory; the first
+	-- read asks through the FFI: ngx.ctx is read often.
+	local id = RT.reqid
+	if id < 0 then
+		id = req_id_ffi(EID)
+		if id < 0 then id = req_id() end
+	end
 	if id == 0 then
 		local co = co_running()
 		local c = run_ctx[co]
@@ -461,7 +494,7 @@ ngx.location = {
 -- Time
 ngx.now = S.now
 ngx.time = S.time
-ngx.update_time = function() end -- no cached time: ngx.now reads the clock
+ngx.update_time = function() RT.now = 0 end -- ngx.now reads the clock again
 ngx.today = S.today
 ngx.localtime = S.localtime
 ngx.utctime = S.utctime
@@ -511,8 +544,19 @@ local function get_string_buf(n, must_alloc)
 end
 local size_ptr = ffi_new("size_t[1]")
 local floor = math.floor
-ngx.now = function() return tonumber(C.ngx_http_lua_ffi_now()) end
-ngx.time = function() return tonumber(C.ngx_http_lua_ffi_time()) end
+-- ngx.now and ngx.time: the time of the resume's first call (spindle_now), as
+-- nginx's cached time, read from C memory after it.
+local spindle_now = C.spindle_now
+ngx.now = function()
+	local t = RT.now
+	if t == 0 then t = spindle_now(RT) end
+	return t
+end
+ngx.time = function()
+	local t = RT.now
+	if t == 0 then t = spindle_now(RT) end
+	return floor(t)
+end
 ngx.encode_base64 = function(s, no_padding)
 	if type(s) ~= "string" then s = s and tostring(s) or "" end
 	if no_padding and no_padding ~= true then

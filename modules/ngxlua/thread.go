@@ -134,7 +134,9 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 		co := next
 		next = nil
 		e.cur, ru.cur = ru, co
+		e.beforeResume(ru)
 		st, err := s.Resume(co.t)
+		e.afterResume(ru)
 		e.cur, ru.cur = nil, nil
 		switch {
 		case err != nil:

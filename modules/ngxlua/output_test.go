@@ -1,0 +1,69 @@
+package ngxlua_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// ngx.say and ngx.print buffer in C memory (rt.c) and Go takes the output when a
+// resume ends or Lua calls a Go function: what these handlers send must come out in
+// the order they sent it, whichever way each piece went.
+const outputConf = `
+    location "= /mixed" {
+      content_by_lua = <<-LUA
+        ngx.say("a", 1, true, nil)
+        ngx.print({"b", {"c"}}, "\n")          -- a table: Go's out
+        ngx.say("d")
+        ngx.flush(true)                         -- a Go function that writes
+        ngx.say("e")
+        ngx.sleep(0)                            -- a wait: the resume ends
+        ngx.print("f", 2.5, "\n")
+      LUA
+    }
+    location "= /big" {
+      content_by_lua = <<-LUA
+        local piece = string.rep("x", 1000)
+        for i = 1, 50 do ngx.print(piece) end   -- written past 16 KB, from Lua
+        ngx.say("")
+        ngx.say("end")
+      LUA
+    }
+    location "= /after_output" {
+      content_by_lua = <<-LUA
+        ngx.print("")
+        ngx.header["X-Late"] = "1"              -- after output: refused, logged
+        ngx.say("sent ", tostring(ngx.headers_sent))
+      LUA
+    }
+    location "= /after_eof" {
+      content_by_lua = <<-LUA
+        ngx.say("one")
+        ngx.eof()
+        local ok, err = ngx.say("two")
+        ngx.log(ngx.ERR, "say after eof: ", tostring(ok), " ", err)
+      LUA
+    }
+    location "= /now" {
+      content_by_lua = <<-LUA
+        local t0 = ngx.now()
+        local x = 0
+        for i = 1, 3e6 do x = x + i end         -- some milliseconds, same resume
+        local same = ngx.now() == t0
+        ngx.update_time()
+        local t1 = ngx.now()
+        ngx.sleep(0.02)                         -- a new resume: a new time
+        ngx.say(same, " ", t1 >= t0, " ", ngx.now() - t0 >= 0.02, " ", ngx.time() == math.floor(ngx.now()))
+      LUA
+    }
+`
+
+func TestOutputOrder(t *testing.T) {
+	s := serve(t, "", outputConf)
+	check(t, s.Get("/mixed"), 200, "a1truenil\nbc\nd\ne\nf2.5\n")
+	check(t, s.Get("/big"), 200, strings.Repeat("x", 50000)+"\nend\n")
+	check(t, s.Get("/after_output"), 200, "sent true\n")
+	checkLog(t, s, "attempt to set ngx.header.HEADER after sending out response headers")
+	check(t, s.Get("/after_eof"), 200, "one\n")
+	checkLog(t, s, "say after eof: nil seen eof")
+	check(t, s.Get("/now"), 200, "true true true true\n")
+}
