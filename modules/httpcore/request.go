@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/spindle-server/spindle/internal/errlog"
 	"github.com/valyala/fasthttp"
@@ -217,6 +218,28 @@ func (r *Request) VisitHeaders(f func(key, value string)) {
 			continue
 		}
 		f(key, string(v))
+	}
+	if r.hdrOverlay != nil {
+		for _, kv := range r.hdrOverlay.Fields() {
+			f(kv.Key, kv.Value)
+		}
+	}
+}
+
+// VisitHeaderViews is VisitHeaders for a caller that copies what it keeps: key and
+// value may be views of the request's buffers, valid only during the call to f
+// (ngx.req.get_headers copies them into Lua: 10 allocations less for 5 headers).
+func (r *Request) VisitHeaderViews(f func(key, value string)) {
+	if r.hdr == nil {
+		r.VisitHeaders(f)
+		return
+	}
+	for k, v := range r.hdr.AllInOrder() {
+		key := unsafe.String(unsafe.SliceData(k), len(k))
+		if r.headerDeleted(key) {
+			continue
+		}
+		f(key, unsafe.String(unsafe.SliceData(v), len(v)))
 	}
 	if r.hdrOverlay != nil {
 		for _, kv := range r.hdrOverlay.Fields() {

@@ -875,7 +875,7 @@ func (e *engine) reqHeaders(s *luajit.State) error {
 	kv := e.kv[:0]
 	lbuf := e.lbuf[:0]
 	truncated := false
-	r.VisitHeaders(func(k, v string) {
+	r.VisitHeaderViews(func(k, v string) {
 		if max > 0 && len(kv) >= 2*max {
 			truncated = true
 			return

@@ -62,12 +62,16 @@ type engine struct {
 	memcs     []memcConn
 	semas     []*semaphore
 	memcIDs   map[string]int
-	kv        []string // scratch of API functions (reqHeaders)
+	kv        []string          // scratch of API functions (reqHeaders)
+	hdrKeys   map[string]string // headerKey's names
 	lbuf      []byte
 	ffiID     int            // the engine's index for the FFI functions (ngxabi.go), -1 for none
 	ffiBuf    unsafe.Pointer // C memory for the values they return
 	rt        *cRT           // what Lua code reads and writes through the FFI (rt.go)
 	ffiCap    int
+
+	runsMu sync.Mutex
+	runs   []*run // finished runs for newRun (release)
 
 	freedMu sync.Mutex
 	freed   []float64    // ngx.ctx ids of requests that are gone
@@ -251,7 +255,8 @@ type run struct {
 	out       []byte // ngx.say/print output not written yet
 	committed bool   // output was produced: the header is on its way
 	cur       *coro  // the coroutine being resumed
-	entry     *coro
+	entry     *coro  // &entryCo
+	entryCo   coro
 	threads   []*coro // light threads (ngx.thread.spawn)
 	ready     []readyCo
 	pending   int  // waits not over (await, complete)
@@ -273,8 +278,38 @@ type run struct {
 }
 
 func (e *engine) newRun(r *httpcore.Request, p phase, c *Conf) *run {
+	e.runsMu.Lock()
+	if n := len(e.runs); n > 0 {
+		ru := e.runs[n-1]
+		e.runs = e.runs[:n-1]
+		e.runsMu.Unlock()
+		ru.r, ru.phase, ru.conf, ru.seq = r, p, c, runSeq.Add(1)
+		return ru
+	}
+	e.runsMu.Unlock()
 	return &run{e: e, r: r, phase: p, conf: c, seq: runSeq.Add(1)}
 }
+
+// release keeps ru for a later run (newRun) when nothing can refer to it any more:
+// it never waited on another goroutine nor parked (so no completion or resume can
+// come), had no light threads and no sockets. The run struct, its entry coroutine
+// and its output buffer were three of /lua's six allocations per request.
+func (e *engine) release(ru *run) {
+	if ru.sig != nil || ru.unparkFn != nil || ru.threads != nil || ru.socks != nil || ru.udps != nil ||
+		ru.parked || ru.abandoned || cap(ru.out) > maxKeptOut {
+		return
+	}
+	out := ru.out[:0]
+	*ru = run{e: e, out: out}
+	e.runsMu.Lock()
+	if len(e.runs) < maxIdleRuns {
+		e.runs = append(e.runs, ru)
+	}
+	e.runsMu.Unlock()
+}
+
+// maxIdleRuns bounds the runs an engine keeps for reuse.
+const maxIdleRuns = 16
 
 // runSeq numbers runs (require with lua_code_cache off keeps a run's modules).
 var runSeq atomic.Uint64

@@ -22,6 +22,7 @@ unsigned char *ngx_hex_dump(unsigned char *dst, const unsigned char *src, size_t
 import "C"
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -142,6 +143,27 @@ func spindle_req_id(eid C.int) (id C.double) {
 	return id
 }
 
+// headerKey is ngx.header's name for the Lua key lk (a view of C memory, not kept):
+// underscores made dashes and unsafe bytes escaped, kept for the next requests so
+// that a handler's usual names cost a map lookup, not an allocation.
+func (e *engine) headerKey(lk string) string {
+	if k, ok := e.hdrKeys[lk]; ok {
+		return k
+	}
+	lk = strings.Clone(lk)
+	k := httpcore.EscapeHeaderName(headerName(lk))
+	if e.hdrKeys == nil {
+		e.hdrKeys = map[string]string{}
+	}
+	if len(e.hdrKeys) < maxHeaderKeys {
+		e.hdrKeys[lk] = k
+	}
+	return k
+}
+
+// maxHeaderKeys bounds headerKey's names.
+const maxHeaderKeys = 256
+
 // spindle_header_set is ngx.header.NAME = "value" in the common case: one string
 // value set in a phase that may, before the header is sent, on a name other than
 // Content-Length. It returns 0 when done, -1 when the caller should use the
@@ -173,7 +195,7 @@ func spindle_header_set(eid C.int, name *C.char, n C.size_t, val *C.char, vn C.s
 			rc = -1
 		}
 	}()
-	k := httpcore.EscapeHeaderName(headerName(C.GoStringN(name, C.int(n))))
+	k := e.headerKey(unsafe.String((*byte)(unsafe.Pointer(name)), int(n)))
 	v := httpcore.EscapeHeaderValue(C.GoStringN(val, C.int(vn)))
 	h := r.RespHeader()
 	h.Del(k)

@@ -51,7 +51,9 @@ func runHandler(r *httpcore.Request, c *Conf, ch *chunk, ph phase) httpcore.Acti
 	if ru.parked {
 		return httpcore.Parked
 	}
-	return ru.result(ph)
+	a := ru.result(ph)
+	ru.e.release(ru)
+	return a
 }
 
 // result maps how a rewrite, access or content run ended to the core's next step.

@@ -66,7 +66,8 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 	if ru.conf != nil {
 		t.Limit = ru.conf.maxRunTime
 	}
-	ru.entry = &coro{t: t, entry: true}
+	ru.entryCo = coro{t: t, entry: true}
+	ru.entry = &ru.entryCo
 	s.PushRef(ref)
 	s.PushInt(kind)
 	pushAll(s, args)
