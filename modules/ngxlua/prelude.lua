@@ -1593,6 +1593,9 @@ local function pure(f)
 	return true
 end
 local purity = setmetatable({}, {__mode = "k"})
+-- A pure chunk's closure (no upvalues, the shared globals) is made once and run
+-- by every request, as ngx_lua caches a handler's function: no closure per run.
+local closures = setmetatable({}, {__mode = "k"})
 S.set_runner(function(factory, kind, ...)
 	if kind == 9 then
 		-- request contexts whose requests are gone
@@ -1603,7 +1606,15 @@ S.set_runner(function(factory, kind, ...)
 		cur_arg = EMPTY
 		return factory(...)
 	end
-	local fn = factory()
+	local fn = closures[factory]
+	if fn then
+		if kind == 0 then
+			cur_arg = EMPTY
+			return fn(...)
+		end
+	else
+		fn = factory()
+	end
 	if kind == 4 then
 		cur_arg = EMPTY
 		return fn(...)
@@ -1612,6 +1623,7 @@ S.set_runner(function(factory, kind, ...)
 	if p == nil then
 		p = pure(factory)
 		purity[factory] = p
+		if p then closures[factory] = fn end
 	end
 	if not p then
 		local env = setmetatable({}, env_meta)
