@@ -3,6 +3,9 @@ package ngxlua_test
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spindle-server/spindle/internal/e2e"
 )
 
 // ngx.say and ngx.print buffer in C memory (rt.c) and Go takes the output when a
@@ -43,6 +46,18 @@ const outputConf = `
         ngx.log(ngx.ERR, "say after eof: ", tostring(ok), " ", err)
       LUA
     }
+    location "= /headers" {
+      content_by_lua = <<-LUA
+        ngx.header["X-A"] = "1"                 -- queued in C
+        ngx.header.x_b = "2"
+        ngx.header["X-A"] = "3"                 -- replaces, in order
+        local a = ngx.header["X-A"]             -- a Go function: the queue is applied first
+        ngx.header["X-C"] = {"4", "5"}          -- a list: through Go
+        ngx.header["X-D"] = "6"
+        ngx.say(a, " ", ngx.var.sent_http_x_b, " ", ngx.resp.get_headers()["x-d"])
+        ngx.header["X-E"] = "late"              -- after output: refused, logged
+      LUA
+    }
     location "= /now" {
       content_by_lua = <<-LUA
         local t0 = ngx.now()
@@ -64,6 +79,14 @@ func TestOutputOrder(t *testing.T) {
 	check(t, s.Get("/after_output"), 200, "sent true\n")
 	checkLog(t, s, "attempt to set ngx.header.HEADER after sending out response headers")
 	check(t, s.Get("/after_eof"), 200, "one\n")
-	checkLog(t, s, "say after eof: nil seen eof")
+	// The client has the response before the handler logs: wait for the line.
+	if !e2e.WaitFor(5*time.Second, func() bool { return strings.Contains(s.ErrorLog(), "say after eof: nil seen eof") }) {
+		t.Errorf("error log lacks %q:\n%s", "say after eof: nil seen eof", s.ErrorLog())
+	}
 	check(t, s.Get("/now"), 200, "true true true true\n")
+	r := s.Get("/headers")
+	check(t, r, 200, "3 2 6\n")
+	if got := r.Header.Get("X-A") + r.Header.Get("X-B") + strings.Join(r.Header.Values("X-C"), ",") + r.Header.Get("X-D") + r.Header.Get("X-E"); got != "324,56" {
+		t.Errorf("headers X-A, X-B, X-C, X-D, X-E: %q, want \"324,56\"", got)
+	}
 }
