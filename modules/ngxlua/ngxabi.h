@@ -14,6 +14,7 @@ typedef struct {
 	int said;     // output was produced in this resume (ngx.print("") included)
 	double reqid; // ngx.ctx's key of the resume's request: -1 until Go gave it
 	double now;   // ngx.now's cached time, 0 until read in this resume
+	double seq;   // the resumed run's number (ngx.req.get_headers' cache)
 } spindle_rt;
 
 double spindle_now(spindle_rt *rt);

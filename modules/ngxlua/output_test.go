@@ -58,6 +58,22 @@ const outputConf = `
         ngx.header["X-E"] = "late"              -- after output: refused, logged
       LUA
     }
+    location "= /get_headers" {
+      content_by_lua = <<-LUA
+        local h1 = ngx.req.get_headers()
+        local h2 = ngx.req.get_headers()        -- builds the cached table
+        h2["x-one"] = "changed"                 -- the caller's copy only
+        local h3 = ngx.req.get_headers()        -- a copy of the cache
+        ngx.req.set_header("X-One", "new")      -- drops the cache
+        local h4 = ngx.req.get_headers()
+        local h5 = ngx.req.get_headers()
+        local raw = ngx.req.get_headers(nil, true)
+        ngx.sleep(0)                            -- another resume of the same run
+        local h6 = ngx.req.get_headers()
+        ngx.say(h1["x-one"], " ", h3["x-one"], " ", h3.X_One, " ", h4["x-one"], " ", h5["x-one"], " ",
+          tostring(raw["x-one"]), " ", raw["X-One"], " ", h6["x-one"], " ", h1 ~= h3 and h3 ~= h5)
+      LUA
+    }
     location "= /now" {
       content_by_lua = <<-LUA
         local t0 = ngx.now()
@@ -84,6 +100,7 @@ func TestOutputOrder(t *testing.T) {
 		t.Errorf("error log lacks %q:\n%s", "say after eof: nil seen eof", s.ErrorLog())
 	}
 	check(t, s.Get("/now"), 200, "true true true true\n")
+	check(t, s.Get("/get_headers", "X-One: 1"), 200, "1 1 1 new new nil new new true\n")
 	r := s.Get("/headers")
 	check(t, r, 200, "3 2 6\n")
 	if got := r.Header.Get("X-A") + r.Header.Get("X-B") + strings.Join(r.Header.Values("X-C"), ",") + r.Header.Get("X-D") + r.Header.Get("X-E"); got != "324,56" {

@@ -112,6 +112,7 @@ typedef struct {
 	int len, cap;
 	int ok, said;
 	double reqid, now;
+	double seq;
 } spindle_rt;
 double spindle_now(spindle_rt *rt);
 ]]
@@ -371,9 +372,48 @@ req.set_header = function(name, v)
 	if type(v) == "table" then return S.req_set_header(tostring(name), "list", unpack(v)) end
 	return S.req_set_header(tostring(name), "one", v)
 end
+-- A run that reads the headers more than once builds their table once (its second
+-- call) and copies it after; whatever changes the request's headers or body drops
+-- it. RT.seq is the run's number: a run never sees another's table.
+local hdr_seen, hdr_seq, hdr_raw, hdr_max, hdr_t, hdr_tr = -1, -1
+local function copy_headers(src)
+	local t = {}
+	for k, v in next, src do
+		if type(v) == "table" then
+			local l = {}
+			for i = 1, #v do l[i] = v[i] end
+			v = l
+		end
+		t[k] = v
+	end
+	return t
+end
+for _, name in ipairs({"req_set_header", "req_read_body", "req_discard_body", "req_set_body_data"}) do
+	local f = S[name]
+	if f then
+		S[name] = function(...)
+			hdr_seen, hdr_seq = -1, -1
+			return f(...)
+		end
+	end
+end
+req.read_body = S.req_read_body
+req.discard_body = S.req_discard_body
+req.set_body_data = S.req_set_body_data
 req.get_headers = function(max, raw)
-	local t, tr, flat = S.req_headers(raw and true or false, max or 100)
+	raw, max = raw and true or false, max or 100
+	local seq = RT.seq
+	if seq == hdr_seq and raw == hdr_raw and max == hdr_max then
+		local t = copy_headers(hdr_t)
+		if not raw then setmetatable(t, hdr_meta) end
+		return t, hdr_tr
+	end
+	local t, tr, flat = S.req_headers(raw, max)
 	if flat then t = kv_table(t) end
+	if seq == hdr_seen then
+		hdr_seq, hdr_raw, hdr_max, hdr_t, hdr_tr = seq, raw, max, copy_headers(t), tr
+	end
+	hdr_seen = seq
 	if not raw then setmetatable(t, hdr_meta) end
 	return t, tr
 end

@@ -59,6 +59,7 @@ func (e *engine) beforeResume(ru *run) {
 	}
 	rt.reqid = -1
 	rt.now = 0
+	rt.seq = C.double(ru.seq)
 }
 
 // afterResume takes the output the resume buffered into ru.out and clears what
