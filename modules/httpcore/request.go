@@ -619,8 +619,7 @@ func (r *Request) finalize(status int) {
 		r.finished = true
 		return
 	}
-	var fe bodyFileError
-	if r.parent == nil && status >= 400 && r.body.err != nil && errors.As(r.body.err, &fe) {
+	if r.parent == nil && status >= 400 && r.body.err != nil && isBodyFileError(r.body.err) {
 		status = 500 // the body could not be buffered: not the client's fault
 	}
 	if status >= 300 && !r.headerSent && (len(r.out) == 0 || r.errStatus != 0) {
