@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -242,20 +241,13 @@ func (c *conn) writeHead(r *Request, n int64) {
 	}
 	start := b.Buffered()
 	b.WriteString(statusLine(r.status))
-	if core.ServerTokens {
-		b.WriteString("Server: spindle/" + version.Version + "\r\n")
-	} else {
-		b.WriteString("Server: spindle\r\n")
-	}
-	b.WriteString("Date: ")
-	b.WriteString(httpDate())
-	b.WriteString("\r\n")
+	b.WriteString(serverDateLines(core.ServerTokens))
 	hasBody := r.status >= 200 && r.status != 204 && r.status != 304
 	if hasBody {
 		if ct := r.respHdr.Get("Content-Type"); ct != "" {
-			writeHeaderLine(b, r, "Content-Type", ct)
+			writeContentType(b, r, ct)
 		} else if core.DefaultType != "" {
-			writeHeaderLine(b, r, "Content-Type", core.DefaultType)
+			writeContentType(b, r, core.DefaultType)
 		}
 		if n >= 0 {
 			b.WriteString("Content-Length: ")
@@ -302,6 +294,20 @@ func (c *conn) writeHead(r *Request, n int64) {
 // so writing it costs no allocation.
 func writeHeaderLine(b *bufio.Writer, r *Request, name, value string) {
 	b.Write(r.AppendHeaderLine(b.AvailableBuffer(), "response header", name, value))
+}
+
+// writeContentType writes the Content-Type line: its name is spindle's own, so only
+// the value is checked (cleanValue); one that needs escaping goes the way of every
+// other line (writeHeaderLine). ~150 instructions less than writeHeaderLine for
+// "text/plain" (callgrind).
+func writeContentType(b *bufio.Writer, r *Request, value string) {
+	if !cleanValue(value) {
+		writeHeaderLine(b, r, "Content-Type", value)
+		return
+	}
+	b.WriteString("Content-Type: ")
+	b.WriteString(value)
+	b.WriteString("\r\n")
 }
 
 // flushOutput sends the header (if not yet sent) and the buffered body now. With an
@@ -401,33 +407,66 @@ func (c *conn) finishOutput(r *Request) {
 	r.out = r.out[:0]
 }
 
-var statusLines sync.Map
+// statusLines caches the status lines by code: an array, where a sync.Map's Load cost
+// ~170 instructions of a /hello request's ~9,500 (callgrind).
+var statusLines [600]atomic.Pointer[string]
 
 func statusLine(code int) string {
-	if v, ok := statusLines.Load(code); ok {
-		return v.(string)
+	if code >= 100 && code < len(statusLines) {
+		if p := statusLines[code].Load(); p != nil {
+			return *p
+		}
 	}
 	s := "HTTP/1.1 " + strconv.Itoa(code) + " " + StatusText(code) + "\r\n"
-	statusLines.Store(code, s)
+	if code >= 100 && code < len(statusLines) {
+		statusLines[code].Store(&s)
+	}
 	return s
 }
 
 // dateValue is the Date header, formatted by the clock goroutine (runClock) when the
 // second changes.
-var dateValue atomic.Pointer[string]
+var dateValue atomic.Pointer[dateLines]
 
-func updateDate(now time.Time) {
-	s := now.UTC().Format(httpTimeFormat)
-	dateValue.Store(&s)
+// dateLines is the Date header's value and the Server and Date lines of an HTTP/1.1
+// response head with it, for server_tokens on and off: writeHead copies one string
+// where it wrote five.
+type dateLines struct {
+	date   string
+	tokens string // "Server: spindle/VERSION\r\nDate: DATE\r\n"
+	plain  string // "Server: spindle\r\nDate: DATE\r\n"
 }
+
+func newDateLines(now time.Time) *dateLines {
+	d := now.UTC().Format(httpTimeFormat)
+	return &dateLines{
+		date:   d,
+		tokens: "Server: spindle/" + version.Version + "\r\nDate: " + d + "\r\n",
+		plain:  "Server: spindle\r\nDate: " + d + "\r\n",
+	}
+}
+
+func updateDate(now time.Time) { dateValue.Store(newDateLines(now)) }
 
 const httpTimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
 
 func httpDate() string {
 	if p := dateValue.Load(); p != nil {
-		return *p
+		return p.date
 	}
 	return time.Now().UTC().Format(httpTimeFormat)
+}
+
+// serverDateLines is the Server and Date lines of a response head.
+func serverDateLines(tokens bool) string {
+	p := dateValue.Load()
+	if p == nil {
+		p = newDateLines(time.Now())
+	}
+	if tokens {
+		return p.tokens
+	}
+	return p.plain
 }
 
 func runtimeStack(buf []byte) int { return runtime.Stack(buf, false) }
