@@ -223,11 +223,15 @@ func validHost(h []byte) bool {
 	end := len(h) // the host part ends before the port
 	dot := -2     // where the last dot was
 	literal := false
-	for i, c := range h {
-		if !hostSpecial[c] {
-			continue
+	i := 0
+	for {
+		for i < len(h) && !hostSpecial[h[i]] {
+			i++
 		}
-		switch c {
+		if i == len(h) {
+			break
+		}
+		switch h[i] {
 		case '.':
 			if dot == i-1 {
 				return false
@@ -243,9 +247,10 @@ func validHost(h []byte) bool {
 			}
 		case ']':
 			literal = false
-		case '/', '\\', 0, ' ':
+		default: // '/', '\\', NUL, space
 			return false
 		}
+		i++
 	}
 	if dot == end-1 {
 		end--
@@ -253,8 +258,8 @@ func validHost(h []byte) bool {
 	return end > 0
 }
 
-// hostSpecial marks the bytes validHost's switch looks at: the others, most of a
-// host, skip it (a 15-byte Host went from ~300 instructions to ~100, callgrind).
+// hostSpecial marks the bytes validHost's switch looks at: an inner loop skips the
+// others, most of a host ("127.0.0.1:8080": 303 -> 226 instructions, callgrind).
 var hostSpecial = [256]bool{'.': true, ':': true, '[': true, ']': true, '/': true, '\\': true, 0: true, ' ': true}
 
 func equalFold(b []byte, lower string) bool {
