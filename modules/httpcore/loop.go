@@ -797,7 +797,7 @@ func (t *loopTransport) notify() {
 
 func (t *loopTransport) setReadTimeout(d time.Duration) {
 	t.rtimeout = d
-	t.deadline = coarseNow().Add(d).UnixNano()
+	t.deadline = coarseNanos() + int64(d)
 }
 
 func (t *loopTransport) setWriteTimeout(d time.Duration) { t.wtimeout = d }
