@@ -39,6 +39,7 @@ type Request struct {
 	// request line and headers
 	method     string
 	uri        string // decoded, normalised path: $uri
+	found      foundLocation
 	args       string // query string: $args
 	requestURI string // as received: $request_uri
 	// rejectedLine is the request line of a request answered before it was parsed

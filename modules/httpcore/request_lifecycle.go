@@ -97,7 +97,7 @@ func (c *conn) mayBlock() bool {
 	if r.Server.root.mayBlock {
 		return true
 	}
-	loc, _ := r.Server.FindLocation(r.uri)
+	loc, _ := r.findLocation(r.Server)
 	if loc == nil {
 		return false
 	}
