@@ -197,6 +197,10 @@ func (r *Request) runLog() {
 	}
 }
 
+// reset zeroes the request for the next one, keeping the slices it can reuse. The
+// zero value is stored first and the kept fields after: a composite literal with
+// them was built on the stack and copied, ~300 instructions a reset against ~60
+// (the Request is 728 bytes; callgrind).
 func (r *Request) reset() {
 	r.body.dropFile()
 	caps := r.caps[:0]
@@ -204,7 +208,8 @@ func (r *Request) reset() {
 	hdr := r.respHdr
 	hdr.Reset()
 	vars := r.vars[:0]
-	*r = Request{caps: caps, out: out, respHdr: hdr, vars: vars, contentLength: -1}
+	*r = Request{}
+	r.caps, r.out, r.respHdr, r.vars, r.contentLength = caps, out, hdr, vars, -1
 	if cap(out) > 256<<10 {
 		r.out = nil
 	}
