@@ -59,6 +59,11 @@ type eventLoop struct {
 
 	leader atomic.Pointer[leaderToken]
 	leadFn func() // l.lead, made once: abdications happen per request
+	// pollFn is wait's callback for the epoll descriptor's RawConn.Read, made once:
+	// a closure made per wait went to the heap (one allocation each time the loop
+	// found nothing to do and parked). waitN is what it fetched.
+	pollFn func(fd uintptr) bool
+	waitN  int
 
 	// waiting: the leader is about to park or parked; woken: it was woken since. A
 	// goroutine handing a connection back wakes the leader only when it must, once.
@@ -148,6 +153,7 @@ func newEventLoop(e *Engine) (*eventLoop, error) {
 		done:        make(chan struct{}),
 	}
 	l.leadFn = l.lead
+	l.pollFn = l.poll
 	l.pub = &Loop{l}
 	workers.Go(l.leadFn)
 	return l, nil
@@ -207,26 +213,31 @@ func (l *eventLoop) abdicate() {
 
 // wait parks until the epoll set has events (or the next sweep is due) and fetches them.
 func (l *eventLoop) wait() int {
-	n := 0
 	if now := coarseNow(); l.waitDL.Sub(now) < sweepInterval/2 {
 		l.waitDL = now.Add(sweepInterval)
 		l.epFile.SetReadDeadline(l.waitDL)
 	}
-	l.epRC.Read(func(fd uintptr) bool {
-		l.waiting.Store(true)
-		if l.pending() {
-			l.waiting.Store(false)
-			return true
-		}
-		n = epollWait(l.epfd, l.events)
-		if n > 0 {
-			l.waiting.Store(false)
-			return true
-		}
-		return false
-	})
+	l.waitN = 0
+	l.epRC.Read(l.pollFn)
 	l.waiting.Store(false)
-	return n
+	return l.waitN
+}
+
+// poll is wait's callback (pollFn): done when other goroutines handed work over or
+// epoll has events; else the netpoller parks the leader until the epoll descriptor
+// is readable.
+func (l *eventLoop) poll(fd uintptr) bool {
+	l.waiting.Store(true)
+	if l.pending() {
+		l.waiting.Store(false)
+		return true
+	}
+	l.waitN = epollWait(l.epfd, l.events)
+	if l.waitN > 0 {
+		l.waiting.Store(false)
+		return true
+	}
+	return false
 }
 
 // pending reports work handed over by other goroutines.
