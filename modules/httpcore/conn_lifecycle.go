@@ -358,7 +358,7 @@ func newConn(e *Engine, nc net.Conn, as *addrServers, t transport) *conn {
 	if lt, ok := t.(*loopTransport); ok {
 		c.lt, lt.c = lt, c
 	}
-	c.idleSince.Store(coarseNow().UnixNano())
+	c.idleSince.Store(coarseNanos())
 	if c.lt == nil {
 		// The event loop keeps its own connections: e.conns lists the others, and
 		// hijacked ones.
@@ -706,7 +706,7 @@ func (c *conn) close() {
 // readHead waits for and reads the next request head.
 func (c *conn) readHead(core *CoreConf) int {
 	c.state.Store(stateIdle)
-	c.idleSince.Store(coarseNow().UnixNano())
+	c.idleSince.Store(coarseNanos())
 	// No defers here: with this many returns they would not be open-coded, and this
 	// runs for every request.
 	c.readingHead = true

@@ -235,6 +235,27 @@ func (s *Server) FindLocation(uri string) (*Location, []int) {
 	return l, caps
 }
 
+// foundLocation is the last FindLocation of a request: the conn's mayBlock looks the
+// location up before the phases run, and find_config would do it again for the same
+// URI (~160 instructions a lookup on /hello, callgrind).
+type foundLocation struct {
+	srv  *Server
+	uri  string
+	loc  *Location
+	caps []int
+}
+
+// findLocation is srv.FindLocation(r.uri), remembered for the request: the result
+// depends on the server and the URI alone.
+func (r *Request) findLocation(srv *Server) (*Location, []int) {
+	if f := &r.found; f.srv == srv && f.srv != nil && f.uri == r.uri {
+		return f.loc, f.caps
+	}
+	loc, caps := srv.FindLocation(r.uri)
+	r.found = foundLocation{srv: srv, uri: r.uri, loc: loc, caps: caps}
+	return loc, caps
+}
+
 // Named returns the named location "@name" of the server, or nil.
 func (s *Server) Named(name string) *Location {
 	for _, l := range s.named {

@@ -43,7 +43,11 @@ type eventLoop struct {
 	epFile *os.File
 	epRC   syscall.RawConn
 	events []unix.EpollEvent
-	waitDL time.Time
+	// waitDL: the epoll descriptor's read deadline (Unix nanoseconds), which ends a
+	// wait for the next sweep. It and lastScan are integers: time.Time's Sub and Add
+	// cost ~350 instructions per pass of the loop, and a keepalive request takes one
+	// or more passes (callgrind).
+	waitDL int64
 
 	// Owned by the leader.
 	batch    []unix.EpollEvent // events fetched and not processed yet
@@ -51,7 +55,7 @@ type eventLoop struct {
 	lns      map[int32]*loopListener
 	paused   bool // accepting stopped (worker_connections reached, or accept failed): listeners disarmed
 	draining bool
-	lastScan time.Time
+	lastScan int64 // Unix nanoseconds, coarse
 	// peakConns: the most connections held since memory was last given back;
 	// lastFree: when it was.
 	peakConns int
@@ -59,6 +63,11 @@ type eventLoop struct {
 
 	leader atomic.Pointer[leaderToken]
 	leadFn func() // l.lead, made once: abdications happen per request
+	// pollFn is wait's callback for the epoll descriptor's RawConn.Read, made once:
+	// a closure made per wait went to the heap (one allocation each time the loop
+	// found nothing to do and parked). waitN is what it fetched.
+	pollFn func(fd uintptr) bool
+	waitN  int
 
 	// waiting: the leader is about to park or parked; woken: it was woken since. A
 	// goroutine handing a connection back wakes the leader only when it must, once.
@@ -148,6 +157,7 @@ func newEventLoop(e *Engine) (*eventLoop, error) {
 		done:        make(chan struct{}),
 	}
 	l.leadFn = l.lead
+	l.pollFn = l.poll
 	l.pub = &Loop{l}
 	workers.Go(l.leadFn)
 	return l, nil
@@ -207,26 +217,31 @@ func (l *eventLoop) abdicate() {
 
 // wait parks until the epoll set has events (or the next sweep is due) and fetches them.
 func (l *eventLoop) wait() int {
-	n := 0
-	if now := coarseNow(); l.waitDL.Sub(now) < sweepInterval/2 {
-		l.waitDL = now.Add(sweepInterval)
-		l.epFile.SetReadDeadline(l.waitDL)
+	if now := coarseNanos(); l.waitDL-now < int64(sweepInterval/2) {
+		l.waitDL = now + int64(sweepInterval)
+		l.epFile.SetReadDeadline(time.Unix(0, l.waitDL))
 	}
-	l.epRC.Read(func(fd uintptr) bool {
-		l.waiting.Store(true)
-		if l.pending() {
-			l.waiting.Store(false)
-			return true
-		}
-		n = epollWait(l.epfd, l.events)
-		if n > 0 {
-			l.waiting.Store(false)
-			return true
-		}
-		return false
-	})
+	l.waitN = 0
+	l.epRC.Read(l.pollFn)
 	l.waiting.Store(false)
-	return n
+	return l.waitN
+}
+
+// poll is wait's callback (pollFn): done when other goroutines handed work over or
+// epoll has events; else the netpoller parks the leader until the epoll descriptor
+// is readable.
+func (l *eventLoop) poll(fd uintptr) bool {
+	l.waiting.Store(true)
+	if l.pending() {
+		l.waiting.Store(false)
+		return true
+	}
+	l.waitN = epollWait(l.epfd, l.events)
+	if l.waitN > 0 {
+		l.waiting.Store(false)
+		return true
+	}
+	return false
 }
 
 // pending reports work handed over by other goroutines.
@@ -364,12 +379,11 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 			}
 		}
 	}
-	now := coarseNow()
 	swept := false
-	if now.Sub(l.lastScan) >= sweepInterval {
+	if now := coarseNanos(); now-l.lastScan >= int64(sweepInterval) {
 		l.lastScan = now
 		swept = true
-		l.sweep(now)
+		l.sweep(time.Unix(0, now))
 	}
 	// A connection closed, or time passed since accept failed (the sweep also
 	// catches places freed by hijacked connections, which the loop does not close).
@@ -797,7 +811,7 @@ func (t *loopTransport) notify() {
 
 func (t *loopTransport) setReadTimeout(d time.Duration) {
 	t.rtimeout = d
-	t.deadline = coarseNow().Add(d).UnixNano()
+	t.deadline = coarseNanos() + int64(d)
 }
 
 func (t *loopTransport) setWriteTimeout(d time.Duration) { t.wtimeout = d }

@@ -254,7 +254,7 @@ func (r *Request) pass(st stage) (next stage, again bool) {
 		r.loc, r.named = r.named, nil
 		r.caps = r.caps[:0]
 	} else {
-		loc, caps := srv.FindLocation(r.uri)
+		loc, caps := r.findLocation(srv)
 		if loc == nil {
 			// No location matches: as in nginx, the server's own configuration serves
 			// the request (a server with just a root serves files). Its rewrite program

@@ -41,6 +41,7 @@ type Request struct {
 	// request line and headers
 	method     string
 	uri        string // decoded, normalised path: $uri
+	found      foundLocation
 	args       string // query string: $args
 	requestURI string // as received: $request_uri
 	// rejectedLine is the request line of a request answered before it was parsed
@@ -601,6 +602,11 @@ func (r *Request) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	return r.writeBody(p)
+}
+
+// writeBody is Write once the header is sent.
+func (r *Request) writeBody(p []byte) (int, error) {
 	n := len(p)
 	if len(r.loc.bfilters) > 0 {
 		var err error
@@ -617,13 +623,22 @@ func (r *Request) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// WriteString is Write for strings.
+// WriteString is Write for strings. Without body filters the string is appended to
+// the output as it is: a handler's first write (return's body) costs no copy.
 func (r *Request) WriteString(s string) (int, error) {
-	if len(r.loc.bfilters) == 0 && r.headerSent && !r.finished && (r.parent != nil || len(r.out)+len(s) < outputFlushSize) {
+	if r.finished {
+		return 0, errResponseFinished
+	}
+	if !r.headerSent {
+		if err := r.SendHeader(); err != nil {
+			return 0, err
+		}
+	}
+	if len(r.loc.bfilters) == 0 && (r.parent != nil || len(r.out)+len(s) < outputFlushSize) {
 		r.out = append(r.out, s...)
 		return len(s), nil
 	}
-	return r.Write([]byte(s))
+	return r.writeBody([]byte(s))
 }
 
 func (r *Request) filterBody(p []byte, last bool) ([]byte, error) {
@@ -671,8 +686,7 @@ func (r *Request) finalize(status int) {
 		r.finished = true
 		return
 	}
-	var fe bodyFileError
-	if r.parent == nil && status >= 400 && r.body.err != nil && errors.As(r.body.err, &fe) {
+	if r.parent == nil && status >= 400 && r.body.err != nil && isBodyFileError(r.body.err) {
 		status = 500 // the body could not be buffered: not the client's fault
 	}
 	if status >= 300 && !r.headerSent && (len(r.out) == 0 || r.errStatus != 0) {

@@ -71,20 +71,25 @@ func NormalizePath(p []byte) (string, bool) {
 // NormalizePathString is NormalizePath for a string; a path that needs no change is
 // returned as is, without copying.
 func NormalizePathString(p string) (string, bool) {
-	if len(p) > 0 && p[0] == '/' {
-		simple := true
-		for i := 0; i < len(p); i++ {
-			c := p[i]
-			if c == '%' || c == 0 || (c == '/' && i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.')) {
-				simple = false
-				break
-			}
-		}
-		if simple {
-			return p, true
-		}
+	if simplePath(p) {
+		return p, true
 	}
 	return NormalizePath([]byte(p))
+}
+
+// simplePath reports whether p is a path NormalizePath returns unchanged: absolute,
+// with no escape, NUL, repeated slash or dot segment.
+func simplePath(p string) bool {
+	if len(p) == 0 || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == '%' || c == 0 || (c == '/' && i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.')) {
+			return false
+		}
+	}
+	return true
 }
 
 // cleanPath resolves dot segments and merges slashes of a decoded absolute path.
