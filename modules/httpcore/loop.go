@@ -428,7 +428,9 @@ func (l *eventLoop) sweep(now time.Time) {
 		if c.owner.Load() != ownerLoop {
 			continue
 		}
-		idle := c.br == nil || c.br.Buffered() == 0
+		// A TLS connection's head may have started in a record crypto/tls holds
+		// whole or in part (rawInput), with nothing in br yet.
+		idle := (c.br == nil || c.br.Buffered() == 0) && (c.tls == nil || !tlsHolds(c.tls.tc))
 		switch {
 		case c.lt.deadline != 0 && now.UnixNano() > c.lt.deadline:
 			if now.UnixNano()-c.lt.deadline < int64(time.Second) && c.lt.unread() {

@@ -301,6 +301,63 @@ http {
 	}
 }
 
+// A drain closes connections idle for its grace, but not one whose next request head
+// has begun: over TLS the beginning may be a partial record inside crypto/tls, with
+// nothing decrypted yet. The connection idle since later, closed at the end of its
+// grace, shows the grace of the other one has passed too.
+func TestTLSPartialRecordNotIdleWhileDraining(t *testing.T) {
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	s := testserver.Start(t, fmt.Sprintf(`
+http {
+  keepalive_timeout = "60s"
+  server {
+    listen              = ["127.0.0.1:0 ssl"]
+    ssl_certificate     = "%s"
+    ssl_certificate_key = "%s"
+    location "= /inline" { return = { code = 200, body = "inline\n" } }
+  }
+}`, crt, key))
+	const req = "GET /inline HTTP/1.1\r\nHost: srv.test\r\n\r\n"
+	dial := func() (net.Conn, *flushOnRead, *tls.Conn, *bufio.Reader) {
+		nc, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetDeadline(time.Now().Add(20 * time.Second))
+		f := &flushOnRead{Conn: nc}
+		c := tls.Client(f, &tls.Config{ServerName: "srv.test", RootCAs: ca.Pool})
+		br := bufio.NewReader(c)
+		io.WriteString(c, req)
+		if got, err := readTLSBody(br); err != nil || got != "inline\n" {
+			t.Fatalf("first request: %q, %v", got, err)
+		}
+		return nc, f, c, br
+	}
+	nc, f, c, br := dial()
+	io.WriteString(c, req) // held: one record
+	record := f.pending
+	f.pending = nil
+	half := len(record) / 2
+	if _, err := nc.Write(record[:half]); err != nil {
+		t.Fatal(err)
+	}
+	e2e.WaitPeerRead(t, nc)
+	later, _, _, laterBR := dial()
+	go s.Engine.Shutdown(0)
+	if _, err := laterBR.ReadByte(); err == nil {
+		t.Fatal("the idle connection got bytes after its response")
+	}
+	later.Close()
+	if _, err := nc.Write(record[half:]); err != nil {
+		t.Fatalf("the connection with a partial request was closed: %v", err)
+	}
+	if got, err := readTLSBody(br); err != nil || got != "inline\n" {
+		t.Fatalf("request begun before the drain: %q, %v", got, err)
+	}
+}
+
 // onLoop makes fn run on lp's leader once: the pipe it watches is written at once,
 // so epoll reports it after the sockets that became readable before, and before
 // those that become readable after.
