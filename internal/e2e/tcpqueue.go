@@ -42,6 +42,34 @@ func WaitPeerRead(t testing.TB, c net.Conn) {
 	}
 }
 
+// WaitPeerReceived waits until everything written on c, a TCP connection on loopback,
+// has reached the socket at the other end, read or not: c's send queue holds no
+// unacknowledged byte. A test that needs the server's kernel to hold its bytes (an
+// epoll report pending) before it lets the server go on waits with it. It fails the
+// test after 10 s.
+func WaitPeerReceived(t testing.TB, c net.Conn) {
+	t.Helper()
+	local, ok1 := c.LocalAddr().(*net.TCPAddr)
+	remote, ok2 := c.RemoteAddr().(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		t.Fatalf("WaitPeerReceived: %T is not a TCP connection", c)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sent, _, err := tcpQueues(local, remote)
+		if err != nil {
+			t.Fatalf("WaitPeerReceived: %v", err)
+		}
+		if sent {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("WaitPeerReceived: %v has not acknowledged what %v sent", remote, local)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // tcpQueues reports whether the socket local->remote has no unacknowledged bytes and
 // whether the socket remote->local has no unread ones. A socket not listed (closed)
 // counts as empty.

@@ -17,3 +17,21 @@ func NoDelay(r *Request) int {
 	}
 	return v
 }
+
+// LoopOf is the engine's event loop, nil before it serves a listener (tests only).
+func LoopOf(e *Engine) *Loop {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.loop == nil {
+		return nil
+	}
+	return e.loop.pub
+}
+
+// HandedBack is how many connections wait in the loop's hand-back list for the
+// leader to take them (tests only).
+func HandedBack(lp *Loop) int {
+	lp.l.mu.Lock()
+	defer lp.l.mu.Unlock()
+	return len(lp.l.back)
+}

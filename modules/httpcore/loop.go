@@ -56,6 +56,19 @@ type eventLoop struct {
 	paused   bool // accepting stopped (worker_connections reached, or accept failed): listeners disarmed
 	draining bool
 	lastScan int64 // Unix nanoseconds, coarse
+
+	// Work taken from other goroutines (back, resumes, adds, reaccept) and not done
+	// yet. Like batch it belongs to the loop, not to the goroutine leading it: running
+	// a connection may make the leader hand its role over (the connection waits, and
+	// the goroutine waits with it: a lingering close, a response the client is slow to
+	// take), and the next leader goes on with the rest at once. Were the rest to wait
+	// for that connection, new TLS connections handed back together after their
+	// handshakes in a draining worker would each wait for the lingering close of the
+	// one before: 1-3 s in a reload under load, and clients gave up (issue 19).
+	takenBack     []*conn
+	takenResumes  []parkedResume
+	takenAdds     []*loopListener
+	takenReaccept bool
 	// peakConns: the most connections held since memory was last given back;
 	// lastFree: when it was.
 	peakConns int
@@ -301,29 +314,28 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 // drains. It reports true when the loop is over.
 func (l *eventLoop) maintain(me *leaderToken) bool {
 	l.mu.Lock()
-	back, adds, drain, expired, reaccept := l.back, l.adds, l.drainReq, l.expired, l.reaccept
-	resumes, posted := l.resumes, l.posted
+	l.takenBack = appendTaken(l.takenBack, l.back)
+	l.takenResumes = appendTaken(l.takenResumes, l.resumes)
+	l.takenAdds = appendTaken(l.takenAdds, l.adds)
+	l.takenReaccept = l.takenReaccept || l.reaccept
+	drain, expired, posted := l.drainReq, l.expired, l.posted
 	l.back, l.adds, l.reaccept, l.resumes, l.posted = nil, nil, false, nil, nil
 	l.mu.Unlock()
 	for _, fn := range posted {
 		fn() // they do not wait (Loop.Post)
 	}
-	for i, pr := range resumes {
+	for len(l.takenResumes) > 0 {
+		pr := l.takenResumes[0]
+		l.takenResumes[0] = parkedResume{}
+		l.takenResumes = l.takenResumes[1:]
 		pr.c.resumeParked(pr.fn)
 		if l.leader.Load() != me {
-			// The continuation waits on the request's behalf: the new leader takes
-			// the rest, and what this maintain was to do.
-			l.mu.Lock()
-			l.resumes = append(resumes[i+1:], l.resumes...)
-			l.back = append(back, l.back...)
-			l.adds = append(adds, l.adds...)
-			l.reaccept = l.reaccept || reaccept
-			l.mu.Unlock()
-			l.wake()
+			// The continuation waits on the request's behalf: the new leader has
+			// taken the rest.
 			return true
 		}
 	}
-	for _, ln := range adds {
+	for _, ln := range l.takenAdds {
 		if l.draining {
 			ln.ln.Close()
 			continue
@@ -334,7 +346,11 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 		ln.armed = !l.paused
 		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &unix.EpollEvent{Events: l.listenEvents(), Fd: int32(ln.fd)})
 	}
-	for i, c := range back {
+	l.takenAdds = nil
+	for len(l.takenBack) > 0 {
+		c := l.takenBack[0]
+		l.takenBack[0] = nil
+		l.takenBack = l.takenBack[1:]
 		if c.closing {
 			l.destroy(c)
 			continue
@@ -354,16 +370,12 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 		c.lt.drained = false
 		c.runLoop()
 		if l.leader.Load() != me {
-			// Still ours to finish: the new leader takes the rest, and the rearming
-			// this maintain was to do.
-			l.mu.Lock()
-			l.back = append(back[i+1:], l.back...)
-			l.reaccept = l.reaccept || reaccept
-			l.mu.Unlock()
-			l.wake()
+			// Still ours to finish: the new leader has taken the rest.
 			return true
 		}
 	}
+	reaccept := l.takenReaccept
+	l.takenReaccept = false
 	if drain && !l.draining {
 		l.draining = true
 		for fd, ln := range l.lns {
@@ -409,6 +421,15 @@ func (l *eventLoop) maintain(me *leaderToken) bool {
 	return false
 }
 
+// appendTaken adds what other goroutines handed over to what the leader has not done
+// yet, reusing the handed-over slice when nothing is left.
+func appendTaken[T any](taken, more []T) []T {
+	if len(taken) == 0 {
+		return more
+	}
+	return append(taken, more...)
+}
+
 // sweep applies timeouts to the connections the loop holds: the keepalive and header
 // timeouts, and at the end of a drain the grace given to idle connections. Every
 // connection that expired is closed in the same sweep: nothing here waits (no response
@@ -421,7 +442,9 @@ func (l *eventLoop) sweep(now time.Time) {
 		if c.owner.Load() != ownerLoop {
 			continue
 		}
-		idle := c.br == nil || c.br.Buffered() == 0
+		// A TLS connection's head may have started in a record crypto/tls holds
+		// whole or in part (rawInput), with nothing in br yet.
+		idle := (c.br == nil || c.br.Buffered() == 0) && (c.tls == nil || !tlsHolds(c.tls.tc))
 		switch {
 		case c.lt.deadline != 0 && now.UnixNano() > c.lt.deadline:
 			if now.UnixNano()-c.lt.deadline < int64(time.Second) && c.lt.unread() {

@@ -328,6 +328,10 @@ func tlsDrained(tc *tls.Conn) bool {
 	return (*bytes.Buffer)(unsafe.Add(p, tlsBufs.raw)).Len() == 0 && (*bytes.Reader)(unsafe.Add(p, tlsBufs.input)).Len() == 0
 }
 
+// tlsHolds reports whether crypto/tls is known to hold bytes read from the socket and
+// not taken yet (false when its buffers cannot be seen: see tlsBufs).
+func tlsHolds(tc *tls.Conn) bool { return tlsBufs.ok && !tlsDrained(tc) }
+
 func (t *tlsTransport) Write(p []byte) (int, error) { return t.s.tc.Write(p) }
 
 // sendfile(2) would send the file in the clear.
