@@ -71,23 +71,32 @@ type eventLoop struct {
 	resumes []parkedResume // parked requests to go on with (Request.Resume)
 	posted  []func()       // functions to run on the leader (Loop.Post)
 
-	pub       *Loop
-	watchMu   sync.Mutex
-	watches   map[int32]fdWatch // descriptors of other modules (Loop.Watch), by id
-	nextWatch int32
-	adds      []*loopListener
-	reaccept  bool // rearm paused listeners: worker_connections freed
-	drainReq  bool
-	expireCh  chan struct{} // closed to fail every wait (forced shutdown)
-	expired   bool
-	done      chan struct{} // closed when the loop has ended
+	pub      *Loop
+	watchMu  sync.Mutex // socks
+	adds     []*loopListener
+	reaccept bool // rearm paused listeners: worker_connections freed
+	drainReq bool
+	expireCh chan struct{} // closed to fail every wait (forced shutdown)
+	expired  bool
+	done     chan struct{} // closed when the loop has ended
 	// sockWatches: sockets that are not the loop's connections, parked by an owner
 	// that keeps no goroutine while they are idle (an HTTP/2 connection): the loop
 	// calls the function once when the socket is readable (watch), keyed by fd (under
-	// mu; Loop.Watch's watches are keyed by id in epoll's Pad). ended: the loop is
+	// mu; Loop.Register's sockets are keyed by id in epoll's Pad). ended: the loop is
 	// over and takes no more.
 	sockWatches map[int32]func()
 	ended       bool
+
+	// Other modules' sockets (Loop.Register: by id, under watchMu) and timers
+	// (Loop.NewTimer: under timerMu), loopsock.go.
+	socks     []*Sock
+	freeSocks []int32
+	sockGen   int32
+	t0        time.Time // timers' clock: monotonic time since t0
+	timerMu   sync.Mutex
+	timers    timerHeap
+	timerDL   time.Duration // the earliest timer the leader's wait ends for
+	timerKick atomic.Bool   // a timer was armed for earlier than that
 }
 
 type leaderToken struct{ _ byte }
@@ -146,6 +155,8 @@ func newEventLoop(e *Engine) (*eventLoop, error) {
 		sockWatches: map[int32]func(){},
 		expireCh:    make(chan struct{}),
 		done:        make(chan struct{}),
+		t0:          time.Now(),
+		timerDL:     maxWhen,
 	}
 	l.leadFn = l.lead
 	l.pub = &Loop{l}
@@ -208,9 +219,16 @@ func (l *eventLoop) abdicate() {
 // wait parks until the epoll set has events (or the next sweep is due) and fetches them.
 func (l *eventLoop) wait() int {
 	n := 0
-	if now := coarseNow(); l.waitDL.Sub(now) < sweepInterval/2 {
-		l.waitDL = now.Add(sweepInterval)
-		l.epFile.SetReadDeadline(l.waitDL)
+	dl := l.waitDL
+	if now := coarseNow(); dl.Sub(now) < sweepInterval/2 {
+		dl = now.Add(sweepInterval)
+	}
+	if t, ok := l.nextTimer(); ok && t.Before(dl) {
+		dl = t
+	}
+	if dl != l.waitDL {
+		l.waitDL = dl
+		l.epFile.SetReadDeadline(dl)
 	}
 	l.epRC.Read(func(fd uintptr) bool {
 		l.waiting.Store(true)
@@ -233,7 +251,8 @@ func (l *eventLoop) wait() int {
 func (l *eventLoop) pending() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.back) > 0 || len(l.resumes) > 0 || len(l.posted) > 0 || len(l.adds) > 0 || l.reaccept || l.drainReq && !l.draining || l.expired
+	return len(l.back) > 0 || len(l.resumes) > 0 || len(l.posted) > 0 || len(l.adds) > 0 || l.reaccept || l.drainReq && !l.draining || l.expired ||
+		l.timerKick.Load()
 }
 
 func epollWait(epfd int, events []unix.EpollEvent) int {
@@ -254,7 +273,7 @@ func epollWait(epfd int, events []unix.EpollEvent) int {
 func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 	switch fd := ev.Fd; {
 	case ev.Pad != 0:
-		l.fire(ev.Pad)
+		l.sockEvent(&ev)
 	case int(fd) == l.evfd:
 		var buf [8]byte
 		unix.Read(l.evfd, buf[:])
@@ -285,6 +304,7 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 // maintain takes in what other goroutines handed over, accepts, sweeps timers and
 // drains. It reports true when the loop is over.
 func (l *eventLoop) maintain(me *leaderToken) bool {
+	l.runTimers()
 	l.mu.Lock()
 	back, adds, drain, expired, reaccept := l.back, l.adds, l.drainReq, l.expired, l.reaccept
 	resumes, posted := l.resumes, l.posted

@@ -54,10 +54,16 @@ type tcpSock struct {
 	// An operation waits with the VM unlocked (its wait clears the flag, maybe on a
 	// light thread's goroutine): a read and a write may wait at once.
 	reading, writing atomic.Bool
-	timedOut         bool      // the last receive timed out: the connection cannot be pooled
-	inline           bool      // reads work on the request (ngx.req.socket's body): on its goroutine
-	client           bool      // the client's connection (ngx.req.socket(true)): its reads start in a buffer, not on the event loop
-	wait             *sockWait // the last wait on the event loop (sockwait.go)
+	timedOut         bool // the last receive timed out: the connection cannot be pooled
+	inline           bool // reads work on the request (ngx.req.socket's body): on its goroutine
+	client           bool // the client's connection (ngx.req.socket(true)): its reads start in a buffer, not on the event loop
+
+	// The connection on the event loop (sockwait.go): its place in the loop's epoll
+	// set, kept with it in the pool; the loop's readiness counts at which a read (dry)
+	// or a write (wdry) found it dry; its waits for reading and writing.
+	ls        *httpcore.Sock
+	dry, wdry uint64
+	rw, ww    *sockWait
 }
 
 // sockPools are a VM's cosocket pools, keyed "host:port", "unix:/path" or by the
@@ -67,6 +73,8 @@ type sockPools = connpool.Pool[string, *idleConn]
 // idleConn is a pooled connection.
 type idleConn struct {
 	conn         net.Conn
+	ls           *httpcore.Sock // in the event loop's epoll set (tcpSock.ls)
+	dry          uint64
 	tls          bool
 	verifiedName string
 	reused       int
@@ -75,7 +83,13 @@ type idleConn struct {
 
 // PoolEntry and ClosePooled make idleConn a pooled connection.
 func (ic *idleConn) PoolEntry() *connpool.Entry { return &ic.entry }
-func (ic *idleConn) ClosePooled()               { ic.conn.Close() }
+func (ic *idleConn) ClosePooled() {
+	if ic.ls != nil {
+		ic.ls.Close(true)
+		ic.ls = nil
+	}
+	ic.conn.Close()
+}
 
 func (sk *tcpSock) timeout(which int) time.Duration {
 	switch which {
@@ -122,8 +136,28 @@ func (sk *tcpSock) closeConn() {
 		if sk.ic != nil {
 			sk.run.e.pools.Forget(sk.ic)
 		}
+		if sk.ls != nil {
+			sk.ls.Close(true)
+			sk.ls = nil
+		}
 		sk.conn.Close()
 		sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName = nil, nil, nil, false, ""
+	}
+	sk.freeBuf()
+}
+
+// sockBufs are receive buffers of the default size (lua_socket_buffer_size 4k), for
+// the next connection: a buffer made per request was 8k instructions of the 77k
+// per lua-resty-redis request (callgrind, BenchmarkLoopRedis).
+var sockBufs = sync.Pool{New: func() any { b := make([]byte, defaultSockBuf); return &b }}
+
+const defaultSockBuf = 4096
+
+// freeBuf lets go of the receive buffer.
+func (sk *tcpSock) freeBuf() {
+	if len(sk.buf) == defaultSockBuf {
+		b := sk.buf
+		sockBufs.Put(&b)
 	}
 	sk.buf, sk.r, sk.w = nil, 0, 0
 }
@@ -149,14 +183,16 @@ func sockErr(err error) string {
 // closeSockets closes what a run left open (pooled connections are gone already).
 func (e *engine) closeSockets(ru *run) {
 	for _, sk := range ru.socks {
-		if sk.wait != nil {
-			sk.wait.cancel()
-		}
+		sk.cancelWaits()
 		if ru.abandoned {
 			// A killed thread's wait may still use the socket: closing the
 			// connection ends it; the rest is left to it.
 			sk.mu.Lock()
 			if sk.conn != nil {
+				if sk.ls != nil {
+					sk.ls.Close(true)
+					sk.ls = nil
+				}
 				sk.conn.Close()
 			}
 			sk.mu.Unlock()
@@ -245,6 +281,8 @@ func (e *engine) sockConnect(s *luajit.State) error {
 	if ic, pkey, _ := e.pools.Get(key); ic != nil {
 		sk.key = pkey
 		sk.conn, sk.raw, sk.reused, sk.ic, sk.isTLS, sk.verifiedName = ic.conn, ic.entry.Raw, ic.reused+1, ic, ic.tls, ic.verifiedName
+		sk.ls, sk.dry, sk.wdry = ic.ls, ic.dry, dryUnknown
+		ic.ls = nil
 		s.PushInt(1)
 		return nil
 	}
@@ -293,43 +331,18 @@ func (e *engine) sockSend(s *luajit.State) error {
 		return fail(s, "socket busy writing")
 	}
 	data := s.String(1)
+	timeout := sk.timeout(1)
+	if lp := sk.loop(ru); lp != nil {
+		if ls := sk.loopSock(lp); ls != nil {
+			return e.sendLoop(s, ru, sk, ls, data, timeout)
+		}
+	}
 	sent, err := sk.tryWrite(data)
 	if err == nil && sent == len(data) && sent > 0 {
 		s.PushInt(sent)
 		return nil
 	}
 	data = data[sent:] // the rest, or the error, through the wait
-	timeout := sk.timeout(1)
-	if lp := sk.loop(ru); lp != nil {
-		written := 0
-		step := func() ([]any, bool) {
-			n, err := sk.writeNow(data[written:])
-			written += max(n, 0)
-			switch {
-			case err == syscall.EAGAIN:
-				return nil, false
-			case err != nil:
-				msg := sockErr(err)
-				sk.logErr("lua tcp socket write failed: %s", msg)
-				sk.closeConn()
-				return []any{nil, msg}, true
-			}
-			return []any{sent + len(data)}, true
-		}
-		if res, done := step(); done {
-			pushAll(s, res)
-			return nil
-		}
-		sk.writing.Store(true)
-		ru.waitAsync(s, func(done func([]any)) {
-			sk.waitLoop(lp, sk.fd(), true, timeout, step, func() []any {
-				sk.logErr("lua tcp socket write timed out")
-				sk.closeConn()
-				return []any{nil, "timeout"}
-			}, done)
-		})
-		return nil
-	}
 	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
 		defer sk.writing.Store(false)
@@ -349,6 +362,46 @@ func (e *engine) sockSend(s *luajit.State) error {
 			return []any{nil, msg}
 		}
 		return []any{n}
+	})
+	return nil
+}
+
+// sendLoop is send on the event loop: what the socket does not take at once is
+// written when the loop reports room.
+func (e *engine) sendLoop(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.Sock, data string, timeout time.Duration) error {
+	written := 0
+	step := func() ([]any, bool) {
+		n, err := sk.writeNow(data[written:])
+		written += max(n, 0)
+		switch {
+		case err == syscall.EAGAIN:
+			return nil, false
+		case err != nil:
+			msg := sockErr(err)
+			sk.logErr("lua tcp socket write failed: %s", msg)
+			sk.closeConn()
+			return []any{nil, msg}, true
+		}
+		return []any{len(data)}, true
+	}
+	if n, err := sk.writeNow(data); err == nil {
+		s.PushInt(n) // all of it, at once: no wait, no busy flag
+		return nil
+	} else {
+		written = max(n, 0)
+		if err != syscall.EAGAIN {
+			res, _ := step()
+			pushAll(s, res)
+			return nil
+		}
+	}
+	sk.writing.Store(true)
+	ru.waitAsync(s, func(done func([]any)) {
+		sk.waitLoop(ru, ls, true, timeout, step, func() []any {
+			sk.logErr("lua tcp socket write timed out")
+			sk.closeConn()
+			return []any{nil, "timeout"}
+		}, done)
 	})
 	return nil
 }
@@ -407,15 +460,17 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 		return nil
 	}
 	if lp := sk.loop(ru); lp != nil {
-		if res, done := sk.receiveStep(rd); done {
-			pushAll(s, res)
+		if ls := sk.loopSock(lp); ls != nil {
+			if res, done := sk.receiveStep(rd); done {
+				pushAll(s, res)
+				return nil
+			}
+			sk.reading.Store(true)
+			ru.waitAsync(s, func(done func([]any)) {
+				sk.waitLoop(ru, ls, false, sk.timeout(2), func() ([]any, bool) { return sk.receiveStep(rd) }, sk.readTimedOut, done)
+			})
 			return nil
 		}
-		sk.reading.Store(true)
-		ru.waitAsync(s, func(done func([]any)) {
-			sk.waitLoop(lp, sk.fd(), false, sk.timeout(2), func() ([]any, bool) { return sk.receiveStep(rd) }, sk.readTimedOut, done)
-		})
-		return nil
 	}
 	sk.reading.Store(true)
 	ru.cur.inline = sk.inline
@@ -643,8 +698,9 @@ func (e *engine) sockSetKeepalive(s *luajit.State) error {
 		ic = new(idleConn)
 	}
 	ic.conn, ic.entry.Raw, ic.reused, ic.tls, ic.verifiedName = sk.conn, sk.raw, sk.reused, sk.isTLS, sk.verifiedName
-	sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName = nil, nil, nil, false, ""
-	sk.buf, sk.r, sk.w = nil, 0, 0
+	ic.ls, ic.dry = sk.ls, sk.dry
+	sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName, sk.ls = nil, nil, nil, false, "", nil
+	sk.freeBuf()
 	e.pools.Put(sk.key, ic, size, timeout)
 	s.PushInt(1)
 	return nil
@@ -670,10 +726,13 @@ func (e *engine) sockClose(s *luajit.State) error {
 	if sk.conn == nil {
 		return fail(s, "closed")
 	}
-	if sk.wait != nil {
-		// A light thread waits on it (so the run is not parked): the loop lets go of
-		// the descriptor first, and the thread's receive or send fails.
-		sk.wait.abort([]any{nil, "closed"})
+	// A light thread may wait on it (so the run is not parked): the loop lets go of
+	// the descriptor first, and the thread's receive or send fails.
+	if sk.rw != nil {
+		sk.rw.abort([]any{nil, "closed"})
+	}
+	if sk.ww != nil {
+		sk.ww.abort([]any{nil, "closed"})
 	}
 	sk.closeConn()
 	s.PushInt(1)

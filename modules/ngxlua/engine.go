@@ -266,6 +266,7 @@ type run struct {
 	parked   bool                   // the run is parked: the event loop resumes it (thread.go)
 	rets     []any                  // what the handler returned (set_by_lua, body filters)
 	subOpts  []captureReq
+	starting *coro // the coroutine whose wait starts (waitAsync's start runs)
 	socks    []*tcpSock
 	udps     []*udpSock
 }

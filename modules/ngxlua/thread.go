@@ -30,13 +30,15 @@ type coro struct {
 	entry bool
 	wait  func() []any // set by the Go function that yielded
 	start func(done func([]any))
-	// complete ends its waits (engine.complete), made once
-	complete func([]any)
-	spawn    luajit.Ref // set by ngx.thread.spawn: the child's coroutine
-	spawned  bool
-	waitIDs  []int // blocked in ngx.thread.wait on these threads
-	pending  bool  // its wait runs on a goroutine
-	inline   bool  // its wait writes the response: it runs on the driver's goroutine
+	// complete ends its waits (engine.complete), made once; completeHere from the
+	// event loop's readiness callbacks (engine.completeHere)
+	complete     func([]any)
+	completeHere func([]any)
+	spawn        luajit.Ref // set by ngx.thread.spawn: the child's coroutine
+	spawned      bool
+	waitIDs      []int // blocked in ngx.thread.wait on these threads
+	pending      bool  // its wait runs on a goroutine
+	inline       bool  // its wait writes the response: it runs on the driver's goroutine
 
 	done, killed, failed bool
 	collected            bool // ngx.thread.wait returned it
@@ -185,7 +187,9 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 				// Made once per coroutine: a request may wait many times.
 				co.complete = func(res []any) { e.complete(ru, co, res) }
 			}
+			ru.starting = co
 			start(co.complete)
+			ru.starting = nil
 		case co.wait != nil:
 			w, inline := co.wait, co.inline
 			co.wait, co.inline = nil, false
@@ -259,6 +263,25 @@ func (e *engine) complete(ru *run, co *coro, res []any) {
 		ru.sleeping = false
 		ru.mu.Unlock()
 		ru.r.Resume(ru.unparkFn)
+		return
+	}
+	ru.mu.Unlock()
+	select {
+	case ru.sig <- struct{}{}:
+	default:
+	}
+}
+
+// completeHere is complete from a function the event loop's leader calls for a
+// socket's readiness (sockWait.ready): a parked run goes on there and then, without a
+// post back to the loop.
+func (e *engine) completeHere(ru *run, co *coro, res []any) {
+	ru.mu.Lock()
+	ru.q = append(ru.q, completion{co, res})
+	if ru.sleeping {
+		ru.sleeping = false
+		ru.mu.Unlock()
+		ru.r.ResumeHere(ru.unparkFn)
 		return
 	}
 	ru.mu.Unlock()
