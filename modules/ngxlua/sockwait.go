@@ -427,7 +427,9 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 		return true
 	}
 	// Kept for the connection's life: connected when it is writable.
-	sk.ls, sk.dry, sk.wdry = ls, dryUnknown, uint64(ls.WriteGen())
+	// Nothing can have come before the connection: the first receive waits for the
+	// loop's report.
+	sk.ls, sk.dry, sk.wdry = ls, uint64(ls.ReadGen()), uint64(ls.WriteGen())
 	giveUp := func() {
 		ls.Close(true)
 		sk.ls = nil
