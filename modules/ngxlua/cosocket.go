@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/spindle-server/spindle/internal/luajit"
 	"github.com/spindle-server/spindle/internal/netutil"
@@ -38,7 +39,8 @@ type tcpSock struct {
 	conn net.Conn
 	raw  syscall.RawConn
 
-	buf  []byte // received and not yet consumed: buf[r:w]
+	buf  []byte  // received and not yet consumed: buf[r:w]
+	bufp *[]byte // from sockBufs: given back when the connection goes
 	r, w int
 
 	connectTimeout, sendTimeout, readTimeout time.Duration // 0: the lua_socket_* defaults
@@ -75,6 +77,7 @@ type idleConn struct {
 	conn         net.Conn
 	ls           *httpcore.Sock // in the event loop's epoll set (tcpSock.ls)
 	dry          uint64
+	rw, ww       *sockWait // its waits on the loop, for its next user
 	tls          bool
 	verifiedName string
 	reused       int
@@ -155,9 +158,9 @@ const defaultSockBuf = 4096
 
 // freeBuf lets go of the receive buffer.
 func (sk *tcpSock) freeBuf() {
-	if len(sk.buf) == defaultSockBuf {
-		b := sk.buf
-		sockBufs.Put(&b)
+	if sk.bufp != nil {
+		sockBufs.Put(sk.bufp) // sk.buf is it, or a larger copy of its data
+		sk.bufp = nil
 	}
 	sk.buf, sk.r, sk.w = nil, 0, 0
 }
@@ -250,24 +253,26 @@ func (e *engine) sockConnect(s *luajit.State) error {
 	}
 	host := s.String(1)
 	network, addr, key := "tcp", "", ""
+	port, scratch := 0, false
 	if p, ok := strings.CutPrefix(host, "unix:"); ok {
 		network, addr, key = "unix", p, host
 	} else {
 		if s.Type(2) != luajit.TypeNumber && !(s.Type(2) == luajit.TypeString && isNumeric(s.String(2))) {
 			return errors.New("bad argument #2 to 'connect' (number expected, got " + s.Type(2).String() + ")")
 		}
-		port := int(s.Number(2))
+		port = int(s.Number(2))
 		if s.Type(2) == luajit.TypeString {
 			port, _ = strconv.Atoi(s.String(2))
 		}
 		if port < 0 || port > 65535 {
 			return fail(s, "bad port number: "+strconv.Itoa(port))
 		}
-		addr = net.JoinHostPort(host, strconv.Itoa(port))
-		key = host + ":" + strconv.Itoa(port)
+		// The key in a scratch buffer: a pooled connection's key is the pool's copy.
+		e.keyBuf = strconv.AppendInt(append(append(e.keyBuf[:0], host...), ':'), int64(port), 10)
+		key, scratch = unsafe.String(unsafe.SliceData(e.keyBuf), len(e.keyBuf)), true
 	}
 	if s.Type(3) == luajit.TypeString {
-		key = s.String(3)
+		key, scratch = s.String(3), false
 	}
 	poolSize := 0
 	if s.Type(4) == luajit.TypeNumber {
@@ -277,14 +282,21 @@ func (e *engine) sockConnect(s *luajit.State) error {
 	}
 	// Connecting a connected socket closes its connection first, as ngx_lua does.
 	sk.closeConn()
-	sk.poolSize, sk.reused, sk.timedOut, sk.key = poolSize, 0, false, key
+	sk.poolSize, sk.reused, sk.timedOut = poolSize, 0, false
 	if ic, pkey, _ := e.pools.Get(key); ic != nil {
 		sk.key = pkey
 		sk.conn, sk.raw, sk.reused, sk.ic, sk.isTLS, sk.verifiedName = ic.conn, ic.entry.Raw, ic.reused+1, ic, ic.tls, ic.verifiedName
-		sk.ls, sk.dry, sk.wdry = ic.ls, ic.dry, dryUnknown
-		ic.ls = nil
+		sk.ls, sk.dry, sk.wdry, sk.rw, sk.ww = ic.ls, ic.dry, dryUnknown, ic.rw, ic.ww
+		ic.ls, ic.rw, ic.ww = nil, nil, nil
 		s.PushInt(1)
 		return nil
+	}
+	if scratch {
+		key = strings.Clone(key)
+	}
+	sk.key = key
+	if network == "tcp" {
+		addr = net.JoinHostPort(host, strconv.Itoa(port))
 	}
 	timeout := sk.timeout(0)
 	if network == "tcp" && ru.r != nil {
@@ -369,7 +381,28 @@ func (e *engine) sockSend(s *luajit.State) error {
 // sendLoop is send on the event loop: what the socket does not take at once is
 // written when the loop reports room.
 func (e *engine) sendLoop(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.Sock, data string, timeout time.Duration) error {
-	written := 0
+	n, err := sk.writeNow(data)
+	switch {
+	case err == nil:
+		s.PushInt(n) // all of it, at once: no wait, no busy flag
+	case err == syscall.EAGAIN:
+		e.sendWait(s, ru, sk, ls, data, max(n, 0), timeout)
+	default:
+		pushAll(s, sk.writeFailed(err))
+	}
+	return nil
+}
+
+// writeFailed is a failed send's results; the socket is closed, as ngx_lua's.
+func (sk *tcpSock) writeFailed(err error) []any {
+	msg := sockErr(err)
+	sk.logErr("lua tcp socket write failed: %s", msg)
+	sk.closeConn()
+	return []any{nil, msg}
+}
+
+// sendWait waits on the loop until the socket has taken data[written:].
+func (e *engine) sendWait(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.Sock, data string, written int, timeout time.Duration) {
 	step := func() ([]any, bool) {
 		n, err := sk.writeNow(data[written:])
 		written += max(n, 0)
@@ -377,23 +410,9 @@ func (e *engine) sendLoop(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.So
 		case err == syscall.EAGAIN:
 			return nil, false
 		case err != nil:
-			msg := sockErr(err)
-			sk.logErr("lua tcp socket write failed: %s", msg)
-			sk.closeConn()
-			return []any{nil, msg}, true
+			return sk.writeFailed(err), true
 		}
 		return []any{len(data)}, true
-	}
-	if n, err := sk.writeNow(data); err == nil {
-		s.PushInt(n) // all of it, at once: no wait, no busy flag
-		return nil
-	} else {
-		written = max(n, 0)
-		if err != syscall.EAGAIN {
-			res, _ := step()
-			pushAll(s, res)
-			return nil
-		}
 	}
 	sk.writing.Store(true)
 	ru.waitAsync(s, func(done func([]any)) {
@@ -403,7 +422,6 @@ func (e *engine) sendLoop(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.So
 			return []any{nil, "timeout"}
 		}, done)
 	})
-	return nil
 }
 
 // fill reads more data into the buffer, waiting at most the read timeout.
@@ -698,8 +716,8 @@ func (e *engine) sockSetKeepalive(s *luajit.State) error {
 		ic = new(idleConn)
 	}
 	ic.conn, ic.entry.Raw, ic.reused, ic.tls, ic.verifiedName = sk.conn, sk.raw, sk.reused, sk.isTLS, sk.verifiedName
-	ic.ls, ic.dry = sk.ls, sk.dry
-	sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName, sk.ls = nil, nil, nil, false, "", nil
+	ic.ls, ic.dry, ic.rw, ic.ww = sk.ls, sk.dry, sk.rw, sk.ww
+	sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName, sk.ls, sk.rw, sk.ww = nil, nil, nil, false, "", nil, nil, nil
 	sk.freeBuf()
 	e.pools.Put(sk.key, ic, size, timeout)
 	s.PushInt(1)

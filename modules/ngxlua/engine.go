@@ -54,6 +54,7 @@ type engine struct {
 	socks     map[int]*tcpSock
 	udps      map[int]*udpSock
 	nextSock  int
+	keyBuf    []byte // a cosocket pool's key, built for a lookup (sockConnect)
 	pools     *sockPools
 	regexes   map[reKey]*pcre.Regexp
 	ovec      []int // compileRegex's match offsets

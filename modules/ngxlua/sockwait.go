@@ -93,7 +93,8 @@ func (sk *tcpSock) room() []byte {
 	}
 	if sk.buf == nil {
 		if n := max(sk.conf.bufferSize, 4096); n == defaultSockBuf {
-			sk.buf = *sockBufs.Get().(*[]byte)
+			sk.bufp = sockBufs.Get().(*[]byte)
+			sk.buf = *sk.bufp
 		} else {
 			sk.buf = make([]byte, n)
 		}
@@ -136,15 +137,11 @@ func (sk *tcpSock) fillNow() (got bool, err error) {
 			// Dry: another read would fail until the loop reports more.
 			sk.dry = uint64(gen)
 		}
-	} else if cerr := raw.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = netutil.RawRead(fd, buf)
-			if rerr != syscall.EINTR {
-				return true
-			}
+	} else {
+		var cerr error
+		if n, rerr, cerr = rawReadNow(raw, buf); cerr != nil {
+			return true, cerr
 		}
-	}); cerr != nil {
-		return true, cerr
 	}
 	switch {
 	case rerr == syscall.EAGAIN:
@@ -158,6 +155,39 @@ func (sk *tcpSock) fillNow() (got bool, err error) {
 	return true, nil
 }
 
+// rawReadNow reads raw without waiting (a function of its own: variables its closure
+// captures move to the heap, the loop's path in fillNow must not pay for them).
+func rawReadNow(raw syscall.RawConn, buf []byte) (n int, rerr, cerr error) {
+	cerr = raw.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = netutil.RawRead(fd, buf)
+			if rerr != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	return n, rerr, cerr
+}
+
+// rawWriteNow writes b to raw without waiting (see rawReadNow).
+func rawWriteNow(raw syscall.RawConn, b []byte) (written int, werr, cerr error) {
+	cerr = raw.Write(func(fd uintptr) bool {
+		for written < len(b) {
+			n, err := netutil.RawWrite(fd, b[written:])
+			switch {
+			case err == syscall.EINTR:
+			case err != nil:
+				werr = err
+				return true
+			default:
+				written += n
+			}
+		}
+		return true
+	})
+	return written, werr, cerr
+}
+
 // writeNow writes what the socket takes of p without waiting: EAGAIN when it took
 // less than all.
 func (sk *tcpSock) writeNow(p string) (int, error) {
@@ -165,9 +195,8 @@ func (sk *tcpSock) writeNow(p string) (int, error) {
 		return 0, nil
 	}
 	b := unsafe.Slice(unsafe.StringData(p), len(p))
-	written := 0
-	var werr error
 	if ls := sk.ls; ls != nil {
+		written := 0
 		gen := ls.WriteGen()
 		for written < len(b) {
 			n, err := netutil.RawWrite(uintptr(ls.FD()), b[written:])
@@ -184,20 +213,8 @@ func (sk *tcpSock) writeNow(p string) (int, error) {
 		}
 		return written, nil
 	}
-	if cerr := sk.raw.Write(func(fd uintptr) bool {
-		for written < len(b) {
-			n, err := netutil.RawWrite(fd, b[written:])
-			switch {
-			case err == syscall.EINTR:
-			case err != nil:
-				werr = err
-				return true
-			default:
-				written += n
-			}
-		}
-		return true
-	}); cerr != nil {
+	written, werr, cerr := rawWriteNow(sk.raw, b)
+	if cerr != nil {
 		return written, cerr
 	}
 	return written, werr
@@ -247,6 +264,7 @@ func (sk *tcpSock) waitLoop(ru *run, ls *httpcore.Sock, write bool, timeout time
 		co.completeHere = func(res []any) { ru.e.completeHere(ru, co, res) }
 	}
 	w.mu.Lock()
+	w.sk = sk // a pooled connection's wait, reused by its next user
 	w.over, w.step, w.expire, w.done, w.here, w.drop = false, step, expire, done, co.completeHere, nil
 	if timeout <= 0 {
 		timeout = time.Hour

@@ -100,6 +100,11 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 					}
 					return
 				}
+				if len(q) == 0 && ru.sig == nil {
+					// Made only by a driver that waits on it (a parked run never
+					// does): completions after this look for it under mu.
+					ru.sig = make(chan struct{}, 1)
+				}
 				ru.mu.Unlock()
 				if len(q) == 0 {
 					if ru.r != nil {
@@ -247,9 +252,6 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 
 // await counts co's wait, which complete ends.
 func (ru *run) await(co *coro) {
-	if ru.sig == nil {
-		ru.sig = make(chan struct{}, 1)
-	}
 	co.pending = true
 	ru.pending++
 }
@@ -265,10 +267,13 @@ func (e *engine) complete(ru *run, co *coro, res []any) {
 		ru.r.Resume(ru.unparkFn)
 		return
 	}
+	sig := ru.sig
 	ru.mu.Unlock()
-	select {
-	case ru.sig <- struct{}{}:
-	default:
+	if sig != nil {
+		select {
+		case sig <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -284,10 +289,13 @@ func (e *engine) completeHere(ru *run, co *coro, res []any) {
 		ru.r.ResumeHere(ru.unparkFn)
 		return
 	}
+	sig := ru.sig
 	ru.mu.Unlock()
-	select {
-	case ru.sig <- struct{}{}:
-	default:
+	if sig != nil {
+		select {
+		case sig <- struct{}{}:
+		default:
+		}
 	}
 }
 
