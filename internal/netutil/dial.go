@@ -370,7 +370,9 @@ func DialStart(addr string) (fd int, ap netip.AddrPort, ok bool, err error) {
 }
 
 // DialFinish makes the connection DialStart began a net.Conn once its socket is
-// writable (or failed: the connection's error then, and fd is closed).
+// writable (or failed: the connection's error then, and fd is closed). The caller's
+// event loop does its I/O: it joins Go's poller only if a caller blocks on it
+// (lazyConn).
 func DialFinish(fd int, ap netip.AddrPort) (net.Conn, error) {
 	raddr := net.TCPAddrFromAddrPort(ap)
 	opErr := func(err error) error {
@@ -390,13 +392,5 @@ func DialFinish(fd int, ap netip.AddrPort) (net.Conn, error) {
 		unix.Close(fd)
 		return nil, opErr(os.NewSyscallError("connect", err))
 	}
-	f := os.NewFile(uintptr(fd), "tcp "+raddr.String())
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, opErr(err)
-	}
-	c := &tcpConn{f: f, rc: rc, raddr: raddr}
-	c.rd.readFn, c.wr.writeFn = c.rd.read, c.wr.write
-	return c, nil
+	return newLazyConn(fd, raddr), nil
 }
