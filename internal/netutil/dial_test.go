@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -157,5 +158,89 @@ func TestDialFallback(t *testing.T) {
 	defer c.Close()
 	if _, ok := c.(*net.TCPConn); !ok {
 		t.Errorf("Dial by name gave a %T, want *net.TCPConn", c)
+	}
+}
+
+// A connection from DialStart and DialFinish stays out of Go's poller while its
+// owner only peeks and closes it, and joins it for blocking I/O with deadlines.
+func TestDialFinishJoinsPollerOnlyToBlock(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func() net.Conn {
+		fd, ap, ok, err := DialStart(ln.Addr().String())
+		if !ok || err != nil {
+			t.Fatalf("DialStart: %v %v", ok, err)
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(pfd, 5000); err != nil {
+			t.Fatal(err)
+		}
+		c, err := DialFinish(fd, ap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	c := dial()
+	peer := <-accepted
+	defer peer.Close()
+	lc := c.(*lazyConn)
+	rc, _ := c.(syscall.Conn).SyscallConn()
+	var p Peeker
+	if !p.Alive(rc) || lc.pc != nil {
+		t.Fatalf("alive %v, in the poller %v", p.Alive(rc), lc.pc != nil)
+	}
+	if la := c.LocalAddr().(*net.TCPAddr); la.Port == 0 || lc.pc != nil {
+		t.Fatalf("local address %v", la)
+	}
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	peer.Write([]byte("hi"))
+	b := make([]byte, 2)
+	if _, err := io.ReadFull(c, b); err != nil || string(b) != "hi" {
+		t.Fatalf("read %q %v", b, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(b); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after close: %v", err)
+	}
+
+	// Closed without ever joining: the peer sees the end; the descriptor is not used
+	// again.
+	c = dial()
+	peer2 := <-accepted
+	defer peer2.Close()
+	rc, _ = c.(syscall.Conn).SyscallConn()
+	if err := c.Close(); err != nil || c.(*lazyConn).pc != nil {
+		t.Fatal(err)
+	}
+	peer2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := peer2.Read(b); n != 0 || err != io.EOF {
+		t.Errorf("peer read %d %v, want EOF", n, err)
+	}
+	if err := rc.Control(func(uintptr) {}); err == nil {
+		t.Error("Control after close: no error")
+	}
+	if err := c.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second close: %v", err)
 	}
 }

@@ -93,23 +93,32 @@ type eventLoop struct {
 	resumes []parkedResume // parked requests to go on with (Request.Resume)
 	posted  []func()       // functions to run on the leader (Loop.Post)
 
-	pub       *Loop
-	watchMu   sync.Mutex
-	watches   map[int32]fdWatch // descriptors of other modules (Loop.Watch), by id
-	nextWatch int32
-	adds      []*loopListener
-	reaccept  bool // rearm paused listeners: worker_connections freed
-	drainReq  bool
-	expireCh  chan struct{} // closed to fail every wait (forced shutdown)
-	expired   bool
-	done      chan struct{} // closed when the loop has ended
+	pub      *Loop
+	watchMu  sync.Mutex // socks
+	adds     []*loopListener
+	reaccept bool // rearm paused listeners: worker_connections freed
+	drainReq bool
+	expireCh chan struct{} // closed to fail every wait (forced shutdown)
+	expired  bool
+	done     chan struct{} // closed when the loop has ended
 	// sockWatches: sockets that are not the loop's connections, parked by an owner
 	// that keeps no goroutine while they are idle (an HTTP/2 connection): the loop
 	// calls the function once when the socket is readable (watch), keyed by fd (under
-	// mu; Loop.Watch's watches are keyed by id in epoll's Pad). ended: the loop is
+	// mu; Loop.Register's sockets are keyed by id in epoll's Pad). ended: the loop is
 	// over and takes no more.
 	sockWatches map[int32]func()
 	ended       bool
+
+	// Other modules' sockets (Loop.Register: by id, under watchMu) and timers
+	// (Loop.NewTimer: under timerMu), loopsock.go.
+	socks     []*Sock
+	freeSocks []int32
+	sockGen   int32
+	t0        time.Time // timers' clock: monotonic time since t0
+	timerMu   sync.Mutex
+	timers    timerHeap
+	timerDL   time.Duration // the earliest timer the leader's wait ends for
+	timerKick atomic.Bool   // a timer was armed for earlier than that
 }
 
 type leaderToken struct{ _ byte }
@@ -168,6 +177,8 @@ func newEventLoop(e *Engine) (*eventLoop, error) {
 		sockWatches: map[int32]func(){},
 		expireCh:    make(chan struct{}),
 		done:        make(chan struct{}),
+		t0:          time.Now(),
+		timerDL:     maxWhen,
 	}
 	l.leadFn = l.lead
 	l.pollFn = l.poll
@@ -230,9 +241,16 @@ func (l *eventLoop) abdicate() {
 
 // wait parks until the epoll set has events (or the next sweep is due) and fetches them.
 func (l *eventLoop) wait() int {
-	if now := coarseNanos(); l.waitDL-now < int64(sweepInterval/2) {
-		l.waitDL = now + int64(sweepInterval)
-		l.epFile.SetReadDeadline(time.Unix(0, l.waitDL))
+	dl := l.waitDL
+	if now := coarseNanos(); dl-now < int64(sweepInterval/2) {
+		dl = now + int64(sweepInterval)
+	}
+	if t, ok := l.nextTimer(); ok && t.UnixNano() < dl {
+		dl = t.UnixNano()
+	}
+	if dl != l.waitDL {
+		l.waitDL = dl
+		l.epFile.SetReadDeadline(time.Unix(0, dl))
 	}
 	l.waitN = 0
 	l.epRC.Read(l.pollFn)
@@ -261,7 +279,8 @@ func (l *eventLoop) poll(fd uintptr) bool {
 func (l *eventLoop) pending() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.back) > 0 || len(l.resumes) > 0 || len(l.posted) > 0 || len(l.adds) > 0 || l.reaccept || l.drainReq && !l.draining || l.expired
+	return len(l.back) > 0 || len(l.resumes) > 0 || len(l.posted) > 0 || len(l.adds) > 0 || l.reaccept || l.drainReq && !l.draining || l.expired ||
+		l.timerKick.Load()
 }
 
 func epollWait(epfd int, events []unix.EpollEvent) int {
@@ -282,7 +301,7 @@ func epollWait(epfd int, events []unix.EpollEvent) int {
 func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 	switch fd := ev.Fd; {
 	case ev.Pad != 0:
-		l.fire(ev.Pad)
+		l.sockEvent(&ev)
 	case int(fd) == l.evfd:
 		var buf [8]byte
 		unix.Read(l.evfd, buf[:])
@@ -313,6 +332,7 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 // maintain takes in what other goroutines handed over, accepts, sweeps timers and
 // drains. It reports true when the loop is over.
 func (l *eventLoop) maintain(me *leaderToken) bool {
+	l.runTimers()
 	l.mu.Lock()
 	l.takenBack = appendTaken(l.takenBack, l.back)
 	l.takenResumes = appendTaken(l.takenResumes, l.resumes)

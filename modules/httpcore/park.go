@@ -2,8 +2,6 @@ package httpcore
 
 import (
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Parking: a content handler whose request waits for something other than its
@@ -54,6 +52,22 @@ func (r *Request) Resume(fn func() Action) {
 	c.park.settled = false
 	c.park.mu.Unlock()
 	c.lt.l.post(c, fn)
+}
+
+// ResumeHere is Resume for a function the loop's leader calls (a Sock's waiter): the
+// continuation runs at once, on the leader, instead of after a post back to the loop.
+// It must not be called from anywhere else.
+func (r *Request) ResumeHere(fn func() Action) {
+	c := r.c
+	c.park.mu.Lock()
+	if !c.park.settled {
+		c.park.fn = fn
+		c.park.mu.Unlock()
+		return
+	}
+	c.park.settled = false
+	c.park.mu.Unlock()
+	c.resumeParked(fn)
 }
 
 // parkSettled is the parking goroutine's last touch of c: from here on c is the
@@ -131,8 +145,9 @@ func (l *eventLoop) post(c *conn, fn func() Action) {
 }
 
 // Loop is the event loop of a request's connection, for modules whose waits end on
-// it: Post runs a function on the loop's leader, Watch calls one when a descriptor
-// is ready. A parked request's wait uses them to hold no goroutine.
+// it: Post runs a function on the loop's leader; Register keeps a socket in its epoll
+// set and NewTimer makes a timer of it (loopsock.go). A parked request's wait uses
+// them to hold no goroutine.
 type Loop struct{ l *eventLoop }
 
 // Loop returns the event loop r's connection belongs to, or nil (HTTP/2, a
@@ -143,78 +158,4 @@ func (r *Request) Loop() *Loop {
 		return nil
 	}
 	return c.lt.l.pub
-}
-
-// fdWatch is a descriptor the loop watches for another module (Loop.Watch).
-type fdWatch struct {
-	fd int
-	fn func()
-}
-
-// Post makes fn run on the loop's leader, soon.
-func (lp *Loop) Post(fn func()) {
-	l := lp.l
-	l.mu.Lock()
-	l.posted = append(l.posted, fn)
-	l.mu.Unlock()
-	if l.waiting.Load() && l.woken.CompareAndSwap(false, true) {
-		l.wake()
-	}
-}
-
-// Watch makes the loop's leader call fn once fd is readable (or writable, with
-// write; or has an error or a hang-up). It returns the watch's id for Unwatch, or
-// an error if epoll refuses fd. fd must stay open until fn runs or Unwatch
-// returns true: the loop leaves it alone then.
-func (lp *Loop) Watch(fd int, write bool, fn func()) (int32, error) {
-	l := lp.l
-	ev := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT)
-	if write {
-		ev = unix.EPOLLOUT | unix.EPOLLONESHOT
-	}
-	l.watchMu.Lock()
-	l.nextWatch++
-	if l.nextWatch <= 0 {
-		l.nextWatch = 1
-	}
-	id := l.nextWatch
-	if l.watches == nil {
-		l.watches = map[int32]fdWatch{}
-	}
-	l.watches[id] = fdWatch{fd, fn}
-	l.watchMu.Unlock()
-	// Pad (epoll's user data beside Fd) tells a watch's event from a connection's.
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: ev, Fd: int32(fd), Pad: id}); err != nil {
-		l.watchMu.Lock()
-		delete(l.watches, id)
-		l.watchMu.Unlock()
-		return 0, err
-	}
-	return id, nil
-}
-
-// Unwatch cancels a watch; it reports false when its function runs or ran.
-func (lp *Loop) Unwatch(id int32) bool {
-	l := lp.l
-	l.watchMu.Lock()
-	w, ok := l.watches[id]
-	delete(l.watches, id)
-	l.watchMu.Unlock()
-	if ok {
-		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
-	}
-	return ok
-}
-
-// fire runs the watch an event is for, unless it was cancelled.
-func (l *eventLoop) fire(id int32) {
-	l.watchMu.Lock()
-	w, ok := l.watches[id]
-	delete(l.watches, id)
-	l.watchMu.Unlock()
-	if !ok {
-		return
-	}
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
-	w.fn()
 }

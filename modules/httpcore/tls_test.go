@@ -370,8 +370,13 @@ func onLoop(t *testing.T, lp *httpcore.Loop, fn func()) {
 		unix.Close(p[0])
 		unix.Close(p[1])
 	})
-	if _, err := lp.Watch(p[0], false, fn); err != nil {
+	s, err := lp.Register(p[0])
+	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(false) })
+	if !s.WaitRead(s.ReadGen(), fn) {
+		t.Fatal("the pipe was readable before it was written")
 	}
 	if _, err := unix.Write(p[1], []byte{1}); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/spindle-server/spindle/internal/luajit"
 	"github.com/spindle-server/spindle/internal/netutil"
@@ -38,7 +39,8 @@ type tcpSock struct {
 	conn net.Conn
 	raw  syscall.RawConn
 
-	buf  []byte // received and not yet consumed: buf[r:w]
+	buf  []byte  // received and not yet consumed: buf[r:w]
+	bufp *[]byte // from sockBufs: given back when the connection goes
 	r, w int
 
 	connectTimeout, sendTimeout, readTimeout time.Duration // 0: the lua_socket_* defaults
@@ -54,10 +56,16 @@ type tcpSock struct {
 	// An operation waits with the VM unlocked (its wait clears the flag, maybe on a
 	// light thread's goroutine): a read and a write may wait at once.
 	reading, writing atomic.Bool
-	timedOut         bool      // the last receive timed out: the connection cannot be pooled
-	inline           bool      // reads work on the request (ngx.req.socket's body): on its goroutine
-	client           bool      // the client's connection (ngx.req.socket(true)): its reads start in a buffer, not on the event loop
-	wait             *sockWait // the last wait on the event loop (sockwait.go)
+	timedOut         bool // the last receive timed out: the connection cannot be pooled
+	inline           bool // reads work on the request (ngx.req.socket's body): on its goroutine
+	client           bool // the client's connection (ngx.req.socket(true)): its reads start in a buffer, not on the event loop
+
+	// The connection on the event loop (sockwait.go): its place in the loop's epoll
+	// set, kept with it in the pool; the loop's readiness counts at which a read (dry)
+	// or a write (wdry) found it dry; its waits for reading and writing.
+	ls        *httpcore.Sock
+	dry, wdry uint64
+	rw, ww    *sockWait
 }
 
 // sockPools are a VM's cosocket pools, keyed "host:port", "unix:/path" or by the
@@ -67,6 +75,9 @@ type sockPools = connpool.Pool[string, *idleConn]
 // idleConn is a pooled connection.
 type idleConn struct {
 	conn         net.Conn
+	ls           *httpcore.Sock // in the event loop's epoll set (tcpSock.ls)
+	dry          uint64
+	rw, ww       *sockWait // its waits on the loop, for its next user
 	tls          bool
 	verifiedName string
 	reused       int
@@ -75,7 +86,13 @@ type idleConn struct {
 
 // PoolEntry and ClosePooled make idleConn a pooled connection.
 func (ic *idleConn) PoolEntry() *connpool.Entry { return &ic.entry }
-func (ic *idleConn) ClosePooled()               { ic.conn.Close() }
+func (ic *idleConn) ClosePooled() {
+	if ic.ls != nil {
+		ic.ls.Close(true)
+		ic.ls = nil
+	}
+	ic.conn.Close()
+}
 
 func (sk *tcpSock) timeout(which int) time.Duration {
 	switch which {
@@ -122,8 +139,28 @@ func (sk *tcpSock) closeConn() {
 		if sk.ic != nil {
 			sk.run.e.pools.Forget(sk.ic)
 		}
+		if sk.ls != nil {
+			sk.ls.Close(true)
+			sk.ls = nil
+		}
 		sk.conn.Close()
 		sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName = nil, nil, nil, false, ""
+	}
+	sk.freeBuf()
+}
+
+// sockBufs are receive buffers of the default size (lua_socket_buffer_size 4k), for
+// the next connection: a buffer made per request was 8k instructions of the 77k
+// per lua-resty-redis request (callgrind, BenchmarkLoopRedis).
+var sockBufs = sync.Pool{New: func() any { b := make([]byte, defaultSockBuf); return &b }}
+
+const defaultSockBuf = 4096
+
+// freeBuf lets go of the receive buffer.
+func (sk *tcpSock) freeBuf() {
+	if sk.bufp != nil {
+		sockBufs.Put(sk.bufp) // sk.buf is it, or a larger copy of its data
+		sk.bufp = nil
 	}
 	sk.buf, sk.r, sk.w = nil, 0, 0
 }
@@ -149,14 +186,16 @@ func sockErr(err error) string {
 // closeSockets closes what a run left open (pooled connections are gone already).
 func (e *engine) closeSockets(ru *run) {
 	for _, sk := range ru.socks {
-		if sk.wait != nil {
-			sk.wait.cancel()
-		}
+		sk.cancelWaits()
 		if ru.abandoned {
 			// A killed thread's wait may still use the socket: closing the
 			// connection ends it; the rest is left to it.
 			sk.mu.Lock()
 			if sk.conn != nil {
+				if sk.ls != nil {
+					sk.ls.Close(true)
+					sk.ls = nil
+				}
 				sk.conn.Close()
 			}
 			sk.mu.Unlock()
@@ -214,24 +253,26 @@ func (e *engine) sockConnect(s *luajit.State) error {
 	}
 	host := s.String(1)
 	network, addr, key := "tcp", "", ""
+	port, scratch := 0, false
 	if p, ok := strings.CutPrefix(host, "unix:"); ok {
 		network, addr, key = "unix", p, host
 	} else {
 		if s.Type(2) != luajit.TypeNumber && !(s.Type(2) == luajit.TypeString && isNumeric(s.String(2))) {
 			return errors.New("bad argument #2 to 'connect' (number expected, got " + s.Type(2).String() + ")")
 		}
-		port := int(s.Number(2))
+		port = int(s.Number(2))
 		if s.Type(2) == luajit.TypeString {
 			port, _ = strconv.Atoi(s.String(2))
 		}
 		if port < 0 || port > 65535 {
 			return fail(s, "bad port number: "+strconv.Itoa(port))
 		}
-		addr = net.JoinHostPort(host, strconv.Itoa(port))
-		key = host + ":" + strconv.Itoa(port)
+		// The key in a scratch buffer: a pooled connection's key is the pool's copy.
+		e.keyBuf = strconv.AppendInt(append(append(e.keyBuf[:0], host...), ':'), int64(port), 10)
+		key, scratch = unsafe.String(unsafe.SliceData(e.keyBuf), len(e.keyBuf)), true
 	}
 	if s.Type(3) == luajit.TypeString {
-		key = s.String(3)
+		key, scratch = s.String(3), false
 	}
 	poolSize := 0
 	if s.Type(4) == luajit.TypeNumber {
@@ -241,12 +282,21 @@ func (e *engine) sockConnect(s *luajit.State) error {
 	}
 	// Connecting a connected socket closes its connection first, as ngx_lua does.
 	sk.closeConn()
-	sk.poolSize, sk.reused, sk.timedOut, sk.key = poolSize, 0, false, key
+	sk.poolSize, sk.reused, sk.timedOut = poolSize, 0, false
 	if ic, pkey, _ := e.pools.Get(key); ic != nil {
 		sk.key = pkey
 		sk.conn, sk.raw, sk.reused, sk.ic, sk.isTLS, sk.verifiedName = ic.conn, ic.entry.Raw, ic.reused+1, ic, ic.tls, ic.verifiedName
+		sk.ls, sk.dry, sk.wdry, sk.rw, sk.ww = ic.ls, ic.dry, dryUnknown, ic.rw, ic.ww
+		ic.ls, ic.rw, ic.ww = nil, nil, nil
 		s.PushInt(1)
 		return nil
+	}
+	if scratch {
+		key = strings.Clone(key)
+	}
+	sk.key = key
+	if network == "tcp" {
+		addr = net.JoinHostPort(host, strconv.Itoa(port))
 	}
 	timeout := sk.timeout(0)
 	if network == "tcp" && ru.r != nil {
@@ -293,43 +343,18 @@ func (e *engine) sockSend(s *luajit.State) error {
 		return fail(s, "socket busy writing")
 	}
 	data := s.String(1)
+	timeout := sk.timeout(1)
+	if lp := sk.loop(ru); lp != nil {
+		if ls := sk.loopSock(lp); ls != nil {
+			return e.sendLoop(s, ru, sk, ls, data, timeout)
+		}
+	}
 	sent, err := sk.tryWrite(data)
 	if err == nil && sent == len(data) && sent > 0 {
 		s.PushInt(sent)
 		return nil
 	}
 	data = data[sent:] // the rest, or the error, through the wait
-	timeout := sk.timeout(1)
-	if lp := sk.loop(ru); lp != nil {
-		written := 0
-		step := func() ([]any, bool) {
-			n, err := sk.writeNow(data[written:])
-			written += max(n, 0)
-			switch {
-			case err == syscall.EAGAIN:
-				return nil, false
-			case err != nil:
-				msg := sockErr(err)
-				sk.logErr("lua tcp socket write failed: %s", msg)
-				sk.closeConn()
-				return []any{nil, msg}, true
-			}
-			return []any{sent + len(data)}, true
-		}
-		if res, done := step(); done {
-			pushAll(s, res)
-			return nil
-		}
-		sk.writing.Store(true)
-		ru.waitAsync(s, func(done func([]any)) {
-			sk.waitLoop(lp, sk.fd(), true, timeout, step, func() []any {
-				sk.logErr("lua tcp socket write timed out")
-				sk.closeConn()
-				return []any{nil, "timeout"}
-			}, done)
-		})
-		return nil
-	}
 	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
 		defer sk.writing.Store(false)
@@ -351,6 +376,52 @@ func (e *engine) sockSend(s *luajit.State) error {
 		return []any{n}
 	})
 	return nil
+}
+
+// sendLoop is send on the event loop: what the socket does not take at once is
+// written when the loop reports room.
+func (e *engine) sendLoop(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.Sock, data string, timeout time.Duration) error {
+	n, err := sk.writeNow(data)
+	switch {
+	case err == nil:
+		s.PushInt(n) // all of it, at once: no wait, no busy flag
+	case err == syscall.EAGAIN:
+		e.sendWait(s, ru, sk, ls, data, max(n, 0), timeout)
+	default:
+		pushAll(s, sk.writeFailed(err))
+	}
+	return nil
+}
+
+// writeFailed is a failed send's results; the socket is closed, as ngx_lua's.
+func (sk *tcpSock) writeFailed(err error) []any {
+	msg := sockErr(err)
+	sk.logErr("lua tcp socket write failed: %s", msg)
+	sk.closeConn()
+	return []any{nil, msg}
+}
+
+// sendWait waits on the loop until the socket has taken data[written:].
+func (e *engine) sendWait(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.Sock, data string, written int, timeout time.Duration) {
+	step := func() ([]any, bool) {
+		n, err := sk.writeNow(data[written:])
+		written += max(n, 0)
+		switch {
+		case err == syscall.EAGAIN:
+			return nil, false
+		case err != nil:
+			return sk.writeFailed(err), true
+		}
+		return []any{len(data)}, true
+	}
+	sk.writing.Store(true)
+	ru.waitAsync(s, func(done func([]any)) {
+		sk.waitLoop(ru, ls, true, timeout, step, func() []any {
+			sk.logErr("lua tcp socket write timed out")
+			sk.closeConn()
+			return []any{nil, "timeout"}
+		}, done)
+	})
 }
 
 // fill reads more data into the buffer, waiting at most the read timeout.
@@ -407,15 +478,17 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 		return nil
 	}
 	if lp := sk.loop(ru); lp != nil {
-		if res, done := sk.receiveStep(rd); done {
-			pushAll(s, res)
+		if ls := sk.loopSock(lp); ls != nil {
+			if res, done := sk.receiveStep(rd); done {
+				pushAll(s, res)
+				return nil
+			}
+			sk.reading.Store(true)
+			ru.waitAsync(s, func(done func([]any)) {
+				sk.waitLoop(ru, ls, false, sk.timeout(2), func() ([]any, bool) { return sk.receiveStep(rd) }, sk.readTimedOut, done)
+			})
 			return nil
 		}
-		sk.reading.Store(true)
-		ru.waitAsync(s, func(done func([]any)) {
-			sk.waitLoop(lp, sk.fd(), false, sk.timeout(2), func() ([]any, bool) { return sk.receiveStep(rd) }, sk.readTimedOut, done)
-		})
-		return nil
 	}
 	sk.reading.Store(true)
 	ru.cur.inline = sk.inline
@@ -643,8 +716,9 @@ func (e *engine) sockSetKeepalive(s *luajit.State) error {
 		ic = new(idleConn)
 	}
 	ic.conn, ic.entry.Raw, ic.reused, ic.tls, ic.verifiedName = sk.conn, sk.raw, sk.reused, sk.isTLS, sk.verifiedName
-	sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName = nil, nil, nil, false, ""
-	sk.buf, sk.r, sk.w = nil, 0, 0
+	ic.ls, ic.dry, ic.rw, ic.ww = sk.ls, sk.dry, sk.rw, sk.ww
+	sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName, sk.ls, sk.rw, sk.ww = nil, nil, nil, false, "", nil, nil, nil
+	sk.freeBuf()
 	e.pools.Put(sk.key, ic, size, timeout)
 	s.PushInt(1)
 	return nil
@@ -670,10 +744,13 @@ func (e *engine) sockClose(s *luajit.State) error {
 	if sk.conn == nil {
 		return fail(s, "closed")
 	}
-	if sk.wait != nil {
-		// A light thread waits on it (so the run is not parked): the loop lets go of
-		// the descriptor first, and the thread's receive or send fails.
-		sk.wait.abort([]any{nil, "closed"})
+	// A light thread may wait on it (so the run is not parked): the loop lets go of
+	// the descriptor first, and the thread's receive or send fails.
+	if sk.rw != nil {
+		sk.rw.abort([]any{nil, "closed"})
+	}
+	if sk.ww != nil {
+		sk.ww.abort([]any{nil, "closed"})
 	}
 	sk.closeConn()
 	s.PushInt(1)

@@ -54,6 +54,7 @@ type engine struct {
 	socks     map[int]*tcpSock
 	udps      map[int]*udpSock
 	nextSock  int
+	keyBuf    []byte // a cosocket pool's key, built for a lookup (sockConnect)
 	pools     *sockPools
 	regexes   map[reKey]*pcre.Regexp
 	ovec      []int // compileRegex's match offsets
@@ -273,6 +274,7 @@ type run struct {
 	parked   bool                   // the run is parked: the event loop resumes it (thread.go)
 	rets     []any                  // what the handler returned (set_by_lua, body filters)
 	subOpts  []captureReq
+	starting *coro // the coroutine whose wait starts (waitAsync's start runs)
 	socks    []*tcpSock
 	udps     []*udpSock
 }

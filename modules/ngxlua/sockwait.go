@@ -16,23 +16,37 @@ import (
 
 // Cosocket I/O on the event loop (step 2 of docs/lua-engine.md): a receive or send
 // first tries the socket without waiting, under the VM's lock; when the socket has
-// nothing (EAGAIN), the run yields and the socket's descriptor goes into the event
-// loop's epoll set (httpcore.Loop.Watch) with a timer for the timeout. The loop's
-// leader goes on with the I/O when the socket is ready, and hands the results to
-// the run (a parked request is resumed on the loop; others get them on their run's
-// channel). Nothing waits on a goroutine. Connecting and TLS sockets wait as in step
-// 1 (sockets of runs without a request too).
+// nothing (EAGAIN), the run yields and the leader of the event loop goes on with the
+// I/O when the socket is ready, handing the results to the run (a parked request is
+// resumed there and then; others get them on their run's channel). Nothing waits on
+// a goroutine. Connecting to a name and TLS sockets wait as in step 1 (sockets of
+// runs without a request too).
+//
+// As nginx keeps a backend connection in its event loop, a connection stays in the
+// loop's epoll set from its connect (or its first wait) until it is closed, pooled
+// connections included (httpcore.Sock): a wait costs no epoll_ctl. Its timeout is a
+// timer of the loop (httpcore.Timer): no runtime timer, no goroutine when it fires.
+// And as nginx's rev->ready, a receive does not try a socket that was found dry and
+// has not been reported readable since (loopbench: 0.54 reads that fail with EAGAIN
+// per lua-resty-redis request before).
 
-// sockWait is a wait of a cosocket on the loop; mu orders the loop's readiness
-// callback, the timer and a cancellation: whichever comes first ends it.
+// sockWait is a wait of a cosocket on the loop, one per socket and direction, reused;
+// mu orders the loop's readiness callback, the timer and a cancellation: whichever
+// comes first ends it.
 type sockWait struct {
 	mu     sync.Mutex
 	over   bool
-	lp     *httpcore.Loop
-	id     int32
-	tm     *time.Timer
-	finish func([]any)
-	drop   func() // at a cancellation: what the wait holds (a connecting socket)
+	sk     *tcpSock
+	write  bool
+	ls     *httpcore.Sock
+	tm     *httpcore.Timer
+	step   func() ([]any, bool)
+	expire func() []any
+	done   func([]any) // the run's completion, from any goroutine
+	here   func([]any) // the same, from the loop's readiness callback
+	drop   func()      // at a cancellation: what the wait holds (a connecting socket)
+
+	readyFn, timeoutFn func() // made once
 }
 
 // loop is the event loop sk's I/O may wait on, or nil: step 1's blocking I/O then.
@@ -43,6 +57,27 @@ func (sk *tcpSock) loop(ru *run) *httpcore.Loop {
 	}
 	return ru.r.Loop()
 }
+
+// loopSock is sk's connection in lp's epoll set, registered at its first wait
+// there; nil if epoll refuses it.
+func (sk *tcpSock) loopSock(lp *httpcore.Loop) *httpcore.Sock {
+	if sk.ls != nil {
+		if sk.ls.Loop() == lp {
+			return sk.ls
+		}
+		sk.ls.Close(false)
+		sk.ls = nil
+	}
+	ls, err := lp.Register(sk.fd())
+	if err != nil {
+		return nil
+	}
+	sk.ls, sk.dry = ls, dryUnknown
+	return ls
+}
+
+// dryUnknown: no read found the socket dry yet (sk.dry).
+const dryUnknown = ^uint64(0)
 
 // fd is the socket's descriptor.
 func (sk *tcpSock) fd() int {
@@ -57,7 +92,12 @@ func (sk *tcpSock) room() []byte {
 		sk.r, sk.w = 0, 0
 	}
 	if sk.buf == nil {
-		sk.buf = make([]byte, max(sk.conf.bufferSize, 4096))
+		if n := max(sk.conf.bufferSize, 4096); n == defaultSockBuf {
+			sk.bufp = sockBufs.Get().(*[]byte)
+			sk.buf = *sk.bufp
+		} else {
+			sk.buf = make([]byte, n)
+		}
 	}
 	if sk.w == len(sk.buf) {
 		if sk.r > 0 {
@@ -83,15 +123,25 @@ func (sk *tcpSock) fillNow() (got bool, err error) {
 	buf := sk.room()
 	n := 0
 	var rerr error
-	if cerr := raw.Read(func(fd uintptr) bool {
+	if ls := sk.ls; ls != nil {
+		// The loop's socket is closed only after its waits are over (closeConn,
+		// abortWaits): no lock of Go's poller needed.
+		gen := ls.ReadGen()
 		for {
-			n, rerr = netutil.RawRead(fd, buf)
+			n, rerr = netutil.RawRead(uintptr(ls.FD()), buf)
 			if rerr != syscall.EINTR {
-				return true
+				break
 			}
 		}
-	}); cerr != nil {
-		return true, cerr
+		if rerr == syscall.EAGAIN || rerr == nil && n > 0 && n < len(buf) && !ls.HungUp() {
+			// Dry: another read would fail until the loop reports more.
+			sk.dry = uint64(gen)
+		}
+	} else {
+		var cerr error
+		if n, rerr, cerr = rawReadNow(raw, buf); cerr != nil {
+			return true, cerr
+		}
 	}
 	switch {
 	case rerr == syscall.EAGAIN:
@@ -105,16 +155,23 @@ func (sk *tcpSock) fillNow() (got bool, err error) {
 	return true, nil
 }
 
-// writeNow writes what the socket takes of p without waiting: EAGAIN when it took
-// less than all.
-func (sk *tcpSock) writeNow(p string) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	b := unsafe.Slice(unsafe.StringData(p), len(p))
-	written := 0
-	var werr error
-	if cerr := sk.raw.Write(func(fd uintptr) bool {
+// rawReadNow reads raw without waiting (a function of its own: variables its closure
+// captures move to the heap, the loop's path in fillNow must not pay for them).
+func rawReadNow(raw syscall.RawConn, buf []byte) (n int, rerr, cerr error) {
+	cerr = raw.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = netutil.RawRead(fd, buf)
+			if rerr != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	return n, rerr, cerr
+}
+
+// rawWriteNow writes b to raw without waiting (see rawReadNow).
+func rawWriteNow(raw syscall.RawConn, b []byte) (written int, werr, cerr error) {
+	cerr = raw.Write(func(fd uintptr) bool {
 		for written < len(b) {
 			n, err := netutil.RawWrite(fd, b[written:])
 			switch {
@@ -127,7 +184,37 @@ func (sk *tcpSock) writeNow(p string) (int, error) {
 			}
 		}
 		return true
-	}); cerr != nil {
+	})
+	return written, werr, cerr
+}
+
+// writeNow writes what the socket takes of p without waiting: EAGAIN when it took
+// less than all.
+func (sk *tcpSock) writeNow(p string) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	b := unsafe.Slice(unsafe.StringData(p), len(p))
+	if ls := sk.ls; ls != nil {
+		written := 0
+		gen := ls.WriteGen()
+		for written < len(b) {
+			n, err := netutil.RawWrite(uintptr(ls.FD()), b[written:])
+			switch {
+			case err == syscall.EINTR:
+			case err == syscall.EAGAIN:
+				sk.wdry = uint64(gen)
+				return written, err
+			case err != nil:
+				return written, err
+			default:
+				written += n
+			}
+		}
+		return written, nil
+	}
+	written, werr, cerr := rawWriteNow(sk.raw, b)
+	if cerr != nil {
 		return written, cerr
 	}
 	return written, werr
@@ -137,6 +224,9 @@ func (sk *tcpSock) writeNow(p string) (int, error) {
 // has not given enough yet.
 func (sk *tcpSock) receiveStep(rd reader) (res []any, done bool) {
 	for {
+		if ls := sk.ls; ls != nil && sk.dry == uint64(ls.ReadGen()) && !ls.HungUp() {
+			return nil, false
+		}
 		got, err := sk.fillNow()
 		if !got {
 			return nil, false
@@ -151,71 +241,138 @@ func (sk *tcpSock) receiveStep(rd reader) (res []any, done bool) {
 	}
 }
 
-// waitLoop waits on lp for sk to be ready (for writing with write), then runs step
+// waitLoop waits on ls for sk to be ready (for writing with write), then runs step
 // on the loop's leader until it is done, or expire at the timeout; the results go to
-// done. It runs with the VM locked (waitAsync's start).
-func (sk *tcpSock) waitLoop(lp *httpcore.Loop, fd int, write bool, timeout time.Duration, step func() ([]any, bool), expire func() []any, done func([]any)) *sockWait {
-	w := &sockWait{lp: lp}
-	flag := &sk.reading
+// done. It runs with the VM locked (waitAsync's start), ru's coroutine co waiting.
+func (sk *tcpSock) waitLoop(ru *run, ls *httpcore.Sock, write bool, timeout time.Duration, step func() ([]any, bool), expire func() []any, done func([]any)) *sockWait {
+	w := sk.rw
 	if write {
-		flag = &sk.writing
+		w = sk.ww
 	}
-	w.finish = func(res []any) {
-		flag.Store(false)
-		done(res)
+	if w == nil || w.ls != ls {
+		w = &sockWait{sk: sk, write: write, ls: ls}
+		w.readyFn, w.timeoutFn = w.ready, w.timedOut
+		w.tm = ls.Loop().NewTimer(w.timeoutFn)
+		if write {
+			sk.ww = w
+		} else {
+			sk.rw = w
+		}
 	}
-	var ready func()
-	ready = func() {
-		w.mu.Lock()
-		if w.over {
-			w.mu.Unlock()
-			return
-		}
-		res, ok := step()
-		if !ok {
-			id, err := lp.Watch(fd, write, ready)
-			if err == nil {
-				w.id = id
-				w.mu.Unlock()
-				return
-			}
-			res = []any{nil, sockErr(err)}
-		}
-		w.over = true
-		w.tm.Stop()
-		w.mu.Unlock()
-		w.finish(res)
+	co := ru.starting
+	if co.completeHere == nil {
+		co.completeHere = func(res []any) { ru.e.completeHere(ru, co, res) }
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	id, err := lp.Watch(fd, write, ready)
-	if err != nil {
-		w.over = true
-		w.finish([]any{nil, sockErr(err)})
-		return w
-	}
-	w.id = id
-	sk.wait = w
+	w.sk = sk // a pooled connection's wait, reused by its next user
+	w.over, w.step, w.expire, w.done, w.here, w.drop = false, step, expire, done, co.completeHere, nil
 	if timeout <= 0 {
 		timeout = time.Hour
 	}
-	w.tm = time.AfterFunc(timeout, func() {
-		w.mu.Lock()
-		if w.over {
-			w.mu.Unlock()
-			return
+	w.tm.Reset(timeout)
+	for {
+		gen := w.gen()
+		if w.wait(gen) {
+			break
 		}
-		w.over = true
-		lp.Unwatch(w.id)
-		res := expire()
-		w.mu.Unlock()
-		w.finish(res)
-	})
+		// Readiness came since the socket was found dry: try again.
+		if res, ok := step(); ok {
+			w.over = true
+			w.tm.Stop()
+			w.mu.Unlock()
+			w.finish(res, false)
+			return w
+		}
+	}
+	w.mu.Unlock()
 	return w
 }
 
+func (w *sockWait) gen() uint32 {
+	if w.write {
+		return w.ls.WriteGen()
+	}
+	return w.ls.ReadGen()
+}
+
+// wait registers the readiness callback, unless a report came after gen.
+func (w *sockWait) wait(gen uint32) bool {
+	if w.write {
+		if w.sk.wdry != uint64(gen) {
+			return false
+		}
+		return w.ls.WaitWrite(gen, w.readyFn)
+	}
+	if w.sk.dry != uint64(gen) {
+		// Not found dry at gen (a wait before any read, or a short read that
+		// filled the buffer): read first.
+		return false
+	}
+	return w.ls.WaitRead(gen, w.readyFn)
+}
+
+func (w *sockWait) unwait() {
+	if w.write {
+		w.ls.CancelWrite()
+	} else {
+		w.ls.CancelRead()
+	}
+}
+
+// ready is the socket's readiness, on the loop's leader.
+func (w *sockWait) ready() {
+	w.mu.Lock()
+	if w.over {
+		w.mu.Unlock()
+		return
+	}
+	for {
+		gen := w.gen()
+		res, ok := w.step()
+		if ok {
+			w.over = true
+			w.tm.Stop()
+			w.mu.Unlock()
+			w.finish(res, true)
+			return
+		}
+		if w.wait(gen) {
+			w.mu.Unlock()
+			return
+		}
+	}
+}
+
+// timedOut is the wait's timer, on the loop's leader.
+func (w *sockWait) timedOut() {
+	w.mu.Lock()
+	if w.over {
+		w.mu.Unlock()
+		return
+	}
+	w.over = true
+	w.unwait()
+	res := w.expire()
+	w.mu.Unlock()
+	w.finish(res, false)
+}
+
+// finish hands the results to the run; here: from the loop's readiness callback.
+func (w *sockWait) finish(res []any, here bool) {
+	if w.write {
+		w.sk.writing.Store(false)
+	} else {
+		w.sk.reading.Store(false)
+	}
+	if here {
+		w.here(res)
+	} else {
+		w.done(res)
+	}
+}
+
 // cancel ends the wait without results (its run is over, or its socket closes): the
-// loop lets go of the descriptor before it is closed.
+// loop lets go of the socket before it is closed.
 func (w *sockWait) cancel() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -223,10 +380,8 @@ func (w *sockWait) cancel() {
 		return
 	}
 	w.over = true
-	w.lp.Unwatch(w.id)
-	if w.tm != nil {
-		w.tm.Stop()
-	}
+	w.unwait()
+	w.tm.Stop()
 	if w.drop != nil {
 		w.drop()
 	}
@@ -240,15 +395,23 @@ func (w *sockWait) abort(res []any) {
 		return
 	}
 	w.over = true
-	w.lp.Unwatch(w.id)
-	if w.tm != nil {
-		w.tm.Stop()
-	}
+	w.unwait()
+	w.tm.Stop()
 	if w.drop != nil {
 		w.drop()
 	}
 	w.mu.Unlock()
-	w.finish(res)
+	w.finish(res, false)
+}
+
+// cancelWaits cancels sk's waits on the loop.
+func (sk *tcpSock) cancelWaits() {
+	if sk.rw != nil {
+		sk.rw.cancel()
+	}
+	if sk.ww != nil {
+		sk.ww.cancel()
+	}
 }
 
 // readTimedOut is a receive's results at its timeout.
@@ -275,11 +438,28 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 		pushAll(s, failed(err))
 		return true
 	}
+	ls, err := lp.Register(fd)
+	if err != nil {
+		unix.Close(fd)
+		pushAll(s, failed(err))
+		return true
+	}
+	// Kept for the connection's life: connected when it is writable.
+	// Nothing can have come before the connection: the first receive waits for the
+	// loop's report.
+	sk.ls, sk.dry, sk.wdry = ls, uint64(ls.ReadGen()), uint64(ls.WriteGen())
+	giveUp := func() {
+		ls.Close(true)
+		sk.ls = nil
+		unix.Close(fd)
+	}
 	sk.writing.Store(true)
 	ru.waitAsync(s, func(done func([]any)) {
-		w := sk.waitLoop(lp, fd, true, timeout, func() ([]any, bool) {
+		w := sk.waitLoop(ru, ls, true, timeout, func() ([]any, bool) {
 			conn, err := netutil.DialFinish(fd, ap)
 			if err != nil {
+				ls.Close(true) // fd is closed
+				sk.ls = nil
 				return failed(err), true
 			}
 			sk.mu.Lock()
@@ -290,10 +470,14 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 			}
 			return []any{1}, true
 		}, func() []any {
-			unix.Close(fd)
+			giveUp()
 			return failed(os.ErrDeadlineExceeded)
 		}, done)
-		w.drop = func() { unix.Close(fd) }
+		w.mu.Lock()
+		if !w.over {
+			w.drop = giveUp
+		}
+		w.mu.Unlock()
 	})
 	return true
 }

@@ -30,13 +30,15 @@ type coro struct {
 	entry bool
 	wait  func() []any // set by the Go function that yielded
 	start func(done func([]any))
-	// complete ends its waits (engine.complete), made once
-	complete func([]any)
-	spawn    luajit.Ref // set by ngx.thread.spawn: the child's coroutine
-	spawned  bool
-	waitIDs  []int // blocked in ngx.thread.wait on these threads
-	pending  bool  // its wait runs on a goroutine
-	inline   bool  // its wait writes the response: it runs on the driver's goroutine
+	// complete ends its waits (engine.complete), made once; completeHere from the
+	// event loop's readiness callbacks (engine.completeHere)
+	complete     func([]any)
+	completeHere func([]any)
+	spawn        luajit.Ref // set by ngx.thread.spawn: the child's coroutine
+	spawned      bool
+	waitIDs      []int // blocked in ngx.thread.wait on these threads
+	pending      bool  // its wait runs on a goroutine
+	inline       bool  // its wait writes the response: it runs on the driver's goroutine
 
 	done, killed, failed bool
 	collected            bool // ngx.thread.wait returned it
@@ -98,6 +100,11 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 						ru.writeOut()
 					}
 					return
+				}
+				if len(q) == 0 && ru.sig == nil {
+					// Made only by a driver that waits on it (a parked run never
+					// does): completions after this look for it under mu.
+					ru.sig = make(chan struct{}, 1)
 				}
 				ru.mu.Unlock()
 				if len(q) == 0 {
@@ -188,7 +195,9 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 				// Made once per coroutine: a request may wait many times.
 				co.complete = func(res []any) { e.complete(ru, co, res) }
 			}
+			ru.starting = co
 			start(co.complete)
+			ru.starting = nil
 		case co.wait != nil:
 			w, inline := co.wait, co.inline
 			co.wait, co.inline = nil, false
@@ -246,9 +255,6 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 
 // await counts co's wait, which complete ends.
 func (ru *run) await(co *coro) {
-	if ru.sig == nil {
-		ru.sig = make(chan struct{}, 1)
-	}
 	co.pending = true
 	ru.pending++
 }
@@ -264,10 +270,35 @@ func (e *engine) complete(ru *run, co *coro, res []any) {
 		ru.r.Resume(ru.unparkFn)
 		return
 	}
+	sig := ru.sig
 	ru.mu.Unlock()
-	select {
-	case ru.sig <- struct{}{}:
-	default:
+	if sig != nil {
+		select {
+		case sig <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// completeHere is complete from a function the event loop's leader calls for a
+// socket's readiness (sockWait.ready): a parked run goes on there and then, without a
+// post back to the loop.
+func (e *engine) completeHere(ru *run, co *coro, res []any) {
+	ru.mu.Lock()
+	ru.q = append(ru.q, completion{co, res})
+	if ru.sleeping {
+		ru.sleeping = false
+		ru.mu.Unlock()
+		ru.r.ResumeHere(ru.unparkFn)
+		return
+	}
+	sig := ru.sig
+	ru.mu.Unlock()
+	if sig != nil {
+		select {
+		case sig <- struct{}{}:
+		default:
+		}
 	}
 }
 
