@@ -19,7 +19,9 @@
 #             prints requests and errors. h2load counts failed the requests it had
 #             queued on a connection when its GOAWAY came (it does not send them again
 #             elsewhere, as RFC 9113 §6.8 lets a client do): about one per connection
-#             per drain, for nginx too; every stream it opened is answered.
+#             per drain, for nginx too; every stream it opened is answered. A second
+#             HTTP/2 row loads with Go's client (internal/cmd/h2retry), which sends a
+#             refused request again as browsers do: its failures are lost requests.
 # upgrade:    3 binary upgrades under the same loads (nginx: USR2, WINCH, QUIT).
 # hostile:    1,000 slowloris connections and 200 slow 1 MB request bodies (a byte every
 #             5 s) against one worker each, beside sequential /hello requests: their
@@ -728,6 +730,21 @@ h2load_with_ops() { # label url op count
   printf '  %-44s %s\n' "$label" "$(grep '^requests:' "$out" || echo "h2load: no summary")"
 }
 
+# h2retry_with_ops: the same load from Go's HTTP/2 client (internal/cmd/h2retry), which
+# sends again a request a GOAWAY refused, as RFC 9113 §6.8 lets a client do and
+# browsers do: its failures are requests the server lost.
+h2retry_with_ops() { # label url op count
+  local label=$1 url=$2 op=$3 count=$4
+  local out="$WORK/h2retry-${label//[^a-zA-Z0-9]/_}.txt"
+  [ -x "$WORK/h2retry" ] || go build -o "$WORK/h2retry" ./internal/cmd/h2retry
+  taskset -c 1 "$WORK/h2retry" -url "$url" -c "$CONNS" -m 10 -d "$((count + 5))s" >"$out" 2>&1 &
+  local hp=$!
+  sleep 2
+  for i in $(seq "$count"); do $op "$i"; sleep 1; done
+  wait $hp || true
+  printf '  %-44s %s\n' "$label" "$(grep '^requests:' "$out" || echo "h2retry: no summary")"
+}
+
 # The TLS and HTTP/2 rows of reload and upgrade: spindle's and nginx's TLS servers (the
 # https workload's), and an "ssl http2" address on each main server.
 edge_ports() {
@@ -746,6 +763,7 @@ edge_loads() { # who(spindle|nginx) op count
   load_with_ops "$who, TLS, new connection per request" "https://127.0.0.1:$tport/hello" "$op" "$count" "Connection: close"
   load_with_ops "$who, TLS keepalive" "https://127.0.0.1:$tport/hello" "$op" "$count"
   h2load_with_ops "$who, HTTP/2 over TLS (h2load -m10)" "https://127.0.0.1:$h2port/hello" "$op" "$count"
+  h2retry_with_ops "$who, HTTP/2 over TLS (Go client, -m10)" "https://127.0.0.1:$h2port/hello" "$op" "$count"
 }
 
 reload() {
