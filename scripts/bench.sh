@@ -743,6 +743,7 @@ h2retry_with_ops() { # label url op count
   for i in $(seq "$count"); do $op "$i"; sleep 1; done
   wait $hp || true
   printf '  %-44s %s\n' "$label" "$(grep '^requests:' "$out" || echo "h2retry: no summary")"
+  sed -n 's/^h2retry: /      first errors: /p' "$out" | head -3
 }
 
 # The TLS and HTTP/2 rows of reload and upgrade: spindle's and nginx's TLS servers (the
