@@ -42,32 +42,31 @@ func (r *Request) CanPark() bool {
 // again, or the request's next step). Any goroutine may call it, once per Parked,
 // even before the handler has returned.
 func (r *Request) Resume(fn func() Action) {
-	c := r.c
-	c.park.mu.Lock()
-	if !c.park.settled {
-		c.park.fn = fn
-		c.park.mu.Unlock()
-		return
+	if c := r.c; c.settledResume(fn) {
+		c.lt.l.post(c, fn)
 	}
-	c.park.settled = false
-	c.park.mu.Unlock()
-	c.lt.l.post(c, fn)
 }
 
 // ResumeHere is Resume for a function the loop's leader calls (a Sock's waiter): the
 // continuation runs at once, on the leader, instead of after a post back to the loop.
 // It must not be called from anywhere else.
 func (r *Request) ResumeHere(fn func() Action) {
-	c := r.c
+	if c := r.c; c.settledResume(fn) {
+		c.resumeParked(fn)
+	}
+}
+
+// settledResume reports whether the parking goroutine is done with c, so that the
+// caller runs fn; if it is not, fn is left for it to run when it settles.
+func (c *conn) settledResume(fn func() Action) bool {
 	c.park.mu.Lock()
+	defer c.park.mu.Unlock()
 	if !c.park.settled {
 		c.park.fn = fn
-		c.park.mu.Unlock()
-		return
+		return false
 	}
 	c.park.settled = false
-	c.park.mu.Unlock()
-	c.resumeParked(fn)
+	return true
 }
 
 // parkSettled is the parking goroutine's last touch of c: from here on c is the

@@ -261,35 +261,25 @@ func (ru *run) await(co *coro) {
 
 // complete hands a wait's results to its run, from any goroutine: a parked run is
 // resumed on the event loop; a driver waiting on its goroutine is woken.
-func (e *engine) complete(ru *run, co *coro, res []any) {
-	ru.mu.Lock()
-	ru.q = append(ru.q, completion{co, res})
-	if ru.sleeping {
-		ru.sleeping = false
-		ru.mu.Unlock()
-		ru.r.Resume(ru.unparkFn)
-		return
-	}
-	sig := ru.sig
-	ru.mu.Unlock()
-	if sig != nil {
-		select {
-		case sig <- struct{}{}:
-		default:
-		}
-	}
-}
+func (e *engine) complete(ru *run, co *coro, res []any) { e.completeOn(ru, co, res, false) }
 
 // completeHere is complete from a function the event loop's leader calls for a
 // socket's readiness (sockWait.ready): a parked run goes on there and then, without a
 // post back to the loop.
-func (e *engine) completeHere(ru *run, co *coro, res []any) {
+func (e *engine) completeHere(ru *run, co *coro, res []any) { e.completeOn(ru, co, res, true) }
+
+// completeOn is complete and completeHere; here: the caller is the loop's leader.
+func (e *engine) completeOn(ru *run, co *coro, res []any, here bool) {
 	ru.mu.Lock()
 	ru.q = append(ru.q, completion{co, res})
 	if ru.sleeping {
 		ru.sleeping = false
 		ru.mu.Unlock()
-		ru.r.ResumeHere(ru.unparkFn)
+		if here {
+			ru.r.ResumeHere(ru.unparkFn)
+		} else {
+			ru.r.Resume(ru.unparkFn)
+		}
 		return
 	}
 	sig := ru.sig
