@@ -38,6 +38,9 @@ const EnvRole = ipc.EnvRole
 // Run is the worker process's main function; it returns the exit code.
 func Run() int {
 	runtime.GOMAXPROCS(1)
+	// Long cgo calls (Lua handlers) lose the only P to sysmon less often; needs root
+	// (CAP_SYS_NICE), which the worker still has here if it was started as root.
+	_ = sysutil.SlowSysmon(sysutil.SysmonSlack)
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(GCPercent)
 	}
