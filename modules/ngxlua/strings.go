@@ -44,11 +44,18 @@ func escapeURI(s string, typ int) string {
 // unescapeArg decodes %XX sequences and "+" (a space), leaving malformed escapes as
 // they are, as ngx.unescape_uri.
 func unescapeArg(s string) string {
-	if !strings.ContainsAny(s, "%+") {
+	// A plain loop, not strings.ContainsAny: its set of two bytes cost ~270
+	// instructions per call (callgrind), four calls per get_uri_args of "a=1&b=2".
+	i := 0
+	for i < len(s) && s[i] != '%' && s[i] != '+' {
+		i++
+	}
+	if i == len(s) {
 		return s
 	}
 	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
+	out = append(out, s[:i]...)
+	for ; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c == '+':
