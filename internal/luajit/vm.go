@@ -136,7 +136,8 @@ local function set(v, d)
 	if v == "" then
 		return d
 	end
-	return (v:gsub(";;", function() return ";" .. d .. ";" end))
+	v = v:gsub(";;", function() return ";" .. d .. ";" end)
+	return (v:gsub(";;+", ";"):gsub("^;", ""):gsub(";$", ""))
 end
 package.path = set(path, clean(package.path))
 package.cpath = set(cpath, clean(package.cpath))

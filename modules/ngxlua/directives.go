@@ -224,20 +224,18 @@ func setPackagePath(c *httpcore.Cmd) error {
 }
 
 // packagePath is package.path: lua_package_path with $prefix replaced and ";;"
-// standing for the default, which is the prefix's lua/ directory, then the system
-// directories where Debian installs Lua 5.1 modules (lua-nginx-redis and friends).
+// standing for the default, which is the prefix's lua/ directory, then LuaJIT's own
+// default without "./" (luajit.Options: its jit/ modules, jit.v, jit.p, jit.dump,
+// which OpenResty finds there too, then /usr/local/share/lua/5.1 and
+// /usr/share/lua/5.1, where Debian installs lua-nginx-redis and friends). The
+// trailing ";;" is for package luajit to expand.
 func (m *mainConf) packagePath(prefix string) string {
-	def := strings.Join([]string{
-		prefix + "/lua/?.lua", prefix + "/lua/?/init.lua",
-		"/usr/local/share/lua/5.1/?.lua", "/usr/local/share/lua/5.1/?/init.lua",
-		"/usr/share/lua/5.1/?.lua", "/usr/share/lua/5.1/?/init.lua",
-	}, ";")
+	def := prefix + "/lua/?.lua;" + prefix + "/lua/?/init.lua;;"
 	if !m.pathSet {
 		return def
 	}
 	p := strings.ReplaceAll(m.path, "$prefix", prefix)
-	p = strings.ReplaceAll(p, ";;", ";"+def+";")
-	return strings.Trim(p, ";")
+	return strings.ReplaceAll(p, ";;", ";"+def)
 }
 
 func setBufferSize(c *httpcore.Cmd) error {

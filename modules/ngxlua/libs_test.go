@@ -1,6 +1,10 @@
 package ngxlua_test
 
-import "testing"
+import (
+	"os"
+	"strings"
+	"testing"
+)
 
 // Debian's Lua libraries for OpenResty, unmodified, on the LuaJIT engine: lua-cjson
 // (a C module found through package.cpath) and lua-resty-lrucache (LuaJIT's FFI and
@@ -63,4 +67,37 @@ func TestRestyStringFFI(t *testing.T) {
     }`)
 	check(t, s.Get("/hash"), 200, "5d41402abc4b2a76b9719d911017c592 aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d\n12345 -1 -1 00ff\n")
 	noErrors(t, s)
+}
+
+// LuaJIT's own modules (jit.v, jit.dump, jit.p: its trace log, dump and profiler,
+// which OpenResty users load to see why code is slow) are found as in OpenResty,
+// with the default package.path and with a lua_package_path ending in ";;", and
+// Debian's Lua 5.1 modules still are. jit.v writes its trace log to a file.
+func TestLuaJITModules(t *testing.T) {
+	log := t.TempDir() + "/jit.log"
+	loc := `
+    location "= /jit" {
+      content_by_lua = <<-LUA
+        local v, dump, p = require "jit.v", require "jit.dump", require "jit.p"
+        ngx.say(type(v.start), " ", type(dump.on), " ", type(p.start), " ", type(require("nginx.redis").new))
+        v.start("` + log + `")
+        local n = 0
+        for i = 1, 200 do n = n + i % 7 end
+        v.off()
+        ngx.say(n)
+      LUA
+    }`
+	for _, httpConf := range []string{"", `  lua_package_path = "/nonexistent/?.lua;;"`} {
+		s := serve(t, httpConf, loc)
+		check(t, s.Get("/jit"), 200, "function function function function\n598\n")
+		noErrors(t, s)
+		b, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "[TRACE") {
+			t.Errorf("jit.v wrote no trace: %q", b)
+		}
+		os.Remove(log)
+	}
 }
