@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -1059,5 +1060,78 @@ func TestHTTP2HeaderEscaping(t *testing.T) {
 		return strings.Contains(string(b), logged)
 	}) {
 		t.Errorf("error.log lacks %s", logged)
+	}
+}
+
+// A connection a worker accepted just before it began to drain, whose client has not
+// spoken yet (a TLS client its ClientHello, a plain one its request), is served when
+// the client speaks after the drain's idle grace, as nginx serves it until
+// client_header_timeout: its client connected to send a request, and would lose it.
+// Closed after the grace, such connections lost requests of Go's HTTP/2 client (its
+// redials after a GOAWAY) with EOF in reloads 1 s apart (issue 19). An idle keepalive
+// connection is closed after the grace, and its close is what the test waits for: the
+// sweep that closes it would have closed a silent plain connection accepted before it
+// in the same pass.
+func TestHTTP2DrainServesConnectionsNotYetSpoken(t *testing.T) {
+	env := startH2(t, 1, "", nil)
+	plainAddr := "127.0.0.1:" + strconv.Itoa(env.plain)
+	dial := func(addr string) net.Conn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		return c
+	}
+	silentTLS, silentPlain := dial(env.inst.Addr()), dial(plainAddr)
+	// Keepalive connections with a request answered, each accepted after the silent
+	// one of its address (one worker, one queue): the worker has both silent ones.
+	tlsCfg := &tls.Config{ServerName: "a.test", RootCAs: env.s.ca.Pool}
+	probes := []net.Conn{tls.Client(dial(env.inst.Addr()), tlsCfg), dial(plainAddr)}
+	for _, p := range probes {
+		io.WriteString(p, "GET /hello HTTP/1.1\r\nHost: a.test\r\n\r\n")
+		if code, body := readHTTP(t, bufio.NewReader(p)); code != 200 {
+			t.Fatalf("probe: %d %q", code, body)
+		}
+	}
+	env.inst.WriteConfig(h2conf(env.s, 1, env.plain, "127.0.0.1:1", "# reloaded"))
+	if out, code := env.inst.Spindle("-s", "reload"); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	for _, p := range probes {
+		if n, err := p.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("an idle keepalive connection of the draining worker: read %d bytes", n)
+		}
+	}
+	// Past the grace: the silent clients speak now.
+	tc := tls.Client(silentTLS, &tls.Config{ServerName: "a.test", RootCAs: env.s.ca.Pool, NextProtos: []string{"h2"}})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS handshake on the connection accepted before the drain: %v", err)
+	}
+	var h2only http.Protocols
+	h2only.SetHTTP2(true)
+	dialed := false
+	tr := &http.Transport{Protocols: &h2only, DialTLSContext: func(context.Context, string, string) (net.Conn, error) {
+		if dialed {
+			return nil, errors.New("a second connection: the request was not served on the first")
+		}
+		dialed = true
+		return tc, nil
+	}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Get("https://a.test/hello")
+	if err != nil {
+		t.Fatalf("HTTP/2 request on the connection accepted before the drain: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "hello HTTP/2.0") {
+		t.Errorf("HTTP/2 over TLS after the grace: %d %q", resp.StatusCode, b)
+	}
+	io.WriteString(silentPlain, "GET /hello HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	if code, body := readHTTP(t, bufio.NewReader(silentPlain)); code != 200 || !strings.HasPrefix(body, "hello HTTP/1.1") {
+		t.Errorf("HTTP/1.1 after the grace: %d %q", code, body)
 	}
 }

@@ -225,11 +225,11 @@ func (c *conn) readProxyTLS() bool {
 	}
 }
 
-// waitProxy waits for more of the header until the deadline, or the drain's idle grace
-// as peekByte does.
+// waitProxy waits for more of the header until the deadline, draining or not, as
+// peekByte does.
 func (c *conn) waitProxy(deadline time.Time) error {
 	left := time.Until(deadline)
-	if left <= 0 || c.e.draining.Load() && time.Since(time.Unix(0, c.idleSince.Load())) >= c.e.idleGrace {
+	if left <= 0 {
 		return os.ErrDeadlineExceeded
 	}
 	if err := c.lt.waitReady(min(left, sweepInterval)); err != nil {

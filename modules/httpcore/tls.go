@@ -451,8 +451,8 @@ func (c *conn) serveTLS() {
 }
 
 // peekByte waits for the connection's first byte without taking it. A connection that
-// sent nothing is closed after client_header_timeout, or after the idle grace once the
-// worker drains, as the loop closes an idle plain one.
+// sent nothing is closed after client_header_timeout, draining or not: its client has a
+// request to send (see eventLoop.sweep).
 func (c *conn) peekByte() (byte, error) {
 	var b [1]byte
 	deadline := time.Now().Add(c.lt.rtimeout)
@@ -466,7 +466,7 @@ func (c *conn) peekByte() (byte, error) {
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
 			left := time.Until(deadline)
-			if left <= 0 || c.e.draining.Load() && time.Since(time.Unix(0, c.idleSince.Load())) >= c.e.idleGrace {
+			if left <= 0 {
 				return 0, os.ErrDeadlineExceeded
 			}
 			if err := c.lt.waitReady(min(left, sweepInterval)); err != nil {
