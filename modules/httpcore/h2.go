@@ -487,9 +487,17 @@ func (hc *h2conn) shutdown() {
 	hc.nc.Close()
 }
 
+// h2LingeringTime bounds a lingering close as a whole, as nginx's lingering_time
+// (30 s by default) does; lingering_timeout bounds each wait for the client's data.
+const h2LingeringTime = 30 * time.Second
+
 // linger shuts the sending side after a GOAWAY and drops what the client still sends
-// for a while (up to 2 s or 1 MB), so that unread data does not turn the close into a
-// reset that would destroy the GOAWAY (and responses) in flight.
+// until it closes (up to lingering_timeout between reads, h2LingeringTime and 1 MB in
+// all, as nginx's HTTP/2 lingering close), so that unread data does not turn the close
+// into a reset that would destroy the GOAWAY (and responses) in flight. A client whose
+// CPU is busy can take seconds to read the GOAWAY: with a fixed 2 s, Go's client on a
+// loaded CPU lost requests in reloads 1 s apart ("write: broken pipe" on streams the
+// GOAWAY had refused, which it would have sent again).
 func (hc *h2conn) linger() {
 	nc := hc.nc
 	if h, ok := nc.(*h2NetConn); ok {
@@ -500,8 +508,21 @@ func (hc *h2conn) linger() {
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	hc.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-	io.Copy(io.Discard, io.LimitReader(&hc.rd, 1<<20))
+	wait := CoreConfOf(hc.c.as.def.root).LingeringTimeout
+	end := time.Now().Add(h2LingeringTime)
+	var buf [4096]byte
+	for total := 0; total < 1<<20; {
+		deadline := time.Now().Add(wait)
+		if deadline.After(end) {
+			deadline = end
+		}
+		hc.nc.SetReadDeadline(deadline)
+		n, err := hc.rd.Read(buf[:])
+		total += n
+		if err != nil {
+			return
+		}
+	}
 }
 
 // writeFrames writes frames and flushes them, under the write lock.
