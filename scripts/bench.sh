@@ -20,8 +20,9 @@
 #             queued on a connection when its GOAWAY came (it does not send them again
 #             elsewhere, as RFC 9113 §6.8 lets a client do): about one per connection
 #             per drain, for nginx too; every stream it opened is answered. A second
-#             HTTP/2 row loads with Go's client (internal/cmd/h2retry), which sends a
-#             refused request again as browsers do: its failures are lost requests.
+#             HTTP/2 row loads with Go's client (internal/cmd/h2retry), which keeps
+#             one connection per client, resumes its TLS session and sends a refused
+#             request again as browsers do: its failures are lost requests.
 # upgrade:    3 binary upgrades under the same loads (nginx: USR2, WINCH, QUIT).
 # hostile:    1,000 slowloris connections and 200 slow 1 MB request bodies (a byte every
 #             5 s) against one worker each, beside sequential /hello requests: their
