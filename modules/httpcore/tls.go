@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/spindle-server/spindle/internal/netutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -184,11 +186,17 @@ type tlsSocket struct {
 	nc net.Conn // hijacked
 	// noWait: a write that would block fails at once (close_notify on the way out).
 	noWait bool
+	// until: while the handshake runs, when it must be over (Unix nanoseconds): every
+	// wait of its reads and writes ends there (handshakeRead).
+	until int64
 }
 
 func (s *tlsSocket) Read(p []byte) (int, error) {
 	if s.nc != nil {
 		return s.nc.Read(p)
+	}
+	if s.until != 0 {
+		return s.handshakeRead(p)
 	}
 	n, err := s.lt.Read(p)
 	if err == errWouldBlock {
@@ -208,7 +216,72 @@ func (s *tlsSocket) Write(p []byte) (int, error) {
 		}
 		return n, err
 	}
+	if s.until != 0 {
+		return s.handshakeWrite(p)
+	}
 	return s.lt.Write(p)
+}
+
+// The handshake has one deadline, client_header_timeout from the accept, as nginx's
+// (ngx_http_init_connection arms the read timer once, and neither the handshake nor
+// the first request head moves it): the loop transport's reads wait for
+// client_header_timeout each, so a client that sent a byte of its ClientHello now and
+// then held a coroutine and a connection for as long as it liked. handshakeRead and
+// handshakeWrite are the transport's Read and Write with every wait ending at until.
+func (s *tlsSocket) handshakeRead(p []byte) (int, error) {
+	lt := s.lt
+	for {
+		n, err := netutil.RawRead(uintptr(lt.fd), p)
+		switch {
+		case err == nil && n > 0:
+			lt.drained = n < len(p)
+			return n, nil
+		case err == nil:
+			if len(p) == 0 {
+				return 0, nil
+			}
+			return 0, io.EOF
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			lt.drained = true
+			if err := s.waitHandshake(); err != nil {
+				return 0, err
+			}
+		default:
+			return 0, err
+		}
+	}
+}
+
+func (s *tlsSocket) handshakeWrite(p []byte) (int, error) {
+	lt := s.lt
+	lt.beforeWrite()
+	written := 0
+	for written < len(p) {
+		n, err := netutil.RawWrite(uintptr(lt.fd), p[written:])
+		if n > 0 {
+			written += n
+		}
+		switch err {
+		case nil, syscall.EINTR:
+		case syscall.EAGAIN:
+			if err := s.waitHandshake(); err != nil {
+				return written, err
+			}
+		default:
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// waitHandshake waits for readiness until the handshake's deadline.
+func (s *tlsSocket) waitHandshake() error {
+	left := time.Duration(s.until - time.Now().UnixNano())
+	if left <= 0 {
+		return os.ErrDeadlineExceeded
+	}
+	return s.lt.waitReady(left)
 }
 
 func rawWriteOnce(fd int, p []byte) (int, error) {
@@ -380,7 +453,8 @@ func (c *conn) startTLS(cfg *tls.Config) {
 }
 
 // handshakeTLS runs on the connection's coroutine: the plain-HTTP check, the handshake
-// (bounded by client_header_timeout, as nginx's), the client certificate's verdict.
+// (with the PROXY protocol header before them, all bounded by the client_header_timeout
+// armed at the accept, as nginx's: see handshakeRead), the client certificate's verdict.
 func (c *conn) handshakeTLS() {
 	defer func() {
 		if p := recover(); p != nil {
@@ -391,7 +465,9 @@ func (c *conn) handshakeTLS() {
 	}()
 	lt := c.lt
 	core := CoreConfOf(c.as.def.root)
-	lt.setReadTimeout(core.ClientHeaderTimeout)
+	if lt.deadline == 0 {
+		lt.setReadTimeout(core.ClientHeaderTimeout) // armed at the accept (eventLoop.accept)
+	}
 	lt.setWriteTimeout(core.ClientHeaderTimeout)
 	if c.proxyWanted && !c.readProxyTLS() {
 		c.abort = true
@@ -409,8 +485,15 @@ func (c *conn) handshakeTLS() {
 		c.rejectPlainHTTP()
 		return
 	}
-	if err := c.tls.tc.Handshake(); err != nil {
-		if c.e.cfg.log.Enabled(LogInfo) {
+	c.tls.sock.until = lt.deadline
+	err = c.tls.tc.Handshake()
+	c.tls.sock.until = 0
+	if err != nil {
+		switch {
+		case !c.e.cfg.log.Enabled(LogInfo):
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			c.e.cfg.log.Infof("*%d client timed out (110: Connection timed out) while SSL handshaking, client: %s", c.id, c.remoteAddr())
+		default:
 			c.e.cfg.log.Infof("*%d SSL handshake failed: %v, client: %s", c.id, err, c.remoteAddr())
 		}
 		c.abort = true
@@ -451,11 +534,11 @@ func (c *conn) serveTLS() {
 }
 
 // peekByte waits for the connection's first byte without taking it. A connection that
-// sent nothing is closed after client_header_timeout, or after the idle grace once the
-// worker drains, as the loop closes an idle plain one.
+// sent nothing is closed when client_header_timeout from the accept ends, or after the
+// idle grace once the worker drains, as the loop closes an idle plain one.
 func (c *conn) peekByte() (byte, error) {
 	var b [1]byte
-	deadline := time.Now().Add(c.lt.rtimeout)
+	deadline := time.Unix(0, c.lt.deadline)
 	for {
 		n, _, err := unix.Recvfrom(c.lt.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		switch {

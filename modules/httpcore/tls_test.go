@@ -417,3 +417,88 @@ http {
 		conn.Close()
 	}
 }
+
+// A client that trickles its ClientHello a byte at a time, each byte well within
+// client_header_timeout, is closed when client_header_timeout from the accept ends, as
+// nginx closes it: the handshake has one deadline, not one per read (a slowloris on
+// the handshake held a connection and a coroutine until the last byte came).
+func TestTLSHandshakeTrickleTimesOut(t *testing.T) {
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	const timeout = time.Second
+	config := fmt.Sprintf(`
+http {
+  client_header_timeout = "1s"
+  server {
+    listen              = ["127.0.0.1:0 ssl"]
+    ssl_certificate     = "%s"
+    ssl_certificate_key = "%s"
+    location "= /" { return = { code = 200, body = "ok" } }
+  }
+}`, crt, key)
+	hello := clientHelloRecord(t, "srv.test")
+	for _, noLoop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoEventLoop=%v", noLoop), func(t *testing.T) {
+			s := testserver.Start(t, config, testserver.WithEngineOptions(httpcore.EngineOptions{WorkerConnections: 64, NoEventLoop: noLoop}))
+			c, err := net.Dial("tcp", s.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			var buf [64]byte
+			closed := false
+			for i := 0; i < len(hello) && !closed; i++ {
+				if _, err := c.Write(hello[i : i+1]); err != nil {
+					closed = true // reset by the server
+					break
+				}
+				// The pace: up to 100 ms waiting for the server to close.
+				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				for {
+					_, err := c.Read(buf[:])
+					if err == nil {
+						continue // an alert, before the close
+					}
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						break
+					}
+					closed = true // EOF or reset
+					break
+				}
+				if !closed && time.Since(start) > timeout+2*time.Second {
+					t.Fatalf("still open %v after the connect, %d bytes of the ClientHello sent (client_header_timeout %v)", time.Since(start), i+1, timeout)
+				}
+			}
+			elapsed := time.Since(start)
+			if !closed {
+				t.Fatalf("the whole %d-byte ClientHello went out in %v without a close", len(hello), elapsed)
+			}
+			// The coarse clock the deadline comes from lags by up to 10 ms.
+			if elapsed < timeout-50*time.Millisecond {
+				t.Fatalf("closed %v after the connect, before client_header_timeout (%v)", elapsed, timeout)
+			}
+			t.Logf("closed %v after the connect", elapsed)
+		})
+	}
+}
+
+// clientHelloRecord is the record of crypto/tls's ClientHello, as a real client sends it.
+func clientHelloRecord(t *testing.T, serverName string) []byte {
+	a, b := net.Pipe()
+	defer b.Close()
+	go func() {
+		defer a.Close()
+		tls.Client(a, &tls.Config{ServerName: serverName, InsecureSkipVerify: true}).Handshake()
+	}()
+	b.SetDeadline(time.Now().Add(5 * time.Second))
+	rec := make([]byte, 5)
+	if _, err := io.ReadFull(b, rec); err != nil {
+		t.Fatal(err)
+	}
+	rec = append(rec, make([]byte, int(rec[3])<<8|int(rec[4]))...)
+	if _, err := io.ReadFull(b, rec[5:]); err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
