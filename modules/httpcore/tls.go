@@ -95,40 +95,62 @@ func addrTLSConfig(cfg *Config, as *addrServers) *tls.Config {
 	}
 }
 
-// ticketStampTag marks the SessionState.Extra entry that holds a ticket's issue time.
-const ticketStampTag = "spindle-issued:"
-
 // limitSessions makes tickets expire after ssl_session_timeout (crypto/tls accepts
-// them for 7 days): the issue time travels inside the encrypted ticket.
+// them for 7 days), counted from the session's creation as OpenSSL counts it for
+// nginx: a TLS 1.2 session resumed again and again ends ssl_session_timeout after its
+// full handshake, though every resumption brings a new ticket (crypto/tls re-wraps
+// the session keeping its creation time, SessionState.createdAt); a TLS 1.3 ticket
+// is a new session, created when it is issued (OpenSSL's too). A time stamped into
+// the ticket at each issue (SessionState.Extra, as before) moved forward with every
+// TLS 1.2 resumption, so a session used every few minutes never expired.
 func (st *serverTLS) limitSessions() {
 	tc := st.config
 	timeout := st.timeout
-	tc.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		extra := ss.Extra[:0:0]
-		for _, e := range ss.Extra {
-			if !strings.HasPrefix(string(e), ticketStampTag) {
-				extra = append(extra, e)
-			}
-		}
-		stamp := binary.BigEndian.AppendUint64([]byte(ticketStampTag), uint64(time.Now().Unix()))
-		ss.Extra = append(extra, stamp)
-		return tc.EncryptTicket(cs, ss)
-	}
+	// Both with tc's keys, the master's: the server's HTTP/2 configuration is a clone
+	// of tc made before the keys come (h2TLSConfig).
+	tc.WrapSession = tc.EncryptTicket
 	tc.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 		ss, err := tc.DecryptTicket(identity, cs)
 		if err != nil || ss == nil {
 			return nil, err
 		}
-		for _, e := range ss.Extra {
-			if s, ok := strings.CutPrefix(string(e), ticketStampTag); ok && len(s) == 8 {
-				issued := time.Unix(int64(binary.BigEndian.Uint64([]byte(s))), 0)
-				if time.Since(issued) <= timeout {
-					return ss, nil
-				}
-			}
+		if created, ok := sessionCreated(ss); ok && time.Since(created) <= timeout {
+			return ss, nil
 		}
-		return nil, nil // expired, or not ours: a full handshake
+		return nil, nil // expired: a full handshake
 	}
+}
+
+// sessionCreatedAt is where crypto/tls keeps a session's creation time
+// (SessionState.createdAt, seconds since the epoch, not exported), found by name and
+// type as tlsBufs are; if a Go release renames or retypes it, the time is read from
+// the session's encoding instead (SessionState.Bytes: version, type and cipher suite,
+// 5 bytes, then createdAt), at the cost of encoding it. TestSessionCreatedAt checks
+// both against a real handshake's session.
+var sessionCreatedAt = func() (f struct {
+	off uintptr
+	ok  bool
+}) {
+	if sf, ok := reflect.TypeOf(tls.SessionState{}).FieldByName("createdAt"); ok && sf.Type.Kind() == reflect.Uint64 {
+		f.off, f.ok = sf.Offset, true
+	}
+	return f
+}()
+
+// sessionCreated is the session's creation time.
+func sessionCreated(ss *tls.SessionState) (time.Time, bool) {
+	if sessionCreatedAt.ok {
+		return time.Unix(int64(*(*uint64)(unsafe.Add(unsafe.Pointer(ss), sessionCreatedAt.off))), 0), true
+	}
+	return sessionCreatedEncoded(ss)
+}
+
+func sessionCreatedEncoded(ss *tls.SessionState) (time.Time, bool) {
+	b, err := ss.Bytes()
+	if err != nil || len(b) < 13 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(binary.BigEndian.Uint64(b[5:13])), 0), true
 }
 
 // ticketKeyFrom turns key material (an nginx ticket key file, or the master's random
