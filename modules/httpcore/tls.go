@@ -183,6 +183,11 @@ type tlsConn struct {
 	sock   tlsSocket
 	verify string // $ssl_client_verify, set after the handshake ("" = NONE)
 	caOnly bool   // the certificate failed only for want of a trusted issuer
+	// peerGone: a read found the client's end (EOF, a reset, its alert): no
+	// close_notify goes out, as nginx sends none then (ngx_ssl_handle_recv's
+	// no_send_shutdown). Sent anyway it cost a write that failed with EPIPE and a
+	// SIGPIPE for every client that closes first (openssl s_time).
+	peerGone bool
 }
 
 // tlsTransport is a loop transport whose bytes go through crypto/tls.
@@ -253,6 +258,14 @@ func (s *tlsSocket) Write(p []byte) (int, error) {
 func (s *tlsSocket) handshakeRead(p []byte) (int, error) {
 	lt := s.lt
 	for {
+		// Readiness reported before this read is stale once the read has seen the
+		// socket: taken now, it would end the wait after an EAGAIN at once, for
+		// another read that finds nothing (one system call per handshake: the
+		// ClientHello's arrival is reported as the accepted socket joins epoll).
+		select {
+		case <-lt.ready:
+		default:
+		}
 		n, err := netutil.RawRead(uintptr(lt.fd), p)
 		switch {
 		case err == nil && n > 0:
@@ -306,12 +319,18 @@ func (s *tlsSocket) waitHandshake() error {
 	return s.lt.waitReady(left)
 }
 
+// rawWriteOnce writes without blocking and without SIGPIPE (MSG_NOSIGNAL): the
+// client may have gone since the connection's last read.
 func rawWriteOnce(fd int, p []byte) (int, error) {
-	n, err := unix.Write(fd, p)
-	if n < 0 {
-		n = 0
+	if len(p) == 0 {
+		return 0, nil
 	}
-	return n, err
+	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 func (s *tlsSocket) Close() error {
@@ -365,6 +384,9 @@ func (t *tlsTransport) Read(p []byte) (int, error) {
 			releaseTLSBuffers(t.s.tc) // idle in the loop until the next event
 		}
 		return n, errWouldBlock
+	}
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.s.peerGone = true
 	}
 	return n, err
 }
@@ -434,6 +456,9 @@ func (t *tlsTransport) canSendFile() bool { return false }
 
 // closeNotify sends TLS's close_notify alert if the socket takes it at once.
 func (t *tlsTransport) closeNotify() {
+	if t.s.peerGone {
+		return
+	}
 	t.s.sock.noWait = true
 	t.s.tc.CloseWrite()
 }
@@ -562,7 +587,7 @@ func (c *conn) peekByte() (byte, error) {
 	var b [1]byte
 	deadline := time.Unix(0, c.lt.deadline)
 	for {
-		n, _, err := unix.Recvfrom(c.lt.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		n, err := rawPeek(c.lt.fd, b[:])
 		switch {
 		case err == nil && n == 1:
 			return b[0], nil
@@ -585,6 +610,18 @@ func (c *conn) peekByte() (byte, error) {
 			return 0, err
 		}
 	}
+}
+
+// rawPeek is recv(MSG_PEEK) outside Go's scheduler, as netutil.RawRead: unix.Recvfrom
+// announces the system call, and every announced call woke the runtime's monitor
+// thread (a futex wake, then its polling) once per TLS connection.
+func rawPeek(fd int, b []byte) (int, error) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
 }
 
 // sslErrorText is nginx's text for its TLS-specific codes, which are keys for

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -501,4 +502,57 @@ func clientHelloRecord(t *testing.T, serverName string) []byte {
 		t.Fatal(err)
 	}
 	return rec
+}
+
+// close_notify goes out when spindle closes the connection, not when the client went
+// first (as nginx: ngx_ssl_handle_recv's no_send_shutdown): a client that half-closes
+// after its response gets the TCP close and no alert, where it cost a write that
+// failed with EPIPE, and a SIGPIPE, for every client that closes without one.
+func TestTLSCloseNotifyOnlyWhenServerCloses(t *testing.T) {
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	s := testserver.Start(t, fmt.Sprintf(`
+http {
+  server {
+    listen              = ["127.0.0.1:0 ssl"]
+    ssl_certificate     = "%s"
+    ssl_certificate_key = "%s"
+    location "= /" { return = { code = 200, body = "ok" } }
+  }
+}`, crt, key))
+	dial := func() (*net.TCPConn, *tls.Conn) {
+		nc, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		c := tls.Client(nc, &tls.Config{ServerName: "srv.test", RootCAs: ca.Pool})
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return nc.(*net.TCPConn), c
+	}
+
+	// The server closes (Connection: close): its close_notify ends the stream, so
+	// crypto/tls reports a clean io.EOF rather than a truncation.
+	nc, c := dial()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: srv.test\r\nConnection: close\r\n\r\n")
+	if b, err := io.ReadAll(c); err != nil || !strings.HasSuffix(string(b), "ok") {
+		t.Errorf("server-side close: %q, %v (want the response, then close_notify's clean EOF)", b, err)
+	}
+	nc.Close()
+
+	// The client goes first, without close_notify: nothing more comes, not even an
+	// alert record, before the server's FIN.
+	nc, c = dial()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: srv.test\r\n\r\n")
+	br := bufio.NewReader(c)
+	if body, err := readTLSBody(br); err != nil || body != "ok" {
+		t.Fatalf("keepalive response: %q, %v", body, err)
+	}
+	nc.CloseWrite()
+	if rest, err := io.ReadAll(nc); err != nil || len(rest) != 0 {
+		t.Errorf("after the client's FIN the server sent %d bytes (%x), %v: want its FIN alone", len(rest), rest, err)
+	}
+	nc.Close()
 }
