@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -458,7 +459,7 @@ func TestTLSSessionResumesAcrossWorkersReloadsAndUpgrades(t *testing.T) {
 }
 
 // ssl_session_tickets off issues none; ssl_session_ticket_key files give two spindle
-// instances the same keys; ssl_session_timeout ends a ticket's use.
+// instances the same keys (ssl_session_timeout: TestTLSSessionTimeoutFromCreation).
 func TestTLSSessionTicketSettings(t *testing.T) {
 	s := newTLSSetup(t)
 	newCfg := func() *tls.Config {
@@ -488,16 +489,73 @@ func TestTLSSessionTicketSettings(t *testing.T) {
 		t.Errorf("an instance with its own keys resumed a ticket of the key file's")
 	}
 
-	short := e2e.Start(t, s.resumeConf(1, `ssl_session_timeout = "2s"`), nil)
-	cfg = newCfg()
-	who(t, short.Addr(), cfg)
-	if _, reused := who(t, short.Addr(), cfg); reused != "r" {
-		t.Fatalf("ssl_session_timeout 2s: no resumption right away")
+}
+
+// ssl_session_timeout counts from the session's creation, as OpenSSL counts it for
+// nginx: a TLS 1.2 session resumed every 100 ms stops resuming when it ends, though
+// every resumption brings a new ticket; a TLS 1.3 resumption makes a new session with
+// a new ticket, so a client that keeps using the newest one keeps resuming (as with
+// nginx: measured with openssl s_client -sess_in/-sess_out against nginx 1.22, both
+// versions), while a client that offers its first ticket again is refused when it ends.
+// createdAt is in whole seconds: a session of 2 s resumes for 1 to 2 s.
+func TestTLSSessionTimeoutFromCreation(t *testing.T) {
+	s := newTLSSetup(t)
+	const timeout = 2 * time.Second
+	inst := e2e.Start(t, s.resumeConf(1, `ssl_session_timeout = "2s"`), nil)
+	run := func(t *testing.T, version uint16, cache tls.ClientSessionCache, slides bool) {
+		t.Parallel()
+		cfg := &tls.Config{ServerName: "a.test", RootCAs: s.ca.Pool, MaxVersion: version, ClientSessionCache: cache}
+		start := time.Now()
+		if _, reused := who(t, inst.Addr(), cfg); reused != "." {
+			t.Fatal("the first connection resumed")
+		}
+		pace := time.NewTicker(100 * time.Millisecond)
+		defer pace.Stop()
+		resumed := 0
+		for {
+			<-pace.C
+			_, reused := who(t, inst.Addr(), cfg)
+			age := time.Since(start)
+			switch {
+			case reused == "r" && !slides && age > timeout+time.Second:
+				t.Fatalf("resumed %v after the session's full handshake (ssl_session_timeout %v)", age, timeout)
+			case reused == "r" && slides && age > timeout+time.Second:
+				return // resumed all along, past the first session's end
+			case reused == "r":
+				resumed++
+			case slides:
+				t.Fatalf("a full handshake %v after the first, after %d resumptions: the session's newest ticket was refused", age, resumed)
+			case age < timeout-time.Second:
+				t.Fatalf("a full handshake %v after the first (ssl_session_timeout %v): the session ended early", age, timeout)
+			default:
+				t.Logf("the session resumed %d times, the next connection %v after its creation made a new one", resumed, age)
+				return
+			}
+		}
 	}
-	// The ticket's age is what is under test: wait for it to pass the timeout.
-	time.Sleep(3500 * time.Millisecond)
-	if _, reused := who(t, short.Addr(), cfg); reused != "." {
-		t.Errorf("ssl_session_timeout 2s: a 3.5 s old ticket resumed")
+	t.Run("TLS1.2", func(t *testing.T) { run(t, tls.VersionTLS12, tls.NewLRUClientSessionCache(4), false) })
+	t.Run("TLS1.3/FirstTicket", func(t *testing.T) { run(t, tls.VersionTLS13, &firstTicket{}, false) })
+	t.Run("TLS1.3/NewestTicket", func(t *testing.T) { run(t, tls.VersionTLS13, tls.NewLRUClientSessionCache(4), true) })
+}
+
+// firstTicket is a client session cache that keeps the first session it is given:
+// every resumption offers that one ticket, whatever the server sent since.
+type firstTicket struct {
+	mu sync.Mutex
+	cs *tls.ClientSessionState
+}
+
+func (f *firstTicket) Get(string) (*tls.ClientSessionState, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cs, f.cs != nil
+}
+
+func (f *firstTicket) Put(_ string, cs *tls.ClientSessionState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cs == nil {
+		f.cs = cs
 	}
 }
 

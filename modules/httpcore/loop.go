@@ -74,6 +74,15 @@ type eventLoop struct {
 	peakConns int
 	lastFree  time.Time
 
+	// notified: this pass gave readiness to connections that goroutines hold. The
+	// leader lets them run before it parks (runtime.Gosched in lead): a TLS
+	// handshake woken by its client's Finished then ends and hands its connection
+	// back while the leader is not parked, and needs no wake through the eventfd
+	// (its write, its read and an epoll_wait, and the leader's park in the
+	// netpoller: openssl s_time -reuse, TLS 1.2, 19.6 -> 14.3 system calls per
+	// connection).
+	notified bool
+
 	leader atomic.Pointer[leaderToken]
 	leadFn func() // l.lead, made once: abdications happen per request
 	// pollFn is wait's callback for the epoll descriptor's RawConn.Read, made once:
@@ -228,6 +237,10 @@ func (l *eventLoop) lead() {
 		if l.leader.Load() != me {
 			return
 		}
+		if l.notified {
+			l.notified = false
+			runtime.Gosched()
+		}
 		l.batch = l.events[:l.wait()]
 	}
 }
@@ -319,6 +332,7 @@ func (l *eventLoop) dispatch(ev unix.EpollEvent, me *leaderToken) {
 		if c.owner.Load() != ownerLoop {
 			c.lt.missed = true
 			c.lt.notify()
+			l.notified = true
 			return
 		}
 		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {

@@ -187,7 +187,7 @@ func init() {
 // when the connection is to be closed.
 func (c *conn) readProxyTLS() bool {
 	buf := make([]byte, proxyV2Max)
-	deadline := time.Now().Add(c.lt.rtimeout)
+	deadline := time.Unix(0, c.lt.deadline) // the handshake's too (handshakeTLS)
 	have := 0
 	for {
 		n, _, err := unix.Recvfrom(c.lt.fd, buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/spindle-server/spindle/internal/netutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,40 +95,62 @@ func addrTLSConfig(cfg *Config, as *addrServers) *tls.Config {
 	}
 }
 
-// ticketStampTag marks the SessionState.Extra entry that holds a ticket's issue time.
-const ticketStampTag = "spindle-issued:"
-
 // limitSessions makes tickets expire after ssl_session_timeout (crypto/tls accepts
-// them for 7 days): the issue time travels inside the encrypted ticket.
+// them for 7 days), counted from the session's creation as OpenSSL counts it for
+// nginx: a TLS 1.2 session resumed again and again ends ssl_session_timeout after its
+// full handshake, though every resumption brings a new ticket (crypto/tls re-wraps
+// the session keeping its creation time, SessionState.createdAt); a TLS 1.3 ticket
+// is a new session, created when it is issued (OpenSSL's too). A time stamped into
+// the ticket at each issue (SessionState.Extra, as before) moved forward with every
+// TLS 1.2 resumption, so a session used every few minutes never expired.
 func (st *serverTLS) limitSessions() {
 	tc := st.config
 	timeout := st.timeout
-	tc.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		extra := ss.Extra[:0:0]
-		for _, e := range ss.Extra {
-			if !strings.HasPrefix(string(e), ticketStampTag) {
-				extra = append(extra, e)
-			}
-		}
-		stamp := binary.BigEndian.AppendUint64([]byte(ticketStampTag), uint64(time.Now().Unix()))
-		ss.Extra = append(extra, stamp)
-		return tc.EncryptTicket(cs, ss)
-	}
+	// Both with tc's keys, the master's: the server's HTTP/2 configuration is a clone
+	// of tc made before the keys come (h2TLSConfig).
+	tc.WrapSession = tc.EncryptTicket
 	tc.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 		ss, err := tc.DecryptTicket(identity, cs)
 		if err != nil || ss == nil {
 			return nil, err
 		}
-		for _, e := range ss.Extra {
-			if s, ok := strings.CutPrefix(string(e), ticketStampTag); ok && len(s) == 8 {
-				issued := time.Unix(int64(binary.BigEndian.Uint64([]byte(s))), 0)
-				if time.Since(issued) <= timeout {
-					return ss, nil
-				}
-			}
+		if created, ok := sessionCreated(ss); ok && time.Since(created) <= timeout {
+			return ss, nil
 		}
-		return nil, nil // expired, or not ours: a full handshake
+		return nil, nil // expired: a full handshake
 	}
+}
+
+// sessionCreatedAt is where crypto/tls keeps a session's creation time
+// (SessionState.createdAt, seconds since the epoch, not exported), found by name and
+// type as tlsBufs are; if a Go release renames or retypes it, the time is read from
+// the session's encoding instead (SessionState.Bytes: version, type and cipher suite,
+// 5 bytes, then createdAt), at the cost of encoding it. TestSessionCreatedAt checks
+// both against a real handshake's session.
+var sessionCreatedAt = func() (f struct {
+	off uintptr
+	ok  bool
+}) {
+	if sf, ok := reflect.TypeOf(tls.SessionState{}).FieldByName("createdAt"); ok && sf.Type.Kind() == reflect.Uint64 {
+		f.off, f.ok = sf.Offset, true
+	}
+	return f
+}()
+
+// sessionCreated is the session's creation time.
+func sessionCreated(ss *tls.SessionState) (time.Time, bool) {
+	if sessionCreatedAt.ok {
+		return time.Unix(int64(*(*uint64)(unsafe.Add(unsafe.Pointer(ss), sessionCreatedAt.off))), 0), true
+	}
+	return sessionCreatedEncoded(ss)
+}
+
+func sessionCreatedEncoded(ss *tls.SessionState) (time.Time, bool) {
+	b, err := ss.Bytes()
+	if err != nil || len(b) < 13 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(binary.BigEndian.Uint64(b[5:13])), 0), true
 }
 
 // ticketKeyFrom turns key material (an nginx ticket key file, or the master's random
@@ -159,6 +183,11 @@ type tlsConn struct {
 	sock   tlsSocket
 	verify string // $ssl_client_verify, set after the handshake ("" = NONE)
 	caOnly bool   // the certificate failed only for want of a trusted issuer
+	// peerGone: a read found the client's end (EOF, a reset, its alert): no
+	// close_notify goes out, as nginx sends none then (ngx_ssl_handle_recv's
+	// no_send_shutdown). Sent anyway it cost a write that failed with EPIPE and a
+	// SIGPIPE for every client that closes first (openssl s_time).
+	peerGone bool
 }
 
 // tlsTransport is a loop transport whose bytes go through crypto/tls.
@@ -184,11 +213,17 @@ type tlsSocket struct {
 	nc net.Conn // hijacked
 	// noWait: a write that would block fails at once (close_notify on the way out).
 	noWait bool
+	// until: while the handshake runs, when it must be over (Unix nanoseconds): every
+	// wait of its reads and writes ends there (handshakeRead).
+	until int64
 }
 
 func (s *tlsSocket) Read(p []byte) (int, error) {
 	if s.nc != nil {
 		return s.nc.Read(p)
+	}
+	if s.until != 0 {
+		return s.handshakeRead(p)
 	}
 	n, err := s.lt.Read(p)
 	if err == errWouldBlock {
@@ -208,15 +243,94 @@ func (s *tlsSocket) Write(p []byte) (int, error) {
 		}
 		return n, err
 	}
+	if s.until != 0 {
+		return s.handshakeWrite(p)
+	}
 	return s.lt.Write(p)
 }
 
-func rawWriteOnce(fd int, p []byte) (int, error) {
-	n, err := unix.Write(fd, p)
-	if n < 0 {
-		n = 0
+// The handshake has one deadline, client_header_timeout from the accept, as nginx's
+// (ngx_http_init_connection arms the read timer once, and neither the handshake nor
+// the first request head moves it): the loop transport's reads wait for
+// client_header_timeout each, so a client that sent a byte of its ClientHello now and
+// then held a coroutine and a connection for as long as it liked. handshakeRead and
+// handshakeWrite are the transport's Read and Write with every wait ending at until.
+func (s *tlsSocket) handshakeRead(p []byte) (int, error) {
+	lt := s.lt
+	for {
+		// Readiness reported before this read is stale once the read has seen the
+		// socket: taken now, it would end the wait after an EAGAIN at once, for
+		// another read that finds nothing (one system call per handshake: the
+		// ClientHello's arrival is reported as the accepted socket joins epoll).
+		select {
+		case <-lt.ready:
+		default:
+		}
+		n, err := netutil.RawRead(uintptr(lt.fd), p)
+		switch {
+		case err == nil && n > 0:
+			lt.drained = n < len(p)
+			return n, nil
+		case err == nil:
+			if len(p) == 0 {
+				return 0, nil
+			}
+			return 0, io.EOF
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			lt.drained = true
+			if err := s.waitHandshake(); err != nil {
+				return 0, err
+			}
+		default:
+			return 0, err
+		}
 	}
-	return n, err
+}
+
+func (s *tlsSocket) handshakeWrite(p []byte) (int, error) {
+	lt := s.lt
+	lt.beforeWrite()
+	written := 0
+	for written < len(p) {
+		n, err := netutil.RawWrite(uintptr(lt.fd), p[written:])
+		if n > 0 {
+			written += n
+		}
+		switch err {
+		case nil, syscall.EINTR:
+		case syscall.EAGAIN:
+			if err := s.waitHandshake(); err != nil {
+				return written, err
+			}
+		default:
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// waitHandshake waits for readiness until the handshake's deadline.
+func (s *tlsSocket) waitHandshake() error {
+	left := time.Duration(s.until - time.Now().UnixNano())
+	if left <= 0 {
+		return os.ErrDeadlineExceeded
+	}
+	return s.lt.waitReady(left)
+}
+
+// rawWriteOnce writes without blocking and without SIGPIPE (MSG_NOSIGNAL): the
+// client may have gone since the connection's last read.
+func rawWriteOnce(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 func (s *tlsSocket) Close() error {
@@ -270,6 +384,9 @@ func (t *tlsTransport) Read(p []byte) (int, error) {
 			releaseTLSBuffers(t.s.tc) // idle in the loop until the next event
 		}
 		return n, errWouldBlock
+	}
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.s.peerGone = true
 	}
 	return n, err
 }
@@ -339,6 +456,9 @@ func (t *tlsTransport) canSendFile() bool { return false }
 
 // closeNotify sends TLS's close_notify alert if the socket takes it at once.
 func (t *tlsTransport) closeNotify() {
+	if t.s.peerGone {
+		return
+	}
 	t.s.sock.noWait = true
 	t.s.tc.CloseWrite()
 }
@@ -380,7 +500,8 @@ func (c *conn) startTLS(cfg *tls.Config) {
 }
 
 // handshakeTLS runs on the connection's coroutine: the plain-HTTP check, the handshake
-// (bounded by client_header_timeout, as nginx's), the client certificate's verdict.
+// (with the PROXY protocol header before them, all bounded by the client_header_timeout
+// armed at the accept, as nginx's: see handshakeRead), the client certificate's verdict.
 func (c *conn) handshakeTLS() {
 	defer func() {
 		if p := recover(); p != nil {
@@ -391,7 +512,9 @@ func (c *conn) handshakeTLS() {
 	}()
 	lt := c.lt
 	core := CoreConfOf(c.as.def.root)
-	lt.setReadTimeout(core.ClientHeaderTimeout)
+	if lt.deadline == 0 {
+		lt.setReadTimeout(core.ClientHeaderTimeout) // armed at the accept (eventLoop.accept)
+	}
 	lt.setWriteTimeout(core.ClientHeaderTimeout)
 	if c.proxyWanted && !c.readProxyTLS() {
 		c.abort = true
@@ -409,8 +532,15 @@ func (c *conn) handshakeTLS() {
 		c.rejectPlainHTTP()
 		return
 	}
-	if err := c.tls.tc.Handshake(); err != nil {
-		if c.e.cfg.log.Enabled(LogInfo) {
+	c.tls.sock.until = lt.deadline
+	err = c.tls.tc.Handshake()
+	c.tls.sock.until = 0
+	if err != nil {
+		switch {
+		case !c.e.cfg.log.Enabled(LogInfo):
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			c.e.cfg.log.Infof("*%d client timed out (110: Connection timed out) while SSL handshaking, client: %s", c.id, c.remoteAddr())
+		default:
 			c.e.cfg.log.Infof("*%d SSL handshake failed: %v, client: %s", c.id, err, c.remoteAddr())
 		}
 		c.abort = true
@@ -451,13 +581,13 @@ func (c *conn) serveTLS() {
 }
 
 // peekByte waits for the connection's first byte without taking it. A connection that
-// sent nothing is closed after client_header_timeout, draining or not: its client has a
-// request to send (see eventLoop.sweep).
+// sent nothing is closed when client_header_timeout from the accept ends, draining or
+// not: its client has a request to send (see eventLoop.sweep).
 func (c *conn) peekByte() (byte, error) {
 	var b [1]byte
-	deadline := time.Now().Add(c.lt.rtimeout)
+	deadline := time.Unix(0, c.lt.deadline)
 	for {
-		n, _, err := unix.Recvfrom(c.lt.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		n, err := rawPeek(c.lt.fd, b[:])
 		switch {
 		case err == nil && n == 1:
 			return b[0], nil
@@ -480,6 +610,18 @@ func (c *conn) peekByte() (byte, error) {
 			return 0, err
 		}
 	}
+}
+
+// rawPeek is recv(MSG_PEEK) outside Go's scheduler, as netutil.RawRead: unix.Recvfrom
+// announces the system call, and every announced call woke the runtime's monitor
+// thread (a futex wake, then its polling) once per TLS connection.
+func rawPeek(fd int, b []byte) (int, error) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
 }
 
 // sslErrorText is nginx's text for its TLS-specific codes, which are keys for

@@ -2,9 +2,13 @@ package httpcore
 
 import (
 	"crypto/tls"
+	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spindle-server/spindle/internal/e2e"
 )
 
 // The buffers an idle TLS connection gives back are found in crypto/tls's Conn by name
@@ -13,6 +17,60 @@ import (
 func TestTLSBuffersReleasable(t *testing.T) {
 	if !tlsBufs.ok {
 		t.Fatal("crypto/tls.Conn has no rawInput/hand bytes.Buffer or input bytes.Reader any more: update releaseTLSBuffers")
+	}
+}
+
+// ssl_session_timeout counts from a session's creation (limitSessions), which is read
+// from crypto/tls's SessionState by name and type: this fails when a Go release moves
+// it, and checks, with real handshakes over a pipe, that a TLS 1.2 session resumed
+// an hour later is re-wrapped with its first creation time, read alike from the field
+// and from the session's encoding.
+func TestSessionCreatedAt(t *testing.T) {
+	if !sessionCreatedAt.ok {
+		t.Error("crypto/tls.SessionState has no uint64 createdAt any more: sessionCreated encodes every session to read it")
+	}
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	_, _, cert := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	now := time.Now().Truncate(time.Second)
+	first := now
+	var issued []*tls.SessionState
+	srv := &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: tls.VersionTLS12, Time: func() time.Time { return now }}
+	srv.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		issued = append(issued, ss)
+		return srv.EncryptTicket(cs, ss)
+	}
+	cli := &tls.Config{ServerName: "srv.test", RootCAs: ca.Pool, ClientSessionCache: tls.NewLRUClientSessionCache(1)}
+	handshake := func() tls.ConnectionState {
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		a.SetDeadline(time.Now().Add(10 * time.Second))
+		b.SetDeadline(time.Now().Add(10 * time.Second))
+		errc := make(chan error, 1)
+		go func() { errc <- tls.Server(a, srv).Handshake() }()
+		c := tls.Client(b, cli)
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		return c.ConnectionState()
+	}
+	handshake()
+	now = now.Add(time.Hour)
+	if !handshake().DidResume {
+		t.Fatal("the second handshake did not resume")
+	}
+	if len(issued) != 2 {
+		t.Fatalf("%d tickets issued, want 2", len(issued))
+	}
+	for i, ss := range issued {
+		byField, ok1 := sessionCreated(ss)
+		byBytes, ok2 := sessionCreatedEncoded(ss)
+		if !ok1 || !ok2 || !byField.Equal(first) || !byBytes.Equal(first) {
+			t.Errorf("ticket %d: created %v (%v) / %v (%v), want %v", i, byField, ok1, byBytes, ok2, first)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -416,4 +417,142 @@ http {
 		}
 		conn.Close()
 	}
+}
+
+// A client that trickles its ClientHello a byte at a time, each byte well within
+// client_header_timeout, is closed when client_header_timeout from the accept ends, as
+// nginx closes it: the handshake has one deadline, not one per read (a slowloris on
+// the handshake held a connection and a coroutine until the last byte came).
+func TestTLSHandshakeTrickleTimesOut(t *testing.T) {
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	const timeout = time.Second
+	config := fmt.Sprintf(`
+http {
+  client_header_timeout = "1s"
+  server {
+    listen              = ["127.0.0.1:0 ssl"]
+    ssl_certificate     = "%s"
+    ssl_certificate_key = "%s"
+    location "= /" { return = { code = 200, body = "ok" } }
+  }
+}`, crt, key)
+	hello := clientHelloRecord(t, "srv.test")
+	for _, noLoop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoEventLoop=%v", noLoop), func(t *testing.T) {
+			s := testserver.Start(t, config, testserver.WithEngineOptions(httpcore.EngineOptions{WorkerConnections: 64, NoEventLoop: noLoop}))
+			c, err := net.Dial("tcp", s.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			var buf [64]byte
+			closed := false
+			for i := 0; i < len(hello) && !closed; i++ {
+				if _, err := c.Write(hello[i : i+1]); err != nil {
+					closed = true // reset by the server
+					break
+				}
+				// The pace: up to 100 ms waiting for the server to close.
+				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				for {
+					_, err := c.Read(buf[:])
+					if err == nil {
+						continue // an alert, before the close
+					}
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						break
+					}
+					closed = true // EOF or reset
+					break
+				}
+				if !closed && time.Since(start) > timeout+2*time.Second {
+					t.Fatalf("still open %v after the connect, %d bytes of the ClientHello sent (client_header_timeout %v)", time.Since(start), i+1, timeout)
+				}
+			}
+			elapsed := time.Since(start)
+			if !closed {
+				t.Fatalf("the whole %d-byte ClientHello went out in %v without a close", len(hello), elapsed)
+			}
+			// The coarse clock the deadline comes from lags by up to 10 ms.
+			if elapsed < timeout-50*time.Millisecond {
+				t.Fatalf("closed %v after the connect, before client_header_timeout (%v)", elapsed, timeout)
+			}
+			t.Logf("closed %v after the connect", elapsed)
+		})
+	}
+}
+
+// clientHelloRecord is the record of crypto/tls's ClientHello, as a real client sends it.
+func clientHelloRecord(t *testing.T, serverName string) []byte {
+	a, b := net.Pipe()
+	defer b.Close()
+	go func() {
+		defer a.Close()
+		tls.Client(a, &tls.Config{ServerName: serverName, InsecureSkipVerify: true}).Handshake()
+	}()
+	b.SetDeadline(time.Now().Add(5 * time.Second))
+	rec := make([]byte, 5)
+	if _, err := io.ReadFull(b, rec); err != nil {
+		t.Fatal(err)
+	}
+	rec = append(rec, make([]byte, int(rec[3])<<8|int(rec[4]))...)
+	if _, err := io.ReadFull(b, rec[5:]); err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// close_notify goes out when spindle closes the connection, not when the client went
+// first (as nginx: ngx_ssl_handle_recv's no_send_shutdown): a client that half-closes
+// after its response gets the TCP close and no alert, where it cost a write that
+// failed with EPIPE, and a SIGPIPE, for every client that closes without one.
+func TestTLSCloseNotifyOnlyWhenServerCloses(t *testing.T) {
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	s := testserver.Start(t, fmt.Sprintf(`
+http {
+  server {
+    listen              = ["127.0.0.1:0 ssl"]
+    ssl_certificate     = "%s"
+    ssl_certificate_key = "%s"
+    location "= /" { return = { code = 200, body = "ok" } }
+  }
+}`, crt, key))
+	dial := func() (*net.TCPConn, *tls.Conn) {
+		nc, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		c := tls.Client(nc, &tls.Config{ServerName: "srv.test", RootCAs: ca.Pool})
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return nc.(*net.TCPConn), c
+	}
+
+	// The server closes (Connection: close): its close_notify ends the stream, so
+	// crypto/tls reports a clean io.EOF rather than a truncation.
+	nc, c := dial()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: srv.test\r\nConnection: close\r\n\r\n")
+	if b, err := io.ReadAll(c); err != nil || !strings.HasSuffix(string(b), "ok") {
+		t.Errorf("server-side close: %q, %v (want the response, then close_notify's clean EOF)", b, err)
+	}
+	nc.Close()
+
+	// The client goes first, without close_notify: nothing more comes, not even an
+	// alert record, before the server's FIN.
+	nc, c = dial()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: srv.test\r\n\r\n")
+	br := bufio.NewReader(c)
+	if body, err := readTLSBody(br); err != nil || body != "ok" {
+		t.Fatalf("keepalive response: %q, %v", body, err)
+	}
+	nc.CloseWrite()
+	if rest, err := io.ReadAll(nc); err != nil || len(rest) != 0 {
+		t.Errorf("after the client's FIN the server sent %d bytes (%x), %v: want its FIN alone", len(rest), rest, err)
+	}
+	nc.Close()
 }
