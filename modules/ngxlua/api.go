@@ -576,9 +576,32 @@ func (e *engine) sleep(s *luajit.State) error {
 			done(nil)
 			return
 		}
-		time.AfterFunc(d, func() { done(nil) })
+		ru.afterFunc(d, func() { done(nil) })
 	})
 	return nil
+}
+
+// maxLoopTimer bounds the loop's timers (their deadline must not overflow).
+const maxLoopTimer = 100 * 365 * 24 * time.Hour
+
+// stopper is a timer afterFunc made: a *time.Timer or the loop's *httpcore.Timer.
+type stopper interface{ Stop() bool }
+
+// afterFunc calls fn after d, which must not wait. A run with a request on the event
+// loop (HTTP/1) uses a timer of the loop (httpcore.Loop.NewTimer): it fires on the
+// loop's leader, between its events, and a parked run it resumes is posted to the
+// same pass of the loop; time.AfterFunc's fires on a goroutine of the runtime's,
+// which then has to wake the leader (an eventfd write, a futex) to hand it over.
+// Other runs (timers, HTTP/2 streams) have no loop to use.
+func (ru *run) afterFunc(d time.Duration, fn func()) stopper {
+	if ru.r != nil && d < maxLoopTimer {
+		if lp := ru.r.Loop(); lp != nil {
+			t := lp.NewTimer(fn)
+			t.Reset(d)
+			return t
+		}
+	}
+	return time.AfterFunc(d, fn)
 }
 
 func (e *engine) logEnabled(s *luajit.State) error {
