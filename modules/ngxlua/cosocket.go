@@ -204,7 +204,8 @@ func (e *engine) closeSockets(ru *run) {
 		}
 		delete(e.socks, sk.id)
 	}
-	ru.socks = nil
+	clear(ru.socks)
+	ru.socks = ru.socks[:0] // kept with the run (release)
 }
 
 // sock returns the socket of handle argument 0, which must belong to the run.
