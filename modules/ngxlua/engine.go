@@ -473,6 +473,10 @@ func pushAll(s *luajit.State, vals []any) {
 			pushAll(s, x)
 		case pusher:
 			x(s)
+		case *tcpSock:
+			// A receive's result, a view of its buffer (tcpSock.viewResult).
+			s.PushBytes(x.view)
+			x.view = nil
 		case map[string]any:
 			s.PushTable(len(x))
 			for k, v := range x {
