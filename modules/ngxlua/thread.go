@@ -89,7 +89,9 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 				// loop) or wait for one on this goroutine.
 				ru.mu.Lock()
 				q := ru.q
-				ru.q, ru.qSpare = ru.qSpare[:0], nil
+				if len(q) > 0 {
+					ru.q, ru.qSpare = ru.qSpare[:0], nil
+				}
 				if len(q) == 0 && ru.park {
 					if ru.unparkFn == nil {
 						ru.unparkFn = func() httpcore.Action { return e.unpark(ru) }
