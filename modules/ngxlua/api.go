@@ -576,9 +576,32 @@ func (e *engine) sleep(s *luajit.State) error {
 			done(nil)
 			return
 		}
-		time.AfterFunc(d, func() { done(nil) })
+		ru.afterFunc(d, func() { done(nil) })
 	})
 	return nil
+}
+
+// maxLoopTimer bounds the loop's timers (their deadline must not overflow).
+const maxLoopTimer = 100 * 365 * 24 * time.Hour
+
+// stopper is a timer afterFunc made: a *time.Timer or the loop's *httpcore.Timer.
+type stopper interface{ Stop() bool }
+
+// afterFunc calls fn after d, which must not wait. A run with a request on the event
+// loop (HTTP/1) uses a timer of the loop (httpcore.Loop.NewTimer): it fires on the
+// loop's leader, between its events, and a parked run it resumes is posted to the
+// same pass of the loop; time.AfterFunc's fires on a goroutine of the runtime's,
+// which then has to wake the leader (an eventfd write, a futex) to hand it over.
+// Other runs (timers, HTTP/2 streams) have no loop to use.
+func (ru *run) afterFunc(d time.Duration, fn func()) stopper {
+	if ru.r != nil && d < maxLoopTimer {
+		if lp := ru.r.Loop(); lp != nil {
+			t := lp.NewTimer(fn)
+			t.Reset(d)
+			return t
+		}
+	}
+	return time.AfterFunc(d, fn)
 }
 
 func (e *engine) logEnabled(s *luajit.State) error {
@@ -1351,56 +1374,136 @@ func (ru *run) releaseSubs() {
 	for _, c := range ru.subOpts {
 		c.sr.Release()
 	}
+	clear(ru.subOpts)
 	ru.subOpts = ru.subOpts[:0]
 }
 
-// captureRun runs the subrequests added with the VM unlocked (they may run Lua).
-func (e *engine) captureRun(s *luajit.State) error {
-	ru, r, err := e.req()
-	if err != nil {
-		return err
-	}
-	subs := make([]*httpcore.Request, len(ru.subOpts))
-	inherit := false
-	for i, c := range ru.subOpts {
-		subs[i] = c.sr
-		inherit = inherit || c.inherits
-	}
-	// Subrequests work on the request: they run on the driver's goroutine.
-	ru.cur.inline = true
-	ru.waitFor(s, func() []any {
-		// Subrequests inheriting the body run concurrently: read it once first.
-		if inherit {
-			if d := peekData(r); d == nil || !d.bodyRead {
-				r.Blocking()
-				readBody(r)
-			}
-		}
-		httpcore.RunAll(subs)
-		return nil
-	})
-	return nil
-}
+// maxCaptureRets is the most subrequests whose responses capture_run returns itself
+// (prelude.lua's capture_multi has the same figure); past it Lua reads each with
+// capture_result.
+const maxCaptureRets = 16
 
-// captureResult is subrequest i's status, body and header pairs.
-func (e *engine) captureResult(s *luajit.State) error {
+// captureRun runs the subrequests added with the VM unlocked (they may run Lua). Its
+// coroutine is resumed with their responses, tables built by the binding as the
+// resume pushes them (pushCaptures): no call back into Go per response. capture_multi
+// of two locations had made three callbacks and a yield, ~1,000 instructions each
+// callback (callgrind).
+func (e *engine) captureRun(s *luajit.State) error {
 	ru, _, err := e.req()
 	if err != nil {
 		return err
 	}
-	i := s.Int(0) - 1
-	if i < 0 || i >= len(ru.subOpts) {
-		return errors.New("no such subrequest")
+	if ru.captureFn == nil {
+		// Made once per run struct (release keeps them).
+		ru.captureFn = ru.runCaptures
+		ru.captureRets = []any{pusher(ru.pushCaptures)}
 	}
-	sr := ru.subOpts[i].sr
-	status := sr.Status()
-	if status == 0 {
-		status = 200
+	// Subrequests work on the request: they run on the driver's goroutine.
+	ru.cur.inline = true
+	ru.waitFor(s, ru.captureFn)
+	return nil
+}
+
+// runCaptures is captureRun's wait, with the VM unlocked.
+func (ru *run) runCaptures() []any {
+	r := ru.r
+	ru.subs = ru.subs[:0]
+	inherit := false
+	for _, c := range ru.subOpts {
+		ru.subs = append(ru.subs, c.sr)
+		inherit = inherit || c.inherits
 	}
+	// Subrequests inheriting the body run concurrently: read it once first.
+	if inherit {
+		if d := peekData(r); d == nil || !d.bodyRead {
+			r.Blocking()
+			readBody(r)
+		}
+	}
+	httpcore.RunAll(ru.subs)
+	clear(ru.subs)
+	if len(ru.subOpts) > maxCaptureRets {
+		return nil
+	}
+	return ru.captureRets
+}
+
+// pushCaptures pushes the responses of the run's subrequests (the VM locked, as the
+// coroutine is resumed) and releases the subrequests.
+func (ru *run) pushCaptures(s *luajit.State) {
+	for i := range ru.subOpts {
+		ru.e.pushCapture(s, ru.subOpts[i].sr)
+	}
+	ru.releaseSubs()
+}
+
+// pushCapture pushes sr's response as ngx.location.capture returns it: a table of
+// status, body, truncated and header (a header given more than once has an array of
+// its values, as prelude.lua's kv_table makes).
+func (e *engine) pushCapture(s *luajit.State, sr *httpcore.Request) {
+	status := captureStatus(sr)
+	kv := e.captureHeaders(sr, status)
+	s.PushTable(4)
+	s.PushString("status")
 	s.PushInt(status)
+	s.PushString("body")
 	s.PushBytes(sr.Output())
+	s.PushString("truncated")
+	s.PushBool(false)
+	s.PushString("header")
+	keys := 0
+	for i := 0; i < len(kv); i += 2 {
+		if firstKey(kv, i) {
+			keys++
+		}
+	}
+	s.PushTable(keys)
+	for i := 0; i < len(kv); i += 2 {
+		if !firstKey(kv, i) {
+			continue
+		}
+		n := 1
+		for j := i + 2; j < len(kv); j += 2 {
+			if kv[j] == kv[i] {
+				n++
+			}
+		}
+		s.PushString(kv[i])
+		if n == 1 {
+			s.PushString(kv[i+1])
+			continue
+		}
+		s.PushArray(n)
+		for j := i; j < len(kv); j += 2 {
+			if kv[j] == kv[i] {
+				s.PushString(kv[j+1])
+			}
+		}
+	}
+	clear(kv)
+}
+
+// firstKey reports whether kv's key at i is not at an earlier even index.
+func firstKey(kv []string, i int) bool {
+	for j := 0; j < i; j += 2 {
+		if kv[j] == kv[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func captureStatus(sr *httpcore.Request) int {
+	if status := sr.Status(); status != 0 {
+		return status
+	}
+	return 200
+}
+
+// captureHeaders is sr's response header as name/value pairs, in e.kv (scratch).
+func (e *engine) captureHeaders(sr *httpcore.Request, status int) []string {
 	h := sr.RespHeader()
-	var kv []string
+	kv := e.kv[:0]
 	for _, f := range h.Fields() {
 		kv = append(kv, f.Key, f.Value)
 	}
@@ -1412,10 +1515,31 @@ func (e *engine) captureResult(s *luajit.State) error {
 	if n := sr.ContentLength(); n >= 0 {
 		kv = append(kv, "Content-Length", strconv.FormatInt(n, 10))
 	}
+	e.kv = kv
+	return kv
+}
+
+// captureResult is subrequest i's status, body and header pairs (capture_multi of
+// more than maxCaptureRets subrequests).
+func (e *engine) captureResult(s *luajit.State) error {
+	ru, _, err := e.req()
+	if err != nil {
+		return err
+	}
+	i := s.Int(0) - 1
+	if i < 0 || i >= len(ru.subOpts) {
+		return errors.New("no such subrequest")
+	}
+	sr := ru.subOpts[i].sr
+	status := captureStatus(sr)
+	s.PushInt(status)
+	s.PushBytes(sr.Output())
+	kv := e.captureHeaders(sr, status)
 	s.PushArray(len(kv))
 	for _, x := range kv {
 		s.PushString(x)
 	}
+	clear(kv)
 	if i == len(ru.subOpts)-1 {
 		ru.releaseSubs()
 	}

@@ -66,6 +66,37 @@ type tcpSock struct {
 	ls        *httpcore.Sock
 	dry, wdry uint64
 	rw, ww    *sockWait
+
+	// A receive's pattern for readSize and readLine: the size (or receiveany's
+	// maximum), and whether a line keeps its newline ("*L").
+	rn  int
+	rnl bool
+	// view is a receive's result as a slice of buf (viewResult), pushed to Lua as it
+	// is when the receive did not wait; viewRes is []any{sk}, which pushAll pushes as
+	// view: made once per socket, no string and no boxing per receive.
+	view    []byte
+	viewRes []any
+}
+
+// viewResult is a reader's result b, a slice of the buffer, without a copy: valid
+// until the socket reads again, so only for a result pushed at once (receive's
+// paths that do not wait); the others detach it.
+func (sk *tcpSock) viewResult(b []byte) []any {
+	sk.view = b
+	if sk.viewRes == nil {
+		sk.viewRes = []any{sk}
+	}
+	return sk.viewRes
+}
+
+// detach makes a view result a string of its own: the result of a receive that
+// waited is pushed later, after other coroutines may have used the socket.
+func (sk *tcpSock) detach(res []any) []any {
+	if len(res) == 1 && res[0] == any(sk) {
+		res = []any{string(sk.view)}
+		sk.view = nil
+	}
+	return res
 }
 
 // sockPools are a VM's cosocket pools, keyed "host:port", "unix:/path" or by the
@@ -204,7 +235,8 @@ func (e *engine) closeSockets(ru *run) {
 		}
 		delete(e.socks, sk.id)
 	}
-	ru.socks = nil
+	clear(ru.socks)
+	ru.socks = ru.socks[:0] // kept with the run (release)
 }
 
 // sock returns the socket of handle argument 0, which must belong to the run.
@@ -485,7 +517,10 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 			}
 			sk.reading.Store(true)
 			ru.waitAsync(s, func(done func([]any)) {
-				sk.waitLoop(ru, ls, false, sk.timeout(2), func() ([]any, bool) { return sk.receiveStep(rd) }, sk.readTimedOut, done)
+				sk.waitLoop(ru, ls, false, sk.timeout(2), func() ([]any, bool) {
+					res, ok := sk.receiveStep(rd)
+					return sk.detach(res), ok
+				}, sk.readTimedOut, done)
 			})
 			return nil
 		}
@@ -498,7 +533,7 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 			err := sk.fill()
 			if res, done := rd(sk, err); done {
 				sk.timedOut = false
-				return res
+				return sk.detach(res)
 			}
 			if err != nil {
 				return sk.readFailed(err)
@@ -539,32 +574,13 @@ func (e *engine) sockReceive(s *luajit.State) error {
 		return errors.New("bad argument #2 to 'receive' (bad pattern argument)")
 	}
 	if n >= 0 {
-		return e.receive(s, ru, sk, func(sk *tcpSock, _ error) ([]any, bool) {
-			if sk.w-sk.r < n {
-				return nil, false
-			}
-			data := string(sk.buf[sk.r : sk.r+n])
-			sk.r += n
-			return []any{data}, true
-		})
+		sk.rn = n
+		return e.receive(s, ru, sk, readSize)
 	}
 	switch pat {
 	case "*l", "*L":
-		return e.receive(s, ru, sk, func(sk *tcpSock, _ error) ([]any, bool) {
-			i := bytes.IndexByte(sk.buf[sk.r:sk.w], '\n')
-			if i < 0 {
-				return nil, false
-			}
-			line := sk.buf[sk.r : sk.r+i]
-			if pat == "*L" {
-				line = sk.buf[sk.r : sk.r+i+1]
-			}
-			sk.r += i + 1
-			if pat == "*l" && bytes.IndexByte(line, '\r') >= 0 {
-				line = bytes.ReplaceAll(line, []byte{'\r'}, nil)
-			}
-			return []any{string(line)}, true
-		})
+		sk.rnl = pat == "*L"
+		return e.receive(s, ru, sk, readLine)
 	case "*a":
 		return e.receive(s, ru, sk, func(sk *tcpSock, err error) ([]any, bool) {
 			if errors.Is(err, io.EOF) || sk.getConn() == nil {
@@ -576,6 +592,45 @@ func (e *engine) sockReceive(s *luajit.State) error {
 		})
 	}
 	return errors.New("bad argument #2 to 'receive' (bad pattern argument: " + pat + ")")
+}
+
+// readSize is receive(size)'s reader: sk.rn bytes.
+func readSize(sk *tcpSock, _ error) ([]any, bool) {
+	n := sk.rn
+	if sk.w-sk.r < n {
+		return nil, false
+	}
+	b := sk.buf[sk.r : sk.r+n]
+	sk.r += n
+	return sk.viewResult(b), true
+}
+
+// readLine is receive("*l")'s and receive("*L")'s reader (sk.rnl).
+func readLine(sk *tcpSock, _ error) ([]any, bool) {
+	i := bytes.IndexByte(sk.buf[sk.r:sk.w], '\n')
+	if i < 0 {
+		return nil, false
+	}
+	line := sk.buf[sk.r : sk.r+i]
+	if sk.rnl {
+		line = sk.buf[sk.r : sk.r+i+1]
+	}
+	sk.r += i + 1
+	if !sk.rnl && bytes.IndexByte(line, '\r') >= 0 {
+		line = bytes.ReplaceAll(line, []byte{'\r'}, nil)
+	}
+	return sk.viewResult(line), true
+}
+
+// readAny is receiveany's reader: what the buffer has, at most sk.rn bytes.
+func readAny(sk *tcpSock, _ error) ([]any, bool) {
+	if sk.r == sk.w {
+		return nil, false
+	}
+	n := min(sk.rn, sk.w-sk.r)
+	b := sk.buf[sk.r : sk.r+n]
+	sk.r += n
+	return sk.viewResult(b), true
 }
 
 // sockReceiveAny is sock:receiveany(max).
@@ -594,15 +649,8 @@ func (e *engine) sockReceiveAny(s *luajit.State) error {
 	if sk.reading.Load() {
 		return fail(s, "socket busy reading")
 	}
-	return e.receive(s, ru, sk, func(sk *tcpSock, _ error) ([]any, bool) {
-		if sk.r == sk.w {
-			return nil, false
-		}
-		n := min(max, sk.w-sk.r)
-		data := string(sk.buf[sk.r : sk.r+n])
-		sk.r += n
-		return []any{data}, true
-	})
+	sk.rn = max
+	return e.receive(s, ru, sk, readAny)
 }
 
 // sockReceiveUntil is one call of receiveuntil's iterator: (handle, pattern,

@@ -71,6 +71,24 @@ func TestParkedSleep(t *testing.T) {
       rewrite_by_lua = "ngx.sleep(0.001)"
       content_by_lua = "ngx.sleep(0.001) ngx.say('after rewrite')"
     }
+    location "= /own" {
+      content_by_lua = <<-LUA
+        local before = ngx.var.arg_i
+        ngx.sleep(0.001)
+        ngx.sleep(0)
+        ngx.say(before, " ", ngx.var.arg_i)
+      LUA
+    }
+    location "= /many" {
+      content_by_lua = <<-LUA
+        local reqs = {}
+        for i = 1, tonumber(ngx.var.arg_n) do reqs[i] = {"/target", {args = "x=" .. i}} end
+        local res = {ngx.location.capture_multi(reqs)}
+        local out = {}
+        for i, r in ipairs(res) do out[i] = r.status .. ":" .. r.body:gsub("\n", "") end
+        ngx.say(#res, " ", table.concat(out, ","))
+      LUA
+    }
 `)
 	for _, tc := range []struct {
 		path   string
@@ -113,6 +131,29 @@ func TestParkedSleep(t *testing.T) {
 		if b := <-done; b != "abc\n" {
 			t.Errorf("concurrent: %q", b)
 		}
+	}
+	// Each parked request keeps its own run (finished runs are reused, parked ones
+	// included): many at once, each with its own argument.
+	own := make(chan [2]string, n)
+	for i := range n {
+		go func() {
+			want := strconv.Itoa(i) + " " + strconv.Itoa(i) + "\n"
+			own <- [2]string{s.Get("/own?i=" + strconv.Itoa(i)).Body, want}
+		}()
+	}
+	for range n {
+		if b := <-own; b[0] != b[1] {
+			t.Errorf("/own: %q, want %q", b[0], b[1])
+		}
+	}
+
+	// capture_multi returns up to 16 responses from its run call, more one by one.
+	for _, m := range []int{1, 16, 17, 20} {
+		var want []string
+		for i := 1; i <= m; i++ {
+			want = append(want, "200:target "+strconv.Itoa(i))
+		}
+		check(t, s.Get("/many?n="+strconv.Itoa(m)), 200, strconv.Itoa(m)+" "+strings.Join(want, ",")+"\n")
 	}
 	if log := s.ErrorLog(); strings.Count(log, "[error]") != 1 {
 		t.Errorf("error log: %s", log)

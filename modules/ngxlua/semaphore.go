@@ -21,7 +21,7 @@ type semaphore struct {
 // semWaiter is a run waiting in sema:wait.
 type semWaiter struct {
 	done func([]any)
-	tm   *time.Timer
+	tm   stopper
 }
 
 func (e *engine) semaNew(s *luajit.State) error {
@@ -111,7 +111,7 @@ func (e *engine) semaWait(s *luajit.State) error {
 			return
 		}
 		sem.waiters = append(sem.waiters, w)
-		w.tm = time.AfterFunc(timeout, func() {
+		w.tm = ru.afterFunc(timeout, func() {
 			sem.mu.Lock()
 			for i, x := range sem.waiters {
 				if x == w {

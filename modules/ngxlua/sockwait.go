@@ -2,6 +2,7 @@ package ngxlua
 
 import (
 	"io"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -448,6 +449,13 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 	// Nothing can have come before the connection: the first receive waits for the
 	// loop's report.
 	sk.ls, sk.dry, sk.wdry = ls, uint64(ls.ReadGen()), uint64(ls.WriteGen())
+	if conn, ok := netutil.DialNow(fd, ap); ok {
+		// Connected in the call (loopback): no wait. The loop's report of the
+		// socket's room to write comes anyway and finds no waiter.
+		sk.connected(conn)
+		s.PushInt(1)
+		return true
+	}
 	giveUp := func() {
 		ls.Close(true)
 		sk.ls = nil
@@ -462,12 +470,7 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 				sk.ls = nil
 				return failed(err), true
 			}
-			sk.mu.Lock()
-			sk.conn = conn
-			sk.mu.Unlock()
-			if sc, ok := conn.(syscall.Conn); ok {
-				sk.raw, _ = sc.SyscallConn()
-			}
+			sk.connected(conn)
 			return []any{1}, true
 		}, func() []any {
 			giveUp()
@@ -480,4 +483,14 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 		w.mu.Unlock()
 	})
 	return true
+}
+
+// connected makes conn, just connected, sk's connection.
+func (sk *tcpSock) connected(conn net.Conn) {
+	sk.mu.Lock()
+	sk.conn = conn
+	sk.mu.Unlock()
+	if sc, ok := conn.(syscall.Conn); ok {
+		sk.raw, _ = sc.SyscallConn()
+	}
 }

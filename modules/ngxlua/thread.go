@@ -68,7 +68,9 @@ func (e *engine) resume(s *luajit.State, ru *run, ref luajit.Ref, kind int, args
 	if ru.conf != nil {
 		t.Limit = ru.conf.maxRunTime
 	}
-	ru.entryCo = coro{t: t, entry: true}
+	// The entry coroutine's completions are made once per run struct (release keeps
+	// them): they refer to ru and &ru.entryCo, which a reused run keeps.
+	ru.entryCo = coro{t: t, entry: true, complete: ru.entryCo.complete, completeHere: ru.entryCo.completeHere}
 	ru.entry = &ru.entryCo
 	s.PushRef(ref)
 	s.PushInt(kind)
@@ -87,7 +89,9 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 				// loop) or wait for one on this goroutine.
 				ru.mu.Lock()
 				q := ru.q
-				ru.q = nil
+				if len(q) > 0 {
+					ru.q, ru.qSpare = ru.qSpare[:0], nil
+				}
 				if len(q) == 0 && ru.park {
 					if ru.unparkFn == nil {
 						ru.unparkFn = func() httpcore.Action { return e.unpark(ru) }
@@ -127,13 +131,22 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 					ru.pending--
 					ru.ready = append(ru.ready, readyCo{c.co, c.res})
 				}
+				clear(q)
+				ru.mu.Lock()
+				if ru.qSpare == nil {
+					ru.qSpare = q[:0] // the next q (no allocation per wait)
+				}
+				ru.mu.Unlock()
 				continue
 			}
 			if len(ru.ready) == 0 {
 				break // all done, or blocked for ever on ngx.thread.wait
 			}
 			next, vals = ru.ready[0].co, ru.ready[0].vals
-			ru.ready = ru.ready[1:]
+			// Shifted down, not resliced: the array is kept for the next waits.
+			n := copy(ru.ready, ru.ready[1:])
+			ru.ready[n] = readyCo{}
+			ru.ready = ru.ready[:n]
 		}
 		if !first {
 			pushAll(s, vals)
@@ -306,7 +319,9 @@ func (e *engine) unpark(ru *run) httpcore.Action {
 	if ru.parked {
 		return httpcore.Parked
 	}
-	return ru.result(ru.phase)
+	a := ru.result(ru.phase)
+	e.release(ru)
+	return a
 }
 
 // threadDone wakes the coroutine waiting for co in ngx.thread.wait.
