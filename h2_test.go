@@ -709,6 +709,52 @@ func TestHTTP2GoAwayOnReload(t *testing.T) {
 	}
 }
 
+// A drained HTTP/2 connection lingers as nginx's does (lingering_timeout between the
+// client's reads, lingering_time in all): a client slow to read the final GOAWAY keeps
+// writing for a while, and those writes must be read and dropped, not answered with a
+// reset that destroys the GOAWAY in the client's buffer. The lingering close had a
+// fixed 2 s, after which Go's client on a busy CPU got "write: broken pipe" on streams
+// the GOAWAY had refused, which it would have sent again.
+func TestHTTP2LingerOutlastsSlowClient(t *testing.T) {
+	env := startH2(t, 1, "", nil)
+	addr := env.h2cURL("")[len("http://"):]
+	c := dialRawH2(t, addr)
+	c.headers(1, true, c.block("GET", "/hello"))
+	if err := c.until(func(f http2.Frame) bool { return f.Header().Flags.Has(http2.FlagDataEndStream) }); err != nil {
+		t.Fatalf("the first request: %v", err)
+	}
+	if out, code := env.inst.Spindle("-s", "reload"); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	// The final GOAWAY (its last stream is 1, not 2^31-1), then the server's end.
+	err := c.until(func(f http2.Frame) bool {
+		switch f := f.(type) {
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				c.fr.WritePing(true, f.Data)
+			}
+		case *http2.GoAwayFrame:
+			return f.LastStreamID == 1
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("no final GOAWAY: %v", err)
+	}
+	if !c.closed(10 * time.Second) {
+		t.Fatal("the drained connection stays open")
+	}
+	// The client goes on writing for 3 s, past the old fixed 2 s: every write lands.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	for end := start.Add(3 * time.Second); time.Now().Before(end); <-tick.C {
+		if err := c.fr.WritePing(false, [8]byte{2}); err != nil {
+			t.Fatalf("a write %v after the server's end was reset: %v", time.Since(start), err)
+		}
+	}
+}
+
 // h2spec v2.2.1 (go.mod's tool) over TLS and h2c: every case passes but the listed
 // ones, false failures:
 //
