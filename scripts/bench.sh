@@ -487,6 +487,10 @@ start_spindle() { # workers
   (cd "$WORK/spindle" && exec "$SPINDLE" -p "$WORK/spindle" -c conf/spindle.hcl >"$WORK/spindle/out.log" 2>&1) &
   SPINDLE_MASTER=$!
   wait_port "$SPINDLEPORT"
+  # The pid file appears once the workers are ready (tableflip's Ready), after the port
+  # opens: a reload sent before it finds no master ("cannot find the master"), which a
+  # loaded machine showed twice in reload runs.
+  for _ in $(seq 100); do [ -s "$WORK/spindle/logs/spindle.pid" ] && break; sleep 0.1; done
 }
 stop_spindle() {
   local pid
