@@ -69,18 +69,11 @@ http {
 // connection back to the loop with whatever crypto/tls has buffered (pipelined
 // requests behind them).
 func TestTLSConcurrentInlineAndWaiting(t *testing.T) {
-	ca := e2e.NewCA(t, t.TempDir(), "ca")
-	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
-	s := testserver.Start(t, fmt.Sprintf(`
-http {
-  server {
-    listen              = ["127.0.0.1:0 ssl"]
-    ssl_certificate     = "%s"
-    ssl_certificate_key = "%s"
-    location "= /inline" { return = { code = 200, body = "inline\n" } }
-    location "= /wait" { echo = ["waited", { sleep = "5ms" }] }
-  }
-}`, crt, key))
+	config, ca := tlsServerConf(t, ``, `
+		location "= /inline" { return = { code = 200, body = "inline\n" } }
+		location "= /wait" { echo = ["waited", { sleep = "5ms" }] }
+`)
+	s := testserver.Start(t, config)
 	errs := make(chan error, 16)
 	for i := 0; i < 16; i++ {
 		go func() {
@@ -189,17 +182,10 @@ func (f *flushOnRead) flush() error {
 // when the handshake's coroutine hands the connection to the loop, with no epoll event
 // to come: the loop must look at it at once.
 func TestTLSRequestWithTheHandshake(t *testing.T) {
-	ca := e2e.NewCA(t, t.TempDir(), "ca")
-	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
-	s := testserver.Start(t, fmt.Sprintf(`
-http {
-  server {
-    listen              = ["127.0.0.1:0 ssl"]
-    ssl_certificate     = "%s"
-    ssl_certificate_key = "%s"
-    location "= /inline" { return = { code = 200, body = "inline\n" } }
-  }
-}`, crt, key))
+	config, ca := tlsServerConf(t, ``, `
+		location "= /inline" { return = { code = 200, body = "inline\n" } }
+`)
+	s := testserver.Start(t, config)
 	for i := 0; i < 20; i++ {
 		nc, err := net.Dial("tcp", s.Addr)
 		if err != nil {
@@ -228,18 +214,10 @@ http {
 // together, then on a second pipe, reported after them, until every handshake has
 // handed its connection back.
 func TestTLSHandedBackTogetherWhileDraining(t *testing.T) {
-	ca := e2e.NewCA(t, t.TempDir(), "ca")
-	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
-	s := testserver.Start(t, fmt.Sprintf(`
-http {
-  lingering_timeout = "60s"
-  server {
-    listen              = ["127.0.0.1:0 ssl"]
-    ssl_certificate     = "%s"
-    ssl_certificate_key = "%s"
-    location "= /inline" { return = { code = 200, body = "inline\n" } }
-  }
-}`, crt, key))
+	config, ca := tlsServerConf(t, `lingering_timeout = "60s"`, `
+		location "= /inline" { return = { code = 200, body = "inline\n" } }
+`)
+	s := testserver.Start(t, config)
 	const n = 3
 	type client struct {
 		nc net.Conn
@@ -307,18 +285,10 @@ http {
 // nothing decrypted yet. The connection idle since later, closed at the end of its
 // grace, shows the grace of the other one has passed too.
 func TestTLSPartialRecordNotIdleWhileDraining(t *testing.T) {
-	ca := e2e.NewCA(t, t.TempDir(), "ca")
-	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
-	s := testserver.Start(t, fmt.Sprintf(`
-http {
-  keepalive_timeout = "60s"
-  server {
-    listen              = ["127.0.0.1:0 ssl"]
-    ssl_certificate     = "%s"
-    ssl_certificate_key = "%s"
-    location "= /inline" { return = { code = 200, body = "inline\n" } }
-  }
-}`, crt, key))
+	config, ca := tlsServerConf(t, `keepalive_timeout = "60s"`, `
+		location "= /inline" { return = { code = 200, body = "inline\n" } }
+`)
+	s := testserver.Start(t, config)
 	const req = "GET /inline HTTP/1.1\r\nHost: srv.test\r\n\r\n"
 	dial := func() (net.Conn, *flushOnRead, *tls.Conn, *bufio.Reader) {
 		nc, err := net.Dial("tcp", s.Addr)
@@ -424,19 +394,10 @@ http {
 // nginx closes it: the handshake has one deadline, not one per read (a slowloris on
 // the handshake held a connection and a coroutine until the last byte came).
 func TestTLSHandshakeTrickleTimesOut(t *testing.T) {
-	ca := e2e.NewCA(t, t.TempDir(), "ca")
-	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
 	const timeout = time.Second
-	config := fmt.Sprintf(`
-http {
-  client_header_timeout = "1s"
-  server {
-    listen              = ["127.0.0.1:0 ssl"]
-    ssl_certificate     = "%s"
-    ssl_certificate_key = "%s"
-    location "= /" { return = { code = 200, body = "ok" } }
-  }
-}`, crt, key)
+	config, _ := tlsServerConf(t, `client_header_timeout = "1s"`, `
+		location "= /" { return = { code = 200, body = "ok" } }
+`)
 	hello := clientHelloRecord(t, "srv.test")
 	for _, noLoop := range []bool{false, true} {
 		t.Run(fmt.Sprintf("NoEventLoop=%v", noLoop), func(t *testing.T) {
@@ -509,17 +470,10 @@ func clientHelloRecord(t *testing.T, serverName string) []byte {
 // after its response gets the TCP close and no alert, where it cost a write that
 // failed with EPIPE, and a SIGPIPE, for every client that closes without one.
 func TestTLSCloseNotifyOnlyWhenServerCloses(t *testing.T) {
-	ca := e2e.NewCA(t, t.TempDir(), "ca")
-	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
-	s := testserver.Start(t, fmt.Sprintf(`
-http {
-  server {
-    listen              = ["127.0.0.1:0 ssl"]
-    ssl_certificate     = "%s"
-    ssl_certificate_key = "%s"
-    location "= /" { return = { code = 200, body = "ok" } }
-  }
-}`, crt, key))
+	config, ca := tlsServerConf(t, ``, `
+		location "= /" { return = { code = 200, body = "ok" } }
+`)
+	s := testserver.Start(t, config)
 	dial := func() (*net.TCPConn, *tls.Conn) {
 		nc, err := net.Dial("tcp", s.Addr)
 		if err != nil {
@@ -555,4 +509,22 @@ http {
 		t.Errorf("after the client's FIN the server sent %d bytes (%x), %v: want its FIN alone", len(rest), rest, err)
 	}
 	nc.Close()
+}
+
+// tlsServerConf is a config with one TLS server for srv.test, whose certificate a new
+// CA issues (returned, for clients' RootCAs): http holds http-level directives, server
+// the server's own, such as its locations.
+func tlsServerConf(t *testing.T, http, server string) (string, *e2e.CA) {
+	ca := e2e.NewCA(t, t.TempDir(), "ca")
+	crt, key, _ := ca.Issue("srv", e2e.ECDSA, false, "srv.test")
+	return fmt.Sprintf(`
+http {
+  %s
+  server {
+    listen              = ["127.0.0.1:0 ssl"]
+    ssl_certificate     = "%s"
+    ssl_certificate_key = "%s"
+    %s
+  }
+}`, http, crt, key, server), ca
 }
