@@ -811,10 +811,13 @@ type loopTransport struct {
 	// connection that writes once (Connection: close) never needs the system call.
 	wrote, nodelay bool
 	deadline       int64 // when the current read wait ends (unix nanoseconds, coarse)
-	rtimeout       time.Duration
-	wtimeout       time.Duration
-	raddr          string
-	laddr          string
+	// until, when set (unix nanoseconds), ends every wait of Read and Write whatever
+	// their timeouts: the TLS handshake's one deadline (serveTLS).
+	until    int64
+	rtimeout time.Duration
+	wtimeout time.Duration
+	raddr    string
+	laddr    string
 }
 
 func newLoopConn(e *Engine, l *eventLoop, fd int, peer netip.AddrPort, ln *loopListener) *conn {
@@ -887,12 +890,19 @@ func (t *loopTransport) setWriteTimeout(d time.Duration) { t.wtimeout = d }
 // waitReady waits for readiness after EAGAIN: the loop's leader first hands its role
 // over if it is the one waiting.
 func (t *loopTransport) waitReady(d time.Duration) error {
+	if d <= 0 {
+		d = time.Hour
+	}
+	if t.until != 0 {
+		left := time.Duration(t.until - time.Now().UnixNano())
+		if left <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		d = min(d, left)
+	}
 	c := t.c
 	if c.inLoop {
 		c.leaveLoop()
-	}
-	if d <= 0 {
-		d = time.Hour
 	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()

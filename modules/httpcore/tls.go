@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -20,7 +19,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/spindle-server/spindle/internal/netutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -213,17 +211,21 @@ type tlsSocket struct {
 	nc net.Conn // hijacked
 	// noWait: a write that would block fails at once (close_notify on the way out).
 	noWait bool
-	// until: while the handshake runs, when it must be over (Unix nanoseconds): every
-	// wait of its reads and writes ends there (handshakeRead).
-	until int64
 }
 
 func (s *tlsSocket) Read(p []byte) (int, error) {
 	if s.nc != nil {
 		return s.nc.Read(p)
 	}
-	if s.until != 0 {
-		return s.handshakeRead(p)
+	if s.lt.until != 0 {
+		// The handshake's: readiness reported before this read is stale once the read
+		// has seen the socket: taken now, it would end the wait after an EAGAIN at
+		// once, for another read that finds nothing (one system call per handshake:
+		// the ClientHello's arrival is reported as the accepted socket joins epoll).
+		select {
+		case <-s.lt.ready:
+		default:
+		}
 	}
 	n, err := s.lt.Read(p)
 	if err == errWouldBlock {
@@ -243,80 +245,7 @@ func (s *tlsSocket) Write(p []byte) (int, error) {
 		}
 		return n, err
 	}
-	if s.until != 0 {
-		return s.handshakeWrite(p)
-	}
 	return s.lt.Write(p)
-}
-
-// The handshake has one deadline, client_header_timeout from the accept, as nginx's
-// (ngx_http_init_connection arms the read timer once, and neither the handshake nor
-// the first request head moves it): the loop transport's reads wait for
-// client_header_timeout each, so a client that sent a byte of its ClientHello now and
-// then held a coroutine and a connection for as long as it liked. handshakeRead and
-// handshakeWrite are the transport's Read and Write with every wait ending at until.
-func (s *tlsSocket) handshakeRead(p []byte) (int, error) {
-	lt := s.lt
-	for {
-		// Readiness reported before this read is stale once the read has seen the
-		// socket: taken now, it would end the wait after an EAGAIN at once, for
-		// another read that finds nothing (one system call per handshake: the
-		// ClientHello's arrival is reported as the accepted socket joins epoll).
-		select {
-		case <-lt.ready:
-		default:
-		}
-		n, err := netutil.RawRead(uintptr(lt.fd), p)
-		switch {
-		case err == nil && n > 0:
-			lt.drained = n < len(p)
-			return n, nil
-		case err == nil:
-			if len(p) == 0 {
-				return 0, nil
-			}
-			return 0, io.EOF
-		case err == syscall.EINTR:
-		case err == syscall.EAGAIN:
-			lt.drained = true
-			if err := s.waitHandshake(); err != nil {
-				return 0, err
-			}
-		default:
-			return 0, err
-		}
-	}
-}
-
-func (s *tlsSocket) handshakeWrite(p []byte) (int, error) {
-	lt := s.lt
-	lt.beforeWrite()
-	written := 0
-	for written < len(p) {
-		n, err := netutil.RawWrite(uintptr(lt.fd), p[written:])
-		if n > 0 {
-			written += n
-		}
-		switch err {
-		case nil, syscall.EINTR:
-		case syscall.EAGAIN:
-			if err := s.waitHandshake(); err != nil {
-				return written, err
-			}
-		default:
-			return written, err
-		}
-	}
-	return written, nil
-}
-
-// waitHandshake waits for readiness until the handshake's deadline.
-func (s *tlsSocket) waitHandshake() error {
-	left := time.Duration(s.until - time.Now().UnixNano())
-	if left <= 0 {
-		return os.ErrDeadlineExceeded
-	}
-	return s.lt.waitReady(left)
 }
 
 // rawWriteOnce writes without blocking and without SIGPIPE (MSG_NOSIGNAL): the
@@ -532,9 +461,14 @@ func (c *conn) handshakeTLS() {
 		c.rejectPlainHTTP()
 		return
 	}
-	c.tls.sock.until = lt.deadline
+	// The handshake has one deadline, client_header_timeout from the accept, as nginx's
+	// (ngx_http_init_connection arms the read timer once, and neither the handshake nor
+	// the first request head moves it): with a client_header_timeout for each wait, a
+	// client that sent a byte of its ClientHello now and then held a coroutine and a
+	// connection for as long as it liked.
+	lt.until = lt.deadline
 	err = c.tls.tc.Handshake()
-	c.tls.sock.until = 0
+	lt.until = 0
 	if err != nil {
 		switch {
 		case !c.e.cfg.log.Enabled(LogInfo):
