@@ -506,17 +506,17 @@ static int sp_newthread_p(lua_State *L) {
 	return 0;
 }
 
-int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref) {
+// sp_newthread leaves the new coroutine in vm->from, its reference in vm->ref.
+int sp_newthread(uintptr_t vmp, int fnref) {
+	sp_vm *vm = (sp_vm *)vmp;
 	sp_enter(vm);
 	sp_collect(vm);
 	vm->arg = fnref;
 	int rc = lua_cpcall(vm->L, sp_newthread_p, vm);
-	if (rc != 0) {
+	if (rc != 0)
 		sp_errinfo(vm, vm->L, rc);
-	} else {
-		*co = vm->from;
-		*ref = vm->arg;
-	}
+	else
+		vm->ref = vm->arg;
 	sp_leave(vm);
 	return rc;
 }
@@ -543,27 +543,28 @@ static int sp_sandbox_p(lua_State *L) {
 	return 0;
 }
 
-int sp_sandbox(sp_vm *vm, int factory, lua_State **co, int *ref) {
+// sp_sandbox readies co, or a new coroutine if co is 0: the new one is left in
+// vm->from, its reference in vm->ref.
+int sp_sandbox(uintptr_t vmp, int factory, uintptr_t co) {
+	sp_vm *vm = (sp_vm *)vmp;
 	sp_enter(vm);
 	sp_collect(vm);
 	vm->arg = factory;
-	vm->from = *co;
+	vm->from = (lua_State *)co;
 	vm->ref = LUA_NOREF;
 	int rc = lua_cpcall(vm->L, sp_sandbox_p, vm);
 	if (rc != 0) {
 		sp_errinfo(vm, vm->L, rc);
-		if (*co == NULL && vm->ref != LUA_NOREF)
+		if (co == 0 && vm->ref != LUA_NOREF)
 			luaL_unref(vm->L, LUA_REGISTRYINDEX, vm->ref); // the new coroutine
-	} else if (*co == NULL) {
-		*co = vm->from;
-		*ref = vm->ref;
 	}
 	sp_leave(vm);
 	return rc;
 }
 
 // sp_thread returns the coroutine that the registry reference ref holds, or NULL.
-lua_State *sp_thread(sp_vm *vm, int ref) {
+lua_State *sp_thread(uintptr_t vmp, int ref) {
+	sp_vm *vm = (sp_vm *)vmp;
 	sp_enter(vm);
 	lua_rawgeti(vm->L, LUA_REGISTRYINDEX, ref);
 	lua_State *co = lua_tothread(vm->L, -1);
@@ -583,14 +584,16 @@ lua_State *sp_thread(sp_vm *vm, int ref) {
 
 // sp_setexdata sets co's exdata (OpenResty's LuaJIT: what thread.exdata() returns
 // in Lua, lua-resty-core's request pointer).
-void sp_setexdata(sp_vm *vm, lua_State *co, uintptr_t h) {
+void sp_setexdata(uintptr_t vmp, uintptr_t co, uintptr_t h) {
+	sp_vm *vm = (sp_vm *)vmp;
 	sp_enter(vm);
-	lua_setexdata(co, (void *)h);
+	lua_setexdata((lua_State *)co, (void *)h);
 	sp_leave(vm);
 }
 
 // sp_unref drops a registry reference (a chunk, a thread); no allocation.
-void sp_unref(sp_vm *vm, int ref) {
+void sp_unref(uintptr_t vmp, int ref) {
+	sp_vm *vm = (sp_vm *)vmp;
 	sp_enter(vm);
 	luaL_unref(vm->L, LUA_REGISTRYINDEX, ref);
 	sp_collect(vm);
@@ -609,7 +612,9 @@ static int sp_pushargs_p(lua_State *L) {
 // sp_resume resumes co with the nargs values of vm->out. The values it yields or
 // returns are described in vm->in (they stay on co's stack until the next resume);
 // an error leaves its message and traceback in vm->in[0].
-int sp_resume(sp_vm *vm, lua_State *co, int fnref, int gen) {
+int sp_resume(uintptr_t vmp, uintptr_t cop, int fnref, int gen) {
+	sp_vm *vm = (sp_vm *)vmp;
+	lua_State *co = (lua_State *)cop;
 	sp_enter(vm);
 	sp_collect(vm);
 	vm->gen = gen;

@@ -101,13 +101,17 @@ void sp_close(sp_vm *vm);
 int sp_grow(sp_vm *vm, size_t need);
 int sp_register(sp_vm *vm, int fid, const char *name, size_t len, int refs);
 int sp_register_c(sp_vm *vm, const char *name, size_t len, lua_CFunction fn, void *ud);
-lua_State *sp_thread(sp_vm *vm, int ref);
-int sp_sandbox(sp_vm *vm, int factory, lua_State **co, int *ref);
-void sp_setexdata(sp_vm *vm, lua_State *co, uintptr_t h);
+// The functions Go calls per request take the VM and coroutines as uintptr_t, not
+// as pointers: cgo checks every pointer argument for Go pointers at run time
+// (cgoCheckPointer), ~150 instructions per sp_resume (callgrind,
+// BenchmarkYieldResume), and these are C memory.
+lua_State *sp_thread(uintptr_t vm, int ref);
+int sp_sandbox(uintptr_t vm, int factory, uintptr_t co);
+void sp_setexdata(uintptr_t vm, uintptr_t co, uintptr_t h);
 int sp_load(sp_vm *vm, const char *name, const char *code, size_t len, int *ref);
-int sp_newthread(sp_vm *vm, int fnref, lua_State **co, int *ref);
-void sp_unref(sp_vm *vm, int ref);
-int sp_resume(sp_vm *vm, lua_State *co, int fnref, int gen);
+int sp_newthread(uintptr_t vm, int fnref);
+void sp_unref(uintptr_t vm, int ref);
+int sp_resume(uintptr_t vm, uintptr_t co, int fnref, int gen);
 int sp_growout(sp_vm *vm);
 int sp_call(sp_vm *vm, int fnref);
 void sp_interrupt(sp_vm *vm, int gen, const char *msg);

@@ -56,13 +56,12 @@ func (s *State) NewThread(fn Ref) (*Thread, error) {
 		t.fn = C.int(fn) // put on its stack by the first Resume: one cgo call less
 		return t, nil
 	}
-	t := &Thread{fn: C.LUA_NOREF}
-	rc := C.sp_newthread(s.c, C.int(fn), &t.co, &t.ref)
+	rc := C.sp_newthread(s.h(), C.int(fn))
 	s.blen = 0
 	if rc != 0 {
 		return nil, s.error(rc)
 	}
-	return t, nil
+	return &Thread{co: s.c.from, ref: s.c.ref, fn: C.LUA_NOREF}, nil
 }
 
 // ThreadOf makes a Thread of the coroutine that r holds (one Lua made with
@@ -72,7 +71,7 @@ func (s *State) ThreadOf(r Ref) (*Thread, error) {
 	if err := s.entry(); err != nil {
 		return nil, err
 	}
-	co := C.sp_thread(s.c, C.int(r))
+	co := C.sp_thread(s.h(), C.int(r))
 	if co == nil {
 		return nil, errors.New("luajit: not a coroutine")
 	}
@@ -85,7 +84,7 @@ func (s *State) ThreadOf(r Ref) (*Thread, error) {
 // thread keeps it until set again.
 func (s *State) SetExdata(t *Thread, h uintptr) {
 	s.mustEnter()
-	C.sp_setexdata(s.c, t.co, C.uintptr_t(h))
+	C.sp_setexdata(s.h(), coh(t.co), C.uintptr_t(h))
 }
 
 // maxIdleThreads bounds the coroutines kept for reuse. A coroutine that returned
@@ -116,13 +115,16 @@ func (s *State) NewSandboxedThread(factory Ref) (*Thread, error) {
 	} else {
 		t = &Thread{fn: C.LUA_NOREF}
 	}
-	rc := C.sp_sandbox(s.c, C.int(factory), &t.co, &t.ref)
+	rc := C.sp_sandbox(s.h(), C.int(factory), coh(t.co))
 	s.blen = 0
 	if rc != 0 {
 		if t.co != nil {
 			vm.idle = append(vm.idle, t) // still ready for reuse
 		}
 		return nil, s.error(rc)
+	}
+	if t.co == nil {
+		t.co, t.ref = s.c.from, s.c.ref
 	}
 	t.fn = C.LUA_NOREF
 	return t, nil
@@ -141,7 +143,7 @@ func (s *State) CloseThread(t *Thread) {
 		return
 	}
 	if t.co != nil {
-		C.sp_unref(s.c, t.ref)
+		C.sp_unref(s.h(), t.ref)
 		t.co = nil
 		t.status = Dead
 	}
@@ -180,7 +182,7 @@ func (s *State) Resume(t *Thread) (Status, error) {
 	}
 	fn := t.fn
 	t.fn = C.LUA_NOREF
-	rc := C.sp_resume(s.c, t.co, fn, C.int(gen))
+	rc := C.sp_resume(s.h(), coh(t.co), fn, C.int(gen))
 	s.blen = 0
 	if t.Limit > 0 {
 		vm.runGen.Store(0)

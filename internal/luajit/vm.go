@@ -241,6 +241,13 @@ func (s *State) Unlock() {
 	s.vm.mu.Unlock()
 }
 
+// h is the VM's C side as the functions called per request take it: an integer,
+// which cgo does not check for Go pointers (engine.h).
+func (s *State) h() C.uintptr_t { return C.uintptr_t(uintptr(unsafe.Pointer(s.c))) }
+
+// coh is a coroutine as those functions take it.
+func coh(co *C.lua_State) C.uintptr_t { return C.uintptr_t(uintptr(unsafe.Pointer(co))) }
+
 func (s *State) check() {
 	if !s.held {
 		panic("luajit: State used without owning the VM")
@@ -326,7 +333,7 @@ func (s *State) Load(name, code string) (Ref, error) {
 // Unref drops a Ref. Not in a Func (it is an entry into the VM).
 func (s *State) Unref(r Ref) {
 	s.mustEnter()
-	C.sp_unref(s.c, C.int(r))
+	C.sp_unref(s.h(), C.int(r))
 }
 
 // mustEnter is entry for the methods that return no error: misuse panics (in a
