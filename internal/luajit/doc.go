@@ -9,8 +9,8 @@
 // engine.c that runs Lua under lua_pcall, lua_resume or lua_cpcall, so a Lua error
 // never unwinds (longjmp or LuaJIT's C++-style unwinding) through Go frames: it
 // comes back as an *Error with "file:line: message" and the traceback. Lua calls
-// Go through one C function, sp_trampoline, whose upvalues are the VM and the Go
-// function's id; it calls the one exported Go function, spGoCall, which recovers
+// Go through one C function, sp_trampoline, whose upvalue (a userdata) holds the VM
+// and the Go function's id; it calls the one exported Go function, spGoCall, which recovers
 // panics. Arguments and results cross as fixed arrays of values in the VM's C
 // struct (nil, booleans, numbers, strings, light userdata; MaxValues from Lua), read
 // and written in place from Go, so a call is one C->Go transition and allocates

@@ -237,12 +237,21 @@ static int sp_outalloc(sp_vm *vm) {
 	return vm->nout > 8;
 }
 
-// sp_trampoline is every Go function seen from Lua: upvalue 1 is the VM, upvalue 2
-// the function's id. Arguments and results cross in vm->in and vm->out, so a call
-// costs one C->Go transition and no allocation on either side.
+// An sp_fn is what sp_trampoline knows of the Go function it stands for: its one
+// upvalue, a full userdata, read with one lua_touserdata where three upvalues (the
+// VM, the id, refs) took three API calls.
+typedef struct sp_fn {
+	sp_vm *vm;
+	int fid;
+	int refs; // anchor the function's arguments (RegisterRefs)
+} sp_fn;
+
+// sp_trampoline is every Go function seen from Lua. Arguments and results cross in
+// vm->in and vm->out, so a call costs one C->Go transition and no allocation on
+// either side.
 static int sp_trampoline(lua_State *L) {
-	sp_vm *vm = lua_touserdata(L, lua_upvalueindex(1));
-	int fid = (int)lua_tointeger(L, lua_upvalueindex(2));
+	const sp_fn *f = lua_touserdata(L, lua_upvalueindex(1));
+	sp_vm *vm = f->vm;
 	int n = lua_gettop(L);
 	if (n > SP_MAXVALS)
 		return luaL_error(L, "too many arguments (%d; at most %d)", n, SP_MAXVALS);
@@ -258,8 +267,11 @@ static int sp_trampoline(lua_State *L) {
 		vm->killed = 1;
 		return luaL_error(L, "%s", vm->killmsg);
 	}
-	sp_marshal(L, vm, 1, n);
-	int refs = lua_toboolean(L, lua_upvalueindex(3));
+	if (n > 0)
+		sp_marshal(L, vm, 1, n);
+	else
+		vm->nin = 0;
+	int refs = f->refs;
 	if (refs) {
 		// Tables, functions, userdata and coroutines are anchored for Go, which
 		// keeps the references it wants (State.Ref); the others are dropped below.
@@ -276,7 +288,7 @@ static int sp_trampoline(lua_State *L) {
 	}
 	vm->nout = 0;
 	vm->cur = L;
-	int r = spGoCall(vm->id, fid);
+	int r = spGoCall(vm->id, f->fid);
 	vm->cur = NULL;
 	if (refs) {
 		// vm->in is as it was: Go cannot enter the VM during the call.
@@ -292,9 +304,13 @@ static int sp_trampoline(lua_State *L) {
 		return lua_error(L);
 	}
 	// On a yield, leave room for the values a resume passes back without growing the
-	// stack then (sp_resume pushes them unprotected when they cannot allocate).
-	luaL_checkstack(L, vm->nout + (r == SP_CB_YIELD ? 8 : 0), "too many results");
-	int nret = sp_pushout(L, vm);
+	// stack then (sp_resume pushes them unprotected when they cannot allocate). A C
+	// function has LUA_MINSTACK free slots above its arguments: within them the
+	// check is a no-op (~30 instructions of a callback's ~1,000).
+	int need = vm->nout + (r == SP_CB_YIELD ? 8 : 0);
+	if (need > LUA_MINSTACK)
+		luaL_checkstack(L, need, "too many results");
+	int nret = vm->nout > 0 ? sp_pushout(L, vm) : 0;
 	if (r == SP_CB_YIELD)
 		return lua_yield(L, nret);
 	return nret;
@@ -309,10 +325,11 @@ static int sp_register_p(lua_State *L) {
 		lua_pushlightuserdata(L, vm->cud);
 		lua_pushcclosure(L, vm->cfn, 1);
 	} else {
-		lua_pushlightuserdata(L, vm);
-		lua_pushinteger(L, fid);
-		lua_pushboolean(L, vm->refs);
-		lua_pushcclosure(L, sp_trampoline, 3);
+		sp_fn *f = lua_newuserdata(L, sizeof *f);
+		f->vm = vm;
+		f->fid = fid;
+		f->refs = vm->refs;
+		lua_pushcclosure(L, sp_trampoline, 1);
 	}
 	int fn = lua_gettop(L);
 	if (vm->cfn == NULL) {
