@@ -71,3 +71,37 @@ func TestTablesFromGo(t *testing.T) {
 	expect(t, values(s), 200.0, "text/plain", "hello")
 	s.CloseThread(th)
 }
+
+// Keys given by reference: a table kept with Ref is a key; a reference to nil
+// (LUA_REFNIL) is not, and its pair is skipped as a nil key's.
+func TestTableRefKeys(t *testing.T) {
+	vm := newVM(t, Options{})
+	s := vm.Lock()
+	defer s.Unlock()
+	var kept Ref
+	s.RegisterRefs("keep", func(s *State) error {
+		kept, _ = s.Ref(0)
+		return nil
+	})
+	s.Register("keyed", func(s *State) error {
+		s.PushTable(3)
+		s.PushRef(kept)
+		s.PushString("by table")
+		s.PushRef(Ref(-1)) // LUA_REFNIL
+		s.PushString("skipped")
+		s.PushString("k")
+		s.PushString("v")
+		return nil
+	})
+	got, err := runThread(t, s, "refkeys.lua", `
+		local key = {}
+		keep(key)
+		local t = keyed()
+		local n = 0
+		for _ in pairs(t) do n = n + 1 end
+		return t[key], t.k, n`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, "by table", "v", 2.0)
+}
