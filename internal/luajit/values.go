@@ -178,33 +178,46 @@ func (s *State) PushPointer(p unsafe.Pointer) {
 
 // PushString pushes a string.
 func (s *State) PushString(str string) {
-	off := s.reserve(len(str))
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(s.c.buf)), s.blen)[off:], str)
-	s.pushRef(off, len(str))
+	if len(str) > 0 {
+		copy(unsafe.Slice((*byte)(s.pushString(len(str))), len(str)), str)
+	} else {
+		s.pushString(0)
+	}
 }
 
 // PushBytes pushes b as a string.
 func (s *State) PushBytes(b []byte) {
-	off := s.reserve(len(b))
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(s.c.buf)), s.blen)[off:], b)
-	s.pushRef(off, len(b))
+	if len(b) > 0 {
+		copy(unsafe.Slice((*byte)(s.pushString(len(b))), len(b)), b)
+	} else {
+		s.pushString(0)
+	}
 }
 
-func (s *State) reserve(n int) int {
+// pushString pushes a string of n bytes and returns where its bytes go in the
+// buffer: one ownership check and one slot computed, where reserve, a copy into a
+// slice of the whole buffer and push took ~100 instructions per string (callgrind,
+// LoopMulti's capture responses: 13 strings a request).
+func (s *State) pushString(n int) unsafe.Pointer {
 	s.check()
+	c := s.c
 	off := s.blen
-	if need := off + n; need > int(s.c.bufcap) {
-		if C.sp_grow(s.c, C.size_t(need)) == 0 {
+	if need := off + n; need > int(c.bufcap) {
+		if C.sp_grow(c, C.size_t(need)) == 0 {
 			panic("luajit: out of memory for a string crossing to Lua")
 		}
 	}
+	k := int(c.nout)
+	if k >= int(c.outcap) {
+		if k >= maxSlots || C.sp_growout(c) == 0 {
+			panic("luajit: too many values pushed")
+		}
+	}
+	c.nout = C.int(k + 1)
 	s.blen = off + n
-	return off
-}
-
-func (s *State) pushRef(off, n int) {
-	v := s.push()
+	v := (*C.sp_val)(unsafe.Add(unsafe.Pointer(c.out), uintptr(k)*unsafe.Sizeof(C.sp_val{})))
 	v._type = C.LUA_TSTRING
 	v.off = C.size_t(off)
 	v.len = C.uint32_t(n)
+	return unsafe.Add(unsafe.Pointer(c.buf), off)
 }
