@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,8 +87,13 @@ func BenchmarkLoopMulti(b *testing.B) { benchLoop(b, benchConf, "/multi", 8) }
 func BenchmarkLoopSleep0(b *testing.B) { benchLoop(b, loopConf(loopSleepConf), "/sleep0", 8) }
 
 // BenchmarkLoopRedis is /redis (lua-resty-redis GET over a pooled cosocket).
+// SPINDLE_BENCH_REDIS=host:port names a redis-server started outside the process:
+// callgrind aborts on the SIGCHLD of one the benchmark starts.
 func BenchmarkLoopRedis(b *testing.B) {
-	raddr := backends.StartRedis(b).Addr()
+	raddr := os.Getenv("SPINDLE_BENCH_REDIS")
+	if raddr == "" {
+		raddr = backends.StartRedis(b).Addr()
+	}
 	_, port, _ := net.SplitHostPort(raddr)
 	benchLoop(b, strings.Replace(benchConf, "REDISPORT", port, 1), "/redis", 8)
 }
