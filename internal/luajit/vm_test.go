@@ -568,3 +568,55 @@ func TestSandboxedThreads(t *testing.T) {
 	}
 	expect(t, values(s), "c", 1.0, "from init", true, "OK")
 }
+
+// Results around the LUA_MINSTACK slots a C function has, where the trampoline
+// stops skipping luaL_checkstack: 20 and 21 values, 200, and yields of 12 and 20
+// values resumed with 8 and 30.
+func TestCallbackResultsAroundMinStack(t *testing.T) {
+	vm := newVM(t, Options{})
+	s := vm.Lock()
+	defer s.Unlock()
+	s.Register("many", func(s *State) error {
+		for i := 1; i <= s.Int(0); i++ {
+			s.PushInt(i)
+		}
+		return nil
+	})
+	s.Register("wait", func(s *State) error {
+		for i := 1; i <= s.Int(0); i++ {
+			s.PushInt(i)
+		}
+		s.Yield()
+		return nil
+	})
+	fn, err := s.Load("minstack.lua", `
+		local a = select("#", many(20))
+		local b = select("#", many(21))
+		local c = select(200, many(200))
+		local r1 = {wait(12)}
+		local r2 = {wait(20)}
+		return a, b, c, #r1, r1[8], #r2, r2[30]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th, err := s.NewThread(fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.CloseThread(th)
+	for _, c := range []struct{ yielded, resume int }{{12, 8}, {20, 30}} {
+		if st, err := s.Resume(th); st != Suspended || err != nil {
+			t.Fatal(st, err)
+		}
+		if s.N() != c.yielded || s.Int(c.yielded-1) != c.yielded {
+			t.Fatalf("yielded %d values, want %d", s.N(), c.yielded)
+		}
+		for i := 1; i <= c.resume; i++ {
+			s.PushInt(i)
+		}
+	}
+	if st, err := s.Resume(th); st != Finished || err != nil {
+		t.Fatal(st, err)
+	}
+	expect(t, values(s), 20.0, 21.0, 200.0, 8.0, 8.0, 30.0, 30.0)
+}
