@@ -279,7 +279,8 @@ type run struct {
 	// wait returns, made once per run struct (release keeps them).
 	subs        []*httpcore.Request
 	captureFn   func() []any
-	captureRets []any
+	captureRets []any // the responses as tables, and flat (pushCaptures)
+	captureFlat bool  // captureURIs's: the responses come back flat
 	starting    *coro // the coroutine whose wait starts (waitAsync's start runs)
 	socks       []*tcpSock
 	udps        []*udpSock
