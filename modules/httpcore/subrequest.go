@@ -90,8 +90,12 @@ func (r *Request) NewSubrequest(uri string, opts *SubrequestOptions) (*Request, 
 			sr.SetBody(opts.Body)
 			sr.sub.ownBody = true
 		}
-		for k, v := range opts.Headers {
-			sr.SetHeader(k, v)
+		// Ranging over a nil map still costs an iterator's set-up (~45 instructions,
+		// twice per subrequest of ngx.location.capture without options).
+		if len(opts.Headers) > 0 {
+			for k, v := range opts.Headers {
+				sr.SetHeader(k, v)
+			}
 		}
 		switch {
 		case opts.ShareVars:
@@ -100,10 +104,12 @@ func (r *Request) NewSubrequest(uri string, opts *SubrequestOptions) (*Request, 
 		case opts.CopyVars:
 			sr.vars = append(sr.vars[:0], r.varsRef()...)
 		}
-		for k, v := range opts.Vars {
-			if !sr.SetVar(k, v) {
-				sr.Release()
-				return nil, errorf("variable %q not found or not changeable", k)
+		if len(opts.Vars) > 0 {
+			for k, v := range opts.Vars {
+				if !sr.SetVar(k, v) {
+					sr.Release()
+					return nil, errorf("variable %q not found or not changeable", k)
+				}
 			}
 		}
 	}
