@@ -16,6 +16,9 @@ const captureFormsConf = `
     location "= /a" { echo_n = "a" }
     location "= /b" { echo_n = "b" }
     location "= /c" { echo = "c" }
+    location "= /h" {
+      content_by_lua = "ngx.header['X-A'] = {'1', '2'}; ngx.header['X-B'] = 'b'; ngx.print('h')"
+    }
     location "= /forms" {
       content_by_lua = <<-LUA
         local function show(...)
@@ -26,7 +29,10 @@ const captureFormsConf = `
             for k in pairs(r.header) do keys[#keys + 1] = k end
             table.sort(keys)
             local h = {}
-            for _, k in ipairs(keys) do h[#h + 1] = k .. "=" .. tostring(r.header[k]) end
+            for _, k in ipairs(keys) do
+              local v = r.header[k]
+              h[#h + 1] = k .. "=" .. (type(v) == "table" and table.concat(v, "+") or tostring(v))
+            end
             out[#out + 1] = r.status .. " " .. r.body:gsub("\n", "~") .. " " .. tostring(r.truncated) .. " " .. table.concat(h, ",")
           end
           ngx.say(#out, ": ", table.concat(out, " | "))
@@ -43,6 +49,9 @@ const captureFormsConf = `
         ok, err = pcall(ngx.location.capture_multi, { {"/a"}, {"@x"} })
         ngx.say(ok, " ", err:find('cannot use the named location "@x"', 1, true) ~= nil)
         show(ngx.location.capture("/b"))
+        show(ngx.location.capture("/h"))
+        show(ngx.location.capture("/h", {}))
+        show(ngx.location.capture_multi{ {"/h"}, {"/a"} })
       LUA
     }
     location "= /multi" {
@@ -58,6 +67,7 @@ func TestCaptureForms(t *testing.T) {
 	a := "200 a false Content-Type=text/plain"
 	b := "200 b false Content-Type=text/plain"
 	c := "200 c~ false Content-Type=text/plain"
+	h := "200 h false Content-Type=text/plain,X-A=1+2,X-B=b"
 	check(t, s.Get("/forms"), 200, "1: "+a+"\n"+
 		"1: "+a+"\n"+
 		"2: "+a+" | "+b+"\n"+
@@ -67,7 +77,10 @@ func TestCaptureForms(t *testing.T) {
 		"2: "+a+" | "+b+"\n"+
 		"false true\n"+
 		"false true\n"+
-		"1: "+b+"\n")
+		"1: "+b+"\n"+
+		"1: "+h+"\n"+
+		"1: "+h+"\n"+
+		"2: "+h+" | "+a+"\n")
 }
 
 // TestCaptureMultiAllocations bounds the server's allocations per request of

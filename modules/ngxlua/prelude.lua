@@ -493,30 +493,29 @@ local function pairs_string(t)
 	return concat(out, "\0")
 end
 local no_opts = {}
--- capture_uris's results, a status, body and header table per response (or false
--- and an error), as the response tables: a constructor with constant keys costs
--- less than Go building them (api.go's pushCapturesFlat).
+-- capture_uris's results, a status, body and header per response (or false and an
+-- error), as the response tables: a constructor with constant keys costs less than
+-- Go building them (api.go's pushCapturesFlat). A header that is a lone
+-- Content-Type comes as its value.
+local function res(s, b, h)
+	if type(h) == "string" then h = {["Content-Type"] = h} end
+	return {status = s, body = b, truncated = false, header = h}
+end
 local function captured1(s1, b1, h1)
 	if s1 == false then error(b1, 3) end
-	return {status = s1, body = b1, truncated = false, header = h1}
+	return res(s1, b1, h1)
 end
 local function captured2(s1, b1, h1, s2, b2, h2)
 	if s1 == false then error(b1, 3) end
-	return {status = s1, body = b1, truncated = false, header = h1},
-		{status = s2, body = b2, truncated = false, header = h2}
+	return res(s1, b1, h1), res(s2, b2, h2)
 end
 local function captured3(s1, b1, h1, s2, b2, h2, s3, b3, h3)
 	if s1 == false then error(b1, 3) end
-	return {status = s1, body = b1, truncated = false, header = h1},
-		{status = s2, body = b2, truncated = false, header = h2},
-		{status = s3, body = b3, truncated = false, header = h3}
+	return res(s1, b1, h1), res(s2, b2, h2), res(s3, b3, h3)
 end
 local function captured4(s1, b1, h1, s2, b2, h2, s3, b3, h3, s4, b4, h4)
 	if s1 == false then error(b1, 3) end
-	return {status = s1, body = b1, truncated = false, header = h1},
-		{status = s2, body = b2, truncated = false, header = h2},
-		{status = s3, body = b3, truncated = false, header = h3},
-		{status = s4, body = b4, truncated = false, header = h4}
+	return res(s1, b1, h1), res(s2, b2, h2), res(s3, b3, h3), res(s4, b4, h4)
 end
 local function capture_multi(reqs)
 	if type(reqs) ~= "table" then error("bad argument #1 to 'capture_multi' (table expected)", 3) end
