@@ -64,6 +64,7 @@ type engine struct {
 	semas     []*semaphore
 	memcIDs   map[string]int
 	kv        []string          // scratch of API functions (reqHeaders)
+	uris      map[string]string // captureURIs's URIs, kept (internURI)
 	hdrKeys   map[string]string // headerKey's names
 	lbuf      []byte
 	ffiID     int            // the engine's index for the FFI functions (ngxabi.go), -1 for none
