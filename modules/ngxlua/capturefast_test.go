@@ -88,6 +88,9 @@ func TestCaptureForms(t *testing.T) {
 // allocates nothing: with a RunAll's group, echo's line buffers and the
 // subrequests' URIs it was 6.00 per request; now 1.00 (the request's URI).
 func TestCaptureMultiAllocations(t *testing.T) {
+	if raceOn {
+		t.Skip("the race detector allocates")
+	}
 	s := serve(t, "", "    keepalive_requests = 100000\n"+captureFormsConf)
 	c, err := net.Dial("tcp", s.Addr)
 	if err != nil {
