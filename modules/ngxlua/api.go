@@ -179,6 +179,7 @@ func (e *engine) register(s *luajit.State) error {
 		"req_set_body_data": e.reqSetBodyData,
 		"req_raw_header":    e.reqRawHeader,
 		"capture_add":       e.captureAdd,
+		"capture_uris":      e.captureURIs,
 		"nocache_run": func(s *luajit.State) error {
 			// The run's number when lua_code_cache is off, else 0.
 			if ru := e.cur; ru != nil && ru.conf != nil && !ru.conf.codeCache {
@@ -1358,6 +1359,66 @@ func (e *engine) captureAdd(s *luajit.State) error {
 	return nil
 }
 
+// plainCapture is the options of a subrequest given none: GET, no body of its own
+// to inherit (a GET does not read the parent's), as captureAdd makes them.
+var plainCapture = httpcore.SubrequestOptions{Method: "GET", HasBody: true}
+
+// captureURIs is capture_multi's (and capture's) common case: subrequests with no
+// options, given as their URIs (prelude.lua: up to 4). It adds them and runs them as
+// capture_add and capture_run do, in one call from Lua instead of one per
+// subrequest and one to run: capture_multi of two locations had crossed into Go
+// three times with 22 arguments (callgrind, BenchmarkLoopMulti). An error returns
+// false and its message, with nothing run.
+func (e *engine) captureURIs(s *luajit.State) error {
+	ru, r, err := e.req()
+	if err != nil {
+		return err
+	}
+	if !ru.phase.canOutput() {
+		return disabled("ngx.location.capture", ru.phase)
+	}
+	ru.releaseSubs()
+	for i := range s.N() {
+		uri := e.internURI(s.Bytes(i))
+		if strings.HasPrefix(uri, "@") {
+			ru.releaseSubs()
+			s.PushBool(false)
+			s.PushString(fmt.Sprintf("ngx.location.capture cannot use the named location %q", uri))
+			return nil
+		}
+		sr, err := r.NewSubrequest(uri, &plainCapture)
+		if err != nil {
+			ru.releaseSubs()
+			s.PushBool(false)
+			s.PushString(fmt.Sprintf("failed to issue subrequest %q: %v", uri, err))
+			return nil
+		}
+		ru.subOpts = append(ru.subOpts, captureReq{sr: sr})
+	}
+	e.startCaptures(s, ru, true)
+	return nil
+}
+
+// internURI is b as a string, the same one each time for the first maxURIs URIs
+// of up to 128 bytes: a copy per subrequest was two of capture_multi's three
+// allocations per request (TestCaptureMultiAllocations).
+func (e *engine) internURI(b []byte) string {
+	if u, ok := e.uris[string(b)]; ok {
+		return u
+	}
+	u := string(b)
+	if len(u) <= 128 && len(e.uris) < maxURIs {
+		if e.uris == nil {
+			e.uris = map[string]string{}
+		}
+		e.uris[u] = u
+	}
+	return u
+}
+
+// maxURIs bounds internURI's map: locations a worker captures are few.
+const maxURIs = 256
+
 func pairsMap(s string) map[string]string {
 	if s == "" {
 		return nil
@@ -1393,15 +1454,22 @@ func (e *engine) captureRun(s *luajit.State) error {
 	if err != nil {
 		return err
 	}
+	e.startCaptures(s, ru, false)
+	return nil
+}
+
+// startCaptures makes the coroutine wait for the run's subrequests; flat: their
+// responses come back as status, body and header table each.
+func (e *engine) startCaptures(s *luajit.State, ru *run, flat bool) {
 	if ru.captureFn == nil {
 		// Made once per run struct (release keeps them).
 		ru.captureFn = ru.runCaptures
-		ru.captureRets = []any{pusher(ru.pushCaptures)}
+		ru.captureRets = []any{pusher(ru.pushCaptures), pusher(ru.pushCapturesFlat)}
 	}
+	ru.captureFlat = flat
 	// Subrequests work on the request: they run on the driver's goroutine.
 	ru.cur.inline = true
 	ru.waitFor(s, ru.captureFn)
-	return nil
 }
 
 // runCaptures is captureRun's wait, with the VM unlocked.
@@ -1425,7 +1493,10 @@ func (ru *run) runCaptures() []any {
 	if len(ru.subOpts) > maxCaptureRets {
 		return nil
 	}
-	return ru.captureRets
+	if ru.captureFlat {
+		return ru.captureRets[1:]
+	}
+	return ru.captureRets[:1]
 }
 
 // pushCaptures pushes the responses of the run's subrequests (the VM locked, as the
@@ -1437,12 +1508,35 @@ func (ru *run) pushCaptures(s *luajit.State) {
 	ru.releaseSubs()
 }
 
+// pushCapturesFlat pushes the responses as pushCaptures does, each as its status,
+// body and header table: prelude.lua makes the response tables (a table
+// constructor with constant keys), where building them here had cost ~1,000
+// instructions each, the keys interned again for every response (callgrind,
+// BenchmarkLoopMulti).
+func (ru *run) pushCapturesFlat(s *luajit.State) {
+	for i := range ru.subOpts {
+		sr := ru.subOpts[i].sr
+		status := captureStatus(sr)
+		s.PushInt(status)
+		s.PushBytes(sr.Output())
+		if kv := ru.e.captureHeaders(sr, status); len(kv) == 2 && kv[0] == "Content-Type" {
+			// A lone Content-Type (echo's, a default_type) comes as its value, and
+			// prelude.lua makes the table, its key a constant of Lua's: 25.6k ->
+			// 24.2k instructions per capture_multi of two echo locations
+			// (BenchmarkLoopMulti).
+			s.PushString(kv[1])
+			clear(kv)
+		} else {
+			pushHeaderTable(s, kv)
+		}
+	}
+	ru.releaseSubs()
+}
+
 // pushCapture pushes sr's response as ngx.location.capture returns it: a table of
-// status, body, truncated and header (a header given more than once has an array of
-// its values, as prelude.lua's kv_table makes).
+// status, body, truncated and header.
 func (e *engine) pushCapture(s *luajit.State, sr *httpcore.Request) {
 	status := captureStatus(sr)
-	kv := e.captureHeaders(sr, status)
 	s.PushTable(4)
 	s.PushString("status")
 	s.PushInt(status)
@@ -1451,6 +1545,13 @@ func (e *engine) pushCapture(s *luajit.State, sr *httpcore.Request) {
 	s.PushString("truncated")
 	s.PushBool(false)
 	s.PushString("header")
+	pushHeaderTable(s, e.captureHeaders(sr, status))
+}
+
+// pushHeaderTable pushes a response header's pairs kv (captureHeaders's) as a
+// table (a header given more than once has an array of its values, as prelude.lua's
+// kv_table makes), and clears kv.
+func pushHeaderTable(s *luajit.State, kv []string) {
 	keys := 0
 	for i := 0; i < len(kv); i += 2 {
 		if firstKey(kv, i) {

@@ -64,6 +64,7 @@ type engine struct {
 	semas     []*semaphore
 	memcIDs   map[string]int
 	kv        []string          // scratch of API functions (reqHeaders)
+	uris      map[string]string // captureURIs's URIs, kept (internURI)
 	hdrKeys   map[string]string // headerKey's names
 	lbuf      []byte
 	ffiID     int            // the engine's index for the FFI functions (ngxabi.go), -1 for none
@@ -279,7 +280,8 @@ type run struct {
 	// wait returns, made once per run struct (release keeps them).
 	subs        []*httpcore.Request
 	captureFn   func() []any
-	captureRets []any
+	captureRets []any // the responses as tables, and flat (pushCaptures)
+	captureFlat bool  // captureURIs's: the responses come back flat
 	starting    *coro // the coroutine whose wait starts (waitAsync's start runs)
 	socks       []*tcpSock
 	udps        []*udpSock

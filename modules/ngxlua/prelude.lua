@@ -493,10 +493,50 @@ local function pairs_string(t)
 	return concat(out, "\0")
 end
 local no_opts = {}
+-- capture_uris's results, a status, body and header per response (or false and an
+-- error), as the response tables: a constructor with constant keys costs less than
+-- Go building them (api.go's pushCapturesFlat). A header that is a lone
+-- Content-Type comes as its value.
+local function res(s, b, h)
+	if type(h) == "string" then h = {["Content-Type"] = h} end
+	return {status = s, body = b, truncated = false, header = h}
+end
+local function captured1(s1, b1, h1)
+	if s1 == false then error(b1, 3) end
+	return res(s1, b1, h1)
+end
+local function captured2(s1, b1, h1, s2, b2, h2)
+	if s1 == false then error(b1, 3) end
+	return res(s1, b1, h1), res(s2, b2, h2)
+end
+local function captured3(s1, b1, h1, s2, b2, h2, s3, b3, h3)
+	if s1 == false then error(b1, 3) end
+	return res(s1, b1, h1), res(s2, b2, h2), res(s3, b3, h3)
+end
+local function captured4(s1, b1, h1, s2, b2, h2, s3, b3, h3, s4, b4, h4)
+	if s1 == false then error(b1, 3) end
+	return res(s1, b1, h1), res(s2, b2, h2), res(s3, b3, h3), res(s4, b4, h4)
+end
 local function capture_multi(reqs)
 	if type(reqs) ~= "table" then error("bad argument #1 to 'capture_multi' (table expected)", 3) end
 	local n = #reqs
 	if n == 0 then error("at least one subrequest should be specified", 3) end
+	-- Up to 4 subrequests without options: one call (api.go's captureURIs).
+	if n <= 4 then
+		local r1, r2, r3, r4 = reqs[1], reqs[2], reqs[3], reqs[4]
+		if type(r1) == "table" and type(r1[1]) == "string" and r1[2] == nil then
+			if n == 1 then return captured1(S.capture_uris(r1[1])) end
+			if type(r2) == "table" and type(r2[1]) == "string" and r2[2] == nil then
+				if n == 2 then return captured2(S.capture_uris(r1[1], r2[1])) end
+				if type(r3) == "table" and type(r3[1]) == "string" and r3[2] == nil then
+					if n == 3 then return captured3(S.capture_uris(r1[1], r2[1], r3[1])) end
+					if type(r4) == "table" and type(r4[1]) == "string" and r4[2] == nil then
+						return captured4(S.capture_uris(r1[1], r2[1], r3[1], r4[1]))
+					end
+				end
+			end
+		end
+	end
 	for i = 1, n do
 		local r = reqs[i]
 		if type(r) ~= "table" or type(r[1]) ~= "string" then
@@ -529,6 +569,7 @@ end
 ngx.location = {
 	capture = function(uri, opts)
 		if type(uri) ~= "string" then error("bad argument #1 to 'capture' (string expected)", 2) end
+		if opts == nil then return captured1(S.capture_uris(uri)) end
 		return capture_multi({{uri, opts}})
 	end,
 	capture_multi = capture_multi,

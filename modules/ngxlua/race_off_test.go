@@ -1,0 +1,5 @@
+//go:build !race
+
+package ngxlua_test
+
+const raceOn = false
