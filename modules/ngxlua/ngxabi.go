@@ -188,7 +188,7 @@ func spindle_req_info(eid C.int) (rc C.int) {
 	r, rt := e.cur.r, e.rt
 	block, fast := r.HeaderBlock()
 	args := r.Args()
-	uri, uriOK := r.Var("uri")
+	uri, uriOK := r.URI(), true // $uri (builtin_vars.go), without Var's map lookup
 	// After the three, room for one argument decoded (get_uri_args' scratch).
 	n := len(block) + len(args) + len(uri)
 	if n+len(args) > int(rt.info_cap) {
