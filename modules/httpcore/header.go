@@ -68,6 +68,14 @@ func (h *Header) Add(key, value string) {
 func (h *Header) Del(key string) { h.delFrom(key, 0) }
 
 func (h *Header) delFrom(key string, from int) {
+	// Most deletions find nothing (a Lua handler's ngx.header sets each delete
+	// first): no rewrite of the slice then.
+	for from < len(h.kv) && !strings.EqualFold(h.kv[from].Key, key) {
+		from++
+	}
+	if from == len(h.kv) {
+		return
+	}
 	out := h.kv[:from]
 	for _, f := range h.kv[from:] {
 		if !strings.EqualFold(f.Key, key) {

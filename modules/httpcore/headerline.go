@@ -94,7 +94,12 @@ func EscapeHeaderName(s string) string { return escapeString(s, headerNameEscape
 
 // EscapeHeaderValue %-escapes the control bytes (but HTAB) and DEL of a header value,
 // as ngx_lua does for values set from Lua ("a\r\nb" -> "a%0D%0Ab").
-func EscapeHeaderValue(s string) string { return escapeString(s, headerValueEscapes) }
+func EscapeHeaderValue(s string) string {
+	if cleanValue(s) { // 8 bytes at a time: most values have nothing to escape
+		return s
+	}
+	return escapeString(s, headerValueEscapes)
+}
 
 // EscapeURI %-escapes a decoded path for use in a URI sent to a client or a server,
 // as nginx's ngx_escape_uri with NGX_ESCAPE_URI: space, "#", "%", "?", control

@@ -278,6 +278,17 @@ func (r *Request) VisitHeaderViews(f func(key, value string)) {
 	}
 }
 
+// HeaderBlock returns the request's header lines as the client sent them (what
+// VisitHeaderViews reads: CRLF lines the edge checked, up to the empty line) when
+// they are all its headers, none set or deleted since; ok is false otherwise (a
+// subrequest's own headers, headers changed): VisitHeaderViews then.
+func (r *Request) HeaderBlock() (block []byte, ok bool) {
+	if r.hdr == nil || r.hdrOverlay != nil || len(r.hdrDeleted) > 0 {
+		return nil, false
+	}
+	return r.hdr.RawHeaders(), true
+}
+
 // headerView is the request headers as an immutable list: a subrequest's own, or
 // its parent's.
 func (r *Request) headerView() *Header {

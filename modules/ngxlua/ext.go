@@ -78,6 +78,7 @@ func (e *engine) installLibs(s *luajit.State) error {
 		}
 		for fname, fn := range lib.Funcs {
 			err := s.Register("spindle."+name+"."+fname, func(s *luajit.State) error {
+				e.syncHeaders() // the request's response headers as the handler set them
 				c.s = s
 				return fn(c)
 			})

@@ -50,6 +50,11 @@ func init() {
 				return nil
 			},
 			"fail": func(c *ngxlua.Call) error { return errFail },
+			// resp_header: the response header as the handler set it so far.
+			"resp_header": func(c *ngxlua.Call) error {
+				c.Push(c.Request().RespHeader().Get(c.String(0)))
+				return nil
+			},
 		},
 		// The Lua half: a function over the Go ones, and the table returned.
 		Lua: `
@@ -84,6 +89,12 @@ func TestExtension(t *testing.T) {
         ngx.say(require("spindle").testlib == spindle.testlib)
       LUA
     }
+    location "= /ext_header" {
+      content_by_lua = <<-LUA
+        ngx.header["X-Ext"] = "set"  -- queued in C: applied before the extension runs
+        ngx.say(spindle.testlib.resp_header("X-Ext"))
+      LUA
+    }
     location "= /ext_filter" {
       header_filter_by_lua = "ngx.header['X-Err'] = select(2, pcall(spindle.testlib.block))"
       content_by_lua       = "ngx.say('x')"
@@ -110,6 +121,7 @@ func TestExtension(t *testing.T) {
 		"1.5 a2 false HEY!\n"+
 		"false content_by_lua(spindle.hcl:14):4: testlib failed on purpose\n"+
 		"true\n")
+	check(t, s.Get("/ext_header"), 200, "set\n")
 	r := s.Get("/ext_filter")
 	if got := r.Header.Get("X-Err"); !strings.Contains(got, "API disabled in the context of header_filter_by_lua*") {
 		t.Errorf("blocking extension in a header filter: %q", got)

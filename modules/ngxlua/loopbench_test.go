@@ -21,6 +21,11 @@ import (
 // request at a time each. cpu-ns/op is the process's CPU time per request (getrusage:
 // server and clients), which a loaded machine inflates less than wall time.
 func benchLoop(b *testing.B, config, path string, conns int) {
+	benchLoopReq(b, config, "GET "+path+" HTTP/1.1\r\nHost: localhost\r\n\r\n", conns)
+}
+
+// benchLoopReq is benchLoop with the whole request given.
+func benchLoopReq(b *testing.B, config, request string, conns int) {
 	e, addr, stop := testserver.BenchEngine(b, config)
 	defer stop()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -28,7 +33,7 @@ func benchLoop(b *testing.B, config, path string, conns int) {
 		b.Fatal(err)
 	}
 	go e.Serve(ln, addr)
-	req := []byte("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	req := []byte(request)
 	var left atomic.Int64
 	var ru0, ru1 syscall.Rusage
 	b.ReportAllocs()
@@ -96,4 +101,10 @@ func BenchmarkLoopRedis(b *testing.B) {
 	}
 	_, port, _ := net.SplitHostPort(raddr)
 	benchLoop(b, strings.Replace(benchConf, "REDISPORT", port, 1), "/redis", 8)
+}
+
+// BenchmarkLoopGateway is bench.sh's lua_gateway (BenchmarkLuaGateway's /gateway)
+// through the loop, with wrk's headers and the key the handler wants.
+func BenchmarkLoopGateway(b *testing.B) {
+	benchLoopReq(b, benchConf, "GET /gateway?user=alice&page=3 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nX-Api-Key: k3y-0123\r\nAccept: */*\r\n\r\n", 8)
 }

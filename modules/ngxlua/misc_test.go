@@ -154,6 +154,9 @@ const miscConf = `
     location "= /strings" {
       content_by_lua = <<-LUA
         ngx.say(ngx.md5("hello"), " ", #ngx.md5_bin("hello"), " ", #ngx.sha1_bin("hello"))
+        ngx.say(ngx.md5(true) == ngx.md5("true"), " ", ngx.md5(false) == ngx.md5(""), " ", ngx.md5() == ngx.md5(""),
+          " ", ngx.md5(setmetatable({}, {__tostring = function() return "hello" end})) == ngx.md5("hello"),
+          " ", ngx.md5(12.5) == ngx.md5("12.5"), " ", ngx.sha1_bin(1) == ngx.sha1_bin("1"))
         ngx.say(ngx.encode_base64("hello"), " ", ngx.decode_base64("aGVsbG8="), " ", tostring(ngx.decode_base64("!!")),
           " ", ngx.encode_base64("he", true))
         ngx.say(ngx.crc32_short("hello"), " ", ngx.crc32_long("hello"))
@@ -225,7 +228,7 @@ func TestMisc(t *testing.T) {
 	}
 	check(t, s.Get("/re"), 200, "1234 1 234\nh false\nnil hello\nb 4\nnil ab\n8 11 8\n1,22,333\n"+
 		"hell[o] world hell<o> w<o>rld2\na2b4 a$b1\na b\nnil true\nfoo nil 12 ab bbb 2 nil\nnil pcre2_match() failed: pcre: match limit exceeded\n")
-	check(t, s.Get("/strings"), 200, "5d41402abc4b2a76b9719d911017c592 16 20\n"+
+	check(t, s.Get("/strings"), 200, "5d41402abc4b2a76b9719d911017c592 16 20\ntrue true true true true true\n"+
 		"aGVsbG8= hello nil aGU\n907060870 907060870\n3nybhbi3iqa8ino29wqQcBydtNk=\n"+
 		"a%20b%2Fc%3Fd%3D%C3%A9 b r56 7%zz\na=b%20c&flag&list=1&list=2\n1,2 x y\n'it\\'s \\\\ \\\"q\\\"\\n'\n"+
 		"Thu, 18 Nov 2010 11:27:35 GMT | Thu, 18-Nov-10 11:27:35 GMT | 1290079655\nnumber true 10 19 19\n")

@@ -98,6 +98,7 @@ func spindle_var_get(eid C.int, name *C.char, n C.size_t, out **C.uchar, outlen 
 		}
 	}()
 	r := e.cur.r
+	e.syncHeaders() // $sent_http_NAME reads them
 	if e.rt.said != 0 {
 		e.takeOut(e.cur) // $bytes_sent and the like count it
 	}
@@ -164,13 +165,14 @@ func (e *engine) headerKey(lk string) string {
 // maxHeaderKeys bounds headerKey's names.
 const maxHeaderKeys = 256
 
-// spindle_header_set is ngx.header.NAME = "value" in the common case: one string
-// value set in a phase that may, before the header is sent, on a name other than
-// Content-Length. It returns 0 when done, -1 when the caller should use the
-// registered function (every other case, errors and the log line included).
+// spindle_req_info copies the request's header block (when it is all its headers),
+// query string and $uri into the engine's rt for rt.c's C functions
+// (ngx.req.get_headers, get_uri_args, ngx.var.uri): one call into Go serves the
+// three. It returns 0, or -1 when the caller should use the registered functions
+// (no request, an error).
 //
-//export spindle_header_set
-func spindle_header_set(eid C.int, name *C.char, n C.size_t, val *C.char, vn C.size_t) (rc C.int) {
+//export spindle_req_info
+func spindle_req_info(eid C.int) (rc C.int) {
 	if eid < 0 || int(eid) >= len(ffiEngines) {
 		return -1
 	}
@@ -178,27 +180,37 @@ func spindle_header_set(eid C.int, name *C.char, n C.size_t, val *C.char, vn C.s
 	if e == nil || e.cur == nil || e.cur.r == nil {
 		return -1
 	}
-	ru, r := e.cur, e.cur.r
-	if e.rt.said != 0 {
-		e.takeOut(ru)
-	}
-	switch ru.phase {
-	case phaseRewrite, phaseAccess, phaseContent, phaseBodyFilter, phaseSet:
-	default:
-		return -1
-	}
-	if r.HeaderSent() || ru.committed || int(n) == len("Content-Length") { // (and other 14-byte names: slower, same result)
-		return -1
-	}
 	defer func() {
 		if recover() != nil {
 			rc = -1
 		}
 	}()
-	k := e.headerKey(unsafe.String((*byte)(unsafe.Pointer(name)), int(n)))
-	v := httpcore.EscapeHeaderValue(C.GoStringN(val, C.int(vn)))
-	h := r.RespHeader()
-	h.Del(k)
-	h.Add(k, v)
+	r, rt := e.cur.r, e.rt
+	block, fast := r.HeaderBlock()
+	args := r.Args()
+	uri, uriOK := r.URI(), true // $uri (builtin_vars.go), without Var's map lookup
+	// After the three, room for one argument decoded (get_uri_args' scratch).
+	n := len(block) + len(args) + len(uri)
+	if n+len(args) > int(rt.info_cap) {
+		c := max(n+len(args), 1024)
+		p := C.realloc(unsafe.Pointer(rt.info), C.size_t(c))
+		if p == nil {
+			return -1
+		}
+		rt.info, rt.info_cap = (*C.uchar)(p), C.int(c)
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(rt.info)), n)
+	off := copy(b, block)
+	off += copy(b[off:], args)
+	copy(b[off:], uri)
+	rt.hdr_len, rt.args_len, rt.uri_len = C.int(len(block)), C.int(len(args)), C.int(len(uri))
+	rt.hdr_fast, rt.uri_ok = 0, 0
+	if fast {
+		rt.hdr_fast = 1
+	}
+	if uriOK {
+		rt.uri_ok = 1
+	}
+	rt.info_ok = 1
 	return 0
 }

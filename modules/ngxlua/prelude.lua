@@ -113,6 +113,13 @@ typedef struct {
 	int ok, said;
 	double reqid, now;
 	double seq;
+	int eid, hdr_ok;
+	unsigned char *hbuf;
+	int hlen, hcap;
+	int info_ok, hdr_fast, uri_ok;
+	int hdr_len, args_len, uri_len;
+	unsigned char *info;
+	int info_cap;
 } spindle_rt;
 double spindle_now(spindle_rt *rt);
 ]]
@@ -170,21 +177,17 @@ function G.print(...)
 	log(6, where, msg)
 end
 
--- ngx.var: a name's value is read through the FFI (spindle_var_get, ngxabi.go);
--- capture numbers and errors through var_get.
-local var_get, var_set = S.var_get, S.var_set
+-- ngx.var: a name's value is read by a C function (c_var, rt.c, calling
+-- spindle_var_get in ngxabi.go); capture numbers and errors through var_get.
+local var_get, var_set, c_var = S.var_get, S.var_set, S.c_var
 local ffi = require "ffi"
-ffi.cdef[[int spindle_var_get(int eid, const char *name, size_t n, const unsigned char **val, size_t *vlen);]]
 local EID = S.engine_id()
-local var_val, var_len = ffi.new("const unsigned char *[1]"), ffi.new("size_t[1]")
-local var_ffi, ffi_str = ffi.C.spindle_var_get, ffi.string
 ngx.var = setmetatable({}, {
 	__index = function(_, k)
 		local t = type(k)
 		if t == "string" then
-			local rc = var_ffi(EID, k, #k, var_val, var_len)
-			if rc == 0 then return ffi_str(var_val[0], var_len[0]) end
-			if rc == 1 then return nil end
+			local v = c_var(k)
+			if v ~= false then return v end
 		elseif t ~= "number" then
 			error("bad variable name", 2)
 		end
@@ -282,9 +285,7 @@ local function norm_header_value(v)
 	end
 	return tostring(v)
 end
-local header_get, header_set = S.header_get, S.header_set
-ffi.cdef[[int spindle_header_set(int eid, const char *name, size_t n, const char *val, size_t vn);]]
-local header_set_ffi = ffi.C.spindle_header_set
+local header_get, header_set, c_header_set = S.header_get, S.header_set, S.c_header_set
 ngx.header = setmetatable({}, {
 	__index = function(_, k)
 		local a, n = header_get(tostring(k))
@@ -296,10 +297,10 @@ ngx.header = setmetatable({}, {
 		return a
 	end,
 	__newindex = function(_, k, v)
-		v = norm_header_value(v)
-		if type(v) == "string" and type(k) == "string" and header_set_ffi(EID, k, #k, v, #v) == 0 then
-			return -- set through the FFI (spindle_header_set): the common case
-		end
+		if type(v) ~= "string" then v = norm_header_value(v) end
+		-- The common case (string name and value, before any output) is queued in
+		-- C for Go to apply (rt.c): no call into Go per set.
+		if c_header_set(k, v) then return end
 		local err
 		if type(v) == "table" then
 			err = header_set(tostring(k), "list", unpack(v))
@@ -400,8 +401,16 @@ end
 req.read_body = S.req_read_body
 req.discard_body = S.req_discard_body
 req.set_body_data = S.req_set_body_data
+local c_req_headers, c_uri_args = S.c_req_headers, S.c_uri_args
 req.get_headers = function(max, raw)
 	raw, max = raw and true or false, max or 100
+	-- Built in C from the header block as the client sent it (rt.c), when the
+	-- headers are that block; else through Go, below.
+	local t, tr = c_req_headers(max, raw)
+	if t then
+		if not raw then setmetatable(t, hdr_meta) end
+		return t, tr
+	end
 	local seq = RT.seq
 	if seq == hdr_seq and raw == hdr_raw and max == hdr_max then
 		local t = copy_headers(hdr_t)
@@ -429,7 +438,10 @@ local function args_table(flat)
 	return t
 end
 req.get_uri_args = function(max)
-	local t, tr, flat = S.req_uri_args(max or 100)
+	max = max or 100
+	local t, tr = c_uri_args(max) -- built in C (rt.c)
+	if t then return t, tr end
+	local t, tr, flat = S.req_uri_args(max)
 	if flat then t = args_table(t) end
 	return t, tr
 end
@@ -597,9 +609,9 @@ ngx.decode_base64 = S.decode_base64
 ngx.hmac_sha1 = S.hmac_sha1
 ngx.quote_sql_str = S.quote_sql_str
 
--- Pure functions through the FFI, as lua-resty-core has them: C in ngxabi.c, MD5
--- and SHA-1 from libcrypto (loaded above) when the system has it. An FFI call costs
--- nanoseconds; a call into Go several hundred (docs/lua-engine.md, measured).
+-- Pure functions through the FFI, as lua-resty-core has them: C in ngxabi.c. An FFI
+-- call costs nanoseconds in compiled code; a call into Go several hundred
+-- (docs/lua-engine.md, measured).
 local ffi = require "ffi"
 local C, ffi_string, ffi_new = ffi.C, ffi.string, ffi.new
 ffi.cdef[[
@@ -612,8 +624,6 @@ int ngx_http_lua_ffi_decode_base64(const unsigned char *src, size_t slen, unsign
 double ngx_http_lua_ffi_now(void);
 long ngx_http_lua_ffi_time(void);
 uint64_t ngx_http_lua_ffi_monotonic_msec(void);
-unsigned char *MD5(const unsigned char *d, size_t n, unsigned char *md);
-unsigned char *SHA1(const unsigned char *d, size_t n, unsigned char *md);
 ]]
 local strbuf, strbuf_size = nil, 0
 -- get_string_buf is resty.core.base's: one scratch buffer, filled and read with no
@@ -655,29 +665,11 @@ ngx.decode_base64 = function(s)
 	if C.ngx_http_lua_ffi_decode_base64(s, #s, dst, size_ptr) == 0 then return nil end
 	return ffi_string(dst, size_ptr[0])
 end
-if pcall(function() return C.MD5, C.SHA1 end) then
-	local digest = ffi_new("unsigned char[20]")
-	local hex = ffi_new("unsigned char[32]")
-	local function str(s)
-		if type(s) ~= "string" then s = s and tostring(s) or "" end
-		return s
-	end
-	ngx.md5 = function(s)
-		s = str(s)
-		C.MD5(s, #s, digest)
-		C.ngx_hex_dump(hex, digest, 16)
-		return ffi_string(hex, 32)
-	end
-	ngx.md5_bin = function(s)
-		s = str(s)
-		C.MD5(s, #s, digest)
-		return ffi_string(digest, 16)
-	end
-	ngx.sha1_bin = function(s)
-		s = str(s)
-		C.SHA1(s, #s, digest)
-		return ffi_string(digest, 20)
-	end
+-- ngx.md5, md5_bin and sha1_bin: C functions of Lua's C API over libcrypto (rt.c),
+-- not FFI calls, which cost ~5,800 instructions each from a handler's interpreted
+-- code against ~1,000 for nginx's ngx.md5 (callgrind).
+if S.digest_init() then
+	ngx.md5, ngx.md5_bin, ngx.sha1_bin = S.c_md5, S.c_md5_bin, S.c_sha1_bin
 end
 
 ngx.timer = {

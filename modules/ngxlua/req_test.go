@@ -97,6 +97,27 @@ const reqConf = `
       rewrite_by_lua = "ngx.req.set_uri('/changed')"
       content_by_lua = "ngx.say(ngx.var.uri)"
     }
+    location "= /reread" {
+      content_by_lua = <<-LUA
+        -- C reads a copy of the URI, arguments and headers (rt.c), taken again
+        -- after every Go function: these see the changes made in this resume.
+        local u1, a1, h1 = ngx.var.uri, ngx.req.get_uri_args().a, ngx.req.get_headers()["x-h"]
+        ngx.req.set_uri("/other")
+        ngx.req.set_uri_args("a=2&b")
+        ngx.req.set_header("X-H", "new")
+        local a2, h2 = ngx.req.get_uri_args(), ngx.req.get_headers()
+        ngx.say(u1, " ", a1, " ", h1, " ", ngx.var.uri, " ", a2.a, " ", tostring(a2.b), " ", h2["x-h"])
+      LUA
+    }
+    location "= /header_lines" {
+      content_by_lua = <<-LUA
+        local h = ngx.req.get_headers()
+        local long = h["x-" .. string.rep("l", 300)]  -- past C's 256-byte names: Go's table
+        ngx.say("[", h["x-blank"], "] ", h["x-empty"] == "", " ", long, " ", table.concat(h["x-m"], ","))
+        local a = ngx.req.get_uri_args(0)          -- 0: no limit
+        ngx.say(#a.k, " ", a[""], " ", a.z, " ", tostring(a["%zz"]))
+      LUA
+    }
 `
 
 func TestRequest(t *testing.T) {
@@ -112,6 +133,9 @@ func TestRequest(t *testing.T) {
 	check(t, s.Do("POST", "/need_body", "payload"), 200, "payload\n")
 	check(t, s.Do("POST", "/set_body", "orig"), 200, "replaced=orig 13\nsub body: replaced=orig\n")
 	check(t, s.Get("/set_uri"), 200, "/changed\n")
+	check(t, s.Get("/reread?a=1", "X-H: old"), 200, "/reread 1 old /other 2 true new\n")
+	check(t, s.Get("/header_lines?k=1&k=2&k=3&=e&z=%41%4&%zz", "X-Blank: \t v  w \t", "X-Empty:", "X-"+strings.Repeat("L", 300)+": long", "X-M: 1", "x-m: 2", "X-m: 3"),
+		200, "[v  w] true long 1,2,3\n3 e A%4 true\n")
 	r := s.Do("POST", "/too_large", strings.Repeat("x", 200))
 	if r.Status != 413 {
 		t.Errorf("too large body: %d %q", r.Status, r.Body)

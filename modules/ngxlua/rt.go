@@ -7,6 +7,14 @@ package ngxlua
 #include "ngxabi.h"
 int spindle_lua_say(lua_State *L);
 int spindle_lua_print(lua_State *L);
+int spindle_lua_digest_init(lua_State *L);
+int spindle_lua_md5(lua_State *L);
+int spindle_lua_md5_bin(lua_State *L);
+int spindle_lua_sha1_bin(lua_State *L);
+int spindle_lua_var(lua_State *L);
+int spindle_lua_header_set(lua_State *L);
+int spindle_lua_req_headers(lua_State *L);
+int spindle_lua_uri_args(lua_State *L);
 */
 import "C"
 
@@ -14,6 +22,7 @@ import (
 	"unsafe"
 
 	"github.com/spindle-server/spindle/internal/luajit"
+	"github.com/spindle-server/spindle/modules/httpcore"
 )
 
 // The engine's spindle_rt (ngxabi.h): what Lua code reads and writes through the
@@ -31,12 +40,15 @@ func (e *engine) newRT() {
 		panic("out of memory")
 	}
 	e.rt.reqid = -1
+	e.rt.eid = C.int(e.ffiID)
 }
 
 // freeRT frees e's spindle_rt (the VM is closed or being closed).
 func (e *engine) freeRT() {
 	if e.rt != nil {
 		C.free(unsafe.Pointer(e.rt.buf))
+		C.free(unsafe.Pointer(e.rt.hbuf))
+		C.free(unsafe.Pointer(e.rt.info))
 		C.free(unsafe.Pointer(e.rt))
 		e.rt = nil
 	}
@@ -60,12 +72,68 @@ func (e *engine) beforeResume(ru *run) {
 	rt.reqid = -1
 	rt.now = 0
 	rt.seq = C.double(ru.seq)
+	rt.hdr_ok = headerOK(ru)
+	rt.info_ok = 0
+}
+
+// headerOK is rt.hdr_ok for ru: 1 when ngx.header sets may be queued in C (a
+// request's phase that may set them, before the header is sent or any output
+// taken), else 0: the prelude then calls header_set, which logs or refuses.
+func headerOK(ru *run) C.int {
+	if ru == nil || ru.r == nil || ru.committed {
+		return 0
+	}
+	switch ru.phase {
+	case phaseRewrite, phaseAccess, phaseContent, phaseBodyFilter, phaseSet:
+	default:
+		return 0
+	}
+	if ru.r.HeaderSent() {
+		return 0
+	}
+	return 1
+}
+
+// applyHeaders applies the ngx.header sets queued in C (rt.c's
+// spindle_lua_header_set) to ru's response, in their order, as header_set would
+// have: the name as ngx.header maps it, the value with its control bytes escaped,
+// replacing the header's values.
+func (e *engine) applyHeaders(ru *run) {
+	rt := e.rt
+	b := unsafe.Slice((*byte)(unsafe.Pointer(rt.hbuf)), int(rt.hlen))
+	rt.hlen = 0
+	if ru != nil && ru.r != nil {
+		h := ru.r.RespHeader()
+		all := string(b) // the values are substrings of one copy: one allocation
+		for off := 0; off+8 <= len(b); {
+			n := int(*(*uint32)(unsafe.Pointer(&b[off])))
+			vn := int(*(*uint32)(unsafe.Pointer(&b[off+4])))
+			off += 8
+			k := e.headerKey(all[off : off+n])
+			v := httpcore.EscapeHeaderValue(all[off+n : off+n+vn])
+			off += n + vn
+			h.Del(k)
+			h.Add(k, v)
+		}
+	}
+	if rt.hcap > maxKeptOut {
+		C.free(unsafe.Pointer(rt.hbuf))
+		rt.hbuf, rt.hcap = nil, 0
+	}
 }
 
 // afterResume takes the output the resume buffered into ru.out and clears what
 // is valid only within a resume.
 func (e *engine) afterResume(ru *run) {
 	rt := e.rt
+	if rt.hlen != 0 {
+		e.applyHeaders(ru)
+	}
+	rt.hdr_ok, rt.info_ok = 0, 0
+	if rt.info_cap > maxKeptOut {
+		C.free(unsafe.Pointer(rt.info))
+		rt.info, rt.info_cap = nil, 0
+	}
 	if rt.said != 0 {
 		e.takeOut(ru)
 	}
@@ -111,16 +179,62 @@ func (e *engine) registerOut(s *luajit.State) error {
 	if err := s.RegisterC("__sp.say", unsafe.Pointer(C.spindle_lua_say), unsafe.Pointer(e.rt)); err != nil {
 		return err
 	}
-	return s.RegisterC("__sp.print", unsafe.Pointer(C.spindle_lua_print), unsafe.Pointer(e.rt))
+	if err := s.RegisterC("__sp.print", unsafe.Pointer(C.spindle_lua_print), unsafe.Pointer(e.rt)); err != nil {
+		return err
+	}
+	// The digests of libcrypto (rt.c), for the prelude's ngx.md5 and friends.
+	for name, fn := range map[string]unsafe.Pointer{
+		"digest_init": unsafe.Pointer(C.spindle_lua_digest_init),
+		"c_md5":       unsafe.Pointer(C.spindle_lua_md5),
+		"c_md5_bin":   unsafe.Pointer(C.spindle_lua_md5_bin),
+		"c_sha1_bin":  unsafe.Pointer(C.spindle_lua_sha1_bin),
+	} {
+		if err := s.RegisterC("__sp."+name, fn, nil); err != nil {
+			return err
+		}
+	}
+	if err := s.RegisterC("__sp.c_var", unsafe.Pointer(C.spindle_lua_var), unsafe.Pointer(e.rt)); err != nil {
+		return err
+	}
+	for name, fn := range map[string]unsafe.Pointer{
+		"c_header_set":  unsafe.Pointer(C.spindle_lua_header_set),
+		"c_req_headers": unsafe.Pointer(C.spindle_lua_req_headers),
+		"c_uri_args":    unsafe.Pointer(C.spindle_lua_uri_args),
+	} {
+		if err := s.RegisterC("__sp."+name, fn, unsafe.Pointer(e.rt)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// withOut wraps a Go function called from Lua: the output buffered in C comes
-// first, so that the function sees what the handler sent so far.
+// withOut wraps a Go function called from Lua: the header sets queued in C and the
+// output buffered there come first, so that the function sees what the handler set
+// and sent so far. Whether sets may be queued after it is decided again once it
+// returns (it may have sent the header).
 func (e *engine) withOut(f luajit.Func) luajit.Func {
 	return func(s *luajit.State) error {
-		if e.rt.said != 0 {
+		rt := e.rt
+		if rt.hlen != 0 {
+			e.applyHeaders(e.cur)
+		}
+		if rt.said != 0 {
 			e.takeOut(e.cur)
 		}
-		return f(s)
+		// f may change the request (its URI, arguments, headers): rt's copy of
+		// them (spindle_req_info) is taken again after it.
+		rt.hdr_ok, rt.info_ok = 0, 0
+		err := f(s)
+		rt.hdr_ok, rt.info_ok = headerOK(e.cur), 0
+		return err
+	}
+}
+
+// syncHeaders applies the header sets queued in C, for Go code that reads the
+// response's headers during a resume without withOut (the FFI's functions,
+// extensions' functions).
+func (e *engine) syncHeaders() {
+	if e.rt != nil && e.rt.hlen != 0 {
+		e.applyHeaders(e.cur)
 	}
 }
