@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,9 +86,40 @@ func BenchmarkLoopMulti(b *testing.B) { benchLoop(b, benchConf, "/multi", 8) }
 // BenchmarkLoopSleep0 is ngx.sleep(0) then ngx.say: the cost of one wait.
 func BenchmarkLoopSleep0(b *testing.B) { benchLoop(b, loopConf(loopSleepConf), "/sleep0", 8) }
 
+// benchRedisPort is the port of the redis-server the redis benchmarks use: one
+// started for the benchmark, or SPINDLE_BENCH_REDIS_PORT's (under callgrind, which
+// aborts on the SIGCHLD of a server the process starts).
+func benchRedisPort(b *testing.B) string {
+	if port := os.Getenv("SPINDLE_BENCH_REDIS_PORT"); port != "" {
+		return port
+	}
+	_, port, _ := net.SplitHostPort(backends.StartRedis(b).Addr())
+	return port
+}
+
 // BenchmarkLoopRedis is /redis (lua-resty-redis GET over a pooled cosocket).
 func BenchmarkLoopRedis(b *testing.B) {
-	raddr := backends.StartRedis(b).Addr()
-	_, port, _ := net.SplitHostPort(raddr)
-	benchLoop(b, strings.Replace(benchConf, "REDISPORT", port, 1), "/redis", 8)
+	benchLoop(b, strings.Replace(benchConf, "REDISPORT", benchRedisPort(b), 1), "/redis", 8)
+}
+
+const loopRedisShortConf = `
+    location "= /redis_short" {
+      content_by_lua = <<-LUA
+        local redis = require "nginx.redis"
+        local red = redis:new(); red:set_timeout(1000)
+        local ok, err = red:connect("127.0.0.1", REDISPORT)
+        if not ok then ngx.status = 502; ngx.say(err); return end
+        local v = red:get("foo")
+        red:close()
+        ngx.say(v)
+      LUA
+    }
+  }
+}
+`
+
+// BenchmarkLoopRedisShort is bench.sh's redis_short_lua: lua-resty-redis connecting
+// for each request (connect, GET, close).
+func BenchmarkLoopRedisShort(b *testing.B) {
+	benchLoop(b, strings.Replace(loopConf(loopRedisShortConf), "REDISPORT", benchRedisPort(b), 1), "/redis_short", 8)
 }
