@@ -76,6 +76,13 @@ type tcpSock struct {
 	// view: made once per socket, no string and no boxing per receive.
 	view    []byte
 	viewRes []any
+
+	// A receive's wait on the loop: its reader, and the functions of its wait (made
+	// once).
+	rd         reader
+	recvStart  func(done func([]any))
+	recvStep   func() ([]any, bool)
+	recvExpire func() []any
 }
 
 // viewResult is a reader's result b, a slice of the buffer, without a copy: valid
@@ -90,9 +97,12 @@ func (sk *tcpSock) viewResult(b []byte) []any {
 }
 
 // detach makes a view result a string of its own: the result of a receive that
-// waited is pushed later, after other coroutines may have used the socket.
+// waited is pushed later, after other coroutines may have used the socket. A run
+// without light threads has no other coroutine, and its resume pushes the result
+// before Lua runs again: the view stays (2 allocations and a copy per
+// lua-resty-redis request).
 func (sk *tcpSock) detach(res []any) []any {
-	if len(res) == 1 && res[0] == any(sk) {
+	if len(res) == 1 && res[0] == any(sk) && len(sk.run.threads) > 0 {
 		res = []any{string(sk.view)}
 		sk.view = nil
 	}
@@ -283,11 +293,13 @@ func (e *engine) sockConnect(s *luajit.State) error {
 	if sk.reading.Load() || sk.writing.Load() {
 		return fail(s, "socket busy")
 	}
-	host := s.String(1)
+	// Views of Lua's strings: a key the pool keeps is cloned (scratch), the address
+	// is made anew.
+	host := stringView(s, 1)
 	network, addr, key := "tcp", "", ""
 	port, scratch := 0, false
 	if p, ok := strings.CutPrefix(host, "unix:"); ok {
-		network, addr, key = "unix", p, host
+		network, addr, key, scratch = "unix", strings.Clone(p), host, true
 	} else {
 		if s.Type(2) != luajit.TypeNumber && !(s.Type(2) == luajit.TypeString && isNumeric(s.String(2))) {
 			return errors.New("bad argument #2 to 'connect' (number expected, got " + s.Type(2).String() + ")")
@@ -304,7 +316,7 @@ func (e *engine) sockConnect(s *luajit.State) error {
 		key, scratch = unsafe.String(unsafe.SliceData(e.keyBuf), len(e.keyBuf)), true
 	}
 	if s.Type(3) == luajit.TypeString {
-		key, scratch = s.String(3), false
+		key, scratch = stringView(s, 3), true
 	}
 	poolSize := 0
 	if s.Type(4) == luajit.TypeNumber {
@@ -374,7 +386,9 @@ func (e *engine) sockSend(s *luajit.State) error {
 	if sk.writing.Load() {
 		return fail(s, "socket busy writing")
 	}
-	data := s.String(1)
+	// A view of Lua's string (an argument: valid during the call), copied only by
+	// the paths that keep it for a wait.
+	data := stringView(s, 1)
 	timeout := sk.timeout(1)
 	if lp := sk.loop(ru); lp != nil {
 		if ls := sk.loopSock(lp); ls != nil {
@@ -386,7 +400,7 @@ func (e *engine) sockSend(s *luajit.State) error {
 		s.PushInt(sent)
 		return nil
 	}
-	data = data[sent:] // the rest, or the error, through the wait
+	data = strings.Clone(data[sent:]) // the rest, or the error, through the wait
 	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
 		defer sk.writing.Store(false)
@@ -418,7 +432,7 @@ func (e *engine) sendLoop(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.So
 	case err == nil:
 		s.PushInt(n) // all of it, at once: no wait, no busy flag
 	case err == syscall.EAGAIN:
-		e.sendWait(s, ru, sk, ls, data, max(n, 0), timeout)
+		e.sendWait(s, ru, sk, ls, strings.Clone(data), max(n, 0), timeout)
 	default:
 		pushAll(s, sk.writeFailed(err))
 	}
@@ -516,12 +530,13 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 				return nil
 			}
 			sk.reading.Store(true)
-			ru.waitAsync(s, func(done func([]any)) {
-				sk.waitLoop(ru, ls, false, sk.timeout(2), func() ([]any, bool) {
-					res, ok := sk.receiveStep(rd)
-					return sk.detach(res), ok
-				}, sk.readTimedOut, done)
-			})
+			sk.rd = rd
+			if sk.recvStart == nil {
+				// Made once per socket, not per wait (3 allocations per
+				// lua-resty-redis request).
+				sk.recvStart, sk.recvStep, sk.recvExpire = sk.startReceive, sk.stepReceive, sk.readTimedOut
+			}
+			ru.waitAsync(s, sk.recvStart)
 			return nil
 		}
 	}
@@ -541,6 +556,17 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 		}
 	})
 	return nil
+}
+
+// startReceive starts a receive's wait on the loop (sk.rd reads).
+func (sk *tcpSock) startReceive(done func([]any)) {
+	sk.waitLoop(sk.run, sk.ls, false, sk.timeout(2), sk.recvStep, sk.recvExpire, done)
+}
+
+// stepReceive is a waiting receive's attempt when the loop reports the socket.
+func (sk *tcpSock) stepReceive() ([]any, bool) {
+	res, ok := sk.receiveStep(sk.rd)
+	return sk.detach(res), ok
 }
 
 // sockReceive is sock:receive(pattern): "*l" (default), "*L", "*a" or a size.
@@ -616,8 +642,15 @@ func readLine(sk *tcpSock, _ error) ([]any, bool) {
 		line = sk.buf[sk.r : sk.r+i+1]
 	}
 	sk.r += i + 1
-	if !sk.rnl && bytes.IndexByte(line, '\r') >= 0 {
-		line = bytes.ReplaceAll(line, []byte{'\r'}, nil)
+	if !sk.rnl {
+		// "*l" drops every CR; a line's own CRLF (RESP's, HTTP's) is a slice, not
+		// bytes.ReplaceAll's copy (~430 instructions and an allocation per line).
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if bytes.IndexByte(line, '\r') >= 0 {
+			line = bytes.ReplaceAll(line, []byte{'\r'}, nil)
+		}
 	}
 	return sk.viewResult(line), true
 }
@@ -894,4 +927,11 @@ func (e *engine) sockFuncs() map[string]luajit.Func {
 		"sock_reusedtimes":  e.sockReusedTimes,
 		"sock_close":        e.sockClose,
 	}
+}
+
+// stringView is argument i's string in place, no copy (s.String's): valid until the
+// Go function returns, so only for what is used before then.
+func stringView(s *luajit.State, i int) string {
+	b := s.Bytes(i)
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }

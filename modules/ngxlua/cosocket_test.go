@@ -254,6 +254,25 @@ const sockConf = `
         ngx.say(err:find("bad request") ~= nil)
       LUA
     }
+    location "= /lines" {
+      content_by_lua = <<-LUA
+        local sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        -- "*l" drops every CR, its line's own and any other; "*L" keeps them.
+        sock:send("a\rb\n")
+        local l = sock:receive()
+        sock:send("c\rd\n")
+        local L = sock:receive("*L")
+        ngx.say(#l, " ", l, " ", #L, " ", (L:gsub("\r", "<CR>"):gsub("\n", "<LF>")))
+        -- A result that waited (the reply comes late) stays the same after the
+        -- socket's buffer is read again.
+        sock:send("delay 50 first\n")
+        local first = sock:receive()
+        sock:send("second\n")
+        local second = sock:receive()
+        ngx.say(first, " ", second)
+      LUA
+    }
     location "= /duplex" {
       content_by_lua = <<-LUA
         local sock = ngx.socket.tcp()
@@ -332,6 +351,7 @@ func TestCosocket(t *testing.T) {
 		t.Errorf("the socket left open was not closed at the end of the handler")
 	}
 
+	check(t, s.Get("/lines?port="+p), 200, "8 echo: ab 11 echo: c<CR>d<CR><LF>\necho: first echo: second\n")
 	check(t, s.Get("/duplex?port="+p), 200, "true echo: from the writer\n")
 	check(t, s.Get("/store"), 200, "stored\n")
 	check(t, s.Get("/reuse_other"), 200, "true\n")

@@ -2,7 +2,9 @@
 -- __sp (registered by engine.go), which this chunk takes out of the globals.
 local S = __sp
 __sp = nil
-local WAIT = ...  -- what a Go function that waits yields (see engine.go)
+-- WAIT: what a Go function that waits yields (see engine.go); NOCACHE: some location
+-- has lua_code_cache off.
+local WAIT, NOCACHE = ...
 
 local type, tostring, tonumber, select, error, pairs, ipairs, next, setmetatable, rawget, rawset, getfenv, setfenv =
 	type, tostring, tonumber, select, error, pairs, ipairs, next, setmetatable, rawget, rawset, getfenv, setfenv
@@ -958,7 +960,7 @@ local orig_require = require
 local builtin = {}
 for k in pairs(package.loaded) do builtin[k] = true end
 local nc = {run = 0, mods = {}}
-G.require = function(name)
+G.require = NOCACHE == "nocache" and function(name)
 	local run = S.nocache_run()
 	if run == 0 or builtin[name] or package.preload[name] then return orig_require(name) end
 	if nc.run ~= run then nc.run, nc.mods = run, {} end
@@ -971,7 +973,7 @@ G.require = function(name)
 	if m == nil then m = true end
 	nc.mods[name] = m
 	return m
-end
+end or orig_require
 
 -- spindle.redis(name): the fast path's object over an upstream's pools
 -- (backends.go sends; replies are converted here as lua-resty-redis converts them).
