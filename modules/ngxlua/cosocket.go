@@ -240,10 +240,12 @@ func (e *engine) closeSockets(ru *run) {
 				sk.conn.Close()
 			}
 			sk.mu.Unlock()
-		} else {
-			sk.closeConn()
+			delete(e.socks, sk.id)
+			continue
 		}
+		sk.closeConn()
 		delete(e.socks, sk.id)
+		e.freeSock(sk)
 	}
 	clear(ru.socks)
 	ru.socks = ru.socks[:0] // kept with the run (release)
@@ -277,17 +279,89 @@ func (e *engine) sockNew(s *luajit.State) error {
 		return disabled("ngx.socket.tcp", ru.phase)
 	}
 	e.nextSock++
-	sk := &tcpSock{id: e.nextSock, run: ru, conf: &ru.conf.sock}
-	e.socks[sk.id] = sk
-	ru.socks = append(ru.socks, sk)
-	s.PushInt(sk.id)
+	s.PushInt(e.newSock(ru, e.nextSock).id)
 	return nil
 }
 
-// sockConnect is sock:connect(host, port | nil, pool, pool_size).
-func (e *engine) sockConnect(s *luajit.State) error {
-	ru, sk, err := e.sock(s)
+// newSock makes ru's socket id: Go's handles are positive, the prelude's negative.
+func (e *engine) newSock(ru *run, id int) *tcpSock {
+	var sk *tcpSock
+	if n := len(e.freeSocks); n > 0 {
+		sk = e.freeSocks[n-1]
+		e.freeSocks[n-1] = nil
+		e.freeSocks = e.freeSocks[:n-1]
+	} else {
+		sk = new(tcpSock)
+	}
+	sk.id, sk.run, sk.conf = id, ru, &ru.conf.sock
+	e.socks[id] = sk
+	ru.socks = append(ru.socks, sk)
+	return sk
+}
+
+// freeSock keeps sk, closed and out of e.socks (no handle reaches it), for the next
+// newSock: a socket per lua-resty-redis request was 5 allocations (the socket, its
+// receive's result and wait functions).
+func (e *engine) freeSock(sk *tcpSock) {
+	if len(e.freeSocks) >= maxFreeSocks {
+		return
+	}
+	viewRes, start, step, expire := sk.viewRes, sk.recvStart, sk.recvStep, sk.recvExpire
+	*sk = tcpSock{}
+	sk.viewRes, sk.recvStart, sk.recvStep, sk.recvExpire = viewRes, start, step, expire
+	e.freeSocks = append(e.freeSocks, sk)
+}
+
+// maxFreeSocks bounds the sockets an engine keeps for reuse.
+const maxFreeSocks = 64
+
+// sockAdopt is __sp.sock_adopt(id, run, connect, send, read timeouts): the socket
+// of a handle the prelude made (negative), made now if Go has not seen it, with the
+// timeouts settimeout(s) kept in its table.
+func (e *engine) sockAdopt(s *luajit.State) error {
+	_, err := e.adopt(s, 1)
+	return err
+}
+
+// adopt is the socket of handle argument 0, made if the prelude made the handle and
+// Go has not seen it; arguments at to at+3 are the handle's run and the timeouts
+// its table kept.
+func (e *engine) adopt(s *luajit.State, at int) (*tcpSock, error) {
+	ru, err := e.run()
 	if err != nil {
+		return nil, err
+	}
+	id := s.Int(0)
+	sk := e.socks[id]
+	switch {
+	case sk != nil && sk.run != ru, sk == nil && (id >= 0 || uint64(s.Number(at)) != ru.seq):
+		return nil, errors.New("bad request: the cosocket was created by another request or handler")
+	case sk == nil:
+		if !ru.phase.canYield() {
+			return nil, disabled("ngx.socket.tcp", ru.phase)
+		}
+		sk = e.newSock(ru, id)
+	}
+	for i, d := range []*time.Duration{&sk.connectTimeout, &sk.sendTimeout, &sk.readTimeout} {
+		if s.Type(at+1+i) == luajit.TypeNumber {
+			*d = time.Duration(s.Number(at+1+i) * float64(time.Millisecond))
+		}
+	}
+	return sk, nil
+}
+
+// sockConnect is sock:connect(host, port | nil, pool, pool_size), and for a handle
+// of the prelude's that Go has not seen, its run and kept timeouts (adopt).
+func (e *engine) sockConnect(s *luajit.State) error {
+	var ru *run
+	var sk *tcpSock
+	var err error
+	if s.Int(0) < 0 && s.N() > 5 {
+		if sk, err = e.adopt(s, 5); err != nil {
+			return err
+		}
+		ru = sk.run
+	} else if ru, sk, err = e.sock(s); err != nil {
 		return err
 	}
 	if sk.reading.Load() || sk.writing.Load() {
@@ -917,6 +991,7 @@ func (e *engine) sockFuncs() map[string]luajit.Func {
 	return map[string]luajit.Func{
 		"sock_sslhandshake": e.sockSSLHandshake,
 		"sock_new":          e.sockNew,
+		"sock_adopt":        e.sockAdopt,
 		"sock_connect":      e.sockConnect,
 		"sock_send":         e.sockSend,
 		"sock_receive":      e.sockReceive,

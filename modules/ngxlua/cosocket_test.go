@@ -273,6 +273,43 @@ const sockConf = `
         ngx.say(first, " ", second)
       LUA
     }
+    location "= /stale_keep" {
+      content_by_lua = <<-LUA
+        local sock = ngx.socket.tcp()
+        sock:settimeout(1000)
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        require("store").old = sock
+        local unconnected = ngx.socket.tcp()
+        unconnected:settimeout(1000)
+        require("store").unconnected = unconnected
+        ngx.say("kept")
+      LUA
+    }
+    location "= /stale_use" {
+      content_by_lua = <<-LUA
+        -- The socket this run makes may be the one the last run left (engine.freeSock):
+        -- the last run's handles reach neither.
+        local sock = ngx.socket.tcp()
+        sock:settimeout(1000)
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        local store = require("store")
+        for _, name in ipairs({"old", "unconnected"}) do
+          local old = store[name]
+          local ok, err = pcall(old.send, old, "stale\n")
+          ngx.say(name, " send: ", ok, " ", tostring(err):find("bad request", 1, true) ~= nil)
+          ok, err = pcall(old.receive, old)
+          ngx.say(name, " receive: ", ok, " ", tostring(err):find("bad request", 1, true) ~= nil)
+          ok, err = pcall(old.settimeout, old, 10)
+          ngx.say(name, " settimeout: ", ok, " ", tostring(err):find("bad request", 1, true) ~= nil)
+        end
+        sock:send("fresh\n")
+        ngx.say(sock:receive())
+        -- A socket not connected yet answers as one closed.
+        local un = ngx.socket.tcp()
+        un:settimeouts(10, nil, 20)
+        ngx.say("unconnected: ", select(2, un:send("x")), " ", select(2, un:receive()), " ", select(2, un:getreusedtimes()))
+      LUA
+    }
     location "= /duplex" {
       content_by_lua = <<-LUA
         local sock = ngx.socket.tcp()
@@ -351,6 +388,10 @@ func TestCosocket(t *testing.T) {
 		t.Errorf("the socket left open was not closed at the end of the handler")
 	}
 
+	check(t, s.Get("/stale_keep?port="+p), 200, "kept\n")
+	check(t, s.Get("/stale_use?port="+p), 200, "old send: false true\nold receive: false true\nold settimeout: false true\n"+
+		"unconnected send: false true\nunconnected receive: false true\nunconnected settimeout: false true\n"+
+		"echo: fresh\nunconnected: closed closed closed\n")
 	check(t, s.Get("/lines?port="+p), 200, "8 echo: ab 11 echo: c<CR>d<CR><LF>\necho: first echo: second\n")
 	check(t, s.Get("/duplex?port="+p), 200, "true echo: from the writer\n")
 	check(t, s.Get("/store"), 200, "stored\n")

@@ -54,7 +54,8 @@ type engine struct {
 	socks     map[int]*tcpSock
 	udps      map[int]*udpSock
 	nextSock  int
-	keyBuf    []byte // a cosocket pool's key, built for a lookup (sockConnect)
+	freeSocks []*tcpSock // closed sockets for newSock (freeSock)
+	keyBuf    []byte     // a cosocket pool's key, built for a lookup (sockConnect)
 	pools     *sockPools
 	regexes   map[reKey]*pcre.Regexp
 	ovec      []int // compileRegex's match offsets
@@ -118,7 +119,11 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 	e.newRT()
 	s := vm.Lock()
 	defer s.Unlock()
-	if err := e.register(s); err != nil {
+	err = e.register(s)
+	if err == nil {
+		err = e.registerSockRun(s)
+	}
+	if err != nil {
 		ffiRelease(e)
 		vm.Close()
 		return nil, err

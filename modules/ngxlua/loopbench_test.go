@@ -121,5 +121,5 @@ const loopRedisShortConf = `
 // BenchmarkLoopRedisShort is bench.sh's redis_short_lua: lua-resty-redis connecting
 // for each request (connect, GET, close).
 func BenchmarkLoopRedisShort(b *testing.B) {
-	benchLoop(b, strings.Replace(loopConf(loopRedisShortConf), "REDISPORT", benchRedisPort(b), 1), "/redis_short", 8)
+	benchLoop(b, strings.ReplaceAll(loopConf(loopRedisShortConf), "REDISPORT", benchRedisPort(b)), "/redis_short", 8)
 }

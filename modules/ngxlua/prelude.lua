@@ -661,24 +661,52 @@ ngx.timer = {
 }
 
 -- Cosockets: tables holding a handle into the engine's sockets (cosocket.go).
-local sock_new = S.sock_new
+-- In a phase that outputs (rewrite, access, content; such a phase may yield),
+-- ngx.socket.tcp() calls no Go function (sock_run is C: sockrt.c): the handle is
+-- the prelude's, negative ({id, run number}), and Go makes the socket when the
+-- handle first reaches it
+-- (connect, or adopt for the other methods); settimeout(s) before that keep the
+-- values in the table ([4], [5], [6]) for it. [3] is true once Go has the
+-- socket. Two callbacks less per lua-resty-redis request (new, set_timeout: ~720
+-- instructions each).
+local sock_new, sock_adopt, sock_connect, sock_run = S.sock_new, S.sock_adopt, S.sock_connect, S.sock_run
 local sock = {}
 local sock_mt = {__index = sock}
+local lua_socks = 0
 local function tcp()
+	local run, ok = sock_run()
+	if ok then
+		lua_socks = lua_socks - 1
+		return setmetatable({lua_socks, run}, sock_mt)
+	end
 	return setmetatable({sock_new()}, sock_mt)
 end
+-- check is self's handle, one Go has.
 local function check(self, name)
 	if type(self) ~= "table" or type(self[1]) ~= "number" then
 		error("bad argument #1 to '" .. name .. "' (table expected, got " .. type(self) .. ")", 3)
 	end
-	return self[1]
+	local id = self[1]
+	if id < 0 and not self[3] then
+		sock_adopt(id, self[2], self[4], self[5], self[6])
+		self[3] = true
+	end
+	return id
 end
 function sock:connect(host, port, opts)
-	local id = check(self, "connect")
+	if type(self) ~= "table" or type(self[1]) ~= "number" then
+		error("bad argument #1 to 'connect' (table expected, got " .. type(self) .. ")", 2)
+	end
 	if type(port) == "table" then opts, port = port, nil end
 	local pool, pool_size
 	if opts then pool, pool_size = opts.pool, opts.pool_size end
-	return S.sock_connect(id, host, port, pool, pool_size)
+	local id = self[1]
+	if id < 0 and not self[3] then
+		local ok, err = sock_connect(id, host, port, pool, pool_size, self[2], self[4], self[5], self[6])
+		self[3] = true
+		return ok, err
+	end
+	return sock_connect(id, host, port, pool, pool_size)
 end
 function sock:send(data)
 	local id = check(self, "send")
@@ -716,8 +744,29 @@ function sock:receiveuntil(pat, opts)
 		return nil, err, partial
 	end
 end
-function sock:settimeout(ms) S.sock_settimeouts(check(self, "settimeout"), ms, ms, ms) end
-function sock:settimeouts(c, s, r) S.sock_settimeouts(check(self, "settimeouts"), c, s, r) end
+-- pend keeps timeouts for the socket Go has not made yet (false: Go has it).
+local function pend(self, name, c, s, r)
+	if type(self) ~= "table" or type(self[1]) ~= "number" then
+		error("bad argument #1 to '" .. name .. "' (table expected, got " .. type(self) .. ")", 3)
+	end
+	if self[1] > 0 or self[3] or self[2] ~= sock_run() then return false end -- Go's (another run's: Go refuses it)
+	if type(c) == "number" and c < 0 or type(s) == "number" and s < 0 or type(r) == "number" and r < 0 then
+		-- where Go's check would have raised it: in the method
+		error("bad timeout value", 2)
+	end
+	if type(c) == "number" then self[4] = c end
+	if type(s) == "number" then self[5] = s end
+	if type(r) == "number" then self[6] = r end
+	return true
+end
+function sock:settimeout(ms)
+	if pend(self, "settimeout", ms, ms, ms) then return end
+	S.sock_settimeouts(self[1], ms, ms, ms)
+end
+function sock:settimeouts(c, s, r)
+	if pend(self, "settimeouts", c, s, r) then return end
+	S.sock_settimeouts(self[1], c, s, r)
+end
 function sock:setkeepalive(timeout, size) return S.sock_setkeepalive(check(self, "setkeepalive"), timeout, size) end
 function sock:getreusedtimes() return S.sock_reusedtimes(check(self, "getreusedtimes")) end
 function sock:close() return S.sock_close(check(self, "close")) end
