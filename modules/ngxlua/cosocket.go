@@ -226,6 +226,7 @@ func sockErr(err error) string {
 
 // closeSockets closes what a run left open (pooled connections are gone already).
 func (e *engine) closeSockets(ru *run) {
+	e.takeBack() // the sockbuf may be one of these: they are closed and reused
 	for _, sk := range ru.socks {
 		sk.cancelWaits()
 		if ru.abandoned {
@@ -261,6 +262,7 @@ func (e *engine) sock(s *luajit.State) (*run, *tcpSock, error) {
 	if sk == nil || sk.run != ru {
 		return nil, nil, errors.New("bad request: the cosocket was created by another request or handler")
 	}
+	e.takeBack() // what the prelude's receive took of the buffer
 	return ru, sk, nil
 }
 

@@ -310,6 +310,44 @@ const sockConf = `
         ngx.say("unconnected: ", select(2, un:send("x")), " ", select(2, un:receive()), " ", select(2, un:getreusedtimes()))
       LUA
     }
+    location "= /buffered" {
+      content_by_lua = <<-LUA
+        -- Receives the buffered data answers (the prelude's, in C: sockrt.c) and
+        -- Go's, mixed: the same results, and setkeepalive sees what was taken.
+        local sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        sock:send("multi\n")
+        local a = sock:receive(5)
+        local b, c = sock:receive(12), sock:receive(5)
+        ngx.say(a, " ", b, " ", c, " ", sock:setkeepalive())
+        sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        sock:send("multi\n")
+        a = sock:receive(5)
+        ngx.say(a, " ", sock:receive(33), " ", sock:setkeepalive())
+        sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        sock:send("one\ntwo\nx\ry\nfour\n")
+        local l1 = sock:receive()
+        local l2, l3, l4 = sock:receive("*l"), sock:receive(), sock:receive("*L")
+        ngx.say(l1, "|", l2, "|", l3, "|", (l4:gsub("\r\n", "<CRLF>")), "|", sock:receive(0) == "", "|", sock:setkeepalive())
+        -- Another run (a timer) cannot read a socket of this one, buffered data or not.
+        sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        sock:send("multi\n")
+        a = sock:receive(5)
+        local other
+        ngx.timer.at(0, function()
+          local ok, err = pcall(sock.receive, sock, 12)
+          other = tostring(ok) .. " " .. tostring(tostring(err):find("bad request", 1, true) ~= nil)
+        end)
+        for _ = 1, 300 do
+          if other then break end
+          ngx.sleep(0.01)
+        end
+        ngx.say(other, " ", sock:receive(12))
+      LUA
+    }
     location "= /duplex" {
       content_by_lua = <<-LUA
         local sock = ngx.socket.tcp()
@@ -392,6 +430,10 @@ func TestCosocket(t *testing.T) {
 	check(t, s.Get("/stale_use?port="+p), 200, "old send: false true\nold receive: false true\nold settimeout: false true\n"+
 		"unconnected send: false true\nunconnected receive: false true\nunconnected settimeout: false true\n"+
 		"echo: fresh\nunconnected: closed closed closed\n")
+	check(t, s.Get("/buffered?port="+p), 200, "part1 --boundary-- part2 nilconnection in dubious state\n"+
+		"part1 --boundary--part2--boundary--tail 1\n"+
+		"echo: one|echo: two|echo: xy|echo: four<CRLF>|true|1\n"+
+		"false true --boundary--\n")
 	check(t, s.Get("/lines?port="+p), 200, "8 echo: ab 11 echo: c<CR>d<CR><LF>\necho: first echo: second\n")
 	check(t, s.Get("/duplex?port="+p), 200, "true echo: from the writer\n")
 	check(t, s.Get("/store"), 200, "stored\n")

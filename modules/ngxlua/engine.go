@@ -55,6 +55,8 @@ type engine struct {
 	udps      map[int]*udpSock
 	nextSock  int
 	freeSocks []*tcpSock // closed sockets for newSock (freeSock)
+	sb        *sockBuf   // a socket's buffered data for the prelude's receive (sockrt.go)
+	sbSock    *tcpSock   // whose
 	keyBuf    []byte     // a cosocket pool's key, built for a lookup (sockConnect)
 	pools     *sockPools
 	regexes   map[reKey]*pcre.Regexp
@@ -121,7 +123,7 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 	defer s.Unlock()
 	err = e.register(s)
 	if err == nil {
-		err = e.registerSockRun(s)
+		err = e.registerSockRT(s)
 	}
 	if err != nil {
 		ffiRelease(e)
@@ -193,6 +195,7 @@ func (e *engine) close() {
 		ffiRelease(e)
 		s.Unlock()
 		e.vm.Close()
+		e.freeSockRT()
 		e.pools.Close()
 	})
 }
@@ -498,9 +501,11 @@ func pushAll(s *luajit.State, vals []any) {
 		case pusher:
 			x(s)
 		case *tcpSock:
-			// A receive's result, a view of its buffer (tcpSock.viewResult).
+			// A receive's result, a view of its buffer (tcpSock.viewResult); the
+			// rest of the buffer goes to the prelude's receive (publish).
 			s.PushBytes(x.view)
 			x.view = nil
+			x.run.e.publish(x)
 		case map[string]any:
 			s.PushTable(len(x))
 			for k, v := range x {

@@ -724,7 +724,15 @@ function sock:send(data)
 	end
 	return S.sock_send(id, data)
 end
-function sock:receive(pat) return S.sock_receive(check(self, "receive"), pat) end
+-- A receive the copy of the socket's buffered data can answer (sock_recv, C:
+-- sockrt.c) calls no Go function.
+local sock_recv, sock_receive = S.sock_recv, S.sock_receive
+function sock:receive(pat)
+	local id = check(self, "receive")
+	local data = sock_recv(id, pat)
+	if data then return data end
+	return sock_receive(id, pat)
+end
 function sock:receiveany(max) return S.sock_receiveany(check(self, "receiveany"), max) end
 function sock:receiveuntil(pat, opts)
 	local id = check(self, "receiveuntil")

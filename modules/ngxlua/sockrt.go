@@ -2,9 +2,9 @@ package ngxlua
 
 /*
 #cgo pkg-config: luajit
+#include <stdlib.h>
 #include <lua.h>
-#include "ngxabi.h"
-int spindle_sock_run(lua_State *L);
+#include "sockrt.h"
 */
 import "C"
 
@@ -14,9 +14,57 @@ import (
 	"github.com/spindle-server/spindle/internal/luajit"
 )
 
-// registerSockRun makes __sp.sock_run the C function that gives the prelude's
-// ngx.socket.tcp the resumed run's number and whether it may make its own handle
-// (sockrt.c).
-func (e *engine) registerSockRun(s *luajit.State) error {
-	return s.RegisterC("__sp.sock_run", unsafe.Pointer(C.spindle_sock_run), unsafe.Pointer(e.rt))
+// sockBuf is sockrt.h's spindle_sockbuf.
+type sockBuf = C.spindle_sockbuf
+
+// registerSockRT makes the C functions of sockrt.c the prelude's __sp.sock_run
+// (ngx.socket.tcp's handle without calling Go) and __sp.sock_recv (a receive
+// answered from a copy of the socket's buffered data: lua-resty-redis reads a
+// bulk reply's value and its CRLF with two receives after the one that waited).
+func (e *engine) registerSockRT(s *luajit.State) error {
+	e.sb = (*sockBuf)(C.calloc(1, C.size_t(unsafe.Sizeof(sockBuf{}))))
+	if e.sb == nil {
+		panic("out of memory")
+	}
+	e.sb.rt = e.rt
+	if err := s.RegisterC("__sp.sock_run", unsafe.Pointer(C.spindle_sock_run), unsafe.Pointer(e.rt)); err != nil {
+		return err
+	}
+	return s.RegisterC("__sp.sock_recv", unsafe.Pointer(C.spindle_sock_recv), unsafe.Pointer(e.sb))
+}
+
+// freeSockRT frees the sockbuf (the VM is closed).
+func (e *engine) freeSockRT() {
+	if e.sb != nil {
+		C.free(unsafe.Pointer(e.sb))
+		e.sb = nil
+	}
+}
+
+// publish leaves a copy of sk's buffered data in the sockbuf for the prelude's
+// receive, after a receive that returned a view of the buffer (pushAll), with the
+// VM locked. What Lua takes of it, Go takes back (takeBack) before it uses sk's
+// buffer again.
+func (e *engine) publish(sk *tcpSock) {
+	e.takeBack()
+	n := sk.w - sk.r
+	if n <= 0 || n > C.SPINDLE_SOCKBUF_CAP || sk.run == nil {
+		return
+	}
+	sb := e.sb
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&sb.data[0])), n), sk.buf[sk.r:sk.w])
+	sb.off, sb.len, sb.seq, sb.id = 0, C.int(n), C.double(sk.run.seq), C.double(sk.id)
+	e.sbSock = sk
+}
+
+// takeBack ends the sockbuf's copy: what Lua took of it is consumed from its
+// socket's buffer. Every Go function on a socket calls it first (engine.sock).
+func (e *engine) takeBack() {
+	sk := e.sbSock
+	if sk == nil {
+		return
+	}
+	e.sbSock = nil
+	e.sb.id = 0
+	sk.r = min(sk.r+int(e.sb.off), sk.w)
 }

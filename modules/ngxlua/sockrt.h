@@ -1,0 +1,19 @@
+#ifndef SPINDLE_SOCKRT_H
+#define SPINDLE_SOCKRT_H
+#include "ngxabi.h"
+
+// spindle_sockbuf is a copy of one socket's buffered data, left by Go after a
+// receive (cosocket.go's publish) for spindle_sock_recv: data[off:len] is what Lua
+// has not taken yet; id the socket's handle (0: none), seq its run's number.
+#define SPINDLE_SOCKBUF_CAP 4096
+typedef struct {
+	double id;
+	double seq;
+	int off, len;
+	spindle_rt *rt;
+	char data[SPINDLE_SOCKBUF_CAP];
+} spindle_sockbuf;
+
+int spindle_sock_run(lua_State *L);
+int spindle_sock_recv(lua_State *L);
+#endif
