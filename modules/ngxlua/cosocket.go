@@ -408,6 +408,7 @@ func (e *engine) sockConnect(s *luajit.State) error {
 		sk.conn, sk.raw, sk.reused, sk.ic, sk.isTLS, sk.verifiedName = ic.conn, ic.entry.Raw, ic.reused+1, ic, ic.tls, ic.verifiedName
 		sk.ls, sk.dry, sk.wdry, sk.rw, sk.ww = ic.ls, ic.dry, dryUnknown, ic.rw, ic.ww
 		ic.ls, ic.rw, ic.ww = nil, nil, nil
+		e.publishSend(ru, sk)
 		s.PushInt(1)
 		return nil
 	}
@@ -465,13 +466,19 @@ func (e *engine) sockSend(s *luajit.State) error {
 	// A view of Lua's string (an argument: valid during the call), copied only by
 	// the paths that keep it for a wait.
 	data := stringView(s, 1)
+	// What the prelude's send wrote of data already (sockrt.c): the rest is Go's.
+	off := 0
+	if s.Type(2) == luajit.TypeNumber {
+		off = min(max(s.Int(2), 0), len(data))
+	}
 	timeout := sk.timeout(1)
 	if lp := sk.loop(ru); lp != nil {
 		if ls := sk.loopSock(lp); ls != nil {
-			return e.sendLoop(s, ru, sk, ls, data, timeout)
+			return e.sendLoop(s, ru, sk, ls, data, off, timeout)
 		}
 	}
-	sent, err := sk.tryWrite(data)
+	sent, err := sk.tryWrite(data[off:])
+	sent += off
 	if err == nil && sent == len(data) && sent > 0 {
 		s.PushInt(sent)
 		return nil
@@ -502,13 +509,13 @@ func (e *engine) sockSend(s *luajit.State) error {
 
 // sendLoop is send on the event loop: what the socket does not take at once is
 // written when the loop reports room.
-func (e *engine) sendLoop(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.Sock, data string, timeout time.Duration) error {
-	n, err := sk.writeNow(data)
+func (e *engine) sendLoop(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.Sock, data string, off int, timeout time.Duration) error {
+	n, err := sk.writeNow(data[off:])
 	switch {
 	case err == nil:
-		s.PushInt(n) // all of it, at once: no wait, no busy flag
+		s.PushInt(off + n) // all of it, at once: no wait, no busy flag
 	case err == syscall.EAGAIN:
-		e.sendWait(s, ru, sk, ls, strings.Clone(data), max(n, 0), timeout)
+		e.sendWait(s, ru, sk, ls, strings.Clone(data), off+max(n, 0), timeout)
 	default:
 		pushAll(s, sk.writeFailed(err))
 	}

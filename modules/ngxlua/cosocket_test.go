@@ -2,6 +2,7 @@ package ngxlua_test
 
 import (
 	"bufio"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -438,6 +439,37 @@ func TestCosocket(t *testing.T) {
 	check(t, s.Get("/duplex?port="+p), 200, "true echo: from the writer\n")
 	check(t, s.Get("/store"), 200, "stored\n")
 	check(t, s.Get("/reuse_other"), 200, "true\n")
+}
+
+// A send larger than the socket takes at once (the prelude's write in C takes part,
+// Go's send the rest, on the loop) arrives whole and in order, and counts it all.
+func TestCosocketLargeSend(t *testing.T) {
+	srv := startTCP(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(line))
+		h := md5.New()
+		got, _ := io.CopyN(h, br, int64(n))
+		fmt.Fprintf(c, "%d %x\n", got, h.Sum(nil))
+	})
+	s := serve(t, "", `
+    location "= /large" {
+      content_by_lua = <<-LUA
+        local t = {}
+        for i = 1, 1000000 do t[i] = tostring(i) end
+        local big = table.concat(t, ",")
+        local sock = ngx.socket.tcp()
+        sock:settimeout(5000)
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        ngx.say("sent: ", sock:send(#big .. "\n") > 0, " ", sock:send(big) == #big)
+        local line = sock:receive()
+        ngx.say(line == #big .. " " .. ngx.md5(big) or line)
+      LUA
+    }`)
+	check(t, s.Get("/large?port="+srv.port()), 200, "sent: true true\ntrue\n")
 }
 
 // A send to a peer that reads nothing waits for room in the socket buffer for the send

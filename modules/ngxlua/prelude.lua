@@ -670,6 +670,7 @@ ngx.timer = {
 -- socket. Two callbacks less per lua-resty-redis request (new, set_timeout: ~720
 -- instructions each).
 local sock_new, sock_adopt, sock_connect, sock_run = S.sock_new, S.sock_adopt, S.sock_connect, S.sock_run
+local sock_write, sock_send = S.sock_write, S.sock_send
 local sock = {}
 local sock_mt = {__index = sock}
 local lua_socks = 0
@@ -722,7 +723,11 @@ function sock:send(data)
 			error("bad argument #1 to 'send' (string, number, boolean, nil, or array table expected, got " .. t .. ")", 2)
 		end
 	end
-	return S.sock_send(id, data)
+	-- Written by C when Go left the socket's descriptor for it (sockrt.c): all
+	-- of it, else Go goes on from what C wrote.
+	local n = sock_write(id, data)
+	if n == #data then return n end
+	return sock_send(id, data, n)
 end
 -- A receive the copy of the socket's buffered data can answer (sock_recv, C:
 -- sockrt.c) calls no Go function.

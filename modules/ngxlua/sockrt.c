@@ -1,7 +1,9 @@
 // What the prelude's cosockets (prelude.lua, cosocket.go) do without calling Go, as
 // functions of Lua's C API (a Lua call each, where a Go function is a cgo callback,
 // ~720 instructions).
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <lua.h>
 #include "ngxabi.h"
 #include "sockrt.h"
@@ -57,5 +59,29 @@ int spindle_sock_recv(lua_State *L) {
 		return 0; // "*l" drops every CR: Go's reader does
 	lua_pushlstring(L, p, end);
 	sb->off += (int)n + 1;
+	return 1;
+}
+
+// spindle_sock_send is sock:send(data) for a string, written to the descriptor Go
+// published for the socket at its connect (on the event loop, not TLS, no wait
+// since: any Go function on a socket unpublishes it). It returns what it wrote:
+// all of data, or less (the socket took less, or failed) for Go's send to go on
+// from (the prelude passes the offset), or nothing when it may not write.
+int spindle_sock_send(lua_State *L) {
+	spindle_sockbuf *sb = lua_touserdata(L, lua_upvalueindex(1));
+	if (sb->wid == 0 || lua_tonumber(L, 1) != sb->wid || sb->wseq != sb->rt->seq || lua_type(L, 2) != LUA_TSTRING)
+		return 0;
+	size_t len;
+	const char *p = lua_tolstring(L, 2, &len);
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = send(sb->wfd, p + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; // Go's write sees the same and waits, or fails the send
+		done += (size_t)n;
+	}
+	lua_pushnumber(L, (lua_Number)done);
 	return 1;
 }

@@ -30,6 +30,9 @@ func (e *engine) registerSockRT(s *luajit.State) error {
 	if err := s.RegisterC("__sp.sock_run", unsafe.Pointer(C.spindle_sock_run), unsafe.Pointer(e.rt)); err != nil {
 		return err
 	}
+	if err := s.RegisterC("__sp.sock_write", unsafe.Pointer(C.spindle_sock_send), unsafe.Pointer(e.sb)); err != nil {
+		return err
+	}
 	return s.RegisterC("__sp.sock_recv", unsafe.Pointer(C.spindle_sock_recv), unsafe.Pointer(e.sb))
 }
 
@@ -57,9 +60,20 @@ func (e *engine) publish(sk *tcpSock) {
 	e.sbSock = sk
 }
 
+// publishSend lets the prelude's send write to sk's descriptor (sockrt.c), after a
+// connect that left sk on ru's event loop, not TLS, with the VM locked. Until the
+// next Go function on a socket (takeBack): sk's state changes only through those.
+func (e *engine) publishSend(ru *run, sk *tcpSock) {
+	if sk.ls == nil || sk.isTLS || sk.raw == nil || ru.r == nil || sk.ls.Loop() != ru.r.Loop() || sk.writing.Load() {
+		return
+	}
+	e.sb.wfd, e.sb.wseq, e.sb.wid = C.int(sk.ls.FD()), C.double(ru.seq), C.double(sk.id)
+}
+
 // takeBack ends the sockbuf's copy: what Lua took of it is consumed from its
 // socket's buffer. Every Go function on a socket calls it first (engine.sock).
 func (e *engine) takeBack() {
+	e.sb.wid = 0
 	sk := e.sbSock
 	if sk == nil {
 		return

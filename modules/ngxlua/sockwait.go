@@ -453,6 +453,7 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 		// Connected in the call (loopback): no wait. The loop's report of the
 		// socket's room to write comes anyway and finds no waiter.
 		sk.connected(conn)
+		ru.e.publishSend(ru, sk)
 		s.PushInt(1)
 		return true
 	}
