@@ -711,6 +711,13 @@ function sock:connect(host, port, opts)
 end
 function sock:send(data)
 	local id = check(self, "send")
+	-- Written by C when Go left the socket's descriptor for it (sockrt.c): all
+	-- of it, else Go goes on from what C wrote.
+	local n, rest = sock_write(id, data)
+	if n then
+		if rest == nil then return n end
+		return sock_send(id, rest, n)
+	end
 	local t = type(data)
 	if t ~= "string" then
 		if t == "number" or t == "boolean" then data = tostring(data)
@@ -723,11 +730,7 @@ function sock:send(data)
 			error("bad argument #1 to 'send' (string, number, boolean, nil, or array table expected, got " .. t .. ")", 2)
 		end
 	end
-	-- Written by C when Go left the socket's descriptor for it (sockrt.c): all
-	-- of it, else Go goes on from what C wrote.
-	local n = sock_write(id, data)
-	if n == #data then return n end
-	return sock_send(id, data, n)
+	return sock_send(id, data)
 end
 -- A receive the copy of the socket's buffered data can answer (sock_recv, C:
 -- sockrt.c) calls no Go function.

@@ -2,6 +2,7 @@
 // functions of Lua's C API (a Lua call each, where a Go function is a cgo callback,
 // ~720 instructions).
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <lua.h>
@@ -62,17 +63,74 @@ int spindle_sock_recv(lua_State *L) {
 	return 1;
 }
 
-// spindle_sock_send is sock:send(data) for a string, written to the descriptor Go
-// published for the socket at its connect (on the event loop, not TLS, no wait
-// since: any Go function on a socket unpublishes it). It returns what it wrote:
-// all of data, or less (the socket took less, or failed) for Go's send to go on
-// from (the prelude passes the offset), or nothing when it may not write.
+// sock_join joins table t's items (an array of strings and numbers only, as
+// lua-resty-redis's requests are) into sb->wbuf: 0 when it holds anything else (the
+// prelude's flatten answers those, errors included).
+static int sock_join(lua_State *L, int t, spindle_sockbuf *sb, size_t *out) {
+	size_t n = lua_objlen(L, t), len = 0, count = 0;
+	lua_pushnil(L);
+	while (lua_next(L, t) != 0) {
+		lua_pop(L, 1);
+		if (++count > n)
+			break;
+	}
+	if (count != n) {
+		if (count > n)
+			lua_pop(L, 1); // the key lua_next left
+		return 0;
+	}
+	for (size_t i = 1; i <= n; i++) {
+		lua_rawgeti(L, t, (int)i);
+		int ty = lua_type(L, -1);
+		if (ty != LUA_TSTRING && ty != LUA_TNUMBER) {
+			lua_pop(L, 1);
+			return 0;
+		}
+		size_t l;
+		const char *p = lua_tolstring(L, -1, &l); // a number as tostring formats it
+		if (len + l > sb->wcap) {
+			size_t cap = sb->wcap ? sb->wcap : 4096;
+			while (cap < len + l)
+				cap *= 2;
+			char *nb = realloc(sb->wbuf, cap);
+			if (nb == NULL) {
+				lua_pop(L, 1);
+				return 0;
+			}
+			sb->wbuf = nb;
+			sb->wcap = cap;
+		}
+		memcpy(sb->wbuf + len, p, l);
+		len += l;
+		lua_pop(L, 1);
+	}
+	*out = len;
+	return 1;
+}
+
+// spindle_sock_send is sock:send(data) for a string, or an array of strings and
+// numbers joined here (the prelude's flatten and table.concat cost more in the
+// interpreter), written to the descriptor Go published for the socket at its
+// connect (on the event loop, not TLS, no wait since: any Go function on a socket
+// unpublishes it). It returns what it wrote when that is all of data; when the
+// socket took less (or failed), that count and data as a string, for Go's send to
+// go on from; nothing when it may not write, or data is another kind of value.
 int spindle_sock_send(lua_State *L) {
 	spindle_sockbuf *sb = lua_touserdata(L, lua_upvalueindex(1));
-	if (sb->wid == 0 || lua_tonumber(L, 1) != sb->wid || sb->wseq != sb->rt->seq || lua_type(L, 2) != LUA_TSTRING)
+	if (sb->wid == 0 || lua_tonumber(L, 1) != sb->wid || sb->wseq != sb->rt->seq)
 		return 0;
 	size_t len;
-	const char *p = lua_tolstring(L, 2, &len);
+	const char *p;
+	int ty = lua_type(L, 2);
+	if (ty == LUA_TSTRING) {
+		p = lua_tolstring(L, 2, &len);
+	} else if (ty == LUA_TTABLE) {
+		if (!sock_join(L, 2, sb, &len))
+			return 0;
+		p = sb->wbuf;
+	} else {
+		return 0;
+	}
 	size_t done = 0;
 	while (done < len) {
 		ssize_t n = send(sb->wfd, p + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -83,5 +141,11 @@ int spindle_sock_send(lua_State *L) {
 		done += (size_t)n;
 	}
 	lua_pushnumber(L, (lua_Number)done);
-	return 1;
+	if (done == len)
+		return 1;
+	if (ty == LUA_TSTRING)
+		lua_pushvalue(L, 2);
+	else
+		lua_pushlstring(L, p, len);
+	return 2;
 }

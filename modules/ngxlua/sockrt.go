@@ -39,6 +39,7 @@ func (e *engine) registerSockRT(s *luajit.State) error {
 // freeSockRT frees the sockbuf (the VM is closed).
 func (e *engine) freeSockRT() {
 	if e.sb != nil {
+		C.free(unsafe.Pointer(e.sb.wbuf))
 		C.free(unsafe.Pointer(e.sb))
 		e.sb = nil
 	}

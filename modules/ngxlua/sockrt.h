@@ -15,6 +15,8 @@ typedef struct {
 	spindle_rt *rt;
 	double wid, wseq;
 	int wfd;
+	char *wbuf; // a table's strings, joined for send (malloc'd, wcap bytes)
+	size_t wcap;
 	char data[SPINDLE_SOCKBUF_CAP];
 } spindle_sockbuf;
 
