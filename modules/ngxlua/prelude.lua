@@ -678,7 +678,8 @@ local function tcp()
 	local run, ok = sock_run()
 	if ok then
 		lua_socks = lua_socks - 1
-		return setmetatable({lua_socks, run}, sock_mt)
+		-- all six slots made here: set later, [3] and [4]-[6] grew the array twice
+		return setmetatable({lua_socks, run, false, false, false, false}, sock_mt)
 	end
 	return setmetatable({sock_new()}, sock_mt)
 end
