@@ -259,7 +259,7 @@ const sockConf = `
       content_by_lua = <<-LUA
         -- Arrays of strings and numbers are joined in C; other tables by the
         -- prelude, which refuses what ngx_lua refuses.
-        for _, data in ipairs({{"he", "llo ", 42, " ", 1.5, "\n"}, {"x", {"y", true}, "\n"}, {"a", [3] = "c"}}) do
+        for _, data in ipairs({{"he", "llo ", 42, " ", 1.5, "\n"}, {0, " ", -7, " ", 99999999999999, " ", 1e14, " ", 2^53, " ", 0.1, "\n"}, {"x", {"y", true}, "\n"}, {"a", [3] = "c"}}) do
           local sock = ngx.socket.tcp()
           assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
           local ok, n = pcall(sock.send, sock, data)
@@ -448,7 +448,7 @@ func TestCosocket(t *testing.T) {
 		"part1 --boundary--part2--boundary--tail 1\n"+
 		"echo: one|echo: two|echo: xy|echo: four<CRLF>|true|1\n"+
 		"false true --boundary--\n")
-	check(t, s.Get("/send_tables?port="+p), 200, "13 echo: hello 42 1.5\n7 echo: xytrue\nnon-array table\n")
+	check(t, s.Get("/send_tables?port="+p), 200, "13 echo: hello 42 1.5\n49 echo: 0 -7 99999999999999 1e+14 9.007199254741e+15 0.1\n7 echo: xytrue\nnon-array table\n")
 	check(t, s.Get("/lines?port="+p), 200, "8 echo: ab 11 echo: c<CR>d<CR><LF>\necho: first echo: second\n")
 	check(t, s.Get("/duplex?port="+p), 200, "true echo: from the writer\n")
 	check(t, s.Get("/store"), 200, "stored\n")
