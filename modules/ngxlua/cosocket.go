@@ -46,6 +46,8 @@ type tcpSock struct {
 	connectTimeout, sendTimeout, readTimeout time.Duration // 0: the lua_socket_* defaults
 
 	key      string
+	keyView  bool   // key is a view of keyBytes
+	keyBytes []byte // kept with the socket (freeSock)
 	poolSize int
 	reused   int
 	ic       *idleConn
@@ -308,9 +310,9 @@ func (e *engine) freeSock(sk *tcpSock) {
 	if len(e.freeSocks) >= maxFreeSocks {
 		return
 	}
-	viewRes, start, step, expire := sk.viewRes, sk.recvStart, sk.recvStep, sk.recvExpire
+	viewRes, start, step, expire, keyBytes := sk.viewRes, sk.recvStart, sk.recvStep, sk.recvExpire, sk.keyBytes
 	*sk = tcpSock{}
-	sk.viewRes, sk.recvStart, sk.recvStep, sk.recvExpire = viewRes, start, step, expire
+	sk.viewRes, sk.recvStart, sk.recvStep, sk.recvExpire, sk.keyBytes = viewRes, start, step, expire, keyBytes[:0]
 	e.freeSocks = append(e.freeSocks, sk)
 }
 
@@ -404,7 +406,7 @@ func (e *engine) sockConnect(s *luajit.State) error {
 	sk.closeConn()
 	sk.poolSize, sk.reused, sk.timedOut = poolSize, 0, false
 	if ic, pkey, _ := e.pools.Get(key); ic != nil {
-		sk.key = pkey
+		sk.key, sk.keyView = pkey, false
 		sk.conn, sk.raw, sk.reused, sk.ic, sk.isTLS, sk.verifiedName = ic.conn, ic.entry.Raw, ic.reused+1, ic, ic.tls, ic.verifiedName
 		sk.ls, sk.dry, sk.wdry, sk.rw, sk.ww = ic.ls, ic.dry, dryUnknown, ic.rw, ic.ww
 		ic.ls, ic.rw, ic.ww = nil, nil, nil
@@ -413,9 +415,13 @@ func (e *engine) sockConnect(s *luajit.State) error {
 		return nil
 	}
 	if scratch {
-		key = strings.Clone(key)
+		// In the socket's own bytes (kept with it: freeSock), made a string of its
+		// own only if setkeepalive pools the connection (a connect that closes,
+		// redis_short's, allocated it for nothing).
+		sk.keyBytes = append(sk.keyBytes[:0], key...)
+		key = unsafe.String(unsafe.SliceData(sk.keyBytes), len(sk.keyBytes))
 	}
-	sk.key = key
+	sk.key, sk.keyView = key, scratch
 	if network == "tcp" {
 		addr = net.JoinHostPort(host, strconv.Itoa(port))
 	}
@@ -883,7 +889,11 @@ func (e *engine) sockSetKeepalive(s *luajit.State) error {
 	ic.ls, ic.dry, ic.rw, ic.ww = sk.ls, sk.dry, sk.rw, sk.ww
 	sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName, sk.ls, sk.rw, sk.ww = nil, nil, nil, false, "", nil, nil, nil
 	sk.freeBuf()
-	e.pools.Put(sk.key, ic, size, timeout)
+	key := sk.key
+	if sk.keyView {
+		key = strings.Clone(key)
+	}
+	e.pools.Put(key, ic, size, timeout)
 	s.PushInt(1)
 	return nil
 }
@@ -900,6 +910,10 @@ func (e *engine) sockReusedTimes(s *luajit.State) error {
 	return nil
 }
 
+// closedRes is the results of a wait that close ended: shared, read only (a
+// literal in sockClose was an allocation per close).
+var closedRes = []any{nil, "closed"}
+
 func (e *engine) sockClose(s *luajit.State) error {
 	_, sk, err := e.sock(s)
 	if err != nil {
@@ -911,10 +925,10 @@ func (e *engine) sockClose(s *luajit.State) error {
 	// A light thread may wait on it (so the run is not parked): the loop lets go of
 	// the descriptor first, and the thread's receive or send fails.
 	if sk.rw != nil {
-		sk.rw.abort([]any{nil, "closed"})
+		sk.rw.abort(closedRes)
 	}
 	if sk.ww != nil {
-		sk.ww.abort([]any{nil, "closed"})
+		sk.ww.abort(closedRes)
 	}
 	sk.closeConn()
 	s.PushInt(1)
