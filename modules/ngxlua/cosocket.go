@@ -335,6 +335,7 @@ func (e *engine) adopt(s *luajit.State, at int) (*tcpSock, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.takeBack()
 	id := s.Int(0)
 	sk := e.socks[id]
 	switch {
@@ -872,11 +873,22 @@ func (e *engine) sockSetKeepalive(s *luajit.State) error {
 		}
 		timeout = time.Duration(ms * float64(time.Millisecond))
 	}
-	size := sk.poolSize
+	size := 0
 	if s.Type(2) == luajit.TypeNumber {
 		if size = s.Int(2); size <= 0 {
 			return errors.New("bad argument #3 to 'setkeepalive' (bad pool size argument)")
 		}
+	}
+	e.keepalive(sk, timeout, size)
+	s.PushInt(1)
+	return nil
+}
+
+// keepalive puts sk's connection in the worker's pool (size 0: connect's pool_size,
+// else lua_socket_pool_size).
+func (e *engine) keepalive(sk *tcpSock, timeout time.Duration, size int) {
+	if size == 0 {
+		size = sk.poolSize
 	}
 	if size == 0 {
 		size = sk.conf.poolSize
@@ -894,8 +906,6 @@ func (e *engine) sockSetKeepalive(s *luajit.State) error {
 		key = strings.Clone(key)
 	}
 	e.pools.Put(key, ic, size, timeout)
-	s.PushInt(1)
-	return nil
 }
 
 func (e *engine) sockReusedTimes(s *luajit.State) error {

@@ -255,6 +255,39 @@ const sockConf = `
         ngx.say(err:find("bad request") ~= nil)
       LUA
     }
+    location "= /keepalive_c" {
+      content_by_lua = <<-LUA
+        -- setkeepalive after receives that took all (answered in C, pooled by Go
+        -- at its next look): the socket is closed, the connection pooled.
+        local sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port), { pool = "kac" }))
+        sock:send("multi\n")
+        local a = sock:receive(5)
+        local b = sock:receive(33)
+        ngx.say(a, " ", b, " ", sock:setkeepalive(0, 4))
+        ngx.say("after: ", select(2, sock:send("x")), " ", select(2, sock:receive()), " ", select(2, sock:getreusedtimes()))
+        local again = ngx.socket.tcp()
+        assert(again:connect("127.0.0.1", tonumber(ngx.var.arg_port), { pool = "kac" }))
+        ngx.say("reused: ", again:getreusedtimes())
+        again:send("ping\n")
+        ngx.say(again:receive())
+        sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port), { pool = "kac2" }))
+        sock:send("multi\n")
+        sock:receive(5)
+        sock:receive(33)
+        ngx.say(sock:setkeepalive(0, 4))
+        -- pooled when the run waits: another request may take it meanwhile
+        ngx.sleep(0.3)
+      LUA
+    }
+    location "= /keepalive_c2" {
+      content_by_lua = <<-LUA
+        local sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port), { pool = "kac2" }))
+        ngx.say("reused: ", sock:getreusedtimes())
+      LUA
+    }
     location "= /send_tables" {
       content_by_lua = <<-LUA
         -- Arrays of strings and numbers are joined in C; other tables by the
@@ -448,6 +481,22 @@ func TestCosocket(t *testing.T) {
 		"part1 --boundary--part2--boundary--tail 1\n"+
 		"echo: one|echo: two|echo: xy|echo: four<CRLF>|true|1\n"+
 		"false true --boundary--\n")
+	kac := startTCP(t, "tcp", "127.0.0.1:0", lineServer)
+	kacDone := make(chan struct{})
+	go func() {
+		defer close(kacDone)
+		check(t, s.Get("/keepalive_c?port="+kac.port()), 200,
+			"part1 --boundary--part2--boundary--tail 1\nafter: closed closed closed\nreused: 1\necho: ping\n1\n")
+	}()
+	// While /keepalive_c sleeps, its second connection is in the pool already.
+	for deadline := time.Now().Add(3 * time.Second); ; {
+		r := s.Get("/keepalive_c2?port=" + kac.port())
+		if r.Body == "reused: 1\n" || time.Now().After(deadline) {
+			check(t, r, 200, "reused: 1\n")
+			break
+		}
+	}
+	<-kacDone
 	check(t, s.Get("/send_tables?port="+p), 200, "13 echo: hello 42 1.5\n49 echo: 0 -7 99999999999999 1e+14 9.007199254741e+15 0.1\n7 echo: xytrue\nnon-array table\n")
 	check(t, s.Get("/lines?port="+p), 200, "8 echo: ab 11 echo: c<CR>d<CR><LF>\necho: first echo: second\n")
 	check(t, s.Get("/duplex?port="+p), 200, "true echo: from the writer\n")

@@ -784,7 +784,13 @@ function sock:settimeouts(c, s, r)
 	if pend(self, "settimeouts", c, s, r) then return end
 	S.sock_settimeouts(self[1], c, s, r)
 end
-function sock:setkeepalive(timeout, size) return S.sock_setkeepalive(check(self, "setkeepalive"), timeout, size) end
+local sock_keepalive = S.sock_keepalive
+function sock:setkeepalive(timeout, size)
+	local id = check(self, "setkeepalive")
+	-- answered in C after a receive that left nothing unread (sockrt.c)
+	if sock_keepalive(id, timeout, size) then return 1 end
+	return S.sock_setkeepalive(id, timeout, size)
+end
 function sock:getreusedtimes() return S.sock_reusedtimes(check(self, "getreusedtimes")) end
 function sock:close() return S.sock_close(check(self, "close")) end
 function sock:setoption() return true end

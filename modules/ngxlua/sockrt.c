@@ -175,3 +175,34 @@ int spindle_sock_send(lua_State *L) {
 		lua_pushlstring(L, p, len);
 	return 2;
 }
+
+// spindle_sock_keepalive is sock:setkeepalive(timeout, size) for the socket whose
+// buffered data the sockbuf holds, all of it taken: no Go function ran on the
+// socket since its last receive, so it is connected, not busy and did not time out,
+// and nothing is left unread. It records the call for Go, which pools the
+// connection at its next look (takeBack: before any Go function on a socket, after
+// the resume, at the run's end), and returns 1; anything else (arguments Go
+// refuses, data left) returns nothing and the prelude asks Go.
+int spindle_sock_keepalive(lua_State *L) {
+	spindle_sockbuf *sb = lua_touserdata(L, lua_upvalueindex(1));
+	if (sb->id == 0 || lua_tonumber(L, 1) != sb->id || sb->seq != sb->rt->seq || sb->off != sb->len)
+		return 0;
+	lua_Number timeout = -1, size = 0;
+	if (lua_type(L, 2) == LUA_TNUMBER) {
+		timeout = lua_tonumber(L, 2);
+		if (!(timeout >= 0))
+			return 0;
+	}
+	if (lua_type(L, 3) == LUA_TNUMBER) {
+		size = lua_tonumber(L, 3);
+		if (!(size >= 1) || size > 1e9)
+			return 0;
+	}
+	sb->kaid = sb->id;
+	sb->katimeout = timeout;
+	sb->kasize = size;
+	sb->id = 0; // no receive from the copy, no send: the socket is Go's to pool
+	sb->wid = 0;
+	lua_pushnumber(L, 1);
+	return 1;
+}

@@ -9,6 +9,7 @@ package ngxlua
 import "C"
 
 import (
+	"time"
 	"unsafe"
 
 	"github.com/spindle-server/spindle/internal/luajit"
@@ -31,6 +32,9 @@ func (e *engine) registerSockRT(s *luajit.State) error {
 		return err
 	}
 	if err := s.RegisterC("__sp.sock_write", unsafe.Pointer(C.spindle_sock_send), unsafe.Pointer(e.sb)); err != nil {
+		return err
+	}
+	if err := s.RegisterC("__sp.sock_keepalive", unsafe.Pointer(C.spindle_sock_keepalive), unsafe.Pointer(e.sb)); err != nil {
 		return err
 	}
 	return s.RegisterC("__sp.sock_recv", unsafe.Pointer(C.spindle_sock_recv), unsafe.Pointer(e.sb))
@@ -82,4 +86,13 @@ func (e *engine) takeBack() {
 	e.sbSock = nil
 	e.sb.id = 0
 	sk.r = min(sk.r+int(e.sb.off), sk.w)
+	if e.sb.kaid != 0 {
+		// setkeepalive, answered in C (spindle_sock_keepalive)
+		e.sb.kaid = 0
+		timeout := sk.conf.keepaliveTimeout
+		if e.sb.katimeout >= 0 {
+			timeout = time.Duration(float64(e.sb.katimeout) * float64(time.Millisecond))
+		}
+		e.keepalive(sk, timeout, int(e.sb.kasize))
+	}
 }

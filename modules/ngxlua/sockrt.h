@@ -17,10 +17,15 @@ typedef struct {
 	int wfd;
 	char *wbuf; // a table's strings, joined for send (malloc'd, wcap bytes)
 	size_t wcap;
+	// kaid: the socket (the sockbuf's) setkeepalive was called on, pooled by Go at
+	// its next look (takeBack); katimeout in ms (-1: the default), kasize (0: the
+	// default).
+	double kaid, katimeout, kasize;
 	char data[SPINDLE_SOCKBUF_CAP];
 } spindle_sockbuf;
 
 int spindle_sock_run(lua_State *L);
 int spindle_sock_recv(lua_State *L);
 int spindle_sock_send(lua_State *L);
+int spindle_sock_keepalive(lua_State *L);
 #endif
