@@ -46,6 +46,8 @@ type tcpSock struct {
 	connectTimeout, sendTimeout, readTimeout time.Duration // 0: the lua_socket_* defaults
 
 	key      string
+	keyView  bool   // key is a view of keyBytes
+	keyBytes []byte // kept with the socket (freeSock)
 	poolSize int
 	reused   int
 	ic       *idleConn
@@ -76,6 +78,13 @@ type tcpSock struct {
 	// view: made once per socket, no string and no boxing per receive.
 	view    []byte
 	viewRes []any
+
+	// A receive's wait on the loop: its reader, and the functions of its wait (made
+	// once).
+	rd         reader
+	recvStart  func(done func([]any))
+	recvStep   func() ([]any, bool)
+	recvExpire func() []any
 }
 
 // viewResult is a reader's result b, a slice of the buffer, without a copy: valid
@@ -90,9 +99,12 @@ func (sk *tcpSock) viewResult(b []byte) []any {
 }
 
 // detach makes a view result a string of its own: the result of a receive that
-// waited is pushed later, after other coroutines may have used the socket.
+// waited is pushed later, after other coroutines may have used the socket. A run
+// without light threads has no other coroutine, and its resume pushes the result
+// before Lua runs again: the view stays (2 allocations and a copy per
+// lua-resty-redis request).
 func (sk *tcpSock) detach(res []any) []any {
-	if len(res) == 1 && res[0] == any(sk) {
+	if len(res) == 1 && res[0] == any(sk) && len(sk.run.threads) > 0 {
 		res = []any{string(sk.view)}
 		sk.view = nil
 	}
@@ -216,6 +228,7 @@ func sockErr(err error) string {
 
 // closeSockets closes what a run left open (pooled connections are gone already).
 func (e *engine) closeSockets(ru *run) {
+	e.takeBack() // the sockbuf may be one of these: they are closed and reused
 	for _, sk := range ru.socks {
 		sk.cancelWaits()
 		if ru.abandoned {
@@ -230,10 +243,12 @@ func (e *engine) closeSockets(ru *run) {
 				sk.conn.Close()
 			}
 			sk.mu.Unlock()
-		} else {
-			sk.closeConn()
+			delete(e.socks, sk.id)
+			continue
 		}
+		sk.closeConn()
 		delete(e.socks, sk.id)
+		e.freeSock(sk)
 	}
 	clear(ru.socks)
 	ru.socks = ru.socks[:0] // kept with the run (release)
@@ -249,6 +264,7 @@ func (e *engine) sock(s *luajit.State) (*run, *tcpSock, error) {
 	if sk == nil || sk.run != ru {
 		return nil, nil, errors.New("bad request: the cosocket was created by another request or handler")
 	}
+	e.takeBack() // what the prelude's receive took of the buffer
 	return ru, sk, nil
 }
 
@@ -267,27 +283,102 @@ func (e *engine) sockNew(s *luajit.State) error {
 		return disabled("ngx.socket.tcp", ru.phase)
 	}
 	e.nextSock++
-	sk := &tcpSock{id: e.nextSock, run: ru, conf: &ru.conf.sock}
-	e.socks[sk.id] = sk
-	ru.socks = append(ru.socks, sk)
-	s.PushInt(sk.id)
+	s.PushInt(e.newSock(ru, e.nextSock).id)
 	return nil
 }
 
-// sockConnect is sock:connect(host, port | nil, pool, pool_size).
-func (e *engine) sockConnect(s *luajit.State) error {
-	ru, sk, err := e.sock(s)
+// newSock makes ru's socket id: Go's handles are positive, the prelude's negative.
+func (e *engine) newSock(ru *run, id int) *tcpSock {
+	var sk *tcpSock
+	if n := len(e.freeSocks); n > 0 {
+		sk = e.freeSocks[n-1]
+		e.freeSocks[n-1] = nil
+		e.freeSocks = e.freeSocks[:n-1]
+	} else {
+		sk = new(tcpSock)
+	}
+	sk.id, sk.run, sk.conf = id, ru, &ru.conf.sock
+	e.socks[id] = sk
+	ru.socks = append(ru.socks, sk)
+	return sk
+}
+
+// freeSock keeps sk, closed and out of e.socks (no handle reaches it), for the next
+// newSock: a socket per lua-resty-redis request was 5 allocations (the socket, its
+// receive's result and wait functions).
+func (e *engine) freeSock(sk *tcpSock) {
+	if len(e.freeSocks) >= maxFreeSocks {
+		return
+	}
+	viewRes, start, step, expire, keyBytes := sk.viewRes, sk.recvStart, sk.recvStep, sk.recvExpire, sk.keyBytes
+	*sk = tcpSock{}
+	sk.viewRes, sk.recvStart, sk.recvStep, sk.recvExpire, sk.keyBytes = viewRes, start, step, expire, keyBytes[:0]
+	e.freeSocks = append(e.freeSocks, sk)
+}
+
+// maxFreeSocks bounds the sockets an engine keeps for reuse.
+const maxFreeSocks = 64
+
+// sockAdopt is __sp.sock_adopt(id, run, connect, send, read timeouts): the socket
+// of a handle the prelude made (negative), made now if Go has not seen it, with the
+// timeouts settimeout(s) kept in its table.
+func (e *engine) sockAdopt(s *luajit.State) error {
+	_, err := e.adopt(s, 1)
+	return err
+}
+
+// adopt is the socket of handle argument 0, made if the prelude made the handle and
+// Go has not seen it; arguments at to at+3 are the handle's run and the timeouts
+// its table kept.
+func (e *engine) adopt(s *luajit.State, at int) (*tcpSock, error) {
+	ru, err := e.run()
 	if err != nil {
+		return nil, err
+	}
+	e.takeBack()
+	id := s.Int(0)
+	sk := e.socks[id]
+	switch {
+	case sk != nil && sk.run != ru, sk == nil && (id >= 0 || uint64(s.Number(at)) != ru.seq):
+		return nil, errors.New("bad request: the cosocket was created by another request or handler")
+	case sk == nil:
+		if !ru.phase.canYield() {
+			return nil, disabled("ngx.socket.tcp", ru.phase)
+		}
+		sk = e.newSock(ru, id)
+	}
+	for i, d := range []*time.Duration{&sk.connectTimeout, &sk.sendTimeout, &sk.readTimeout} {
+		if s.Type(at+1+i) == luajit.TypeNumber {
+			*d = time.Duration(s.Number(at+1+i) * float64(time.Millisecond))
+		}
+	}
+	return sk, nil
+}
+
+// sockConnect is sock:connect(host, port | nil, pool, pool_size), and for a handle
+// of the prelude's that Go has not seen, its run and kept timeouts (adopt).
+func (e *engine) sockConnect(s *luajit.State) error {
+	var ru *run
+	var sk *tcpSock
+	var err error
+	if s.Int(0) < 0 && s.N() > 5 {
+		if sk, err = e.adopt(s, 5); err != nil {
+			return err
+		}
+		ru = sk.run
+	} else if ru, sk, err = e.sock(s); err != nil {
 		return err
 	}
 	if sk.reading.Load() || sk.writing.Load() {
 		return fail(s, "socket busy")
 	}
-	host := s.String(1)
+	// Views of Lua's strings: a key the pool keeps is cloned (scratch), the address
+	// is made anew.
+	host := stringView(s, 1)
 	network, addr, key := "tcp", "", ""
 	port, scratch := 0, false
 	if p, ok := strings.CutPrefix(host, "unix:"); ok {
-		network, addr, key = "unix", p, host
+		network, addr, key, scratch = "unix", strings.Clone(p), host, true
 	} else {
 		if s.Type(2) != luajit.TypeNumber && !(s.Type(2) == luajit.TypeString && isNumeric(s.String(2))) {
 			return errors.New("bad argument #2 to 'connect' (number expected, got " + s.Type(2).String() + ")")
@@ -304,7 +395,7 @@ func (e *engine) sockConnect(s *luajit.State) error {
 		key, scratch = unsafe.String(unsafe.SliceData(e.keyBuf), len(e.keyBuf)), true
 	}
 	if s.Type(3) == luajit.TypeString {
-		key, scratch = s.String(3), false
+		key, scratch = stringView(s, 3), true
 	}
 	poolSize := 0
 	if s.Type(4) == luajit.TypeNumber {
@@ -316,17 +407,22 @@ func (e *engine) sockConnect(s *luajit.State) error {
 	sk.closeConn()
 	sk.poolSize, sk.reused, sk.timedOut = poolSize, 0, false
 	if ic, pkey, _ := e.pools.Get(key); ic != nil {
-		sk.key = pkey
+		sk.key, sk.keyView = pkey, false
 		sk.conn, sk.raw, sk.reused, sk.ic, sk.isTLS, sk.verifiedName = ic.conn, ic.entry.Raw, ic.reused+1, ic, ic.tls, ic.verifiedName
 		sk.ls, sk.dry, sk.wdry, sk.rw, sk.ww = ic.ls, ic.dry, dryUnknown, ic.rw, ic.ww
 		ic.ls, ic.rw, ic.ww = nil, nil, nil
+		e.publishSend(ru, sk)
 		s.PushInt(1)
 		return nil
 	}
 	if scratch {
-		key = strings.Clone(key)
+		// In the socket's own bytes (kept with it: freeSock), made a string of its
+		// own only if setkeepalive pools the connection (a connect that closes,
+		// redis_short's, allocated it for nothing).
+		sk.keyBytes = append(sk.keyBytes[:0], key...)
+		key = unsafe.String(unsafe.SliceData(sk.keyBytes), len(sk.keyBytes))
 	}
-	sk.key = key
+	sk.key, sk.keyView = key, scratch
 	if network == "tcp" {
 		addr = net.JoinHostPort(host, strconv.Itoa(port))
 	}
@@ -374,19 +470,27 @@ func (e *engine) sockSend(s *luajit.State) error {
 	if sk.writing.Load() {
 		return fail(s, "socket busy writing")
 	}
-	data := s.String(1)
+	// A view of Lua's string (an argument: valid during the call), copied only by
+	// the paths that keep it for a wait.
+	data := stringView(s, 1)
+	// What the prelude's send wrote of data already (sockrt.c): the rest is Go's.
+	off := 0
+	if s.Type(2) == luajit.TypeNumber {
+		off = min(max(s.Int(2), 0), len(data))
+	}
 	timeout := sk.timeout(1)
 	if lp := sk.loop(ru); lp != nil {
 		if ls := sk.loopSock(lp); ls != nil {
-			return e.sendLoop(s, ru, sk, ls, data, timeout)
+			return e.sendLoop(s, ru, sk, ls, data, off, timeout)
 		}
 	}
-	sent, err := sk.tryWrite(data)
+	sent, err := sk.tryWrite(data[off:])
+	sent += off
 	if err == nil && sent == len(data) && sent > 0 {
 		s.PushInt(sent)
 		return nil
 	}
-	data = data[sent:] // the rest, or the error, through the wait
+	data = strings.Clone(data[sent:]) // the rest, or the error, through the wait
 	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
 		defer sk.writing.Store(false)
@@ -412,13 +516,13 @@ func (e *engine) sockSend(s *luajit.State) error {
 
 // sendLoop is send on the event loop: what the socket does not take at once is
 // written when the loop reports room.
-func (e *engine) sendLoop(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.Sock, data string, timeout time.Duration) error {
-	n, err := sk.writeNow(data)
+func (e *engine) sendLoop(s *luajit.State, ru *run, sk *tcpSock, ls *httpcore.Sock, data string, off int, timeout time.Duration) error {
+	n, err := sk.writeNow(data[off:])
 	switch {
 	case err == nil:
-		s.PushInt(n) // all of it, at once: no wait, no busy flag
+		s.PushInt(off + n) // all of it, at once: no wait, no busy flag
 	case err == syscall.EAGAIN:
-		e.sendWait(s, ru, sk, ls, data, max(n, 0), timeout)
+		e.sendWait(s, ru, sk, ls, strings.Clone(data), off+max(n, 0), timeout)
 	default:
 		pushAll(s, sk.writeFailed(err))
 	}
@@ -516,12 +620,13 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 				return nil
 			}
 			sk.reading.Store(true)
-			ru.waitAsync(s, func(done func([]any)) {
-				sk.waitLoop(ru, ls, false, sk.timeout(2), func() ([]any, bool) {
-					res, ok := sk.receiveStep(rd)
-					return sk.detach(res), ok
-				}, sk.readTimedOut, done)
-			})
+			sk.rd = rd
+			if sk.recvStart == nil {
+				// Made once per socket, not per wait (3 allocations per
+				// lua-resty-redis request).
+				sk.recvStart, sk.recvStep, sk.recvExpire = sk.startReceive, sk.stepReceive, sk.readTimedOut
+			}
+			ru.waitAsync(s, sk.recvStart)
 			return nil
 		}
 	}
@@ -541,6 +646,17 @@ func (e *engine) receive(s *luajit.State, ru *run, sk *tcpSock, rd reader) error
 		}
 	})
 	return nil
+}
+
+// startReceive starts a receive's wait on the loop (sk.rd reads).
+func (sk *tcpSock) startReceive(done func([]any)) {
+	sk.waitLoop(sk.run, sk.ls, false, sk.timeout(2), sk.recvStep, sk.recvExpire, done)
+}
+
+// stepReceive is a waiting receive's attempt when the loop reports the socket.
+func (sk *tcpSock) stepReceive() ([]any, bool) {
+	res, ok := sk.receiveStep(sk.rd)
+	return sk.detach(res), ok
 }
 
 // sockReceive is sock:receive(pattern): "*l" (default), "*L", "*a" or a size.
@@ -616,8 +732,15 @@ func readLine(sk *tcpSock, _ error) ([]any, bool) {
 		line = sk.buf[sk.r : sk.r+i+1]
 	}
 	sk.r += i + 1
-	if !sk.rnl && bytes.IndexByte(line, '\r') >= 0 {
-		line = bytes.ReplaceAll(line, []byte{'\r'}, nil)
+	if !sk.rnl {
+		// "*l" drops every CR; a line's own CRLF (RESP's, HTTP's) is a slice, not
+		// bytes.ReplaceAll's copy (~430 instructions and an allocation per line).
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if bytes.IndexByte(line, '\r') >= 0 {
+			line = bytes.ReplaceAll(line, []byte{'\r'}, nil)
+		}
 	}
 	return sk.viewResult(line), true
 }
@@ -750,11 +873,22 @@ func (e *engine) sockSetKeepalive(s *luajit.State) error {
 		}
 		timeout = time.Duration(ms * float64(time.Millisecond))
 	}
-	size := sk.poolSize
+	size := 0
 	if s.Type(2) == luajit.TypeNumber {
 		if size = s.Int(2); size <= 0 {
 			return errors.New("bad argument #3 to 'setkeepalive' (bad pool size argument)")
 		}
+	}
+	e.keepalive(sk, timeout, size)
+	s.PushInt(1)
+	return nil
+}
+
+// keepalive puts sk's connection in the worker's pool (size 0: connect's pool_size,
+// else lua_socket_pool_size).
+func (e *engine) keepalive(sk *tcpSock, timeout time.Duration, size int) {
+	if size == 0 {
+		size = sk.poolSize
 	}
 	if size == 0 {
 		size = sk.conf.poolSize
@@ -767,9 +901,11 @@ func (e *engine) sockSetKeepalive(s *luajit.State) error {
 	ic.ls, ic.dry, ic.rw, ic.ww = sk.ls, sk.dry, sk.rw, sk.ww
 	sk.conn, sk.raw, sk.ic, sk.isTLS, sk.verifiedName, sk.ls, sk.rw, sk.ww = nil, nil, nil, false, "", nil, nil, nil
 	sk.freeBuf()
-	e.pools.Put(sk.key, ic, size, timeout)
-	s.PushInt(1)
-	return nil
+	key := sk.key
+	if sk.keyView {
+		key = strings.Clone(key)
+	}
+	e.pools.Put(key, ic, size, timeout)
 }
 
 func (e *engine) sockReusedTimes(s *luajit.State) error {
@@ -784,6 +920,10 @@ func (e *engine) sockReusedTimes(s *luajit.State) error {
 	return nil
 }
 
+// closedRes is the results of a wait that close ended: shared, read only (a
+// literal in sockClose was an allocation per close).
+var closedRes = []any{nil, "closed"}
+
 func (e *engine) sockClose(s *luajit.State) error {
 	_, sk, err := e.sock(s)
 	if err != nil {
@@ -795,10 +935,10 @@ func (e *engine) sockClose(s *luajit.State) error {
 	// A light thread may wait on it (so the run is not parked): the loop lets go of
 	// the descriptor first, and the thread's receive or send fails.
 	if sk.rw != nil {
-		sk.rw.abort([]any{nil, "closed"})
+		sk.rw.abort(closedRes)
 	}
 	if sk.ww != nil {
-		sk.ww.abort([]any{nil, "closed"})
+		sk.ww.abort(closedRes)
 	}
 	sk.closeConn()
 	s.PushInt(1)
@@ -884,6 +1024,7 @@ func (e *engine) sockFuncs() map[string]luajit.Func {
 	return map[string]luajit.Func{
 		"sock_sslhandshake": e.sockSSLHandshake,
 		"sock_new":          e.sockNew,
+		"sock_adopt":        e.sockAdopt,
 		"sock_connect":      e.sockConnect,
 		"sock_send":         e.sockSend,
 		"sock_receive":      e.sockReceive,
@@ -894,4 +1035,11 @@ func (e *engine) sockFuncs() map[string]luajit.Func {
 		"sock_reusedtimes":  e.sockReusedTimes,
 		"sock_close":        e.sockClose,
 	}
+}
+
+// stringView is argument i's string in place, no copy (s.String's): valid until the
+// Go function returns, so only for what is used before then.
+func stringView(s *luajit.State, i int) string {
+	b := s.Bytes(i)
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }

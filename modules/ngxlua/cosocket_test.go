@@ -2,6 +2,7 @@ package ngxlua_test
 
 import (
 	"bufio"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -254,6 +255,146 @@ const sockConf = `
         ngx.say(err:find("bad request") ~= nil)
       LUA
     }
+    location "= /keepalive_c" {
+      content_by_lua = <<-LUA
+        -- setkeepalive after receives that took all (answered in C, pooled by Go
+        -- at its next look): the socket is closed, the connection pooled.
+        local sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port), { pool = "kac" }))
+        sock:send("multi\n")
+        local a = sock:receive(5)
+        local b = sock:receive(33)
+        ngx.say(a, " ", b, " ", sock:setkeepalive(0, 4))
+        ngx.say("after: ", select(2, sock:send("x")), " ", select(2, sock:receive()), " ", select(2, sock:getreusedtimes()))
+        local again = ngx.socket.tcp()
+        assert(again:connect("127.0.0.1", tonumber(ngx.var.arg_port), { pool = "kac" }))
+        ngx.say("reused: ", again:getreusedtimes())
+        again:send("ping\n")
+        ngx.say(again:receive())
+        sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port), { pool = "kac2" }))
+        sock:send("multi\n")
+        sock:receive(5)
+        sock:receive(33)
+        ngx.say(sock:setkeepalive(0, 4))
+        -- pooled when the run waits: another request may take it meanwhile
+        ngx.sleep(0.3)
+      LUA
+    }
+    location "= /keepalive_c2" {
+      content_by_lua = <<-LUA
+        local sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port), { pool = "kac2" }))
+        ngx.say("reused: ", sock:getreusedtimes())
+      LUA
+    }
+    location "= /send_tables" {
+      content_by_lua = <<-LUA
+        -- Arrays of strings and numbers are joined in C; other tables by the
+        -- prelude, which refuses what ngx_lua refuses.
+        for _, data in ipairs({{"he", "llo ", 42, " ", 1.5, "\n"}, {0, " ", -7, " ", 99999999999999, " ", 1e14, " ", 2^53, " ", 0.1, "\n"}, {"x", {"y", true}, "\n"}, {"a", [3] = "c"}}) do
+          local sock = ngx.socket.tcp()
+          assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+          local ok, n = pcall(sock.send, sock, data)
+          if ok then ngx.say(n, " ", sock:receive()) else ngx.say(n:match("non%-array table") or n) end
+          sock:close()
+        end
+      LUA
+    }
+    location "= /lines" {
+      content_by_lua = <<-LUA
+        local sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        -- "*l" drops every CR, its line's own and any other; "*L" keeps them.
+        sock:send("a\rb\n")
+        local l = sock:receive()
+        sock:send("c\rd\n")
+        local L = sock:receive("*L")
+        ngx.say(#l, " ", l, " ", #L, " ", (L:gsub("\r", "<CR>"):gsub("\n", "<LF>")))
+        -- A result that waited (the reply comes late) stays the same after the
+        -- socket's buffer is read again.
+        sock:send("delay 50 first\n")
+        local first = sock:receive()
+        sock:send("second\n")
+        local second = sock:receive()
+        ngx.say(first, " ", second)
+      LUA
+    }
+    location "= /stale_keep" {
+      content_by_lua = <<-LUA
+        local sock = ngx.socket.tcp()
+        sock:settimeout(1000)
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        require("store").old = sock
+        local unconnected = ngx.socket.tcp()
+        unconnected:settimeout(1000)
+        require("store").unconnected = unconnected
+        ngx.say("kept")
+      LUA
+    }
+    location "= /stale_use" {
+      content_by_lua = <<-LUA
+        -- The socket this run makes may be the one the last run left (engine.freeSock):
+        -- the last run's handles reach neither.
+        local sock = ngx.socket.tcp()
+        sock:settimeout(1000)
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        local store = require("store")
+        for _, name in ipairs({"old", "unconnected"}) do
+          local old = store[name]
+          local ok, err = pcall(old.send, old, "stale\n")
+          ngx.say(name, " send: ", ok, " ", tostring(err):find("bad request", 1, true) ~= nil)
+          ok, err = pcall(old.receive, old)
+          ngx.say(name, " receive: ", ok, " ", tostring(err):find("bad request", 1, true) ~= nil)
+          ok, err = pcall(old.settimeout, old, 10)
+          ngx.say(name, " settimeout: ", ok, " ", tostring(err):find("bad request", 1, true) ~= nil)
+        end
+        sock:send("fresh\n")
+        ngx.say(sock:receive())
+        -- A socket not connected yet answers as one closed.
+        local un = ngx.socket.tcp()
+        un:settimeouts(10, nil, 20)
+        ngx.say("unconnected: ", select(2, un:send("x")), " ", select(2, un:receive()), " ", select(2, un:getreusedtimes()))
+      LUA
+    }
+    location "= /buffered" {
+      content_by_lua = <<-LUA
+        -- Receives the buffered data answers (the prelude's, in C: sockrt.c) and
+        -- Go's, mixed: the same results, and setkeepalive sees what was taken.
+        local sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        sock:send("multi\n")
+        local a = sock:receive(5)
+        local b, c = sock:receive(12), sock:receive(5)
+        ngx.say(a, " ", b, " ", c, " ", sock:setkeepalive())
+        sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        sock:send("multi\n")
+        a = sock:receive(5)
+        ngx.say(a, " ", sock:receive(33), " ", sock:setkeepalive())
+        sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        sock:send("one\ntwo\nx\ry\nfour\n")
+        local l1 = sock:receive()
+        local l2, l3, l4 = sock:receive("*l"), sock:receive(), sock:receive("*L")
+        ngx.say(l1, "|", l2, "|", l3, "|", (l4:gsub("\r\n", "<CRLF>")), "|", sock:receive(0) == "", "|", sock:setkeepalive())
+        -- Another run (a timer) cannot read a socket of this one, buffered data or not.
+        sock = ngx.socket.tcp()
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        sock:send("multi\n")
+        a = sock:receive(5)
+        local other
+        ngx.timer.at(0, function()
+          local ok, err = pcall(sock.receive, sock, 12)
+          other = tostring(ok) .. " " .. tostring(tostring(err):find("bad request", 1, true) ~= nil)
+        end)
+        for _ = 1, 300 do
+          if other then break end
+          ngx.sleep(0.01)
+        end
+        ngx.say(other, " ", sock:receive(12))
+      LUA
+    }
     location "= /duplex" {
       content_by_lua = <<-LUA
         local sock = ngx.socket.tcp()
@@ -332,9 +473,67 @@ func TestCosocket(t *testing.T) {
 		t.Errorf("the socket left open was not closed at the end of the handler")
 	}
 
+	check(t, s.Get("/stale_keep?port="+p), 200, "kept\n")
+	check(t, s.Get("/stale_use?port="+p), 200, "old send: false true\nold receive: false true\nold settimeout: false true\n"+
+		"unconnected send: false true\nunconnected receive: false true\nunconnected settimeout: false true\n"+
+		"echo: fresh\nunconnected: closed closed closed\n")
+	check(t, s.Get("/buffered?port="+p), 200, "part1 --boundary-- part2 nilconnection in dubious state\n"+
+		"part1 --boundary--part2--boundary--tail 1\n"+
+		"echo: one|echo: two|echo: xy|echo: four<CRLF>|true|1\n"+
+		"false true --boundary--\n")
+	kac := startTCP(t, "tcp", "127.0.0.1:0", lineServer)
+	kacDone := make(chan struct{})
+	go func() {
+		defer close(kacDone)
+		check(t, s.Get("/keepalive_c?port="+kac.port()), 200,
+			"part1 --boundary--part2--boundary--tail 1\nafter: closed closed closed\nreused: 1\necho: ping\n1\n")
+	}()
+	// While /keepalive_c sleeps, its second connection is in the pool already.
+	for deadline := time.Now().Add(3 * time.Second); ; {
+		r := s.Get("/keepalive_c2?port=" + kac.port())
+		if r.Body == "reused: 1\n" || time.Now().After(deadline) {
+			check(t, r, 200, "reused: 1\n")
+			break
+		}
+	}
+	<-kacDone
+	check(t, s.Get("/send_tables?port="+p), 200, "13 echo: hello 42 1.5\n49 echo: 0 -7 99999999999999 1e+14 9.007199254741e+15 0.1\n7 echo: xytrue\nnon-array table\n")
+	check(t, s.Get("/lines?port="+p), 200, "8 echo: ab 11 echo: c<CR>d<CR><LF>\necho: first echo: second\n")
 	check(t, s.Get("/duplex?port="+p), 200, "true echo: from the writer\n")
 	check(t, s.Get("/store"), 200, "stored\n")
 	check(t, s.Get("/reuse_other"), 200, "true\n")
+}
+
+// A send larger than the socket takes at once (the prelude's write in C takes part,
+// Go's send the rest, on the loop) arrives whole and in order, and counts it all.
+func TestCosocketLargeSend(t *testing.T) {
+	srv := startTCP(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(line))
+		h := md5.New()
+		got, _ := io.CopyN(h, br, int64(n))
+		fmt.Fprintf(c, "%d %x\n", got, h.Sum(nil))
+	})
+	s := serve(t, "", `
+    location "= /large" {
+      content_by_lua = <<-LUA
+        local t = {}
+        for i = 1, 1000000 do t[i] = tostring(i) end
+        local big = table.concat(t, ",")
+        local sock = ngx.socket.tcp()
+        sock:settimeout(5000)
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        -- a table, as lua-resty-redis sends: joined in C (sockrt.c)
+        ngx.say("sent: ", sock:send(#big .. "\n") > 0, " ", sock:send({big:sub(1, 1000), big:sub(1001)}) == #big)
+        local line = sock:receive()
+        ngx.say(line == #big .. " " .. ngx.md5(big) or line)
+      LUA
+    }`)
+	check(t, s.Get("/large?port="+srv.port()), 200, "sent: true true\ntrue\n")
 }
 
 // A send to a peer that reads nothing waits for room in the socket buffer for the send

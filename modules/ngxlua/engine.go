@@ -54,7 +54,10 @@ type engine struct {
 	socks     map[int]*tcpSock
 	udps      map[int]*udpSock
 	nextSock  int
-	keyBuf    []byte // a cosocket pool's key, built for a lookup (sockConnect)
+	freeSocks []*tcpSock // closed sockets for newSock (freeSock)
+	sb        *sockBuf   // a socket's buffered data for the prelude's receive (sockrt.go)
+	sbSock    *tcpSock   // whose
+	keyBuf    []byte     // a cosocket pool's key, built for a lookup (sockConnect)
 	pools     *sockPools
 	regexes   map[reKey]*pcre.Regexp
 	ovec      []int // compileRegex's match offsets
@@ -119,12 +122,29 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 	e.newRT()
 	s := vm.Lock()
 	defer s.Unlock()
-	if err := e.register(s); err != nil {
+	err = e.register(s)
+	if err == nil {
+		err = e.registerSockRT(s)
+	}
+	if err != nil {
 		ffiRelease(e)
 		vm.Close()
 		return nil, err
 	}
-	if err := s.DoString("ngx.prelude", preludeCode, waitMark); err != nil {
+	// The prelude's require looks for the run's lua_code_cache only when a location
+	// turns it off: asking Go was a callback per require (~720 instructions, 1 of
+	// the 9 callbacks of a lua-resty-redis request).
+	nocache := ""
+	if mc.rootConf != nil && !mc.rootConf.codeCache {
+		nocache = "nocache"
+	}
+	for _, l := range cfg.Locations() {
+		if !mod.Of(l).codeCache {
+			nocache = "nocache"
+			break
+		}
+	}
+	if err := s.DoString("ngx.prelude", preludeCode, waitMark, nocache); err != nil {
 		ffiRelease(e)
 		vm.Close()
 		return nil, fmt.Errorf("lua prelude: %v", err)
@@ -176,6 +196,7 @@ func (e *engine) close() {
 		ffiRelease(e)
 		s.Unlock()
 		e.vm.Close()
+		e.freeSockRT()
 		e.pools.Close()
 	})
 }
@@ -482,9 +503,11 @@ func pushAll(s *luajit.State, vals []any) {
 		case pusher:
 			x(s)
 		case *tcpSock:
-			// A receive's result, a view of its buffer (tcpSock.viewResult).
+			// A receive's result, a view of its buffer (tcpSock.viewResult); the
+			// rest of the buffer goes to the prelude's receive (publish).
 			s.PushBytes(x.view)
 			x.view = nil
+			x.run.e.publish(x)
 		case map[string]any:
 			s.PushTable(len(x))
 			for k, v := range x {

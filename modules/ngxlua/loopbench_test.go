@@ -91,16 +91,42 @@ func BenchmarkLoopMulti(b *testing.B) { benchLoop(b, benchConf, "/multi", 8) }
 // BenchmarkLoopSleep0 is ngx.sleep(0) then ngx.say: the cost of one wait.
 func BenchmarkLoopSleep0(b *testing.B) { benchLoop(b, loopConf(loopSleepConf), "/sleep0", 8) }
 
-// BenchmarkLoopRedis is /redis (lua-resty-redis GET over a pooled cosocket).
-// SPINDLE_BENCH_REDIS=host:port names a redis-server started outside the process:
-// callgrind aborts on the SIGCHLD of one the benchmark starts.
-func BenchmarkLoopRedis(b *testing.B) {
-	raddr := os.Getenv("SPINDLE_BENCH_REDIS")
-	if raddr == "" {
-		raddr = backends.StartRedis(b).Addr()
+// benchRedisPort is the port of the redis-server the redis benchmarks use: one
+// started for the benchmark, or SPINDLE_BENCH_REDIS_PORT's (under callgrind, which
+// aborts on the SIGCHLD of a server the process starts).
+func benchRedisPort(b *testing.B) string {
+	if port := os.Getenv("SPINDLE_BENCH_REDIS_PORT"); port != "" {
+		return port
 	}
-	_, port, _ := net.SplitHostPort(raddr)
-	benchLoop(b, strings.Replace(benchConf, "REDISPORT", port, 1), "/redis", 8)
+	_, port, _ := net.SplitHostPort(backends.StartRedis(b).Addr())
+	return port
+}
+
+// BenchmarkLoopRedis is /redis (lua-resty-redis GET over a pooled cosocket).
+func BenchmarkLoopRedis(b *testing.B) {
+	benchLoop(b, strings.Replace(benchConf, "REDISPORT", benchRedisPort(b), 1), "/redis", 8)
+}
+
+const loopRedisShortConf = `
+    location "= /redis_short" {
+      content_by_lua = <<-LUA
+        local redis = require "nginx.redis"
+        local red = redis:new(); red:set_timeout(1000)
+        local ok, err = red:connect("127.0.0.1", REDISPORT)
+        if not ok then ngx.status = 502; ngx.say(err); return end
+        local v = red:get("foo")
+        red:close()
+        ngx.say(v)
+      LUA
+    }
+  }
+}
+`
+
+// BenchmarkLoopRedisShort is bench.sh's redis_short_lua: lua-resty-redis connecting
+// for each request (connect, GET, close).
+func BenchmarkLoopRedisShort(b *testing.B) {
+	benchLoop(b, strings.ReplaceAll(loopConf(loopRedisShortConf), "REDISPORT", benchRedisPort(b)), "/redis_short", 8)
 }
 
 // BenchmarkLoopGateway is bench.sh's lua_gateway (BenchmarkLuaGateway's /gateway)

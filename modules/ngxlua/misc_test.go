@@ -279,12 +279,16 @@ func TestCodeCacheOff(t *testing.T) {
     location "= /cached" {
       content_by_lua_file = "lua/dev.lua"
     }
+    location "= /require" {
+      content_by_lua = "ngx.say(debug.getinfo(require, 'S').what)"
+    }
 `, testserverFiles(map[string]string{
 		"lua/dev.lua": "ngx.say('v1 ', require('mod').v)\n",
 		"lua/mod.lua": "return { v = 1 }\n",
 	}))
 	check(t, s.Get("/dev"), 200, "v1 1\n")
 	check(t, s.Get("/cached"), 200, "v1 1\n")
+	check(t, s.Get("/require"), 200, "Lua\n")
 	write := func(name, content string) {
 		if err := os.WriteFile(filepath.Join(s.Prefix, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
@@ -295,4 +299,16 @@ func TestCodeCacheOff(t *testing.T) {
 	check(t, s.Get("/dev"), 200, "v2 2\n")
 	check(t, s.Get("/cached"), 200, "v1 1\n")
 	checkLog(t, s, "lua_code_cache is off")
+}
+
+// With the code cache on everywhere, require is LuaJIT's own: the wrapper that finds
+// the run's lua_code_cache asked Go on each call (a callback per require, ~720
+// instructions, in every lua-resty-redis request).
+func TestCodeCacheOnRequire(t *testing.T) {
+	s := serve(t, "", `
+    location "= /require" {
+      content_by_lua = "ngx.say(debug.getinfo(require, 'S').what, ' ', require('mod').v)"
+    }
+`, testserverFiles(map[string]string{"lua/mod.lua": "return { v = 1 }\n"}))
+	check(t, s.Get("/require"), 200, "C 1\n")
 }

@@ -2,7 +2,9 @@
 -- __sp (registered by engine.go), which this chunk takes out of the globals.
 local S = __sp
 __sp = nil
-local WAIT = ...  -- what a Go function that waits yields (see engine.go)
+-- WAIT: what a Go function that waits yields (see engine.go); NOCACHE: some location
+-- has lua_code_cache off.
+local WAIT, NOCACHE = ...
 
 local type, tostring, tonumber, select, error, pairs, ipairs, next, setmetatable, rawget, rawset, getfenv, setfenv =
 	type, tostring, tonumber, select, error, pairs, ipairs, next, setmetatable, rawget, rawset, getfenv, setfenv
@@ -692,27 +694,64 @@ ngx.timer = {
 }
 
 -- Cosockets: tables holding a handle into the engine's sockets (cosocket.go).
-local sock_new = S.sock_new
+-- In a phase that outputs (rewrite, access, content; such a phase may yield),
+-- ngx.socket.tcp() calls no Go function (sock_run is C: sockrt.c): the handle is
+-- the prelude's, negative ({id, run number}), and Go makes the socket when the
+-- handle first reaches it
+-- (connect, or adopt for the other methods); settimeout(s) before that keep the
+-- values in the table ([4], [5], [6]) for it. [3] is true once Go has the
+-- socket. Two callbacks less per lua-resty-redis request (new, set_timeout: ~720
+-- instructions each).
+local sock_new, sock_adopt, sock_connect, sock_run = S.sock_new, S.sock_adopt, S.sock_connect, S.sock_run
+local sock_write, sock_send = S.sock_write, S.sock_send
 local sock = {}
 local sock_mt = {__index = sock}
+local lua_socks = 0
 local function tcp()
+	local run, ok = sock_run()
+	if ok then
+		lua_socks = lua_socks - 1
+		-- all six slots made here: set later, [3] and [4]-[6] grew the array twice
+		return setmetatable({lua_socks, run, false, false, false, false}, sock_mt)
+	end
 	return setmetatable({sock_new()}, sock_mt)
 end
+-- check is self's handle, one Go has.
 local function check(self, name)
 	if type(self) ~= "table" or type(self[1]) ~= "number" then
 		error("bad argument #1 to '" .. name .. "' (table expected, got " .. type(self) .. ")", 3)
 	end
-	return self[1]
+	local id = self[1]
+	if id < 0 and not self[3] then
+		sock_adopt(id, self[2], self[4], self[5], self[6])
+		self[3] = true
+	end
+	return id
 end
 function sock:connect(host, port, opts)
-	local id = check(self, "connect")
+	if type(self) ~= "table" or type(self[1]) ~= "number" then
+		error("bad argument #1 to 'connect' (table expected, got " .. type(self) .. ")", 2)
+	end
 	if type(port) == "table" then opts, port = port, nil end
 	local pool, pool_size
 	if opts then pool, pool_size = opts.pool, opts.pool_size end
-	return S.sock_connect(id, host, port, pool, pool_size)
+	local id = self[1]
+	if id < 0 and not self[3] then
+		local ok, err = sock_connect(id, host, port, pool, pool_size, self[2], self[4], self[5], self[6])
+		self[3] = true
+		return ok, err
+	end
+	return sock_connect(id, host, port, pool, pool_size)
 end
 function sock:send(data)
 	local id = check(self, "send")
+	-- Written by C when Go left the socket's descriptor for it (sockrt.c): all
+	-- of it, else Go goes on from what C wrote.
+	local n, rest = sock_write(id, data)
+	if n then
+		if rest == nil then return n end
+		return sock_send(id, rest, n)
+	end
 	local t = type(data)
 	if t ~= "string" then
 		if t == "number" or t == "boolean" then data = tostring(data)
@@ -725,9 +764,17 @@ function sock:send(data)
 			error("bad argument #1 to 'send' (string, number, boolean, nil, or array table expected, got " .. t .. ")", 2)
 		end
 	end
-	return S.sock_send(id, data)
+	return sock_send(id, data)
 end
-function sock:receive(pat) return S.sock_receive(check(self, "receive"), pat) end
+-- A receive the copy of the socket's buffered data can answer (sock_recv, C:
+-- sockrt.c) calls no Go function.
+local sock_recv, sock_receive = S.sock_recv, S.sock_receive
+function sock:receive(pat)
+	local id = check(self, "receive")
+	local data = sock_recv(id, pat)
+	if data then return data end
+	return sock_receive(id, pat)
+end
 function sock:receiveany(max) return S.sock_receiveany(check(self, "receiveany"), max) end
 function sock:receiveuntil(pat, opts)
 	local id = check(self, "receiveuntil")
@@ -747,9 +794,36 @@ function sock:receiveuntil(pat, opts)
 		return nil, err, partial
 	end
 end
-function sock:settimeout(ms) S.sock_settimeouts(check(self, "settimeout"), ms, ms, ms) end
-function sock:settimeouts(c, s, r) S.sock_settimeouts(check(self, "settimeouts"), c, s, r) end
-function sock:setkeepalive(timeout, size) return S.sock_setkeepalive(check(self, "setkeepalive"), timeout, size) end
+-- pend keeps timeouts for the socket Go has not made yet (false: Go has it).
+local function pend(self, name, c, s, r)
+	if type(self) ~= "table" or type(self[1]) ~= "number" then
+		error("bad argument #1 to '" .. name .. "' (table expected, got " .. type(self) .. ")", 3)
+	end
+	if self[1] > 0 or self[3] or self[2] ~= sock_run() then return false end -- Go's (another run's: Go refuses it)
+	if type(c) == "number" and c < 0 or type(s) == "number" and s < 0 or type(r) == "number" and r < 0 then
+		-- where Go's check would have raised it: in the method
+		error("bad timeout value", 2)
+	end
+	if type(c) == "number" then self[4] = c end
+	if type(s) == "number" then self[5] = s end
+	if type(r) == "number" then self[6] = r end
+	return true
+end
+function sock:settimeout(ms)
+	if pend(self, "settimeout", ms, ms, ms) then return end
+	S.sock_settimeouts(self[1], ms, ms, ms)
+end
+function sock:settimeouts(c, s, r)
+	if pend(self, "settimeouts", c, s, r) then return end
+	S.sock_settimeouts(self[1], c, s, r)
+end
+local sock_keepalive = S.sock_keepalive
+function sock:setkeepalive(timeout, size)
+	local id = check(self, "setkeepalive")
+	-- answered in C after a receive that left nothing unread (sockrt.c)
+	if sock_keepalive(id, timeout, size) then return 1 end
+	return S.sock_setkeepalive(id, timeout, size)
+end
 function sock:getreusedtimes() return S.sock_reusedtimes(check(self, "getreusedtimes")) end
 function sock:close() return S.sock_close(check(self, "close")) end
 function sock:setoption() return true end
@@ -991,7 +1065,7 @@ local orig_require = require
 local builtin = {}
 for k in pairs(package.loaded) do builtin[k] = true end
 local nc = {run = 0, mods = {}}
-G.require = function(name)
+G.require = NOCACHE == "nocache" and function(name)
 	local run = S.nocache_run()
 	if run == 0 or builtin[name] or package.preload[name] then return orig_require(name) end
 	if nc.run ~= run then nc.run, nc.mods = run, {} end
@@ -1004,7 +1078,7 @@ G.require = function(name)
 	if m == nil then m = true end
 	nc.mods[name] = m
 	return m
-end
+end or orig_require
 
 -- spindle.redis(name): the fast path's object over an upstream's pools
 -- (backends.go sends; replies are converted here as lua-resty-redis converts them).

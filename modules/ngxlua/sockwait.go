@@ -426,23 +426,14 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 	if !ok {
 		return false
 	}
-	failed := func(err error) []any {
-		msg := sockErr(err)
-		if msg == "timeout" {
-			sk.logErr("lua tcp socket connect timed out, when connecting to %s", addr)
-		} else {
-			sk.logErr("lua tcp socket connect() to %s failed: %s", addr, msg)
-		}
-		return []any{nil, msg}
-	}
 	if err != nil {
-		pushAll(s, failed(err))
+		pushAll(s, sk.connectFailed(addr, err))
 		return true
 	}
 	ls, err := lp.Register(fd)
 	if err != nil {
 		unix.Close(fd)
-		pushAll(s, failed(err))
+		pushAll(s, sk.connectFailed(addr, err))
 		return true
 	}
 	// Kept for the connection's life: connected when it is writable.
@@ -453,6 +444,7 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 		// Connected in the call (loopback): no wait. The loop's report of the
 		// socket's room to write comes anyway and finds no waiter.
 		sk.connected(conn)
+		ru.e.publishSend(ru, sk)
 		s.PushInt(1)
 		return true
 	}
@@ -468,13 +460,13 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 			if err != nil {
 				ls.Close(true) // fd is closed
 				sk.ls = nil
-				return failed(err), true
+				return sk.connectFailed(addr, err), true
 			}
 			sk.connected(conn)
 			return []any{1}, true
 		}, func() []any {
 			giveUp()
-			return failed(os.ErrDeadlineExceeded)
+			return sk.connectFailed(addr, os.ErrDeadlineExceeded)
 		}, done)
 		w.mu.Lock()
 		if !w.over {
@@ -483,6 +475,18 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 		w.mu.Unlock()
 	})
 	return true
+}
+
+// connectFailed is a failed connect's results (a method: a closure made in
+// connectLoop was an allocation per connect that did not wait).
+func (sk *tcpSock) connectFailed(addr string, err error) []any {
+	msg := sockErr(err)
+	if msg == "timeout" {
+		sk.logErr("lua tcp socket connect timed out, when connecting to %s", addr)
+	} else {
+		sk.logErr("lua tcp socket connect() to %s failed: %s", addr, msg)
+	}
+	return []any{nil, msg}
 }
 
 // connected makes conn, just connected, sk's connection.

@@ -158,6 +158,9 @@ func (e *engine) drive(s *luajit.State, ru *run, next *coro, vals []any, first b
 		e.beforeResume(ru)
 		st, err := s.Resume(co.t)
 		e.afterResume(ru)
+		if e.sb.kaid != 0 {
+			e.takeBack() // a setkeepalive answered in C: pooled now
+		}
 		e.cur, ru.cur = nil, nil
 		switch {
 		case err != nil:
