@@ -60,7 +60,7 @@ func (c *conn) prepare() bool {
 		// An absolute request target names the host, as nginx's $host.
 		r.absHost = string(host)
 	}
-	r.Server = e.cfg.selectServer(c.as.listen.Addr, host)
+	r.Server = c.as.selectServer(host)
 	r.loc = r.Server.root
 	core := CoreConfOf(r.Server.root)
 	r.keepalive = !c.hdr.ConnectionClose() && core.KeepaliveTimeout > 0 && c.requests < core.KeepaliveRequests
