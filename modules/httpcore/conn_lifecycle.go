@@ -338,6 +338,9 @@ type reqState struct {
 	hdr  fasthttp.RequestHeader
 	req  Request
 	scan headScan // of the head being read
+	// target: the request target of the last request that had this state, whose
+	// string the next request with the same target shares (prepare).
+	target string
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}

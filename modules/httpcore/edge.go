@@ -50,6 +50,124 @@ func bad(reason string) headScan { return headScan{status: 400, reason: reason} 
 // scanHead validates the request head at the start of b. An incomplete head gives a
 // zero result (n == 0, status == 0) unless a limit is already exceeded.
 func scanHead(b []byte, lim headLimits) headScan {
+	if res, ok := scanHeadFast(b, lim); ok {
+		return res
+	}
+	return scanHeadFull(b, lim)
+}
+
+// ctlByte marks the bytes a header value may not hold (controls but tab, DEL): the
+// fast scan runs to the first of them, which must be the line's CR LF.
+var ctlByte [256]bool
+
+func init() {
+	for c := 0; c < 0x20; c++ {
+		ctlByte[c] = c != '\t'
+	}
+	ctlByte[0x7f] = true
+}
+
+// scanHeadFast is scanHead for a complete, well-formed head without
+// Transfer-Encoding, in one pass: a header's name runs over tchar to its colon, its
+// value to the first control byte, which must start the line's CRLF. Anything else
+// (an incomplete head, a limit reached, any error, Transfer-Encoding, a repeated
+// Content-Length or Host) gives ok false, and scanHeadFull decides it as before: what
+// this accepts, scanHeadFull accepts with the same result (TestScanHeadFast and
+// FuzzScanHead compare them). It took BenchmarkLoopHello from 9,025 to 8,700
+// instructions a request (callgrind; scanHead with its callees ~1,370 -> ~1,290).
+func scanHeadFast(b []byte, lim headLimits) (headScan, bool) {
+	eol := bytes.IndexByte(b, '\n')
+	if eol <= 0 || eol > lim.line || b[eol-1] != '\r' {
+		return headScan{}, false
+	}
+	line := b[:eol-1]
+	if !requestLineOK(line) {
+		return headScan{}, false
+	}
+	http10 := line[len(line)-1] == '0' // requestLineOK: it ends HTTP/1.0 or HTTP/1.1
+	pos := eol + 1
+	var hasCL, hasHost bool
+	for {
+		if pos+1 >= len(b) || pos+1 >= lim.total || lim.field < 1 {
+			return headScan{}, false
+		}
+		if b[pos] == '\r' {
+			if b[pos+1] != '\n' {
+				return headScan{}, false
+			}
+			if !hasHost && !http10 {
+				return headScan{}, false
+			}
+			return headScan{n: pos + 2, lineDone: true, hasCL: hasCL}, true
+		}
+		i := pos
+		for i < len(b) && tchar[b[i]] {
+			i++
+		}
+		if i == pos || i >= len(b) || b[i] != ':' {
+			return headScan{}, false
+		}
+		j := i + 1
+		for j < len(b) && !ctlByte[b[j]] {
+			j++
+		}
+		// The line's LF is at j+1: nl, scanHeadFull's index of it in b[pos:], is
+		// j+1-pos, and the limits are its.
+		if j+1 >= len(b) || b[j] != '\r' || b[j+1] != '\n' || j+1-pos > lim.field || j+1 > lim.total {
+			return headScan{}, false
+		}
+		name, value := b[pos:i], trimOWS(b[i+1:j])
+		pos = j + 2
+		switch len(name) {
+		case 4:
+			if equalFold(name, "host") {
+				if hasHost || !validHost(value) {
+					return headScan{}, false
+				}
+				hasHost = true
+			}
+		case 14:
+			if equalFold(name, "content-length") {
+				if hasCL || len(value) == 0 || len(value) > 18 {
+					return headScan{}, false
+				}
+				for _, c := range value {
+					if c < '0' || c > '9' {
+						return headScan{}, false
+					}
+				}
+				hasCL = true
+			}
+		case 17:
+			if equalFold(name, "transfer-encoding") {
+				return headScan{}, false
+			}
+		}
+	}
+}
+
+// requestLineOK is checkRequestLine's test for a request line it has no objection to.
+func requestLineOK(line []byte) bool {
+	i := 0
+	for i < len(line) && (line[i] >= 'A' && line[i] <= 'Z' || line[i] == '_' || line[i] == '-') {
+		i++
+	}
+	if i == 0 || i >= len(line) || line[i] != ' ' {
+		return false
+	}
+	i++
+	t := i
+	for i < len(line) && line[i] > 0x20 && line[i] != 0x7f {
+		i++
+	}
+	if i == t || i >= len(line) || line[i] != ' ' || line[t] != '/' {
+		return false
+	}
+	v := line[i+1:]
+	return len(v) == 8 && string(v[:7]) == "HTTP/1." && (v[7] == '1' || v[7] == '0')
+}
+
+func scanHeadFull(b []byte, lim headLimits) headScan {
 	var res headScan
 	// request line
 	eol := bytes.IndexByte(b, '\n')

@@ -36,6 +36,9 @@ func FuzzScanHead(f *testing.F) {
 	lim := headLimits{line: 8192, field: 8192, total: 32768}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		res := scanHead(b, lim)
+		if fast, ok := scanHeadFast(b, lim); ok && fast != scanHeadFull(b, lim) {
+			t.Fatalf("scanHeadFast %+v, scanHeadFull %+v: %q", fast, scanHeadFull(b, lim), b)
+		}
 		if res.n == 0 {
 			return
 		}

@@ -134,3 +134,10 @@ func BenchmarkLoopRedisShort(b *testing.B) {
 func BenchmarkLoopGateway(b *testing.B) {
 	benchLoopReq(b, benchConf, "GET /gateway?user=alice&page=3 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nX-Api-Key: k3y-0123\r\nAccept: */*\r\n\r\n", 8)
 }
+
+// BenchmarkLoopHello is bench.sh's hello (benchConf's /hello, a return 200 location)
+// through the loop: the core's per-request fixed cost (read, parse, dispatch,
+// response head, write).
+func BenchmarkLoopHello(b *testing.B) {
+	benchLoopReq(b, benchConf, "GET /hello HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n", 8)
+}
