@@ -63,6 +63,10 @@ type Options struct {
 	PeekAfter time.Duration
 	// Watch puts pooled connections in the worker's hang-up watch.
 	Watch bool
+	// Now is the clock for idle times and expiries (nil: time.Now). A worker's
+	// coarse clock saves the two clock reads of each Put and Get (~80
+	// instructions and a vDSO call each: lua-resty-redis's pooled GET makes both).
+	Now func() time.Time
 }
 
 // Pool is a worker's idle connections under keys of type K.
@@ -85,6 +89,9 @@ type list[K comparable, C Conn] struct {
 
 // New returns an empty pool.
 func New[K comparable, C Conn](opt Options) *Pool[K, C] {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
 	p := &Pool[K, C]{opt: opt, lists: map[K]*list[K, C]{}}
 	if opt.Watch {
 		p.watch = netutil.SharedWatch()
@@ -102,7 +109,7 @@ func (p *Pool[K, C]) Get(key K) (c C, stored K, ok bool) {
 	if l == nil {
 		return c, stored, false
 	}
-	now := time.Now()
+	now := p.opt.Now()
 	for n := len(l.idle); n > 0; n = len(l.idle) {
 		x := l.idle[n-1]
 		var zero C
@@ -150,7 +157,7 @@ func (p *Pool[K, C]) Forget(c C) {
 // closes its least recently pooled connection; a closed pool closes c.
 func (p *Pool[K, C]) Put(key K, c C, size int, timeout time.Duration) {
 	e := c.PoolEntry()
-	e.Pooled, e.Expires = time.Now(), time.Time{}
+	e.Pooled, e.Expires = p.opt.Now(), time.Time{}
 	if timeout > 0 {
 		e.Expires = e.Pooled.Add(timeout)
 	}

@@ -346,3 +346,24 @@ func BenchmarkGetPut(b *testing.B) {
 		p.Put(key, got, 30, time.Minute)
 	}
 }
+
+// Options.Now is the pool's clock: a connection's expiry and idle time are read from
+// it (ngxlua gives the worker's coarse clock), not from time.Now.
+func TestOwnClock(t *testing.T) {
+	s := listen(t)
+	now := time.Unix(1000, 0)
+	p := New[string, *testConn](Options{Now: func() time.Time { return now }})
+	defer p.Close()
+	c := s.dial()
+	p.Put("k", c, 0, time.Minute)
+	if want := now.Add(time.Minute); !c.entry.Pooled.Equal(now) || !c.entry.Expires.Equal(want) {
+		t.Fatalf("Pooled %v Expires %v, want %v and %v", c.entry.Pooled, c.entry.Expires, now, want)
+	}
+	now = now.Add(2 * time.Minute)
+	if got, _, ok := p.Get("k"); ok {
+		t.Fatalf("Get handed out %p after its clock passed the expiry", got)
+	}
+	if !c.closed {
+		t.Errorf("the expired connection was not closed")
+	}
+}

@@ -298,6 +298,10 @@ func coarseNow() time.Time {
 	return time.Unix(0, coarseNs.Load())
 }
 
+// CoarseNow is the worker's coarse clock (refreshed every 10 ms), for other
+// modules' idle times and expiries.
+func CoarseNow() time.Time { return coarseNow() }
+
 // coarseNanos is coarseNow as Unix nanoseconds, for the per-request deadlines and
 // idle times kept as integers: building and adding a time.Time cost ~100
 // instructions of each of a keepalive request's two head reads (callgrind).

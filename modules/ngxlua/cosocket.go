@@ -130,6 +130,12 @@ type idleConn struct {
 // PoolEntry and ClosePooled make idleConn a pooled connection.
 func (ic *idleConn) PoolEntry() *connpool.Entry { return &ic.entry }
 func (ic *idleConn) ClosePooled() {
+	if ic.rw != nil {
+		ic.rw.stop()
+	}
+	if ic.ww != nil {
+		ic.ww.stop()
+	}
 	if ic.ls != nil {
 		ic.ls.Close(true)
 		ic.ls = nil
@@ -176,6 +182,12 @@ func (sk *tcpSock) getConn() net.Conn {
 }
 
 func (sk *tcpSock) closeConn() {
+	if sk.rw != nil {
+		sk.rw.stop()
+	}
+	if sk.ww != nil {
+		sk.ww.stop()
+	}
 	sk.mu.Lock()
 	defer sk.mu.Unlock()
 	if sk.conn != nil {

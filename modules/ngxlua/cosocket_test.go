@@ -166,6 +166,21 @@ const sockConf = `
         ngx.say("keepalive: ", sock:setkeepalive())
       LUA
     }
+    location "= /lazy_timeout" {
+      content_by_lua = <<-LUA
+        -- The first wait leaves its timer in the loop's heap for 100 ms (a lazy
+        -- timer); the second's longer timeout must hold past that time.
+        local sock = ngx.socket.tcp()
+        sock:settimeout(100)
+        assert(sock:connect("127.0.0.1", tonumber(ngx.var.arg_port)))
+        sock:send("first\n")
+        ngx.say("1: ", sock:receive())
+        sock:settimeout(2000)
+        sock:send("delay 300 late\n")
+        ngx.say("2: ", sock:receive())
+        ngx.say("keepalive: ", sock:setkeepalive())
+      LUA
+    }
     location "= /refused" {
       content_by_lua = <<-LUA
         local sock = ngx.socket.tcp()
@@ -419,6 +434,7 @@ func TestCosocket(t *testing.T) {
 	check(t, s.Get("/until?port="+p), 200, "1: part1\n2: part2--boundary--\nrest: nil timeout tail\n")
 	check(t, s.Get("/until_size?port="+p), 200, "chunk: pa\nchunk: rt\nchunk: 1\nend: nil\nnext: part2\n")
 	check(t, s.Get("/timeout?port="+p), 200, "1: nil timeout ''\nkeepalive: nilinvalid connection\n2: echo: late\nkeepalive: 1\n")
+	check(t, s.Get("/lazy_timeout?port="+p), 200, "1: echo: first\n2: echo: late\nkeepalive: 1\n")
 
 	closed := startTCP(t, "tcp", "127.0.0.1:0", func(net.Conn) {})
 	cport := closed.port()

@@ -104,7 +104,7 @@ func newEngine(cfg *httpcore.Config, w *httpcore.Worker) (*engine, error) {
 		socks: map[int]*tcpSock{}, redisIDs: map[string]int{}, memcIDs: map[string]int{}}
 	// A connection pooled less than a second ago is handed out on the strength of
 	// the hang-up watch alone; one idle longer is peeked too.
-	e.pools = connpool.New[string, *idleConn](connpool.Options{Watch: true, PeekAfter: time.Second})
+	e.pools = connpool.New[string, *idleConn](connpool.Options{Watch: true, PeekAfter: time.Second, Now: httpcore.CoarseNow})
 	vm, err := luajit.New(luajit.Options{
 		PackagePath: mc.packagePath(cfg.Main.Prefix),
 		OnStuck: func(t *luajit.Thread, ran time.Duration) {

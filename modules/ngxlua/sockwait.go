@@ -279,7 +279,7 @@ func (sk *tcpSock) waitLoop(ru *run, ls *httpcore.Sock, write bool, timeout time
 		// Readiness came since the socket was found dry: try again.
 		if res, ok := step(); ok {
 			w.over = true
-			w.tm.Stop()
+			w.tm.Pause() // Reset again at the socket's next wait (httpcore.Timer.Reset)
 			w.mu.Unlock()
 			w.finish(res, false)
 			return w
@@ -332,7 +332,7 @@ func (w *sockWait) ready() {
 		res, ok := w.step()
 		if ok {
 			w.over = true
-			w.tm.Stop()
+			w.tm.Pause()
 			w.mu.Unlock()
 			w.finish(res, true)
 			return
@@ -404,6 +404,12 @@ func (w *sockWait) abort(res []any) {
 	w.mu.Unlock()
 	w.finish(res, false)
 }
+
+// stop takes the wait's timer out of the loop's heap (Pause left it there): its
+// socket closes, nothing will Reset it. Not under mu: a receive's step closes the
+// socket at its end (under mu), and a wait that is not over when its socket closes
+// was ended first (abort, cancel) or is ending (its step).
+func (w *sockWait) stop() { w.tm.Stop() }
 
 // cancelWaits cancels sk's waits on the loop.
 func (sk *tcpSock) cancelWaits() {
