@@ -450,13 +450,7 @@ func (e *engine) sockConnect(s *luajit.State) error {
 		// No SO_KEEPALIVE unless setoption asks, as ngx_lua.
 		conn, err := netutil.Dial(context.Background(), network, addr, timeout)
 		if err != nil {
-			msg := sockErr(err)
-			if msg == "timeout" {
-				sk.logErr("lua tcp socket connect timed out, when connecting to %s", addr)
-			} else {
-				sk.logErr("lua tcp socket connect() to %s failed: %s", addr, msg)
-			}
-			return []any{nil, msg}
+			return sk.connectFailed(addr, err)
 		}
 		sk.mu.Lock()
 		sk.conn = conn
