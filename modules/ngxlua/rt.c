@@ -109,6 +109,8 @@ double spindle_now(spindle_rt *rt) {
 // spindle_digest_init finds them there): through the FFI, a call from a handler's
 // interpreted code cost ~5,800 instructions (callgrind, BenchmarkLoopGW), most of it
 // LuaJIT's FFI marshalling, where nginx's ngx.md5 costs ~1,000.
+unsigned char *ngx_hex_dump(unsigned char *dst, const unsigned char *src, size_t len); // ngxabi.c
+
 typedef unsigned char *(*digest_fn)(const unsigned char *d, size_t n, unsigned char *md);
 static digest_fn md5_fn, sha1_fn;
 
@@ -149,38 +151,27 @@ static const unsigned char *digest_arg(lua_State *L, size_t *len) {
 	return (const unsigned char *)lua_tolstring(L, 1, len);
 }
 
-int spindle_lua_md5(lua_State *L) {
+// push_digest pushes fn's digest (size bytes) of the argument, as hex digits when
+// hex is set (ngx.md5) or as it is (md5_bin, sha1_bin).
+static int push_digest(lua_State *L, digest_fn fn, int size, int hex) {
 	size_t n;
 	const unsigned char *s = digest_arg(L, &n);
-	unsigned char md[16];
-	char hex[32];
-	static const char digits[] = "0123456789abcdef";
-	md5_fn(s, n, md);
-	for (int i = 0; i < 16; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
+	unsigned char md[20], text[40];
+	fn(s, n, md);
+	if (hex) {
+		ngx_hex_dump(text, md, (size_t)size);
+		lua_pushlstring(L, (const char *)text, (size_t)size * 2);
+	} else {
+		lua_pushlstring(L, (const char *)md, (size_t)size);
 	}
-	lua_pushlstring(L, hex, 32);
 	return 1;
 }
 
-int spindle_lua_md5_bin(lua_State *L) {
-	size_t n;
-	const unsigned char *s = digest_arg(L, &n);
-	unsigned char md[16];
-	md5_fn(s, n, md);
-	lua_pushlstring(L, (const char *)md, 16);
-	return 1;
-}
+int spindle_lua_md5(lua_State *L) { return push_digest(L, md5_fn, 16, 1); }
 
-int spindle_lua_sha1_bin(lua_State *L) {
-	size_t n;
-	const unsigned char *s = digest_arg(L, &n);
-	unsigned char md[20];
-	sha1_fn(s, n, md);
-	lua_pushlstring(L, (const char *)md, 20);
-	return 1;
-}
+int spindle_lua_md5_bin(lua_State *L) { return push_digest(L, md5_fn, 16, 0); }
+
+int spindle_lua_sha1_bin(lua_State *L) { return push_digest(L, sha1_fn, 20, 0); }
 
 // spindle_lua_var is ngx.var.NAME's read for a string name: the value, nil, or
 // false when the prelude should ask var_get (errors, no request). It calls
