@@ -506,12 +506,14 @@ type dateLines struct {
 
 func newDateLines(now time.Time) *dateLines {
 	d := now.UTC().Format(httpTimeFormat)
+	tokens := "Server: spindle/" + version.Version + "\r\nDate: " + d + "\r\n"
+	plain := "Server: spindle\r\nDate: " + d + "\r\n"
 	return &dateLines{
 		date:     d,
-		tokens:   "Server: spindle/" + version.Version + "\r\nDate: " + d + "\r\n",
-		plain:    "Server: spindle\r\nDate: " + d + "\r\n",
-		okTokens: statusLine(200) + "Server: spindle/" + version.Version + "\r\nDate: " + d + "\r\n",
-		okPlain:  statusLine(200) + "Server: spindle\r\nDate: " + d + "\r\n",
+		tokens:   tokens,
+		plain:    plain,
+		okTokens: statusLine(200) + tokens,
+		okPlain:  statusLine(200) + plain,
 	}
 }
 
