@@ -9,8 +9,10 @@
 #             too), each workload run ROUNDS times alternating the servers; prints the
 #             median rps of each, the ratio spindle/nginx, and the median busy time
 #             of CPU 0 per request of each (cpu0/req, µs), and of the worker process
-#             alone (worker/req, µs: not inflated by other processes on CPU 0).
-#             Workloads whose spindle module is not built yet are skipped.
+#             alone (worker/req, µs: not inflated by other processes on CPU 0);
+#             then the median of the rounds' own ratios (paired: rps, and cpu0/req
+#             as nginx/spindle), which a machine whose speed drifts between rounds
+#             moves less. Workloads whose spindle module is not built yet are skipped.
 # memory:     RSS per idle keepalive connection (4,000 connections) and per Lua request
 #             in flight (2,000 requests in ngx.sleep) for both servers.
 # reload:     2 workers each, 20 reloads under wrk load, with a new connection per
@@ -570,7 +572,12 @@ throughput() {
   # system time per request (/proc/PID/stat), which other processes that run on CPU 0
   # (a loaded machine) do not inflate; it misses the kernel's network work done in
   # interrupts.
-  printf '\n%-16s %10s %10s %7s %7s %8s %8s %10s %8s\n' workload spindle nginx ratio target "cpu0/req" "(nginx)" "worker/req" "(nginx)"
+  # paired: the median of each round's own ratio (spindle/nginx rps, and nginx/spindle
+  # cpu0/req: above 1, spindle needs less CPU per request). A round runs the two servers
+  # one after the other, so its pair shares the machine's state of the moment; this
+  # machine's speed drifted by up to 30% between rounds (lua_sort: 6.3k to 10.1k rps
+  # for both in one run), which the ratio of the two medians takes for a difference.
+  printf '\n%-16s %10s %10s %7s %7s %8s %8s %10s %8s %7s %7s\n' workload spindle nginx ratio target "cpu0/req" "(nginx)" "worker/req" "(nginx)" paired "(cpu)"
   for row in "${rows[@]}"; do
     read -r name spath npath hdr target <<<"$row"
     if [ -n "${WORKLOADS:-}" ] && [[ ! " $WORKLOADS " == *" $name "* ]]; then
@@ -612,8 +619,14 @@ throughput() {
     local sm nm scm ncm
     sm=$(median "${s[@]}"); nm=$(median "${n[@]}")
     scm=$(median "${sc[@]}"); ncm=$(median "${nc[@]}")
-    printf '%-16s %10.0f %10.0f %7.3f %7s %8.1f %8.1f %10.1f %8.1f   (spindle %s; nginx %s)\n' "$name" "$sm" "$nm" \
-      "$(echo "scale=3; $sm/$nm" | bc)" "$target" "$scm" "$ncm" "$(median "${sw[@]}")" "$(median "${nw[@]}")" "${s[*]}" "${n[*]}"
+    local pr=() pc=() i
+    for i in "${!s[@]}"; do
+      pr+=("$(echo "scale=4; ${s[i]}/${n[i]}" | bc)")
+      pc+=("$(echo "scale=4; ${nc[i]}/${sc[i]}" | bc 2>/dev/null || echo 0)")
+    done
+    printf '%-16s %10.0f %10.0f %7.3f %7s %8.1f %8.1f %10.1f %8.1f %7.3f %7.3f   (spindle %s; nginx %s)\n' "$name" "$sm" "$nm" \
+      "$(echo "scale=3; $sm/$nm" | bc)" "$target" "$scm" "$ncm" "$(median "${sw[@]}")" "$(median "${nw[@]}")" \
+      "$(median "${pr[@]}")" "$(median "${pc[@]}")" "${s[*]}" "${n[*]}"
   done
   if [[ " ${SUPPORTED[*]} " == *" redis "* ]]; then
     echo "redis connected_clients after the runs: $(redis-cli -p "$REDISPORT" info clients | awk -F: '/connected_clients/ {print $2}')"
