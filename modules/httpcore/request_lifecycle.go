@@ -528,12 +528,18 @@ func httpDate() string {
 	return time.Now().UTC().Format(httpTimeFormat)
 }
 
+// currentDateLines is this second's head lines (built now if the clock has not
+// ticked yet).
+func currentDateLines() *dateLines {
+	if p := dateValue.Load(); p != nil {
+		return p
+	}
+	return newDateLines(time.Now())
+}
+
 // serverDateLines is the Server and Date lines of a response head.
 func serverDateLines(tokens bool) string {
-	p := dateValue.Load()
-	if p == nil {
-		p = newDateLines(time.Now())
-	}
+	p := currentDateLines()
 	if tokens {
 		return p.tokens
 	}
@@ -542,10 +548,7 @@ func serverDateLines(tokens bool) string {
 
 // okServerDateLines is statusLine(200) then serverDateLines(tokens).
 func okServerDateLines(tokens bool) string {
-	p := dateValue.Load()
-	if p == nil {
-		p = newDateLines(time.Now())
-	}
+	p := currentDateLines()
 	if tokens {
 		return p.okTokens
 	}

@@ -291,6 +291,17 @@ static void add_value(lua_State *L, int t) {
 	}
 }
 
+// push_truncated ends a C function that leaves its table on the stack: it adds
+// "truncated" when the function stopped at its max, else nil, as ngx_lua's
+// get_headers and get_uri_args return.
+static int push_truncated(lua_State *L, int truncated) {
+	if (truncated)
+		lua_pushliteral(L, "truncated");
+	else
+		lua_pushnil(L);
+	return 2;
+}
+
 // spindle_lua_req_headers is ngx.req.get_headers(max, raw) when the request's
 // headers are its header block as the client sent it: the table built here from
 // rt's copy of the block, as Go's VisitHeaderViews reads it (lines up to the empty
@@ -355,11 +366,7 @@ int spindle_lua_req_headers(lua_State *L) {
 		add_value(L, 1);
 		n++;
 	}
-	if (truncated)
-		lua_pushliteral(L, "truncated");
-	else
-		lua_pushnil(L);
-	return 2;
+	return push_truncated(L, truncated);
 }
 
 static int hexval(unsigned char c) {
@@ -437,9 +444,5 @@ int spindle_lua_uri_args(lua_State *L) {
 		add_value(L, 1);
 		n++;
 	}
-	if (truncated)
-		lua_pushliteral(L, "truncated");
-	else
-		lua_pushnil(L);
-	return 2;
+	return push_truncated(L, truncated);
 }

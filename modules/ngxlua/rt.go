@@ -174,34 +174,29 @@ func (e *engine) outStopped() {
 }
 
 // registerOut makes __sp.say and __sp.print the C functions that buffer output
-// in e's rt (rt.c), for the prelude's ngx.say and ngx.print.
+// in e's rt (rt.c), for the prelude's ngx.say and ngx.print; and the other C
+// functions of rt.c the prelude calls: ngx.var, the request's headers and
+// arguments, ngx.header's sets (all with e's rt), and libcrypto's digests for
+// ngx.md5 and friends (without).
 func (e *engine) registerOut(s *luajit.State) error {
-	if err := s.RegisterC("__sp.say", unsafe.Pointer(C.spindle_lua_say), unsafe.Pointer(e.rt)); err != nil {
-		return err
-	}
-	if err := s.RegisterC("__sp.print", unsafe.Pointer(C.spindle_lua_print), unsafe.Pointer(e.rt)); err != nil {
-		return err
-	}
-	// The digests of libcrypto (rt.c), for the prelude's ngx.md5 and friends.
-	for name, fn := range map[string]unsafe.Pointer{
-		"digest_init": unsafe.Pointer(C.spindle_lua_digest_init),
-		"c_md5":       unsafe.Pointer(C.spindle_lua_md5),
-		"c_md5_bin":   unsafe.Pointer(C.spindle_lua_md5_bin),
-		"c_sha1_bin":  unsafe.Pointer(C.spindle_lua_sha1_bin),
+	rt := unsafe.Pointer(e.rt)
+	for _, f := range []struct {
+		name string
+		fn   unsafe.Pointer
+		ud   unsafe.Pointer
+	}{
+		{"say", unsafe.Pointer(C.spindle_lua_say), rt},
+		{"print", unsafe.Pointer(C.spindle_lua_print), rt},
+		{"digest_init", unsafe.Pointer(C.spindle_lua_digest_init), nil},
+		{"c_md5", unsafe.Pointer(C.spindle_lua_md5), nil},
+		{"c_md5_bin", unsafe.Pointer(C.spindle_lua_md5_bin), nil},
+		{"c_sha1_bin", unsafe.Pointer(C.spindle_lua_sha1_bin), nil},
+		{"c_var", unsafe.Pointer(C.spindle_lua_var), rt},
+		{"c_header_set", unsafe.Pointer(C.spindle_lua_header_set), rt},
+		{"c_req_headers", unsafe.Pointer(C.spindle_lua_req_headers), rt},
+		{"c_uri_args", unsafe.Pointer(C.spindle_lua_uri_args), rt},
 	} {
-		if err := s.RegisterC("__sp."+name, fn, nil); err != nil {
-			return err
-		}
-	}
-	if err := s.RegisterC("__sp.c_var", unsafe.Pointer(C.spindle_lua_var), unsafe.Pointer(e.rt)); err != nil {
-		return err
-	}
-	for name, fn := range map[string]unsafe.Pointer{
-		"c_header_set":  unsafe.Pointer(C.spindle_lua_header_set),
-		"c_req_headers": unsafe.Pointer(C.spindle_lua_req_headers),
-		"c_uri_args":    unsafe.Pointer(C.spindle_lua_uri_args),
-	} {
-		if err := s.RegisterC("__sp."+name, fn, unsafe.Pointer(e.rt)); err != nil {
+		if err := s.RegisterC("__sp."+f.name, f.fn, f.ud); err != nil {
 			return err
 		}
 	}
