@@ -88,6 +88,17 @@ http {
         ngx.say(v)
       LUA
     }
+    location "= /redis_short" {
+      content_by_lua = <<-LUA
+        local redis = require "nginx.redis"
+        local red = redis:new(); red:set_timeout(1000)
+        local ok, err = red:connect("127.0.0.1", REDISPORT)
+        if not ok then ngx.status = 502; ngx.say(err); return end
+        local v = red:get("foo")
+        red:close()
+        ngx.say(v)
+      LUA
+    }
   }
 }
 `
@@ -133,5 +144,5 @@ func BenchmarkLuaMulti(b *testing.B) { testserver.BenchPath(b, benchConf, "GET /
 func BenchmarkLuaRedis(b *testing.B) {
 	addr := backends.StartRedis(b).Addr()
 	_, port, _ := net.SplitHostPort(addr)
-	testserver.BenchPath(b, strings.Replace(benchConf, "REDISPORT", port, 1), "GET /redis"+benchReq)
+	testserver.BenchPath(b, strings.ReplaceAll(benchConf, "REDISPORT", port), "GET /redis"+benchReq)
 }

@@ -104,29 +104,13 @@ func benchRedisPort(b *testing.B) string {
 
 // BenchmarkLoopRedis is /redis (lua-resty-redis GET over a pooled cosocket).
 func BenchmarkLoopRedis(b *testing.B) {
-	benchLoop(b, strings.Replace(benchConf, "REDISPORT", benchRedisPort(b), 1), "/redis", 8)
+	benchLoop(b, strings.ReplaceAll(benchConf, "REDISPORT", benchRedisPort(b)), "/redis", 8)
 }
-
-const loopRedisShortConf = `
-    location "= /redis_short" {
-      content_by_lua = <<-LUA
-        local redis = require "nginx.redis"
-        local red = redis:new(); red:set_timeout(1000)
-        local ok, err = red:connect("127.0.0.1", REDISPORT)
-        if not ok then ngx.status = 502; ngx.say(err); return end
-        local v = red:get("foo")
-        red:close()
-        ngx.say(v)
-      LUA
-    }
-  }
-}
-`
 
 // BenchmarkLoopRedisShort is bench.sh's redis_short_lua: lua-resty-redis connecting
 // for each request (connect, GET, close).
 func BenchmarkLoopRedisShort(b *testing.B) {
-	benchLoop(b, strings.ReplaceAll(loopConf(loopRedisShortConf), "REDISPORT", benchRedisPort(b)), "/redis_short", 8)
+	benchLoop(b, strings.ReplaceAll(benchConf, "REDISPORT", benchRedisPort(b)), "/redis_short", 8)
 }
 
 // BenchmarkLoopGateway is bench.sh's lua_gateway (BenchmarkLuaGateway's /gateway)
