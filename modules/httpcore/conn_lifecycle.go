@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
 
 // Engine serves HTTP/1.1 on a worker's listening sockets with a Config. TCP listeners
@@ -297,7 +295,7 @@ type conn struct {
 	rs  *reqState
 	br  *bufio.Reader
 	bw  *bufio.Writer
-	hdr *fasthttp.RequestHeader
+	hdr *reqHeader
 	req *Request
 
 	requests  int
@@ -335,7 +333,7 @@ type conn struct {
 type reqState struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
-	hdr  fasthttp.RequestHeader
+	hdr  reqHeader
 	req  Request
 	scan headScan // of the head being read
 	// target: the request target of the last request that had this state, whose
@@ -793,8 +791,10 @@ func (c *conn) readHeadData(core *CoreConf) int {
 		}
 	}
 	c.headDeadline = false
-	c.hdr.Reset()
-	if err := c.hdr.Read(c.br); err != nil {
+	head, _ := c.br.Peek(c.rs.scan.n)
+	err := c.hdr.parse(head)
+	c.br.Discard(c.rs.scan.n)
+	if err != nil {
 		c.reject(400, err.Error())
 		return headDone
 	}
@@ -883,7 +883,7 @@ func (c *conn) logRejected(status, headBytes, bodyBytes int) {
 		buf = buf[:i]
 	}
 	buf = bytes.TrimSuffix(buf, []byte("\r"))
-	c.hdr.Reset() // not the previous request's headers
+	c.hdr.reset() // not the previous request's headers
 	r := c.req
 	r.reset()
 	r.cfg, r.c, r.main, r.hdr = c.e.cfg, c, r, c.hdr

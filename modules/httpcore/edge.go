@@ -4,11 +4,11 @@ import (
 	"bytes"
 )
 
-// The edge checks run over the raw request head before fasthttp parses it. fasthttp is
-// lenient where a server in front of other servers must not be: bare LF line ends,
-// folded lines, header names with spaces, Content-Length beside Transfer-Encoding and
-// unknown HTTP versions all make requests that different parsers read differently
-// (request smuggling). spindle answers them with 400 (501 for an unknown
+// The edge checks run over the raw request head before reqHeader indexes it. Parsers
+// are often lenient where a server in front of other servers must not be: bare LF line
+// ends, folded lines, header names with spaces, Content-Length beside
+// Transfer-Encoding and unknown HTTP versions all make requests that different parsers
+// read differently (request smuggling). spindle answers them with 400 (501 for an unknown
 // Transfer-Encoding, 505 for an unsupported version) and closes the connection.
 
 // headLimits bounds the request head, as nginx's large_client_header_buffers.

@@ -2,7 +2,6 @@ package httpcore
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/spindle-server/spindle/internal/version"
-	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -1250,24 +1248,15 @@ func (s *h2stream) prepare() bool {
 	return true
 }
 
-// h2HeadBufs hold the HTTP/1.1 form of a stream's head while fasthttp parses it.
-var h2HeadBufs = sync.Pool{New: func() any { return &h2HeadBuf{br: bufio.NewReaderSize(nil, 4096)} }}
-
-type h2HeadBuf struct {
-	b  []byte
-	rd bytes.Reader
-	br *bufio.Reader
-}
-
 // parseHead gives the stream's fields to the request header the phases read, as the
 // HTTP/1.1 head they stand for (the same parser, so the same view of the headers as an
 // HTTP/1.1 request's): :authority becomes Host, cookie fields are joined with "; "
 // (RFC 9113 §8.2.3). The fields were checked as they were decoded (no CR, LF or NUL).
-func (s *h2stream) parseHead(hdr *fasthttp.RequestHeader) (method, path, authority string, ok bool) {
+func (s *h2stream) parseHead(hdr *reqHeader) (method, path, authority string, ok bool) {
 	var cookies []string
-	hb := h2HeadBufs.Get().(*h2HeadBuf)
-	defer h2HeadBufs.Put(hb)
-	b := hb.b[:0]
+	bp := h2HeadBufs.Get().(*[]byte)
+	defer h2HeadBufs.Put(bp)
+	b := (*bp)[:0]
 	for _, f := range s.reqFields {
 		switch f.Name {
 		case ":method":
@@ -1312,14 +1301,13 @@ func (s *h2stream) parseHead(hdr *fasthttp.RequestHeader) (method, path, authori
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "\r\n"...)
-	hb.b = b
-	hb.rd.Reset(b)
-	hb.br.Reset(&hb.rd)
-	hdr.Reset()
-	err := hdr.Read(hb.br)
-	hb.br.Reset(nil)
-	return method, path, authority, err == nil
+	*bp = b
+	return method, path, authority, hdr.parse(b) == nil
 }
+
+// h2HeadBufs hold the HTTP/1.1 form of a stream's head while it is parsed (parse
+// copies it).
+var h2HeadBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // end forgets a stream whose request is over: the rest of its body is refused with
 // RST_STREAM(NO_ERROR) (RFC 9113 §8.1) and its share of the connection window given

@@ -1,10 +1,10 @@
 package httpcore
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,7 +12,6 @@ import (
 	"unsafe"
 
 	"github.com/spindle-server/spindle/internal/errlog"
-	"github.com/valyala/fasthttp"
 )
 
 // Log levels for Request.Logf, re-exported so modules need not import errlog.
@@ -50,9 +49,9 @@ type Request struct {
 	absHost      string // host of an absolute-form request target
 	realAddr     string // main: the client address set by SetRemoteAddr
 	http10       bool
-	hdr          *fasthttp.RequestHeader // parsed headers (shared with the parent by subrequests)
-	hdrOverlay   *Header                 // main: headers changed by modules; sub: its own headers once changed
-	hdrDeleted   []string                // main: parsed headers that modules removed or replaced
+	hdr          *reqHeader // parsed headers (shared with the parent by subrequests)
+	hdrOverlay   *Header    // main: headers changed by modules; sub: its own headers once changed
+	hdrDeleted   []string   // main: parsed headers that modules removed or replaced
 	snapMu       sync.Mutex
 	snapshot     *Header // main: its headers as an immutable list, for subrequests
 
@@ -156,10 +155,10 @@ func (r *Request) Proto() string {
 // StartTime is when the request began.
 func (r *Request) StartTime() time.Time { return r.start }
 
-// Request headers: a main request reads fasthttp's parsed header, with the changes
+// Request headers: a main request reads its parsed head (reqHeader), with the changes
 // modules made in an overlay. A subrequest reads its parent's headers as an immutable
-// list (subrequests may run concurrently, and fasthttp's header is not safe for
-// concurrent readers), and copies them the first time it changes one.
+// list (subrequests may run while their parent changes its own headers), and copies
+// them the first time it changes one.
 
 // Header returns the first value of a request header.
 func (r *Request) Header(name string) string {
@@ -214,13 +213,11 @@ func (r *Request) VisitHeaders(f func(key, value string)) {
 		}
 		return
 	}
-	for k, v := range r.hdr.AllInOrder() {
-		key := string(k)
-		if r.headerDeleted(key) {
-			continue
+	r.hdr.Visit(func(k, v []byte) {
+		if key := string(k); !r.headerDeleted(key) {
+			f(key, string(v))
 		}
-		f(key, string(v))
-	}
+	})
 	if r.hdrOverlay != nil {
 		for _, kv := range r.hdrOverlay.Fields() {
 			f(kv.Key, kv.Value)
@@ -231,44 +228,19 @@ func (r *Request) VisitHeaders(f func(key, value string)) {
 // VisitHeaderViews is VisitHeaders for a caller that copies what it keeps: key and
 // value may be views of the request's buffers, valid only during the call to f
 // (ngx.req.get_headers copies them into Lua: 10 allocations less for 5 headers),
-// and names come as the client sent them. It reads the header block the edge
-// checked (CRLF lines, no folding, a name before each colon) rather than
-// fasthttp's AllInOrder, which scans it again and rewrites every name in place:
-// 1,700 instructions for 4 headers under callgrind.
+// and names come as the client sent them.
 func (r *Request) VisitHeaderViews(f func(key, value string)) {
 	if r.hdr == nil {
 		r.VisitHeaders(f)
 		return
 	}
-	raw := r.hdr.RawHeaders()
-	for len(raw) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			line, raw = raw, nil
-		}
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
-		if len(line) == 0 {
-			break
-		}
-		c := bytes.IndexByte(line, ':')
-		if c <= 0 {
-			continue
-		}
-		key := unsafe.String(unsafe.SliceData(line), c)
+	h := r.hdr
+	for _, fl := range h.fields {
+		key := unsafe.String(&h.buf[fl.name.start], int(fl.name.end-fl.name.start))
 		if r.headerDeleted(key) {
 			continue
 		}
-		v := line[c+1:]
-		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-			v = v[1:]
-		}
-		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-			v = v[:len(v)-1]
-		}
+		v := h.bytes(fl.value)
 		f(key, unsafe.String(unsafe.SliceData(v), len(v)))
 	}
 	if r.hdrOverlay != nil {
@@ -817,12 +789,13 @@ func AppendErrorPage(dst []byte, status int) []byte {
 	return dst
 }
 
-// StatusText is the reason phrase of a status code.
+// StatusText is the reason phrase of a status code, empty for a code without one:
+// nginx then sends "HTTP/1.1 599 " and no phrase.
 func StatusText(code int) string {
 	if code == 499 {
 		return "Client Closed Request"
 	}
-	return fasthttp.StatusMessage(code)
+	return http.StatusText(code)
 }
 
 // Body reads the whole request body (bounded by client_max_body_size: a larger body
