@@ -792,12 +792,11 @@ func (c *conn) readHeadData(core *CoreConf) int {
 	}
 	c.headDeadline = false
 	head, _ := c.br.Peek(c.rs.scan.n)
-	err := c.hdr.parse(head)
-	c.br.Discard(c.rs.scan.n)
-	if err != nil {
-		c.reject(400, err.Error())
+	if err := c.hdr.parse(head); err != nil {
+		c.reject(400, err.Error()) // logs the request line still in the reader
 		return headDone
 	}
+	c.br.Discard(c.rs.scan.n)
 	return headOK
 }
 
