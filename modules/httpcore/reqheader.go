@@ -152,17 +152,21 @@ func parseLength(v []byte) int64 {
 // in any case.
 func hasToken(v []byte, token string) bool {
 	for len(v) > 0 {
-		item := v
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			v = nil
-		}
+		var item []byte
+		item, v = cutItem(v, ',')
 		if equalFold(trimOWS(item), token) {
 			return true
 		}
 	}
 	return false
+}
+
+// cutItem splits the first item of a list separated by sep from the rest.
+func cutItem(v []byte, sep byte) (item, rest []byte) {
+	if i := bytes.IndexByte(v, sep); i >= 0 {
+		return v[:i], v[i+1:]
+	}
+	return v, nil
 }
 
 func (h *reqHeader) bytes(s span) []byte { return h.buf[s.start:s.end:s.end] }
@@ -232,12 +236,8 @@ func (h *reqHeader) Cookie(name string) []byte {
 		}
 		v := h.bytes(f.value)
 		for len(v) > 0 {
-			kv := v
-			if i := bytes.IndexByte(v, ';'); i >= 0 {
-				kv, v = v[:i], v[i+1:]
-			} else {
-				v = nil
-			}
+			var kv []byte
+			kv, v = cutItem(v, ';')
 			kv = bytes.TrimSpace(kv)
 			k, val, _ := bytes.Cut(kv, []byte{'='})
 			if string(k) == name {
