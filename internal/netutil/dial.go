@@ -381,7 +381,7 @@ func DialNow(fd int, ap netip.AddrPort) (c net.Conn, ok bool) {
 	if _, _, e := syscall.RawSyscall(syscall.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n))); e != 0 {
 		return nil, false
 	}
-	return newLazyConn(fd, net.TCPAddrFromAddrPort(ap)), true
+	return newLazyConn(fd, ap), true
 }
 
 // DialFinish makes the connection DialStart began a net.Conn once its socket is
@@ -389,10 +389,6 @@ func DialNow(fd int, ap netip.AddrPort) (c net.Conn, ok bool) {
 // event loop does its I/O: it joins Go's poller only if a caller blocks on it
 // (lazyConn).
 func DialFinish(fd int, ap netip.AddrPort) (net.Conn, error) {
-	raddr := net.TCPAddrFromAddrPort(ap)
-	opErr := func(err error) error {
-		return &net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err}
-	}
 	var soErr int32
 	n := uint32(4)
 	_, _, e := syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_ERROR, uintptr(unsafe.Pointer(&soErr)), uintptr(unsafe.Pointer(&n)), 0)
@@ -405,7 +401,7 @@ func DialFinish(fd int, ap netip.AddrPort) (net.Conn, error) {
 	}
 	if err != nil {
 		unix.Close(fd)
-		return nil, opErr(os.NewSyscallError("connect", err))
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: os.NewSyscallError("connect", err)}
 	}
-	return newLazyConn(fd, raddr), nil
+	return newLazyConn(fd, ap), nil
 }

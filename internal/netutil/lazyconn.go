@@ -2,6 +2,7 @@ package netutil
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -16,8 +17,11 @@ import (
 // an epoll_ctl, and leaving one more at the close: three of the fourteen system
 // calls of a Lua request that connects to redis, asks one thing and closes.
 type lazyConn struct {
-	raddr *net.TCPAddr
-	rc    lazyRaw
+	// peer is the remote address, made a net.TCPAddr only when asked for (an error, a
+	// caller that blocks): most connections never need it, and it was an allocation
+	// per connect.
+	peer netip.AddrPort
+	rc   lazyRaw
 
 	mu     sync.Mutex
 	fd     int
@@ -29,8 +33,8 @@ type lazyConn struct {
 // function is done at the first call, need no poller.
 type lazyRaw struct{ c *lazyConn }
 
-func newLazyConn(fd int, raddr *net.TCPAddr) *lazyConn {
-	c := &lazyConn{fd: fd, raddr: raddr}
+func newLazyConn(fd int, peer netip.AddrPort) *lazyConn {
+	c := &lazyConn{fd: fd, peer: peer}
 	c.rc.c = c
 	return c
 }
@@ -45,14 +49,15 @@ func (c *lazyConn) polled() (*tcpConn, error) {
 	if c.closed {
 		return nil, os.ErrClosed
 	}
-	f := os.NewFile(uintptr(c.fd), "tcp "+c.raddr.String())
+	raddr := net.TCPAddrFromAddrPort(c.peer)
+	f := os.NewFile(uintptr(c.fd), "tcp "+raddr.String())
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
 		c.closed = true
 		return nil, err
 	}
-	pc := &tcpConn{f: f, rc: rc, raddr: c.raddr}
+	pc := &tcpConn{f: f, rc: rc, raddr: raddr}
 	pc.rd.readFn, pc.wr.writeFn = pc.rd.read, pc.wr.write
 	c.pc = pc
 	return pc, nil
@@ -62,7 +67,7 @@ func (c *lazyConn) opErr(op string, err error) error {
 	if err == os.ErrClosed {
 		err = net.ErrClosed
 	}
-	return &net.OpError{Op: op, Net: "tcp", Addr: c.raddr, Err: err}
+	return &net.OpError{Op: op, Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.peer), Err: err}
 }
 
 func (c *lazyConn) Read(b []byte) (int, error) {
@@ -111,7 +116,7 @@ func (c *lazyConn) LocalAddr() net.Addr {
 	return la
 }
 
-func (c *lazyConn) RemoteAddr() net.Addr { return c.raddr }
+func (c *lazyConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.peer) }
 
 func (c *lazyConn) SetDeadline(t time.Time) error {
 	pc, err := c.polled()

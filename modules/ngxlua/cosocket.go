@@ -436,13 +436,20 @@ func (e *engine) sockConnect(s *luajit.State) error {
 	}
 	sk.key, sk.keyView = key, scratch
 	if network == "tcp" {
-		addr = net.JoinHostPort(host, strconv.Itoa(port))
+		// In a scratch buffer, as net.JoinHostPort writes it: a connect that ends
+		// in the call keeps no copy (redis_short_lua's: two allocations a request);
+		// one that waits clones it (connectLoop, and below).
+		e.addrBuf = appendHostPort(e.addrBuf[:0], host, port)
+		addr = unsafe.String(unsafe.SliceData(e.addrBuf), len(e.addrBuf))
 	}
 	timeout := sk.timeout(0)
 	if network == "tcp" && ru.r != nil {
 		if lp := ru.r.Loop(); lp != nil && sk.connectLoop(s, ru, lp, addr, timeout) {
 			return nil
 		}
+	}
+	if network == "tcp" {
+		addr = strings.Clone(addr)
 	}
 	sk.writing.Store(true)
 	ru.waitFor(s, func() []any {
@@ -461,6 +468,17 @@ func (e *engine) sockConnect(s *luajit.State) error {
 		return []any{1}
 	})
 	return nil
+}
+
+// appendHostPort appends host:port to b, with brackets around an IPv6 host, as
+// net.JoinHostPort.
+func appendHostPort(b []byte, host string, port int) []byte {
+	if strings.IndexByte(host, ':') >= 0 {
+		b = append(append(append(b, '['), host...), ']')
+	} else {
+		b = append(b, host...)
+	}
+	return strconv.AppendInt(append(b, ':'), int64(port), 10)
 }
 
 // sockSend is sock:send(data) (the prelude flattens tables).

@@ -603,6 +603,32 @@ func TestCosocketStalledPeer(t *testing.T) {
 	}
 }
 
+// An IPv6 literal connects as IPv4 does (the address is written [::1]:port, as
+// net.JoinHostPort), and a refused connect is logged with that address.
+func TestCosocketIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	}
+	ln.Close()
+	srv := startTCP(t, "tcp", "[::1]:0", lineServer)
+	s := serve(t, "", `
+    location "= /v6" {
+      content_by_lua = <<-LUA
+        local sock = ngx.socket.tcp()
+        sock:settimeout(1000)
+        local ok, err = sock:connect("::1", tonumber(ngx.var.arg_port))
+        if not ok then ngx.say("failed: ", err) return end
+        sock:send("over v6\n")
+        ngx.say(sock:receive())
+        sock:close()
+      LUA
+    }`)
+	check(t, s.Get("/v6?port="+srv.port()), 200, "echo: over v6\n")
+	check(t, s.Get("/v6?port=1"), 200, "failed: connection refused\n")
+	checkLog(t, s, "lua tcp socket connect() to [::1]:1 failed: connection refused")
+}
+
 func TestCosocketUnix(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "echo.sock")
 	srv := startTCP(t, "unix", path, lineServer)

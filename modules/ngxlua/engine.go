@@ -58,6 +58,7 @@ type engine struct {
 	sb        *sockBuf   // a socket's buffered data for the prelude's receive (sockrt.go)
 	sbSock    *tcpSock   // whose
 	keyBuf    []byte     // a cosocket pool's key, built for a lookup (sockConnect)
+	addrBuf   []byte     // a cosocket's host:port, built for a connect (sockConnect)
 	pools     *sockPools
 	regexes   map[reKey]*pcre.Regexp
 	ovec      []int // compileRegex's match offsets

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -426,7 +427,7 @@ func (sk *tcpSock) readTimedOut() []any { return sk.readFailed(os.ErrDeadlineExc
 
 // connectLoop connects sk to addr ("ip:port") on the event loop: the socket is
 // writable once the handshake is over. ok false: addr needs step 1 (a name to
-// resolve).
+// resolve). addr may be a view of a scratch buffer, valid during the call.
 func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr string, timeout time.Duration) (ok bool) {
 	fd, ap, ok, err := netutil.DialStart(addr)
 	if !ok {
@@ -454,6 +455,7 @@ func (sk *tcpSock) connectLoop(s *luajit.State, ru *run, lp *httpcore.Loop, addr
 		s.PushInt(1)
 		return true
 	}
+	addr = strings.Clone(addr) // a view of sockConnect's scratch buffer: kept now
 	giveUp := func() {
 		ls.Close(true)
 		sk.ls = nil
