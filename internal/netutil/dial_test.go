@@ -207,6 +207,10 @@ func TestDialFinishJoinsPollerOnlyToBlock(t *testing.T) {
 	if la := c.LocalAddr().(*net.TCPAddr); la.Port == 0 || lc.pc != nil {
 		t.Fatalf("local address %v", la)
 	}
+	// The peer, kept as a netip.AddrPort, is made a net.TCPAddr when asked.
+	if got, want := c.RemoteAddr().String(), ln.Addr().String(); got != want || lc.pc != nil {
+		t.Fatalf("RemoteAddr = %s, want %s", got, want)
+	}
 	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past the deadline: %v", err)

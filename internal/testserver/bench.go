@@ -126,3 +126,22 @@ func (l *Listener) Close() error {
 
 // Addr is an empty TCP address.
 func (l *Listener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// RedisLuaLocation is the location of bench.sh's lua-resty-redis pages at path: connect
+// to redis on REDISPORT (the caller's placeholder), GET foo, then release, which is
+// "red:set_keepalive(10000, 512)" for /redis_lua or "red:close()" for
+// /redis_short_lua, and say the value.
+func RedisLuaLocation(path, release string) string {
+	return `
+    location "= ` + path + `" {
+      content_by_lua = <<-LUA
+        local redis = require "nginx.redis"
+        local red = redis:new(); red:set_timeout(1000)
+        local ok, err = red:connect("127.0.0.1", REDISPORT)
+        if not ok then ngx.status = 502; ngx.say(err); return end
+        local v = red:get("foo")
+        ` + release + `
+        ngx.say(v)
+      LUA
+    }`
+}

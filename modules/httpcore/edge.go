@@ -380,16 +380,24 @@ func validHost(h []byte) bool {
 // others, most of a host ("127.0.0.1:8080": 303 -> 226 instructions, callgrind).
 var hostSpecial = [256]bool{'.': true, ':': true, '[': true, ']': true, '/': true, '\\': true, 0: true, ' ': true}
 
-func equalFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
+// equalFold reports whether b and s are equal in ASCII case folding: the edge's
+// names against lower-case literals, and reqHeader's lookups of any name.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
 		return false
 	}
 	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
+		x, y := b[i], s[i]
+		if x == y {
+			continue
 		}
-		if c != lower[i] {
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
 			return false
 		}
 	}

@@ -201,7 +201,7 @@ func (h *reqHeader) RawHeaders() []byte { return h.buf[h.lineEnd:len(h.buf):len(
 // Peek is the value of the first header named name (in any case), nil without one.
 func (h *reqHeader) Peek(name string) []byte {
 	for _, f := range h.fields {
-		if foldEqual(h.bytes(f.name), name) {
+		if equalFold(h.bytes(f.name), name) {
 			return h.bytes(f.value)
 		}
 	}
@@ -212,7 +212,7 @@ func (h *reqHeader) Peek(name string) []byte {
 func (h *reqHeader) PeekAll(name string) [][]byte {
 	var out [][]byte
 	for _, f := range h.fields {
-		if foldEqual(h.bytes(f.name), name) {
+		if equalFold(h.bytes(f.name), name) {
 			out = append(out, h.bytes(f.value))
 		}
 	}
@@ -231,7 +231,7 @@ func (h *reqHeader) Visit(f func(name, value []byte)) {
 // without one.
 func (h *reqHeader) Cookie(name string) []byte {
 	for _, f := range h.fields {
-		if !foldEqual(h.bytes(f.name), "cookie") {
+		if !equalFold(h.bytes(f.name), "cookie") {
 			continue
 		}
 		v := h.bytes(f.value)
@@ -249,27 +249,4 @@ func (h *reqHeader) Cookie(name string) []byte {
 		}
 	}
 	return nil
-}
-
-// foldEqual reports whether a and b are equal in ASCII case folding.
-func foldEqual(a []byte, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -14,7 +14,7 @@ import (
 
 // benchConf mirrors the benchmark's anchor configuration (shared/anchors/nginx.conf):
 // /lua, /multi and /redis are OpenResty's pages of the side-by-side benchmark.
-const benchConf = `
+var benchConf = `
 http {
   lua_package_path = "/usr/share/lua/5.1/?.lua;;"
   server {
@@ -77,28 +77,8 @@ http {
         ngx.print(r1.body, ",", r2.body)
       LUA
     }
-    location "= /redis" {
-      content_by_lua = <<-LUA
-        local redis = require "nginx.redis"
-        local red = redis:new(); red:set_timeout(1000)
-        local ok, err = red:connect("127.0.0.1", REDISPORT)
-        if not ok then ngx.status = 502; ngx.say(err); return end
-        local v = red:get("foo")
-        red:set_keepalive(10000, 512)
-        ngx.say(v)
-      LUA
-    }
-    location "= /redis_short" {
-      content_by_lua = <<-LUA
-        local redis = require "nginx.redis"
-        local red = redis:new(); red:set_timeout(1000)
-        local ok, err = red:connect("127.0.0.1", REDISPORT)
-        if not ok then ngx.status = 502; ngx.say(err); return end
-        local v = red:get("foo")
-        red:close()
-        ngx.say(v)
-      LUA
-    }
+` + testserver.RedisLuaLocation("/redis", "red:set_keepalive(10000, 512)") +
+	testserver.RedisLuaLocation("/redis_short", "red:close()") + `
   }
 }
 `

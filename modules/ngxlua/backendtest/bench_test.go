@@ -112,7 +112,7 @@ func benchConns(b *testing.B, config, path, want string, conns int) {
 // benchConf has the fast path beside the two ways spindle had before it: the redis
 // module's location (redis_pass) and lua-resty-redis on cosockets, the anchor page
 // OpenResty serves.
-const benchConf = `
+var benchConf = `
 http {
   lua_package_path = "/usr/share/lua/5.1/?.lua;;"
   upstream "redis_pool" {
@@ -131,17 +131,7 @@ http {
       redis_query = ["get", "foo"]
       redis_reply = "value"
     }
-    location "= /redis_lua" {
-      content_by_lua = <<-LUA
-        local redis = require "nginx.redis"
-        local red = redis:new(); red:set_timeout(1000)
-        local ok, err = red:connect("127.0.0.1", REDISPORT)
-        if not ok then ngx.status = 502; ngx.say(err); return end
-        local v = red:get("foo")
-        red:set_keepalive(10000, 512)
-        ngx.say(v)
-      LUA
-    }
+` + testserver.RedisLuaLocation("/redis_lua", "red:set_keepalive(10000, 512)") + `
     location "= /memc_fast" {
       content_by_lua = "ngx.say((spindle.memcached(\"MEMCADDR\"):get(\"foo\")))"
     }
